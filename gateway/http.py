@@ -1,0 +1,94 @@
+"""The gateway's HTTP plumbing: JSON bodies, bearer tokens, and one shape for every error.
+
+Every error answers ``{"error": {"code": ..., "message": ..., "details": ...}}``
+with the request's correlation id in ``X-Correlation-Id``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from functools import wraps
+
+import structlog
+from nameko.exceptions import UnknownService
+
+from kernel.auth import AuthError, Principal, token_from_header, verify_token
+from kernel.config import Settings
+from kernel.context import CORRELATION_ID
+from kernel.errors import Forbidden, PlatformError
+from kernel.health import json_response
+from kernel.logging import get_logger
+from kernel.rpc import RpcTimeout
+
+CORRELATION_HEADER = "X-Correlation-Id"
+MAX_BODY_BYTES = 64 * 1024
+CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+log = get_logger(__name__)
+
+
+class BadRequest(PlatformError):
+    code, status = "bad_request", 400
+
+
+class Unauthorized(PlatformError):
+    code, status = "unauthorized", 401
+
+
+class ServiceUnavailable(PlatformError):
+    code, status = "service_unavailable", 503
+
+
+class UpstreamTimeout(PlatformError):
+    code, status = "upstream_timeout", 504
+
+
+def json_body(request) -> object:
+    """The request body as JSON, or :class:`BadRequest`."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest("the body is not valid JSON", {"body": [str(error)]}) from error
+
+
+def principal(request, settings: Settings, roles: frozenset[str] | None = None) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>``; optionally limited to ``roles``."""
+    try:
+        caller = verify_token(settings, token_from_header(request.headers.get("Authorization")))
+    except AuthError as error:
+        raise Unauthorized(error.message, {"token": [error.code]}) from error
+    if roles is not None and caller.role not in roles:
+        raise Forbidden(f"the role {caller.role} may not do this")
+    return caller
+
+
+def endpoint(method):
+    """Run a gateway handler: correlation id in, JSON out, every failure as a structured error."""
+
+    @wraps(method)
+    def wrapper(self, request, *args, **kwargs):
+        correlation_id = request.headers.get(CORRELATION_HEADER, "")
+        if not CORRELATION_PATTERN.fullmatch(correlation_id):
+            correlation_id = uuid.uuid4().hex
+        self.context_data[CORRELATION_ID] = correlation_id
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        headers = {CORRELATION_HEADER: correlation_id}
+        try:
+            status, body = method(self, request, *args, **kwargs)
+        except PlatformError as error:
+            return json_response(error.status, {"error": error.to_dict()}, headers)
+        except UnknownService as error:
+            log.error("gateway.service_down", error=str(error))
+            failure = ServiceUnavailable("a service this needs is not running", {"service": [str(error)]})
+            return json_response(503, {"error": failure.to_dict()}, {**headers, "Retry-After": "5"})
+        except RpcTimeout as error:
+            log.error("gateway.upstream_timeout", error=str(error))
+            failure = UpstreamTimeout(str(error))
+            return json_response(504, {"error": failure.to_dict()}, {**headers, "Retry-After": "5"})
+        return json_response(status, body, headers)
+
+    return wrapper

@@ -1,0 +1,129 @@
+"""Configuration read from the environment, in one place.
+
+Every process of the platform (each service, the gateway, the CLI) reads its
+settings here and nowhere else, so the names below are the complete list of
+environment variables the code understands. ``docker-compose.yml`` is held
+against :data:`ENVIRONMENT` by a test.
+
+>>> settings = Settings.from_env({"AMQP_URI": "amqp://u:p@broker:5672/"})
+>>> settings.amqp_uri
+'amqp://u:p@broker:5672/'
+>>> settings.rpc_timeout
+5.0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENVIRONMENT: dict[str, str] = {
+    "AMQP_URI": "RabbitMQ connection URI",
+    "MONGO_URI": "MongoDB connection URI; the CLI starts an embedded SecantusDB when unset",
+    "MONGO_DB_PREFIX": "prefix of every service's own database name",
+    "HUISHENG_HOME": "directory for data, logs and run state of the local platform",
+    "HUISHENG_SECRET": "HMAC secret that signs bearer tokens",
+    "HUISHENG_COMMUNITY": "default community id (Open311 jurisdiction_id)",
+    "GATEWAY_HOST": "address the gateway binds",
+    "GATEWAY_PORT": "port of the gateway",
+    "HTTP_HOST": "address a service binds for /health and /ready",
+    "HTTP_PORT": "port a service binds for /health and /ready",
+    "SECANTUS_PORT": "port of the embedded SecantusDB the CLI starts",
+    "RPC_TIMEOUT": "seconds an RPC caller waits for a reply",
+    "MAX_WORKERS": "concurrent workers per service process",
+    "RETRY_DELAYS_MS": "comma-separated back-off delays of a failing handler",
+    "OUTBOX_SWEEP_SECONDS": "interval of the outbox relay's sweep",
+    "OUTBOX_GRACE_SECONDS": "age of an unpublished event before the sweep takes it",
+    "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
+    "LOG_FORMAT": "json (default) or console",
+    "HUISHENG_STOP_TIMEOUT": "seconds a process may take to stop gracefully before it exits anyway",
+}
+
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_SECRET = "huisheng-development-secret-change-me"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Immutable settings of one process."""
+
+    amqp_uri: str = DEFAULT_AMQP_URI
+    mongo_uri: str | None = None
+    mongo_db_prefix: str = "huisheng_"
+    home: Path = field(default_factory=lambda: Path("var"))
+    secret: str = DEFAULT_SECRET
+    community: str = "xingqiao"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    secantus_port: int = 27018
+    rpc_timeout: float = 5.0
+    max_workers: int = 10
+    retry_delays_ms: tuple[int, ...] = (200, 1000, 5000, 20000)
+    outbox_sweep_seconds: float = 1.0
+    outbox_grace_seconds: float = 2.0
+    log_level: str = "INFO"
+    log_format: str = "json"
+    stop_timeout: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        default = cls()
+
+        def get(name: str, fallback):
+            value = env.get(name)
+            return fallback if value in (None, "") else value
+
+        return cls(
+            amqp_uri=get("AMQP_URI", default.amqp_uri),
+            mongo_uri=get("MONGO_URI", None),
+            mongo_db_prefix=get("MONGO_DB_PREFIX", default.mongo_db_prefix),
+            home=Path(get("HUISHENG_HOME", str(default.home))),
+            secret=get("HUISHENG_SECRET", default.secret),
+            community=get("HUISHENG_COMMUNITY", default.community),
+            gateway_host=get("GATEWAY_HOST", default.gateway_host),
+            gateway_port=int(get("GATEWAY_PORT", default.gateway_port)),
+            http_host=get("HTTP_HOST", default.http_host),
+            http_port=int(get("HTTP_PORT", default.http_port)),
+            secantus_port=int(get("SECANTUS_PORT", default.secantus_port)),
+            rpc_timeout=float(get("RPC_TIMEOUT", default.rpc_timeout)),
+            max_workers=int(get("MAX_WORKERS", default.max_workers)),
+            retry_delays_ms=_ints(get("RETRY_DELAYS_MS", "")) or default.retry_delays_ms,
+            outbox_sweep_seconds=float(get("OUTBOX_SWEEP_SECONDS", default.outbox_sweep_seconds)),
+            outbox_grace_seconds=float(get("OUTBOX_GRACE_SECONDS", default.outbox_grace_seconds)),
+            log_level=get("LOG_LEVEL", default.log_level).upper(),
+            log_format=get("LOG_FORMAT", default.log_format),
+            stop_timeout=float(get("HUISHENG_STOP_TIMEOUT", default.stop_timeout)),
+        )
+
+    def database_name(self, service: str) -> str:
+        """Each service owns one database: ``huisheng_tickets``, ``huisheng_notify`` ..."""
+        return f"{self.mongo_db_prefix}{service}"
+
+    def nameko_config(self, *, web_address: str | None = None) -> dict:
+        """The dict a nameko container is built with; kernel extensions read ``HUISHENG``."""
+        config = {
+            "AMQP_URI": self.amqp_uri,
+            "max_workers": self.max_workers,
+            "serializer": "json",
+            "HUISHENG": self,
+        }
+        if web_address:
+            config["WEB_SERVER_ADDRESS"] = web_address
+        return config
+
+
+def settings_of(config: Mapping) -> Settings:
+    """The :class:`Settings` a nameko container was configured with."""
+    settings = config.get("HUISHENG")
+    if isinstance(settings, Settings):
+        return settings
+    return Settings.from_env({k: str(v) for k, v in config.items() if isinstance(k, str)})

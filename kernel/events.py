@@ -1,0 +1,267 @@
+"""The catalogue of events: every type, its versions, its payload schema, its consumers.
+
+This is the one place that says what may be published and who listens. Publishers
+validate against it before an event is stored in an outbox; consumers validate and
+upcast what they receive, so a consumer can still read the previous version of an
+event while the services upgrade one at a time.
+
+>>> wire = {"ticket_id": "T1", "state": "received", "reporter": "r1", "service_code": "roof_leak",
+...         "category": "房屋设施", "priority": "normal", "description": "漏水", "address_string": "3-2-401",
+...         "source": "resident", "created_at": "2026-11-26T08:00:00+00:00"}
+>>> version, payload = upcast("ticket.received", 1, wire)
+>>> version, payload["attached_residents"]
+(2, ['r1'])
+>>> subscription("notify.ticket_events").queue
+'huisheng.notify.ticket_events'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+
+from kernel.envelope import Envelope, MalformedEvent
+
+__all__ = [
+    "CATALOGUE",
+    "SUBSCRIPTIONS",
+    "EventType",
+    "Subscription",
+    "UnknownEventType",
+    "current_version",
+    "subscription",
+    "upcast",
+    "validate_outgoing",
+    "validate_incoming",
+]
+
+TICKET_STATES = (
+    "received", "dispatched", "accepted", "in_progress", "paused", "resolved",
+    "confirmed", "reopened", "closed_not_fixed",
+)
+
+
+class UnknownEventType(MalformedEvent):
+    """An event type (or version) the catalogue does not know."""
+
+
+# --- payload schemas -------------------------------------------------------------------------------
+
+class TicketEventPayload(Schema):
+    """What every ticket event carries; transitions add their own details (reason, assignee ...)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    ticket_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    attached_residents = fields.List(fields.String(), required=True)
+
+
+class TicketReceivedV1(Schema):
+    """Version 1 had a single reporter and no list of attached residents."""
+
+    class Meta:
+        unknown = RAISE
+
+    ticket_id = fields.String(required=True)
+    state = fields.String(required=True)
+    service_code = fields.String(required=True)
+    category = fields.String(required=True)
+    priority = fields.String(required=True)
+    description = fields.String(required=True)
+    address_string = fields.String(load_default=None, allow_none=True)
+    lat = fields.Float(load_default=None, allow_none=True)
+    long = fields.Float(load_default=None, allow_none=True)
+    source = fields.String(required=True)
+    reporter = fields.String(allow_none=True, load_default=None)
+    created_at = fields.String(required=True)
+
+
+class TicketReceivedV2(TicketReceivedV1):
+    """Version 2: every resident attached to the ticket gets echoes (duplicates attach reporters)."""
+
+    attached_residents = fields.List(fields.String(), required=True)
+
+
+class EchoOutcomePayload(Schema):
+    class Meta:
+        unknown = RAISE
+
+    echo_id = fields.String(required=True)
+    ticket_id = fields.String(required=True)
+    recipient = fields.String(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(
+        ("inbox", "sms", "wechat", "email", "webhook", "human")))
+    source_event_id = fields.String(required=True)
+    source_event_type = fields.String(required=True)
+    at = fields.String(required=True)
+    reason = fields.String(load_default=None, allow_none=True)
+
+
+# --- the catalogue ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EventType:
+    """One event type: its schema per version and how to lift each old version one step up."""
+
+    name: str
+    schemas: dict[int, type[Schema]]
+    upcasters: dict[int, Callable[[dict], dict]]  # from version n to n + 1
+    description: str = ""
+
+    @property
+    def current(self) -> int:
+        return max(self.schemas)
+
+
+def _v1_to_v2_attached(payload: dict) -> dict:
+    reporter = payload.get("reporter")
+    return {**payload, "attached_residents": [reporter] if reporter else []}
+
+
+_TICKET_TRANSITIONS = {
+    "ticket.dispatched": "handed to a grid worker, a volunteer team or a unit (派单)",
+    "ticket.accepted": "the assignee signed for it (签收)",
+    "ticket.started": "work began (办理)",
+    "ticket.paused": "paused with a reason the resident is told (延期)",
+    "ticket.resumed": "work resumed after a pause",
+    "ticket.resolved": "staff say it is done; provisional until the callback (办结)",
+    "ticket.confirmed": "the resident confirmed the fix at callback (回访满意)",
+    "ticket.reopened": "the resident said not fixed; priority raised (不满意重办)",
+    "ticket.closed": "closed without a fix, with a reason (转办/无法办理)",
+    "ticket.bounced": "handed back as wrongly dispatched (退单); the clock keeps running",
+    "ticket.escalated": "escalated after repeated bounces (吹哨)",
+    "ticket.attached": "another resident reported the same problem and was attached",
+    "ticket.callback_recorded": "a callback attempt was recorded",
+}
+
+CATALOGUE: dict[str, EventType] = {
+    "ticket.received": EventType(
+        "ticket.received", {1: TicketReceivedV1, 2: TicketReceivedV2}, {1: _v1_to_v2_attached},
+        "a request was received (受理)",
+    ),
+    **{
+        name: EventType(name, {1: TicketEventPayload}, {}, description)
+        for name, description in _TICKET_TRANSITIONS.items()
+    },
+    "echo.delivered": EventType(
+        "echo.delivered", {1: EchoOutcomePayload}, {}, "an echo reached a resident on a channel"
+    ),
+    "echo.failed": EventType(
+        "echo.failed", {1: EchoOutcomePayload}, {}, "an echo could not be delivered; the reason is recorded"
+    ),
+}
+
+
+def _event_type(name: str) -> EventType:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {name!r}") from None
+
+
+def current_version(name: str) -> int:
+    return _event_type(name).current
+
+
+def _validated(event_type: EventType, version: int, payload: dict) -> dict:
+    schema_cls = event_type.schemas.get(version)
+    if schema_cls is None:
+        raise UnknownEventType(f"{event_type.name} has no version {version}")
+    errors = schema_cls().validate(payload)
+    if errors:
+        raise MalformedEvent(f"{event_type.name} v{version} payload is invalid", errors)
+    return payload
+
+
+def upcast(name: str, version: int, payload: dict) -> tuple[int, dict]:
+    """Lift a payload of an older version to the current one, validating each step."""
+    event_type = _event_type(name)
+    _validated(event_type, version, payload)
+    while version < event_type.current:
+        payload = event_type.upcasters[version](payload)
+        version += 1
+        _validated(event_type, version, payload)
+    return version, payload
+
+
+def validate_outgoing(envelope: Envelope) -> Envelope:
+    """Publishers call this before an event is stored: current version, valid payload."""
+    event_type = _event_type(envelope.type)
+    if envelope.version != event_type.current:
+        raise MalformedEvent(
+            f"{envelope.type} must be published at version {event_type.current}, not {envelope.version}"
+        )
+    _validated(event_type, envelope.version, envelope.payload)
+    return envelope
+
+
+def validate_incoming(envelope: Envelope) -> Envelope:
+    """Consumers call this on receipt: a valid payload, upcast to the current version."""
+    version, payload = upcast(envelope.type, envelope.version, envelope.payload)
+    return envelope if version == envelope.version else envelope.with_payload(payload, version)
+
+
+# --- who listens -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Subscription:
+    """A consumer: one durable queue of one service, bound to the event types it handles."""
+
+    name: str  # "<service>.<purpose>"
+    event_types: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def service(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def queue(self) -> str:
+        return f"huisheng.{self.name}"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dlq"
+
+
+RESIDENT_VISIBLE_TICKET_EVENTS = (
+    "ticket.received", "ticket.dispatched", "ticket.accepted", "ticket.started", "ticket.paused",
+    "ticket.resumed", "ticket.resolved", "ticket.confirmed", "ticket.reopened", "ticket.closed",
+    "ticket.attached",
+)
+
+SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    Subscription(
+        "notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS,
+        "echo every change a resident should know about to every attached resident",
+    ),
+    Subscription(
+        "tickets.echo_outcomes", ("echo.delivered", "echo.failed"),
+        "record each echo's outcome on the ticket's timeline",
+    ),
+)
+
+
+def subscription(name: str) -> Subscription:
+    for candidate in SUBSCRIPTIONS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no subscription named {name!r}")
+
+
+def _check_catalogue() -> None:
+    for sub in SUBSCRIPTIONS:
+        unknown = [t for t in sub.event_types if t not in CATALOGUE]
+        if unknown:
+            raise UnknownEventType(f"subscription {sub.name} names unknown event types {unknown}")
+    for event_type in CATALOGUE.values():
+        missing = [v for v in range(1, event_type.current) if v not in event_type.upcasters]
+        if missing:
+            raise UnknownEventType(f"{event_type.name} has no upcaster from versions {missing}")
+
+
+_check_catalogue()

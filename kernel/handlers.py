@@ -1,0 +1,232 @@
+"""Reliable event handlers: retries with back-off, then a dead-letter queue; never ack-and-forget.
+
+nameko's ``@event_handler`` acks a message after the worker finishes even when it
+raised, so a failing handler loses the event. ``@handles`` replaces it for the
+platform's subscriptions (:mod:`kernel.events`):
+
+* the message must be a valid envelope of a catalogued type (upcast to the current
+  version); anything else goes straight to the subscription's dead-letter queue;
+* an event already processed by this subscription is acked without running the
+  handler again (dedupe on ``event_id``, claimed and recorded in the service's
+  own database before and after the handler runs);
+* a handler that raises has its message parked in a retry queue for the next
+  back-off delay and acked only once the broker confirmed the parked copy; after
+  the last attempt the message goes to the dead-letter queue with the error,
+  where ``huisheng ops dlq`` can show and replay it.
+
+Usage::
+
+    class NotifyService:
+        name = "notify"
+
+        @handles("notify.ticket_events")
+        def on_ticket_event(self, event: Envelope):
+            ...
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import timedelta
+from functools import partial
+
+import eventlet
+from nameko.amqp.publish import Publisher
+from nameko.exceptions import ContainerBeingKilled
+from nameko.extensions import SharedExtension
+from nameko.messaging import Consumer, QueueConsumer
+from pymongo.errors import DuplicateKeyError
+
+from kernel.config import settings_of
+from kernel.context import CORRELATION_ID
+from kernel.envelope import Envelope, MalformedEvent, utcnow
+from kernel.events import subscription, validate_incoming
+from kernel.logging import get_logger
+from kernel.mongo import MongoClientProvider
+from kernel.topology import DEAD, consumer_queue, retry_exchange
+
+ATTEMPT = "x-huisheng-attempt"
+ERROR = "x-huisheng-error"
+TRACEBACK = "x-huisheng-traceback"
+FAILED_AT = "x-huisheng-failed-at"
+PROCESSED = "processed_events"
+PROCESSED_RETENTION_SECONDS = 30 * 24 * 3600
+DATABASE_BACKOFF_SECONDS = 1.0
+CLAIM_LEASE_SECONDS = 60.0
+
+log = get_logger(__name__)
+
+
+class ReliableQueueConsumer(QueueConsumer):
+    """A queue consumer that rejects undecodable messages (to the DLQ) instead of crashing."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for consumer in consumers:
+            consumer.on_decode_error = self._on_decode_error
+        return consumers
+
+    def _on_decode_error(self, message, error) -> None:
+        log.error("event.undecodable", error=repr(error), content_type=message.content_type)
+        message.reject(requeue=False)
+
+
+class ProcessedEvents(SharedExtension):
+    """Which events each subscription of this service has handled, or is handling now.
+
+    A delivery *claims* its event before the handler runs. Two copies of one
+    event arriving together (a sweep and a flush both published it; a
+    redelivery after a crash) cannot both run: the second finds the claim. A
+    claim whose worker died expires after ``lease_seconds`` and can be taken over.
+    """
+
+    mongo = MongoClientProvider()
+    lease_seconds = CLAIM_LEASE_SECONDS
+
+    def collection(self):
+        return self.mongo.database(self.container.service_name)[PROCESSED]
+
+    def start(self) -> None:
+        self.collection().create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
+
+    def claim(self, subscription_name: str, event_id: str) -> str:
+        """``"claimed"`` (go ahead), ``"done"`` (a duplicate) or ``"busy"`` (another worker has it)."""
+        key, now = f"{subscription_name}:{event_id}", utcnow()
+        until = now + timedelta(seconds=self.lease_seconds)
+        try:
+            self.collection().insert_one({"_id": key, "state": "processing", "until": until, "at": now})
+            return "claimed"
+        except DuplicateKeyError:
+            pass
+        taken_over = self.collection().find_one_and_update(
+            {"_id": key, "state": "processing", "until": {"$lt": now}}, {"$set": {"until": until}})
+        if taken_over is not None:
+            return "claimed"
+        existing = self.collection().find_one({"_id": key}, {"state": 1})
+        return "busy" if existing and existing.get("state") == "processing" else "done"
+
+    def complete(self, subscription_name: str, event_id: str) -> None:
+        self.collection().update_one({"_id": f"{subscription_name}:{event_id}"},
+                                     {"$set": {"state": "done", "at": utcnow()}, "$unset": {"until": ""}})
+
+    def release(self, subscription_name: str, event_id: str) -> None:
+        """Give the claim up after a failure, so the retried copy can take it."""
+        self.collection().delete_one({"_id": f"{subscription_name}:{event_id}", "state": "processing"})
+
+
+class ReliableEventHandler(Consumer):
+    queue_consumer = ReliableQueueConsumer()
+    processed = ProcessedEvents()
+
+    def __init__(self, subscription_name: str, **kwargs):
+        self.subscription = subscription(subscription_name)
+        super().__init__(queue=consumer_queue(self.subscription), **kwargs)
+
+    def setup(self) -> None:
+        if self.subscription.service != self.container.service_name:
+            raise RuntimeError(
+                f"{self.container.service_name} cannot consume {self.subscription.name}: "
+                f"the subscription belongs to {self.subscription.service}"
+            )
+        settings = settings_of(self.container.config)
+        self.retry_delays_ms = settings.retry_delays_ms
+        self.publisher = Publisher(settings.amqp_uri, use_confirms=True, mandatory=True, serializer="json")
+        super().setup()
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays_ms) + 1
+
+    def handle_message(self, body, message) -> None:
+        try:
+            event = validate_incoming(Envelope.from_wire(body))
+        except MalformedEvent as error:
+            self._dead_letter(body, message, attempt=_attempt(message), error=str(error), trace="")
+            return
+        try:
+            claim = self.processed.claim(self.subscription.name, event.event_id)
+        except Exception as error:
+            # The database is unreachable: hold consumption a moment and give the message back.
+            log.error("event.dedupe_unavailable", event_id=event.event_id, error=repr(error))
+            eventlet.sleep(DATABASE_BACKOFF_SECONDS)
+            self.queue_consumer.requeue_message(message)
+            return
+        if claim == "done":
+            log.info("event.duplicate_skipped", event_id=event.event_id, type=event.type)
+            self.queue_consumer.ack_message(message)
+            return
+        if claim == "busy":
+            # Another worker is handling this very event. Keep the copy until its claim
+            # resolves: if that worker dies, this copy is the one that gets it done.
+            self._park(body, message, event, delay_ms=max(self.retry_delays_ms), attempt=_attempt(message),
+                       error="another delivery of this event is in progress")
+            return
+        context_data = {**self.unpack_message_headers(message), CORRELATION_ID: event.correlation_id}
+        try:
+            self.container.spawn_worker(
+                self, (event,), {}, context_data=context_data,
+                handle_result=partial(self.handle_event_result, body, message, event),
+            )
+        except ContainerBeingKilled:
+            self.queue_consumer.requeue_message(message)
+
+    def handle_event_result(self, body, message, event: Envelope, worker_ctx, result=None, exc_info=None):
+        try:
+            if exc_info is None:
+                self.processed.complete(self.subscription.name, event.event_id)
+                self.queue_consumer.ack_message(message)
+            else:
+                self.processed.release(self.subscription.name, event.event_id)
+                self._failed(body, message, event, exc_info)
+        except Exception as error:
+            # Could not park or record: give the message back so it is not lost.
+            log.error("event.settle_failed", event_id=event.event_id, error=repr(error))
+            self.queue_consumer.requeue_message(message)
+        return result, exc_info
+
+    def _failed(self, body, message, event: Envelope, exc_info) -> None:
+        attempt = _attempt(message)
+        error = f"{exc_info[0].__name__}: {exc_info[1]}"
+        trace = "".join(traceback.format_exception(*exc_info))[-4000:]
+        if attempt >= self.max_attempts:
+            self._dead_letter(body, message, attempt=attempt, error=error, trace=trace)
+            return
+        self._park(body, message, event, delay_ms=self.retry_delays_ms[attempt - 1], attempt=attempt + 1,
+                   error=error)
+
+    def _park(self, body, message, event: Envelope, *, delay_ms: int, attempt: int, error: str) -> None:
+        """Move the message to the retry queue of ``delay_ms``; ack it once the broker has the copy."""
+        log.warning("event.retry_scheduled", event_id=event.event_id, type=event.type,
+                    next_attempt=attempt, delay_ms=delay_ms, error=error)
+        self.publisher.publish(
+            body, exchange=retry_exchange(delay_ms), routing_key=self.subscription.queue,
+            message_id=event.event_id, correlation_id=event.correlation_id,
+            headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000]},
+        )
+        self.queue_consumer.ack_message(message)
+
+    def _dead_letter(self, body, message, *, attempt: int, error: str, trace: str) -> None:
+        log.error("event.dead_lettered", queue=self.subscription.dead_letter_queue,
+                  attempt=attempt, error=error)
+        self.publisher.publish(
+            body, exchange=DEAD, routing_key=self.subscription.queue,
+            message_id=message.properties.get("message_id"),
+            correlation_id=message.properties.get("correlation_id"),
+            headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000], TRACEBACK: trace,
+                     FAILED_AT: utcnow().isoformat()},
+        )
+        self.queue_consumer.ack_message(message)
+
+
+def _headers(message) -> dict:
+    return dict(message.headers or {})
+
+
+def _attempt(message) -> int:
+    try:
+        return max(1, int(_headers(message).get(ATTEMPT, 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+handles = ReliableEventHandler.decorator

@@ -1,0 +1,85 @@
+"""MongoDB for nameko services: one client per container, indexes ensured at start.
+
+All pymongo contact with eventlet stays in this module, so the concurrency model
+can change without touching the services.
+
+Usage::
+
+    class TicketsService:
+        name = "tickets"
+        db = Mongo(indexes=TicketRepository.ensure_indexes)
+
+        @rpc
+        def get(self, ticket_id):
+            return self.db.tickets.find_one({"_id": ticket_id})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nameko.extensions import DependencyProvider, SharedExtension
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from kernel.config import Settings, settings_of
+
+IndexSpec = Callable[[Database], None]
+
+
+def connect(uri: str, *, timeout_ms: int = 5000) -> MongoClient:
+    """A client with the options the platform relies on everywhere.
+
+    Timezone-aware datetimes come back from the database, and every wait is bounded.
+    """
+    return MongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms, 10000), appname="huisheng",
+    )
+
+
+class MongoClientProvider(SharedExtension):
+    """The container's one MongoClient, closed when the container stops."""
+
+    client: MongoClient | None = None
+
+    def setup(self) -> None:
+        settings = settings_of(self.container.config)
+        if not settings.mongo_uri:
+            raise RuntimeError("MONGO_URI is not set: a service needs its database")
+        self.client = connect(settings.mongo_uri)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    kill = stop
+
+    def database(self, service_name: str) -> Database:
+        settings: Settings = settings_of(self.container.config)
+        return self.client[settings.database_name(service_name)]
+
+
+class Mongo(DependencyProvider):
+    """Injects the service's own database."""
+
+    client_provider = MongoClientProvider()
+
+    def __init__(self, indexes: IndexSpec | None = None, **kwargs):
+        self.indexes = indexes
+        super().__init__(**kwargs)
+
+    # Not properties: nameko inspects every attribute of an extension while binding it.
+    def database(self) -> Database:
+        return self.client_provider.database(self.container.service_name)
+
+    def start(self) -> None:
+        if self.indexes is not None:
+            self.indexes(self.database())
+
+    def get_dependency(self, worker_ctx) -> Database:
+        return self.database()
+
+    def ping(self) -> None:
+        self.database().command("ping")

@@ -1,0 +1,203 @@
+"""Transactional outbox: a state change and the events it causes are one write.
+
+A repository stores the events it stages *inside* the document it writes (under
+``_outbox``), so the change and its events are saved atomically — no dual write,
+and on SecantusDB a single-document write costs a third of a transaction. Right
+after the write the relay publishes them with publisher confirms and removes what
+the broker confirmed; a sweep takes whatever is left behind (a crash between
+the write and the publish, a broker outage) once it is older than a grace period.
+A consumer may therefore see an event twice, never zero times: consumers dedupe
+on ``event_id``.
+
+>>> from kernel.envelope import Envelope
+>>> event = Envelope.new("echo.failed", {"echo_id": "e", "ticket_id": "t", "recipient": "r",
+...     "channel": "inbox", "source_event_id": "s", "source_event_type": "ticket.received",
+...     "at": "2026-11-26T08:00:00+00:00", "reason": "no channel"}, community="xingqiao")
+>>> doc = with_events({"_id": "t"}, [event])
+>>> [e["type"] for e in doc[OUTBOX]], SINCE in doc
+(['echo.failed'], True)
+>>> update = push_events({"$set": {"state": "x"}}, [event])
+>>> sorted(update)
+['$min', '$push', '$set']
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+import eventlet
+from nameko.amqp.publish import Publisher
+from nameko.extensions import DependencyProvider, SharedExtension
+from pymongo.collection import Collection
+
+from kernel.config import settings_of
+from kernel.envelope import Envelope, utcnow
+from kernel.events import validate_outgoing
+from kernel.logging import get_logger
+from kernel.mongo import MongoClientProvider
+from kernel.topology import EVENTS
+
+OUTBOX = "_outbox"
+SINCE = "_outbox_since"
+SWEEP_BATCH = 200
+
+log = get_logger(__name__)
+
+
+def staged(envelopes: Iterable[Envelope]) -> list[dict]:
+    """Validate against the catalogue and turn into what the outbox stores (the wire form)."""
+    return [validate_outgoing(envelope).to_wire() for envelope in envelopes]
+
+
+def with_events(document: dict, envelopes: Sequence[Envelope]) -> dict:
+    """A new document carrying its events, for ``insert_one``."""
+    if not envelopes:
+        return document
+    return {**document, OUTBOX: staged(envelopes), SINCE: utcnow()}
+
+
+def push_events(update: dict, envelopes: Sequence[Envelope]) -> dict:
+    """An update that also appends events to the document's outbox, for ``update_one``."""
+    if not envelopes:
+        return update
+    return {
+        **update,
+        "$push": {**update.get("$push", {}), OUTBOX: {"$each": staged(envelopes)}},
+        "$min": {**update.get("$min", {}), SINCE: utcnow()},
+    }
+
+
+def ensure_indexes(collection: Collection) -> None:
+    """The sweep finds documents with unpublished events by their age."""
+    collection.create_index(SINCE, sparse=True, name="outbox_since")
+
+
+class OutboxRelay(SharedExtension):
+    """Publishes outbox events of one container, at once after a write and by a periodic sweep."""
+
+    def __init__(self, **kwargs):
+        self.collection_names: set[str] = set()
+        self._sweeper = None
+        super().__init__(**kwargs)
+
+    mongo = MongoClientProvider()
+
+    def setup(self) -> None:
+        settings = settings_of(self.container.config)
+        self.settings = settings
+        # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
+        # events nobody is bound to in a visible queue instead of dropping them.
+        self.publisher = Publisher(settings.amqp_uri, use_confirms=True, mandatory=True,
+                                   serializer="json", retry=True,
+                                   retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                                 "interval_step": 0.5, "interval_max": 1})
+
+    def register(self, collection_name: str) -> None:
+        self.collection_names.add(collection_name)
+
+    def collections(self) -> dict[str, Collection]:
+        """Resolved on use: the shared Mongo client is set up in no particular order."""
+        db = self.mongo.database(self.container.service_name)
+        return {name: db[name] for name in sorted(self.collection_names)}
+
+    def start(self) -> None:
+        self._sweeper = self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweep")
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.kill()
+            self._sweeper = None
+
+    kill = stop
+
+    def flush_soon(self, collection_name: str, document_id) -> None:
+        """Publish a document's events in the background, right after its write."""
+        self.container.spawn_managed_thread(
+            lambda: self._flush_logged(collection_name, document_id), identifier="outbox-flush"
+        )
+
+    def _flush_logged(self, collection_name: str, document_id) -> None:
+        try:
+            self.flush(self.collections()[collection_name], document_id)
+        except Exception as error:  # the sweep will retry: the events are safe in the document
+            log.warning("outbox.flush_failed", collection=collection_name, error=repr(error))
+
+    def flush(self, collection: Collection, document_id) -> int:
+        """Publish the pending events of one document; returns how many were published."""
+        document = collection.find_one({"_id": document_id}, {OUTBOX: 1})
+        if not document or not document.get(OUTBOX):
+            return 0
+        return self._publish_and_remove(collection, document)
+
+    def _publish_and_remove(self, collection: Collection, document: dict) -> int:
+        published = []
+        for event in document[OUTBOX]:
+            self.publish(event)
+            published.append(event["event_id"])
+        collection.update_one({"_id": document["_id"]},
+                              {"$pull": {OUTBOX: {"event_id": {"$in": published}}}})
+        collection.update_one({"_id": document["_id"], OUTBOX: {"$size": 0}}, {"$unset": {SINCE: ""}})
+        return len(published)
+
+    def publish(self, event: dict) -> None:
+        """Publish one stored event and wait for the broker's confirm."""
+        self.publisher.publish(
+            event, exchange=EVENTS, routing_key=event["type"], message_id=event["event_id"],
+            correlation_id=event["correlation_id"], headers={"x-huisheng-attempt": 1},
+        )
+
+    def sweep(self) -> int:
+        """Publish every event older than the grace period that is still in an outbox."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
+        count = 0
+        for collection in self.collections().values():
+            for document in collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_BATCH):
+                count += self._publish_and_remove(collection, document)
+        if count:
+            log.info("outbox.swept", published=count)
+        return count
+
+    def pending(self) -> dict[str, dict]:
+        """Unpublished events and the age of the oldest, per collection (for ops)."""
+        report = {}
+        for name, collection in self.collections().items():
+            oldest = collection.find_one({SINCE: {"$exists": True}}, {SINCE: 1}, sort=[(SINCE, 1)])
+            lag = (utcnow() - oldest[SINCE]).total_seconds() if oldest else 0.0
+            count = collection.count_documents({SINCE: {"$exists": True}})
+            report[name] = {"documents": count, "oldest_seconds": lag}
+        return report
+
+    def _sweep_forever(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                self.sweep()
+            except Exception as error:
+                log.warning("outbox.sweep_failed", error=repr(error))
+            eventlet.sleep(max(0.05, self.settings.outbox_sweep_seconds - (time.monotonic() - started)))
+
+
+class Outbox(DependencyProvider):
+    """Injects a handle to schedule publication of a document's events after its write.
+
+    ``collections`` names the collections whose documents carry an outbox.
+    """
+
+    relay = OutboxRelay()
+
+    def __init__(self, collections: Sequence[str], **kwargs):
+        self.collection_names = tuple(collections)
+        super().__init__(**kwargs)
+
+    def setup(self) -> None:
+        for name in self.collection_names:
+            self.relay.register(name)
+
+    def start(self) -> None:
+        for name in self.collection_names:
+            ensure_indexes(self.relay.collections()[name])
+
+    def get_dependency(self, worker_ctx) -> OutboxRelay:
+        return self.relay

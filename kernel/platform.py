@@ -1,0 +1,41 @@
+"""What the platform is made of: its processes, by name, and where they listen.
+
+The kernel never imports a service; it names each one by its import path so the
+launcher, the runner and the deployment files agree on one list.
+
+>>> [p.name for p in PROCESSES]
+['tickets', 'notify', 'volunteers', 'gateway']
+>>> process("gateway").http_port_env
+'GATEWAY_PORT'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    service_path: str  # "package.module:ServiceClass"
+    default_port: int  # where /health, /ready (and for the gateway, the API) listen
+    http_port_env: str = "HTTP_PORT"
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.name == "gateway"
+
+
+PROCESSES: tuple[Process, ...] = (
+    Process("tickets", "services.tickets.service:TicketsService", 8101),
+    Process("notify", "services.notify.service:NotifyService", 8102),
+    Process("volunteers", "services.volunteers.service:VolunteersService", 8103),
+    Process("gateway", "gateway.service:GatewayService", 8000, http_port_env="GATEWAY_PORT"),
+)
+
+
+def process(name: str) -> Process:
+    for candidate in PROCESSES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no process named {name!r}; known: {[p.name for p in PROCESSES]}")

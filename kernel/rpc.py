@@ -1,0 +1,75 @@
+"""RPC with a deadline.
+
+nameko 2.14.1's service-side ``RpcProxy`` waits for a reply forever. ``RpcClient``
+waits at most ``timeout`` seconds (default ``RPC_TIMEOUT``) and then raises
+:class:`RpcTimeout`; the request carries the same expiration, so a service that
+comes back late does not work on a request nobody waits for any more. A call to a
+service with no running instance raises nameko's ``UnknownService`` at once.
+
+Usage::
+
+    class GatewayService:
+        tickets = RpcClient("tickets", timeout=3)
+
+        def create(self, data):
+            return self.tickets.create(data)
+"""
+
+from __future__ import annotations
+
+import eventlet
+from nameko.rpc import MethodProxy, ReplyListener, RpcProxy, ServiceProxy
+
+from kernel.config import settings_of
+
+
+class RpcTimeout(Exception):
+    """The called service did not answer within the deadline."""
+
+    def __init__(self, service: str, method: str, timeout: float):
+        super().__init__(f"{service}.{method} did not answer within {timeout:g} s")
+        self.service, self.method, self.timeout = service, method, timeout
+
+
+class TimedMethodProxy(MethodProxy):
+    def __init__(self, worker_ctx, service_name, method_name, reply_listener, *, timeout: float, **options):
+        self.timeout = timeout
+        super().__init__(worker_ctx, service_name, method_name, reply_listener,
+                         expiration=timeout, **options)
+
+    def __call__(self, *args, **kwargs):
+        reply = self._call(*args, **kwargs)
+        expired = RpcTimeout(self.service_name, self.method_name, self.timeout)
+        try:
+            with eventlet.Timeout(self.timeout, expired):
+                return reply.result()
+        except RpcTimeout:
+            self._forget(reply)
+            raise
+
+    def _forget(self, reply) -> None:
+        """Drop the pending reply event so an abandoned call does not leak."""
+        events = self.reply_listener._reply_events
+        for correlation_id, event in list(events.items()):
+            if event is reply.reply_event:
+                events.pop(correlation_id, None)
+
+
+class TimedServiceProxy(ServiceProxy):
+    def __getattr__(self, name):
+        return TimedMethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener, **self.options)
+
+
+class RpcClient(RpcProxy):
+    """An ``RpcProxy`` whose calls time out."""
+
+    rpc_reply_listener = ReplyListener()
+
+    def __init__(self, target_service: str, timeout: float | None = None, **options):
+        self.timeout = timeout
+        super().__init__(target_service, **options)
+
+    def get_dependency(self, worker_ctx) -> TimedServiceProxy:
+        timeout = self.timeout or settings_of(self.container.config).rpc_timeout
+        return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
+                                 timeout=timeout, **self.options)

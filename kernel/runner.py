@@ -1,0 +1,85 @@
+"""Run one process of the platform: ``huisheng service tickets``.
+
+Reads the settings from the environment, declares the broker topology (so no
+event is published before its queue exists), starts the service's container and
+stops it gracefully on SIGTERM or SIGINT: entrypoints stop taking work, running
+workers finish, and if that takes longer than ``HUISHENG_STOP_TIMEOUT`` seconds the
+process exits anyway (nameko ignores stop requests while it reconnects to a
+broker that is gone).
+"""
+
+import eventlet
+
+eventlet.monkey_patch()  # must precede every other import that touches sockets or threads
+
+import importlib  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from nameko.runners import ServiceRunner  # noqa: E402
+
+from kernel import logging as platform_logging  # noqa: E402
+from kernel.config import Settings  # noqa: E402
+from kernel.platform import process  # noqa: E402
+from kernel.topology import declare_all  # noqa: E402
+
+log = platform_logging.get_logger(__name__)
+
+
+def load_service(path: str) -> type:
+    """``"services.tickets.service:TicketsService"`` -> the class."""
+    module_name, _, class_name = path.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def web_address(name: str, settings: Settings) -> str:
+    proc = process(name)
+    if proc.is_gateway:
+        return f"{settings.gateway_host}:{settings.gateway_port}"
+    return f"{settings.http_host}:{settings.http_port or proc.default_port}"
+
+
+def main(name: str) -> int:
+    settings = Settings.from_env()
+    platform_logging.configure(name, settings.log_level, settings.log_format)
+    service_cls = load_service(process(name).service_path)
+    declare_all(settings)
+    runner = ServiceRunner(settings.nameko_config(web_address=web_address(name, settings)))
+    runner.add_service(service_cls)
+    stopping = eventlet.event.Event()
+
+    def on_signal(signum, _frame):
+        log.info("process.stopping", signal=signal.Signals(signum).name)
+        if not stopping.ready():
+            stopping.send(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.start()
+    log.info("process.started", address=web_address(name, settings))
+    eventlet.spawn(_watch, runner, stopping)
+    if stopping.wait() == "crashed":
+        return 1
+    return _stop(runner, settings.stop_timeout)
+
+
+def _watch(runner: ServiceRunner, stopping) -> None:
+    """A container that dies takes the process down, so its supervisor notices."""
+    try:
+        runner.wait()
+    except Exception as error:
+        log.error("process.container_died", error=repr(error))
+    if not stopping.ready():
+        stopping.send("crashed")
+
+
+def _stop(runner: ServiceRunner, timeout: float) -> int:
+    try:
+        with eventlet.Timeout(timeout):
+            runner.stop()
+    except eventlet.Timeout:
+        log.error("process.stop_timeout", seconds=timeout)
+        runner.kill()
+        os._exit(1)
+    log.info("process.stopped")
+    return 0

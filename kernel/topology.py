@@ -1,0 +1,83 @@
+"""The broker topology, declared before anything is published.
+
+Events go to one topic exchange, routed by their type. Each subscription of
+:mod:`kernel.events` has a durable queue bound to its event types. A failing
+handler's message is parked in a retry queue whose TTL is the back-off delay;
+when the TTL expires RabbitMQ dead-letters it to ``huisheng.requeue``, which
+routes it back to its consumer's queue by name. After the last attempt the
+message goes to the consumer's dead-letter queue. An event that no queue is bound
+to lands in ``huisheng.unrouted`` instead of vanishing.
+
+>>> names = [q.name for q in consumer_queues((1000,))]
+>>> "huisheng.notify.ticket_events" in names and "huisheng.notify.ticket_events.dlq" in names
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kombu import Connection, Exchange, Queue, binding
+
+from kernel.config import Settings
+from kernel.events import SUBSCRIPTIONS, Subscription
+
+EVENTS = Exchange("huisheng.events", type="topic", durable=True,
+                  arguments={"alternate-exchange": "huisheng.unrouted"})
+UNROUTED = Exchange("huisheng.unrouted", type="fanout", durable=True)
+REQUEUE = Exchange("huisheng.requeue", type="direct", durable=True)
+DEAD = Exchange("huisheng.dead", type="direct", durable=True)
+UNROUTED_QUEUE = Queue("huisheng.unrouted", exchange=UNROUTED, durable=True)
+
+
+def retry_exchange(delay_ms: int) -> Exchange:
+    return Exchange(f"huisheng.retry.{delay_ms}ms", type="fanout", durable=True)
+
+
+def retry_queue(delay_ms: int) -> Queue:
+    """Messages wait here ``delay_ms``, then go back to the queue named by their routing key."""
+    return Queue(
+        f"huisheng.retry.{delay_ms}ms", exchange=retry_exchange(delay_ms), durable=True,
+        queue_arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE.name},
+    )
+
+
+def consumer_queue(sub: Subscription) -> Queue:
+    """The subscription's queue; a message rejected without requeue goes to its DLQ."""
+    return Queue(
+        sub.queue,
+        bindings=[binding(EVENTS, routing_key=event_type) for event_type in sub.event_types]
+        + [binding(REQUEUE, routing_key=sub.queue)],
+        durable=True,
+        queue_arguments={"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": sub.queue},
+    )
+
+
+def dead_letter_queue(sub: Subscription) -> Queue:
+    return Queue(sub.dead_letter_queue, exchange=DEAD, routing_key=sub.queue, durable=True)
+
+
+def consumer_queues(retry_delays_ms: Iterable[int]) -> list[Queue]:
+    queues = [UNROUTED_QUEUE]
+    queues += [retry_queue(delay) for delay in sorted(set(retry_delays_ms))]
+    for sub in SUBSCRIPTIONS:
+        queues += [consumer_queue(sub), dead_letter_queue(sub)]
+    return queues
+
+
+def declare(connection: Connection, retry_delays_ms: Iterable[int]) -> list[str]:
+    """Declare every exchange, queue and binding; idempotent. Returns the queue names."""
+    channel = connection.default_channel
+    for exchange in (UNROUTED, EVENTS, REQUEUE, DEAD):
+        exchange.declare(channel=channel)
+    queues = consumer_queues(retry_delays_ms)
+    for queue in queues:
+        queue(channel).declare()
+    return [queue.name for queue in queues]
+
+
+def declare_all(settings: Settings) -> list[str]:
+    """Connect to the broker of ``settings`` and declare the whole topology."""
+    with Connection(settings.amqp_uri, connect_timeout=5) as connection:
+        connection.ensure_connection(max_retries=3)
+        return declare(connection, settings.retry_delays_ms)

@@ -1,0 +1,769 @@
+"""The ticket (工单) aggregate: its states, its rules, the events it raises.
+
+Plain Python with no I/O: the current time and the acting person are passed in,
+and every change is recorded twice — a timeline entry on the ticket and a
+:class:`DomainEvent` in ``pending_events`` that the caller drains with
+:meth:`Ticket.pull_events` and stores with the ticket (outbox).
+
+>>> from datetime import datetime, UTC
+>>> from services.tickets.catalogue import Service
+>>> leak = Service("roof_leak", "房屋漏水", "屋顶漏水", "房屋设施", "urgent")
+>>> now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+>>> ticket = Ticket.receive("T1", "xingqiao", leak, "卫生间漏水", "3-2-401", "r1", "resident", now)
+>>> secretary = Actor("s1", "secretary")
+>>> ticket.dispatch({"kind": "worker", "id": "w1"}, now, secretary)
+>>> ticket.state, ticket.status_open311, ticket.version
+(<State.DISPATCHED: 'dispatched'>, 'open', 2)
+>>> [event.type for event in ticket.pull_events()]
+['ticket.received', 'ticket.dispatched']
+
+The life of a ticket (DOMAIN.md)::
+
+    received -> dispatched -> accepted -> in_progress -> resolved -> confirmed
+                    ^  bounce (退单) back to received     |  ^           |
+                    |                         pause  v  | resume      | callback: not fixed / partly fixed
+                    +--------- dispatch ---- reopened <-(paused)       v
+    any open state -> closed_not_fixed {not_responsible, no_further_action, duplicate, cancelled}
+
+Rules where DOMAIN.md is silent are decided in the docstrings of the commands
+(callbacks: :meth:`Ticket.record_callback`; bounces: :meth:`Ticket.bounce`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from services.tickets.catalogue import PRIORITIES, Service
+
+DEFAULT_ESCALATE_AFTER_BOUNCES = 2
+DEFAULT_CALLBACK_ATTEMPTS = 3
+
+
+class State(StrEnum):
+    RECEIVED = "received"  # 受理
+    DISPATCHED = "dispatched"  # 派单
+    ACCEPTED = "accepted"  # 签收
+    IN_PROGRESS = "in_progress"  # 办理
+    PAUSED = "paused"  # 延期
+    RESOLVED = "resolved"  # 办结 (provisional until the callback)
+    CONFIRMED = "confirmed"  # 回访满意
+    REOPENED = "reopened"  # 不满意重办
+    CLOSED_NOT_FIXED = "closed_not_fixed"  # 转办/无法办理
+
+
+CLOSED_STATES: frozenset[State] = frozenset({State.CONFIRMED, State.CLOSED_NOT_FIXED})
+OPEN_STATES: frozenset[State] = frozenset(State) - CLOSED_STATES
+
+OPEN311_STATUS: dict[str, str] = {
+    State.RECEIVED: "open",
+    State.DISPATCHED: "open",
+    State.ACCEPTED: "open",
+    State.IN_PROGRESS: "open",
+    State.PAUSED: "open",
+    State.RESOLVED: "open",
+    State.CONFIRMED: "closed",
+    State.REOPENED: "open",
+    State.CLOSED_NOT_FIXED: "closed",
+}
+"""Open311 GeoReport v2 ``status`` of each state (keys are ``State``, equal to their plain strings)."""
+
+
+class EventType(StrEnum):
+    RECEIVED = "ticket.received"
+    DISPATCHED = "ticket.dispatched"
+    ACCEPTED = "ticket.accepted"
+    STARTED = "ticket.started"
+    PAUSED = "ticket.paused"
+    RESUMED = "ticket.resumed"
+    RESOLVED = "ticket.resolved"
+    CALLBACK_RECORDED = "ticket.callback_recorded"
+    CONFIRMED = "ticket.confirmed"
+    REOPENED = "ticket.reopened"
+    CLOSED = "ticket.closed"
+    BOUNCED = "ticket.bounced"
+    ESCALATED = "ticket.escalated"
+    ATTACHED = "ticket.attached"
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    GRID_WORKER = "grid_worker"
+    VOLUNTEER = "volunteer"
+    SECRETARY = "secretary"
+    ADMIN = "admin"
+
+
+SOURCES: frozenset[str] = frozenset({"resident", "patrol", "hotline", "open311", "staff"})
+ASSIGNEE_KINDS: frozenset[str] = frozenset({"worker", "team", "unit"})
+CLOSE_REASONS: frozenset[str] = frozenset({"not_responsible", "no_further_action", "duplicate", "cancelled"})
+
+FIXED, PARTLY_FIXED, NOT_FIXED, CANT_TELL, NO_ANSWER = (
+    "fixed", "partly_fixed", "not_fixed", "cant_tell", "no_answer",
+)
+CALLBACK_OUTCOMES: frozenset[str] = frozenset({FIXED, PARTLY_FIXED, NOT_FIXED, CANT_TELL, NO_ANSWER})
+INCONCLUSIVE_OUTCOMES: frozenset[str] = frozenset({CANT_TELL, NO_ANSWER})
+SATISFACTION_LEVELS: frozenset[str] = frozenset({"satisfied", "basically_satisfied", "dissatisfied"})
+
+REVIEW_REOPENED_NOT_FIXED = "reopened_not_fixed"
+REVIEW_REOPENED_PARTLY_FIXED = "reopened_partly_fixed"
+REVIEW_CALLBACK_UNANSWERED = "callback_unanswered"
+REVIEW_BOUNCED_REPEATEDLY = "bounced_repeatedly"
+
+
+# --- who may do what -------------------------------------------------------------------------------
+
+class Grant(StrEnum):
+    ALWAYS = "always"
+    IF_ASSIGNED = "if_assigned"  # dispatched to the actor ("worker") or one of the actor's teams
+    IF_SELF = "if_self"  # a resident acting for themselves, on a ticket they are attached to
+
+
+_STAFF = {Role.GRID_WORKER: Grant.ALWAYS, Role.SECRETARY: Grant.ALWAYS, Role.ADMIN: Grant.ALWAYS}
+_ASSIGNED_VOLUNTEER = {Role.VOLUNTEER: Grant.IF_ASSIGNED}
+_SELF_RESIDENT = {Role.RESIDENT: Grant.IF_SELF}
+
+AUTHORISATION: dict[str, dict[str, Grant]] = {
+    "dispatch": _STAFF,
+    "accept": _STAFF | _ASSIGNED_VOLUNTEER,
+    "start": _STAFF | _ASSIGNED_VOLUNTEER,
+    "pause": _STAFF,
+    "resume": _STAFF,
+    "resolve": _STAFF | _ASSIGNED_VOLUNTEER,
+    "bounce": _STAFF | _ASSIGNED_VOLUNTEER,
+    "record_callback": _STAFF | _SELF_RESIDENT,
+    "close_not_fixed": _STAFF,
+    "attach_resident": _STAFF | _SELF_RESIDENT,
+}
+"""Command -> role -> when that role may give it. A role not listed may not give the command."""
+
+ALLOWED_FROM: dict[str, frozenset[State]] = {
+    "dispatch": frozenset({State.RECEIVED, State.REOPENED}),
+    "accept": frozenset({State.DISPATCHED}),
+    "start": frozenset({State.ACCEPTED}),
+    "pause": frozenset({State.IN_PROGRESS}),
+    "resume": frozenset({State.PAUSED}),
+    "resolve": frozenset({State.IN_PROGRESS}),
+    "bounce": frozenset({State.DISPATCHED, State.ACCEPTED}),
+    "record_callback": frozenset({State.RESOLVED}),
+    "close_not_fixed": OPEN_STATES,
+    "attach_resident": OPEN_STATES,
+}
+"""Command -> the states in which it may be given."""
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+class DomainError(Exception):
+    """A command broke a rule of the domain."""
+
+
+class InvalidTransition(DomainError):
+    """The command is not allowed in the ticket's current state."""
+
+    def __init__(self, current_state: str, command: str) -> None:
+        self.current_state = str(current_state)
+        self.command = command
+        allowed = ", ".join(sorted(ALLOWED_FROM.get(command, ())))
+        super().__init__(
+            f"cannot {command} a ticket that is {self.current_state} (allowed when: {allowed})"
+        )
+
+
+class NotAllowed(DomainError):
+    """The actor's role (or relation to the ticket) does not permit the command."""
+
+    def __init__(self, actor: Actor, command: str, why: str) -> None:
+        self.actor = actor
+        self.command = command
+        super().__init__(f"{actor.role} {actor.subject!r} may not {command}: {why}")
+
+
+class NotAttached(NotAllowed):
+    """A callback answer names a resident who is not attached to the ticket."""
+
+
+class RequiredFieldMissing(DomainError):
+    """A command was given without a value it needs."""
+
+    def __init__(self, command: str, field_name: str) -> None:
+        self.command = command
+        self.field_name = field_name
+        super().__init__(f"{command} needs a non-empty {field_name}")
+
+
+class ReasonRequired(RequiredFieldMissing):
+    """A pause, bounce or close was given without its reason."""
+
+    def __init__(self, command: str, field_name: str = "reason") -> None:
+        super().__init__(command, field_name)
+
+
+class UnknownChoice(DomainError):
+    """A value is not one of the allowed choices (close reason, callback outcome, source ...)."""
+
+    def __init__(self, field_name: str, value: Any, allowed: Iterable[str]) -> None:
+        self.field_name = field_name
+        self.value = value
+        super().__init__(f"{field_name} {value!r} is not one of: {', '.join(sorted(allowed))}")
+
+
+class InvalidAssignee(DomainError):
+    """An assignee must be {"kind": "worker"|"team"|"unit", "id": "..."}."""
+
+
+class InvalidLocation(DomainError):
+    """Latitude and longitude go together and must be in range."""
+
+
+class InvalidTime(DomainError):
+    """Times given to the domain must be timezone-aware."""
+
+
+class RespondentRequired(DomainError):
+    """Staff recording a callback on a ticket with several residents must say whose answer it is."""
+
+
+class CallbackAttemptsExhausted(DomainError):
+    """No further unanswered attempt may be recorded for this resident in this round."""
+
+
+# --- values ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Actor:
+    """Who gives a command: an authenticated subject, its role, and (volunteers) its teams."""
+
+    subject: str
+    role: str
+    teams: tuple[str, ...] = ()
+
+    def as_payload(self) -> dict[str, str]:
+        return {"subject": self.subject, "role": str(self.role)}
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    """Something that happened to a ticket; ``payload`` holds JSON-ready values only."""
+
+    type: str
+    payload: dict[str, Any]
+
+
+def raise_priority(priority: str) -> str:
+    """One step up, capped at critical.
+
+    >>> raise_priority("normal"), raise_priority("critical")
+    ('urgent', 'critical')
+    """
+    return PRIORITIES[max(PRIORITIES.index(priority) - 1, 0)]
+
+
+def to_json_ready(value: Any) -> Any:
+    """Datetimes become ISO-8601 UTC strings, enums their values, tuples lists; recursively."""
+    if isinstance(value, datetime):
+        return _utc(value, "a time").isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): to_json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_ready(item) for item in value]
+    return value
+
+
+# --- the aggregate ---------------------------------------------------------------------------------
+
+@dataclass
+class Ticket:
+    """One resident request and everything that happened to it.
+
+    ``version`` grows by one with every command, so a repository saves with a
+    filter on the version it loaded. ``callbacks`` holds every callback attempt
+    ({resident, outcome, note, satisfaction, at, by, round, attempt}); ``round``
+    counts resolutions, so answers to an earlier resolution do not count again.
+    """
+
+    id: str
+    community: str
+    service_code: str
+    category: str
+    priority: str
+    description: str
+    address_string: str | None
+    source: str
+    reporter: str | None
+    created_at: datetime
+    updated_at: datetime
+    state: State = State.RECEIVED
+    lat: float | None = None
+    long: float | None = None
+    attached_residents: list[str] = field(default_factory=list)
+    assignee: dict[str, str] | None = None
+    priority_raises: int = 0
+    bounce_count: int = 0
+    reopen_count: int = 0
+    callback_round: int = 0
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    review_flags: list[str] = field(default_factory=list)
+    first_response_at: datetime | None = None
+    resolution_summary: str | None = None
+    close_reason: str | None = None
+    version: int = 0
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    pending_events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
+
+    # --- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def receive(
+        cls,
+        id: str,
+        community: str,
+        service: Service,
+        description: str,
+        address_string: str | None,
+        reporter: str | None,
+        source: str,
+        now: datetime,
+        lat: float | None = None,
+        long: float | None = None,
+        attached_residents: Iterable[str] | None = None,
+    ) -> Ticket:
+        """A new ticket in ``received``, with the service's category and default priority.
+
+        The reporter is the first attached resident; a patrol finding may have no reporter.
+        """
+        now = _utc(now)
+        _require_text("receive", "id", id)
+        _require_text("receive", "community", community)
+        _require_text("receive", "description", description)
+        _require_choice("source", source, SOURCES)
+        _check_location(address_string, lat, long)
+        ticket = cls(
+            id=id, community=community, service_code=service.code, category=service.category,
+            priority=service.default_priority, description=description.strip(),
+            address_string=address_string, source=source, reporter=reporter,
+            created_at=now, updated_at=now, lat=lat, long=long,
+            attached_residents=_ordered_residents(reporter, attached_residents or ()),
+        )
+        ticket._touch(now)
+        ticket._record(EventType.RECEIVED, now, None, {"source": source}, ticket._received_payload())
+        return ticket
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def dispatch(self, assignee: Mapping[str, str], now: datetime, actor: Actor) -> None:
+        """Hand the ticket to a worker, a volunteer team or a unit (派单); from received or reopened."""
+        now = self._begin("dispatch", now, actor)
+        chosen = _valid_assignee(assignee)
+        previous = self.state
+        self._change(now, actor, State.DISPATCHED)
+        self.assignee = chosen
+        self._record(EventType.DISPATCHED, now, actor, {"previous_state": previous.value})
+
+    def accept(self, now: datetime, actor: Actor) -> None:
+        """The assignee signs for the ticket (签收)."""
+        now = self._begin("accept", now, actor)
+        self._change(now, actor, State.ACCEPTED)
+        self._record(EventType.ACCEPTED, now, actor, {})
+
+    def start(self, now: datetime, actor: Actor) -> None:
+        """Work begins (办理)."""
+        now = self._begin("start", now, actor)
+        self._change(now, actor, State.IN_PROGRESS)
+        self._record(EventType.STARTED, now, actor, {})
+
+    def pause(self, reason: str, now: datetime, actor: Actor, *, until: datetime | None = None) -> None:
+        """Pause work with a reason the resident is told (延期); ``until`` is the expected resumption."""
+        now = self._begin("pause", now, actor)
+        _require_reason("pause", reason)
+        expected = _utc(until, "until") if until is not None else None
+        self._change(now, actor, State.PAUSED)
+        self._record(EventType.PAUSED, now, actor, {"reason": reason.strip(), "until": expected})
+
+    def resume(self, now: datetime, actor: Actor) -> None:
+        """Work goes on after a pause."""
+        now = self._begin("resume", now, actor)
+        self._change(now, actor, State.IN_PROGRESS)
+        self._record(EventType.RESUMED, now, actor, {})
+
+    def resolve(self, summary: str, now: datetime, actor: Actor) -> None:
+        """Staff say the work is done (办结): provisional until the residents are called back."""
+        now = self._begin("resolve", now, actor)
+        _require_reason("resolve", summary, "summary")
+        self._change(now, actor, State.RESOLVED)
+        self.callback_round += 1
+        self.resolution_summary = summary.strip()
+        self._record(EventType.RESOLVED, now, actor, {
+            "summary": self.resolution_summary, "callback_round": self.callback_round,
+        })
+
+    def bounce(
+        self, reason: str, now: datetime, actor: Actor, *,
+        escalate_after: int = DEFAULT_ESCALATE_AFTER_BOUNCES,
+    ) -> None:
+        """Hand a wrongly dispatched ticket back (退单): an event, not a state.
+
+        The ticket returns to ``received`` without an assignee and ``bounce_count``
+        grows; the clock keeps running from receipt. From the ``escalate_after``-th
+        bounce on, every bounce also raises ``ticket.escalated`` (吹哨) so the lead
+        hears each time, and the ticket is flagged for the weekly review.
+        """
+        now = self._begin("bounce", now, actor)
+        _require_reason("bounce", reason)
+        if escalate_after < 1:
+            raise DomainError("escalate_after must be at least 1")
+        previous, bounced_from = self.state, self.assignee
+        self._change(now, actor, State.RECEIVED)
+        self.assignee = None
+        self.bounce_count += 1
+        self._record(EventType.BOUNCED, now, actor, {
+            "reason": reason.strip(), "bounce_count": self.bounce_count,
+            "bounced_assignee": bounced_from, "previous_state": previous.value,
+        })
+        if self.bounce_count >= escalate_after:
+            self._flag_for_review(REVIEW_BOUNCED_REPEATEDLY)
+            self._record(EventType.ESCALATED, now, actor, {
+                "reason": "bounced", "bounce_count": self.bounce_count, "threshold": escalate_after,
+            })
+
+    def record_callback(
+        self, outcome: str, note: str | None, now: datetime, actor: Actor, *,
+        resident: str | None = None, satisfaction: str | None = None,
+        max_attempts: int = DEFAULT_CALLBACK_ATTEMPTS,
+    ) -> None:
+        """Record one callback (回访) answer of one attached resident, in ``resolved``.
+
+        ``resident`` is whose answer it is: a resident may answer only for
+        themselves; staff may leave it out when exactly one resident is attached,
+        and leave it None for a ticket nobody is attached to (a patrol finding:
+        the answer is then the on-site check). Outcomes:
+
+        - ``not_fixed``: reopened at once, priority raised one step (capped at
+          critical), ``reopen_count`` + 1, flagged for the weekly review.
+        - ``partly_fixed``: reopened at once at the same priority (the resident
+          is not satisfied, but it is not a failure to act), ``reopen_count`` + 1,
+          flagged for the weekly review.
+        - ``fixed``: that resident is settled. Every attached resident gets their
+          own callback, so the ticket is ``confirmed`` once every one of them is
+          settled and at least one said fixed.
+        - ``cant_tell`` / ``no_answer``: an attempt is recorded and the ticket
+          stays resolved. After ``max_attempts`` such attempts the resident is
+          settled as unreachable and no further unanswered attempt is accepted
+          (a late real answer still is). If every resident ends unreachable the
+          ticket stays ``resolved`` — nobody confirmed the fix, so it is not
+          closed as fixed — and is flagged ``callback_unanswered`` for the
+          weekly review, where the lead decides (e.g. close_not_fixed with
+          ``no_further_action``).
+
+        ``satisfaction`` (满意/基本满意/不满意) is optional and only recorded, for the 满意率.
+        """
+        now = _utc(now)
+        respondent = self._default_respondent(actor, resident)
+        self._check("record_callback", actor, respondent)
+        _require_choice("outcome", outcome, CALLBACK_OUTCOMES)
+        if satisfaction is not None:
+            _require_choice("satisfaction", satisfaction, SATISFACTION_LEVELS)
+        self._require_expected_respondent(actor, respondent)
+        attempt = self._next_attempt(respondent, outcome, max_attempts)
+        self._touch(now, actor)
+        self.callbacks.append({
+            "resident": respondent, "outcome": outcome, "note": note or "", "satisfaction": satisfaction,
+            "at": now, "by": actor.subject, "round": self.callback_round, "attempt": attempt,
+        })
+        self._record(EventType.CALLBACK_RECORDED, now, actor, {
+            "resident": respondent, "outcome": outcome, "note": note or "", "satisfaction": satisfaction,
+            "attempt": attempt, "callback_round": self.callback_round,
+            "pending_respondents": self._respondents_in(max_attempts, "pending"),
+        })
+        self._follow_callback(outcome, note or "", now, actor, max_attempts)
+
+    def close_not_fixed(
+        self, reason: str, note: str | None, now: datetime, actor: Actor, *, duplicate_of: str | None = None,
+    ) -> None:
+        """Close without a fix (转办/无法办理), with a sub-reason from ``CLOSE_REASONS``.
+
+        ``duplicate_of`` optionally names the master ticket when the reason is ``duplicate``.
+        """
+        now = self._begin("close_not_fixed", now, actor)
+        _require_reason("close_not_fixed", reason)
+        _require_choice("reason", reason, CLOSE_REASONS)
+        self._change(now, actor, State.CLOSED_NOT_FIXED)
+        self.close_reason = reason
+        details = {"reason": reason, "note": note or ""}
+        if duplicate_of is not None:
+            details["duplicate_of"] = duplicate_of
+        self._record(EventType.CLOSED, now, actor, details)
+
+    def attach_resident(self, resident_id: str, now: datetime, actor: Actor) -> None:
+        """Attach another reporter of the same problem: they get their own echoes and callback.
+
+        Attaching someone already attached changes nothing and raises no event
+        (safe to repeat when a message is redelivered).
+        """
+        now = _utc(now)
+        _require_text("attach_resident", "resident_id", resident_id)
+        self._check("attach_resident", actor, resident_id)
+        if resident_id in self.attached_residents:
+            return
+        self._touch(now, actor)
+        self.attached_residents.append(resident_id)
+        self._record(EventType.ATTACHED, now, actor, {"resident": resident_id})
+
+    def pull_events(self) -> list[DomainEvent]:
+        """The events raised since the last call, oldest first; the list is emptied."""
+        events, self.pending_events = self.pending_events, []
+        return events
+
+    # --- views ------------------------------------------------------------------------------------
+
+    @property
+    def status_open311(self) -> str:
+        return OPEN311_STATUS[self.state]
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def is_fast_lane(self) -> bool:
+        """Critical tickets run on the fast lane (minute-level natural-time deadlines)."""
+        return self.priority == PRIORITIES[0]
+
+    @property
+    def flagged_for_review(self) -> bool:
+        return bool(self.review_flags)
+
+    # --- persistence mapping ----------------------------------------------------------------------
+
+    def to_document(self) -> dict[str, Any]:
+        """A plain dict for the repository: ``_id`` is the ticket id, datetimes stay datetimes."""
+        document = {name: copy.deepcopy(getattr(self, name)) for name in _DOCUMENT_FIELDS}
+        document["state"] = self.state.value
+        return {"_id": self.id, **document}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Ticket:
+        """The ticket a document describes; naive datetimes (as pymongo returns them) are read as UTC.
+
+        Keys the ticket does not know (an outbox, for example) are ignored.
+        """
+        known = [name for name in _DOCUMENT_FIELDS if name in document]
+        values = {name: _aware(copy.deepcopy(document[name])) for name in known}
+        values["state"] = State(document["state"])
+        return cls(id=document["_id"], **values)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _begin(self, command: str, now: datetime, actor: Actor) -> datetime:
+        checked_now = _utc(now)
+        self._check(command, actor)
+        return checked_now
+
+    def _check(self, command: str, actor: Actor, resident: str | None = None) -> None:
+        self._authorise(command, actor, resident)
+        if self.state not in ALLOWED_FROM[command]:
+            raise InvalidTransition(self.state, command)
+
+    def _authorise(self, command: str, actor: Actor, resident: str | None) -> None:
+        grant = AUTHORISATION[command].get(actor.role)
+        if grant is None:
+            raise NotAllowed(actor, command, f"the role {actor.role!r} may not")
+        if grant is Grant.IF_ASSIGNED and not self._is_assigned_to(actor):
+            raise NotAllowed(actor, command, "the ticket is not dispatched to them or their team")
+        if grant is Grant.IF_SELF and resident != actor.subject:
+            raise NotAllowed(actor, command, "a resident may only act for themselves")
+
+    def _is_assigned_to(self, actor: Actor) -> bool:
+        if self.assignee is None:
+            return False
+        kind, assignee_id = self.assignee["kind"], self.assignee["id"]
+        return (kind == "team" and assignee_id in actor.teams) or (
+            kind == "worker" and assignee_id == actor.subject
+        )
+
+    def _touch(self, now: datetime, actor: Actor | None = None) -> None:
+        self.version += 1
+        self.updated_at = now
+        if actor is not None and actor.role != Role.RESIDENT and self.first_response_at is None:
+            self.first_response_at = now
+
+    def _change(self, now: datetime, actor: Actor, state: State) -> None:
+        self._touch(now, actor)
+        self.state = state
+
+    def _record(
+        self, event_type: EventType, now: datetime, actor: Actor | None,
+        details: dict[str, Any], payload: dict[str, Any] | None = None,
+    ) -> None:
+        self.timeline.append({
+            "type": event_type.value, "at": now, "state": self.state.value,
+            "by": actor.subject if actor else None, "role": str(actor.role) if actor else None,
+            **copy.deepcopy(details),
+        })
+        payload = payload if payload is not None else {**self._common_payload(now, actor), **details}
+        self.pending_events.append(DomainEvent(event_type.value, to_json_ready(payload)))
+
+    def _common_payload(self, now: datetime, actor: Actor | None) -> dict[str, Any]:
+        return {
+            "ticket_id": self.id, "community": self.community, "state": self.state,
+            "service_code": self.service_code, "category": self.category, "priority": self.priority,
+            "attached_residents": list(self.attached_residents), "assignee": self.assignee,
+            "version": self.version, "occurred_at": now,
+            "actor": actor.as_payload() if actor else None,
+        }
+
+    def _received_payload(self) -> dict[str, Any]:
+        """Exactly the keys of ticket.received v2 in kernel/events.py (its schema rejects others)."""
+        return {
+            "ticket_id": self.id, "state": self.state, "service_code": self.service_code,
+            "category": self.category, "priority": self.priority, "reporter": self.reporter,
+            "attached_residents": list(self.attached_residents), "description": self.description,
+            "address_string": self.address_string, "lat": self.lat, "long": self.long,
+            "source": self.source, "created_at": self.created_at,
+        }
+
+    def _flag_for_review(self, flag: str) -> None:
+        if flag not in self.review_flags:
+            self.review_flags.append(flag)
+
+    # --- callbacks --------------------------------------------------------------------------------
+
+    def _default_respondent(self, actor: Actor, resident: str | None) -> str | None:
+        if resident is not None:
+            return resident
+        if actor.role == Role.RESIDENT:
+            return actor.subject
+        return self.attached_residents[0] if len(self.attached_residents) == 1 else None
+
+    def _require_expected_respondent(self, actor: Actor, respondent: str | None) -> None:
+        if respondent is None and self.attached_residents:
+            raise RespondentRequired(
+                f"ticket {self.id} has {len(self.attached_residents)} attached residents; say whose answer"
+            )
+        if respondent is not None and respondent not in self.attached_residents:
+            raise NotAttached(actor, "record_callback", f"{respondent!r} is not attached to ticket {self.id}")
+
+    def _answers_of(self, respondent: str | None) -> list[dict[str, Any]]:
+        return [entry for entry in self.callbacks
+                if entry["round"] == self.callback_round and entry["resident"] == respondent]
+
+    def _next_attempt(self, respondent: str | None, outcome: str, max_attempts: int) -> int:
+        answers = self._answers_of(respondent)
+        unanswered = sum(entry["outcome"] in INCONCLUSIVE_OUTCOMES for entry in answers)
+        if outcome in INCONCLUSIVE_OUTCOMES and unanswered >= max_attempts:
+            raise CallbackAttemptsExhausted(
+                f"{max_attempts} unanswered callback attempts already recorded for {respondent!r}"
+            )
+        return len(answers) + 1
+
+    def _respondent_status(self, respondent: str | None, max_attempts: int) -> str:
+        answers = self._answers_of(respondent)
+        if any(entry["outcome"] == FIXED for entry in answers):
+            return "fixed"
+        unanswered = sum(entry["outcome"] in INCONCLUSIVE_OUTCOMES for entry in answers)
+        return "unreachable" if unanswered >= max_attempts else "pending"
+
+    def _respondents_in(self, max_attempts: int, status: str) -> list[str | None]:
+        expected = self.attached_residents or [None]
+        return [who for who in expected if self._respondent_status(who, max_attempts) == status]
+
+    def _follow_callback(
+        self, outcome: str, note: str, now: datetime, actor: Actor, max_attempts: int,
+    ) -> None:
+        if outcome in (NOT_FIXED, PARTLY_FIXED):
+            self._reopen(outcome, note, now, actor)
+        elif not self._respondents_in(max_attempts, "pending"):
+            self._settle_callbacks(now, actor, max_attempts)
+
+    def _reopen(self, outcome: str, note: str, now: datetime, actor: Actor) -> None:
+        previous = self.priority
+        if outcome == NOT_FIXED:
+            self.priority = raise_priority(self.priority)
+        self.priority_raises += int(self.priority != previous)
+        self.reopen_count += 1
+        self.state = State.REOPENED
+        self._flag_for_review(f"reopened_{outcome}")
+        self._record(EventType.REOPENED, now, actor, {
+            "outcome": outcome, "note": note, "previous_priority": previous,
+            "priority_raised": self.priority != previous, "reopen_count": self.reopen_count,
+        })
+
+    def _settle_callbacks(self, now: datetime, actor: Actor, max_attempts: int) -> None:
+        fixed_by = self._respondents_in(max_attempts, "fixed")
+        if not fixed_by:
+            self._flag_for_review(REVIEW_CALLBACK_UNANSWERED)
+            return
+        self.state = State.CONFIRMED
+        self._record(EventType.CONFIRMED, now, actor, {
+            "callback_round": self.callback_round, "fixed_by": fixed_by,
+            "unreachable": self._respondents_in(max_attempts, "unreachable"),
+        })
+
+
+_DOCUMENT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Ticket) if f.name not in ("id", "pending_events")
+)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _utc(moment: datetime, what: str = "now") -> datetime:
+    """Aware UTC at millisecond precision (what MongoDB keeps), so documents round-trip exactly."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidTime(f"{what} must be a timezone-aware datetime, not {moment!r}")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _aware(value: Any) -> Any:
+    """Naive datetimes (pymongo's default) read as UTC, recursively through lists and dicts."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, dict):
+        return {key: _aware(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_aware(item) for item in value]
+    return value
+
+
+def _require_text(command: str, field_name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise RequiredFieldMissing(command, field_name)
+
+
+def _require_reason(command: str, value: Any, field_name: str = "reason") -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ReasonRequired(command, field_name)
+
+
+def _require_choice(field_name: str, value: Any, allowed: Iterable[str]) -> None:
+    if value not in allowed:
+        raise UnknownChoice(field_name, value, allowed)
+
+
+def _check_location(address_string: str | None, lat: float | None, long: float | None) -> None:
+    if (lat is None) != (long is None):
+        raise InvalidLocation("lat and long go together")
+    if lat is not None and not (-90 <= lat <= 90 and -180 <= long <= 180):
+        raise InvalidLocation(f"lat {lat}, long {long} is not a place on Earth")
+    if lat is None and not (address_string and address_string.strip()):
+        raise RequiredFieldMissing("receive", "address_string (or lat and long)")
+
+
+def _valid_assignee(assignee: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(assignee, Mapping) or assignee.get("kind") not in ASSIGNEE_KINDS:
+        raise InvalidAssignee(f"assignee kind must be one of {sorted(ASSIGNEE_KINDS)}, got {assignee!r}")
+    if not isinstance(assignee.get("id"), str) or not assignee["id"].strip():
+        raise InvalidAssignee(f"assignee needs a non-empty id, got {assignee!r}")
+    return {"kind": assignee["kind"], "id": assignee["id"]}
+
+
+def _ordered_residents(reporter: str | None, others: Iterable[str]) -> list[str]:
+    """Reporter first, then the others, each once."""
+    return list(dict.fromkeys(resident for resident in (reporter, *others) if resident))

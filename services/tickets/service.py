@@ -1,0 +1,94 @@
+"""The tickets service's entrypoints: load, call the domain, save, dump."""
+
+from __future__ import annotations
+
+import uuid
+
+from nameko.rpc import rpc
+
+from kernel.context import Context
+from kernel.envelope import Envelope, utcnow
+from kernel.errors import NotFound, ValidationFailed
+from kernel.events import current_version
+from kernel.handlers import handles
+from kernel.health import HealthEndpoints
+from kernel.mongo import Mongo
+from kernel.outbox import Outbox
+from kernel.validation import load
+from services.tickets.catalogue import Catalogue, UnknownService
+from services.tickets.domain import Ticket
+from services.tickets.repository import COLLECTION, TicketRepository
+from services.tickets.schemas import CreateTicketSchema, TicketSchema, ViewerSchema
+
+CATALOGUE = Catalogue.load()
+STAFF_ROLES = frozenset({"grid_worker", "secretary", "ops", "admin"})
+
+
+def envelopes(ticket: Ticket, correlation_id: str) -> list[Envelope]:
+    """The domain events a command raised, in the platform's envelope."""
+    return [
+        Envelope.new(event.type, event.payload, community=ticket.community,
+                     correlation_id=correlation_id, version=current_version(event.type))
+        for event in ticket.pull_events()
+    ]
+
+
+def may_view(ticket: Ticket, viewer: dict) -> bool:
+    """Residents see only their own tickets; staff see every ticket of their community."""
+    return viewer["role"] in STAFF_ROLES or viewer["subject"] in ticket.attached_residents
+
+
+class TicketsService(HealthEndpoints):
+    name = "tickets"
+
+    db = Mongo(indexes=TicketRepository.ensure_indexes)
+    outbox = Outbox(collections=[COLLECTION])
+    context = Context()
+
+    @property
+    def tickets(self) -> TicketRepository:
+        return TicketRepository(self.db)
+
+    @rpc
+    def list_services(self, community: str) -> list[dict]:
+        return [service.to_open311() for service in CATALOGUE.all()]
+
+    @rpc
+    def create(self, community: str, reporter: str | None, data: dict, source: str = "resident") -> dict:
+        request = load(CreateTicketSchema(), data)
+        try:
+            service = CATALOGUE.get(request.pop("service_code"))
+        except UnknownService as error:
+            raise ValidationFailed("the request is not valid",
+                                   {"service_code": [f"unknown service_code {error.code!r}"]}) from error
+        ticket = Ticket.receive(
+            id=uuid.uuid4().hex, community=community, service=service, reporter=reporter,
+            source=source, now=utcnow(), **request,
+        )
+        self.tickets.add(ticket, envelopes(ticket, self.context.correlation_id))
+        self.outbox.flush_soon(COLLECTION, ticket.id)
+        return TicketSchema().dump(ticket)
+
+    @rpc
+    def get(self, community: str, ticket_id: str, viewer: dict) -> dict:
+        viewer = load(ViewerSchema(), viewer)
+        ticket = self.tickets.get(community, ticket_id)
+        if ticket is None or not may_view(ticket, viewer):
+            raise NotFound(f"no ticket {ticket_id} that you may see")
+        return TicketSchema().dump(ticket)
+
+    @rpc
+    def list_mine(self, community: str, resident: str, limit: int = 50) -> list[dict]:
+        return TicketSchema(many=True).dump(self.tickets.of_resident(community, resident, min(limit, 200)))
+
+    @handles("tickets.echo_outcomes")
+    def on_echo_outcome(self, event: Envelope) -> None:
+        payload = event.payload
+        entry = {
+            "type": event.type, "at": event.occurred_at, "event_id": event.event_id,
+            "channel": payload["channel"], "recipient": payload["recipient"],
+            "source_event_type": payload["source_event_type"],
+        }
+        if payload.get("reason"):
+            entry["reason"] = payload["reason"]
+        self.tickets.record_echo(event.community, payload["ticket_id"], entry)

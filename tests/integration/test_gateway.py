@@ -1,0 +1,99 @@
+"""The gateway over real HTTP, with the tickets and notify services behind it."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from gateway.service import GatewayService
+from kernel.auth import issue_token
+from services.notify.service import NotifyService
+from services.tickets.service import TicketsService
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+
+
+@pytest.fixture
+def gateway(container_factory, settings):
+    for service in (TicketsService, NotifyService):
+        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
+    port = free_port()
+    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}")).start()
+    return f"http://127.0.0.1:{port}"
+
+
+def bearer(settings, role="resident", subject="r-1", community=None) -> dict:
+    return {"Authorization": f"Bearer {issue_token(settings, role, subject, community=community)}"}
+
+
+def test_the_echo_loop_over_http(gateway, settings, wait_until):
+    created = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers={
+        **bearer(settings), "X-Correlation-Id": "trace-42"}, timeout=5)
+    assert created.status_code == 201, created.text
+    assert created.headers["X-Correlation-Id"] == "trace-42"
+    ticket = created.json()
+
+    def echoed():
+        got = requests.get(f"{gateway}/api/v1/tickets/{ticket['id']}", headers=bearer(settings), timeout=5)
+        return [entry for entry in got.json()["timeline"] if entry["type"] == "echo.delivered"]
+
+    [echo] = wait_until(echoed, timeout=5)
+    assert echo["channel"] == "inbox" and echo["recipient"] == "r-1"
+    inbox = requests.get(f"{gateway}/api/v1/me/inbox", headers=bearer(settings), timeout=5).json()
+    assert [message["ticket_id"] for message in inbox] == [ticket["id"]]
+    mine = requests.get(f"{gateway}/api/v1/tickets", headers=bearer(settings), timeout=5).json()
+    assert [t["id"] for t in mine] == [ticket["id"]]
+
+
+def test_the_service_catalogue_uses_open311_names(gateway, settings):
+    services = requests.get(f"{gateway}/api/v1/services", headers=bearer(settings), timeout=5).json()
+    codes = {service["service_code"] for service in services}
+    assert {"roof_leak", "blocked_drain", "gas_smell"} <= codes
+    assert all({"service_code", "service_name", "group"} <= set(service) for service in services)
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"{not json", 400, "bad_request"),
+    (b'["a list"]', 422, "validation_failed"),
+    (b'{"service_code": "roof_leak"}', 422, "validation_failed"),
+    (b'{"service_code": "nope", "description": "xx", "address_string": "a"}', 422, "validation_failed"),
+])
+def test_bad_bodies_get_structured_errors(gateway, settings, body, status, code):
+    response = requests.post(f"{gateway}/api/v1/tickets", data=body, timeout=5,
+                             headers={**bearer(settings), "Content-Type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_field_errors_are_reported_per_field(gateway, settings):
+    response = requests.post(f"{gateway}/api/v1/tickets", json={"service_code": "roof_leak", "lat": 200},
+                             headers=bearer(settings), timeout=5)
+    details = response.json()["error"]["details"]
+    assert response.status_code == 422
+    assert {"description", "lat"} <= set(details)
+
+
+def test_tokens_and_roles_are_enforced(gateway, settings):
+    assert requests.post(f"{gateway}/api/v1/tickets", json=REPORT, timeout=5).status_code == 401
+    forged = {"Authorization": "Bearer " + issue_token(
+        type(settings)(secret="another-secret-another-secret-xx"), "resident", "r-1")}
+    assert requests.get(f"{gateway}/api/v1/me/inbox", headers=forged, timeout=5).status_code == 401
+    staff = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=bearer(settings, "ops", "o-1"),
+                          timeout=5)
+    assert staff.status_code == 403 and staff.json()["error"]["code"] == "forbidden"
+
+
+def test_residents_cannot_read_each_others_tickets(gateway, settings):
+    ticket = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=bearer(settings), timeout=5).json()
+    other = requests.get(f"{gateway}/api/v1/tickets/{ticket['id']}", headers=bearer(settings, subject="r-2"),
+                         timeout=5)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+
+
+def test_health_and_readiness(gateway):
+    assert requests.get(f"{gateway}/health", timeout=5).json()["status"] == "ok"
+    ready = requests.get(f"{gateway}/ready", timeout=5)
+    assert ready.status_code == 200 and ready.json()["checks"] == {"broker": "ok"}

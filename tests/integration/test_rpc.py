@@ -1,0 +1,71 @@
+"""RPC deadlines: a slow service times out, a missing one fails at once, the gateway says which."""
+
+from __future__ import annotations
+
+import time
+
+import eventlet
+import pytest
+import requests
+from nameko.exceptions import UnknownService
+from nameko.rpc import rpc
+from nameko.testing.services import dummy, entrypoint_hook
+
+from gateway.service import GatewayService
+from kernel.auth import issue_token
+from kernel.rpc import RpcClient, RpcTimeout
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class Slow:
+    name = "tickets"
+
+    @rpc
+    def list_services(self, community):
+        eventlet.sleep(3)
+        return []
+
+
+class Caller:
+    name = "caller"
+    slow = RpcClient("tickets", timeout=0.3)
+    absent = RpcClient("nobody_runs_this")
+
+    @dummy
+    def call_slow(self):
+        return self.slow.list_services("xingqiao")
+
+    @dummy
+    def call_absent(self):
+        return self.absent.anything()
+
+
+def test_a_slow_service_times_out_at_the_deadline(container_factory, settings):
+    container_factory(Slow, settings.nameko_config()).start()
+    caller = container_factory(Caller, settings.nameko_config())
+    caller.start()
+
+    started = time.monotonic()
+    with entrypoint_hook(caller, "call_slow") as call, pytest.raises(RpcTimeout):
+        call()
+    assert 0.25 < time.monotonic() - started < 1.5
+    with entrypoint_hook(caller, "call_absent") as call, pytest.raises(UnknownService):
+        call()
+
+
+def test_the_gateway_answers_503_when_a_service_is_down_and_504_when_it_is_slow(container_factory, settings):
+    port = free_port()
+    config = {**settings.nameko_config(web_address=f"127.0.0.1:{port}")}
+    config["HUISHENG"] = type(settings)(**{**settings.__dict__, "rpc_timeout": 0.5})
+    container_factory(GatewayService, config).start()
+    headers = {"Authorization": f"Bearer {issue_token(settings, 'resident', 'r-1')}"}
+
+    down = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
+    assert down.status_code == 503 and down.headers["Retry-After"]
+    assert down.json()["error"]["code"] == "service_unavailable"
+
+    container_factory(Slow, settings.nameko_config()).start()
+    slow = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
+    assert slow.status_code == 504 and slow.json()["error"]["code"] == "upstream_timeout"

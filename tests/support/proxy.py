@@ -1,0 +1,81 @@
+"""A TCP proxy on loopback that a test can cut and restore, to take the broker away from one service.
+
+It runs in a subprocess of its own (plain threads, no eventlet), so cutting it is
+what a network failure looks like to the service: every connection drops and new
+ones are refused until it is restored on the same port.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+PROXY_SCRIPT = r"""
+import socket, sys, threading
+listen_port, target_port = int(sys.argv[1]), int(sys.argv[2])
+
+def pipe(source, sink):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", listen_port))
+server.listen(64)
+print("ready", flush=True)
+while True:
+    client, _ = server.accept()
+    upstream = socket.create_connection(("127.0.0.1", target_port))
+    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+    threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to 127.0.0.1:<target_port>."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = _free_port()
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> TcpProxy:
+        deadline = time.monotonic() + 5
+        while True:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", PROXY_SCRIPT, str(self.port), str(self.target_port)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+            if self._process.stdout.readline().strip() == "ready":
+                return self
+            self._process.wait()
+            if time.monotonic() > deadline:  # the port stayed taken
+                raise RuntimeError(f"the proxy could not listen on {self.port}")
+            time.sleep(0.1)
+
+    restore = start
+
+    def cut(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    stop = cut

@@ -1,0 +1,162 @@
+"""Bearer tokens: what the CLI signs, the gateway must accept, and nothing else."""
+
+import dataclasses
+import time
+
+import jwt
+import pytest
+
+from kernel.auth import (
+    ISSUER,
+    ROLES,
+    AuthError,
+    Principal,
+    issue_token,
+    token_from_header,
+    verify_token,
+)
+from kernel.config import Settings
+
+SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+SETTINGS = Settings(secret=SECRET, community="xingqiao")
+
+
+def test_roundtrip_gives_the_principal_and_the_documented_claims():
+    token = issue_token(SETTINGS, "grid_worker", "gw-17", community="dongcheng", ttl=600, name="Chen Jing")
+
+    principal = verify_token(SETTINGS, token)
+
+    assert principal == Principal(
+        subject="gw-17", role="grid_worker", community="dongcheng", name="Chen Jing"
+    )
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    assert claims["iss"] == ISSUER == "huisheng"
+    assert claims["exp"] - claims["iat"] == 600
+    assert abs(claims["iat"] - time.time()) < 5
+
+
+def test_community_defaults_to_the_settings_and_name_is_optional():
+    principal = verify_token(SETTINGS, issue_token(SETTINGS, "resident", "r-1"))
+
+    assert principal.community == "xingqiao"
+    assert principal.name is None
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_roundtrips(role):
+    assert verify_token(SETTINGS, issue_token(SETTINGS, role, "someone")).role == role
+
+
+def test_principal_is_immutable():
+    principal = verify_token(SETTINGS, issue_token(SETTINGS, "ops", "o-1"))
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        principal.role = "admin"
+
+
+def test_expired_token_is_refused_with_token_expired():
+    token = issue_token(SETTINGS, "resident", "r-1", ttl=60, now=time.time() - 3600)
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == "token_expired"
+
+
+def test_token_signed_with_another_secret_is_invalid():
+    other = Settings(secret="another-secret-that-is-also-long-enough!!")
+    token = issue_token(other, "admin", "intruder")
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == "token_invalid"
+
+
+def test_tampered_payload_is_invalid():
+    header, payload, signature = issue_token(SETTINGS, "resident", "r-1").split(".")
+    forged_payload = jwt.utils.base64url_encode(
+        b'{"sub":"r-1","role":"admin","iat":1,"exp":9999999999,"iss":"huisheng"}'
+    ).decode()
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, f"{header}.{forged_payload}.{signature}")
+
+    assert caught.value.code == "token_invalid"
+
+
+def test_unsigned_alg_none_token_is_invalid():
+    claims = {
+        "sub": "x",
+        "role": "admin",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+        "iss": ISSUER,
+    }
+    token = jwt.encode(claims, key=None, algorithm="none")
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == "token_invalid"
+
+
+def test_unknown_role_cannot_be_issued():
+    with pytest.raises(ValueError, match="unknown role 'mayor'"):
+        issue_token(SETTINGS, "mayor", "m-1")
+
+
+def test_correctly_signed_token_with_unknown_role_is_invalid():
+    now = int(time.time())
+    claims = {"sub": "m-1", "role": "mayor", "iat": now, "exp": now + 60, "iss": ISSUER}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == "token_invalid"
+    assert "mayor" in caught.value.message
+
+
+def test_token_of_another_issuer_is_invalid():
+    now = int(time.time())
+    claims = {"sub": "x", "role": "admin", "iat": now, "exp": now + 60, "iss": "someone-else"}
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+    assert caught.value.code == "token_invalid"
+
+
+def test_token_without_expiry_is_invalid():
+    claims = {"sub": "x", "role": "admin", "iat": int(time.time()), "iss": ISSUER}
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+    assert caught.value.code == "token_invalid"
+
+
+@pytest.mark.parametrize("token", ["", "not-a-jwt", "a.b.c"])
+def test_missing_or_garbage_token(token):
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == ("token_missing" if token == "" else "token_invalid")
+
+
+def test_bad_issue_arguments_are_refused():
+    with pytest.raises(ValueError):
+        issue_token(SETTINGS, "resident", "")
+    with pytest.raises(ValueError):
+        issue_token(SETTINGS, "resident", "r-1", ttl=0)
+
+
+def test_token_from_header():
+    assert token_from_header("Bearer abc.def.ghi") == "abc.def.ghi"
+    assert token_from_header("bearer   xyz ") == "xyz"
+    for header in (None, "", "Basic dXNlcjpwYXNz", "Bearer "):
+        with pytest.raises(AuthError) as caught:
+            token_from_header(header)
+        assert caught.value.code == "token_missing"
