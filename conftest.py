@@ -1,5 +1,9 @@
 """Loaded before anything else pytest collects: nameko's plugin no longer monkey-patches for us."""
 
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()

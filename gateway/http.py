@@ -11,12 +11,10 @@ import re
 import uuid
 from functools import wraps
 
-import structlog
 from nameko.exceptions import UnknownService
 
 from kernel.auth import AuthError, Principal, token_from_header, verify_token
 from kernel.config import Settings
-from kernel.context import CORRELATION_ID
 from kernel.errors import Forbidden, PlatformError
 from kernel.health import json_response
 from kernel.logging import get_logger
@@ -74,8 +72,7 @@ def endpoint(method):
         correlation_id = request.headers.get(CORRELATION_HEADER, "")
         if not CORRELATION_PATTERN.fullmatch(correlation_id):
             correlation_id = uuid.uuid4().hex
-        self.context_data[CORRELATION_ID] = correlation_id
-        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+        self.context.adopt(correlation_id)
         headers = {CORRELATION_HEADER: correlation_id}
         try:
             status, body = method(self, request, *args, **kwargs)

@@ -17,13 +17,6 @@ from kernel.validation import load
 RESIDENT = frozenset({"resident"})
 
 
-class ContextData(DependencyProvider):
-    """The worker's context data, so the gateway can set the correlation id its calls carry."""
-
-    def get_dependency(self, worker_ctx: WorkerContext) -> dict:
-        return worker_ctx.context_data
-
-
 class SettingsProvider(DependencyProvider):
     def get_dependency(self, worker_ctx: WorkerContext) -> Settings:
         return settings_of(self.container.config)
@@ -34,7 +27,6 @@ class GatewayService(HealthEndpoints):
 
     health = Health(database=False)
     context = Context()
-    context_data = ContextData()
     settings = SettingsProvider()
     tickets = RpcClient("tickets")
     notify = RpcClient("notify")

@@ -1,6 +1,6 @@
-"""The request context a worker runs in: who asked, for which community, under which correlation id.
+"""The request context a worker runs in, and the correlation id that ties a request's work together.
 
-nameko copies a worker's ``context_data`` into the headers of every RPC call it
+nameko copies a worker's context data into the headers of every RPC call it
 makes, so a correlation id set by the gateway reaches every service it calls;
 events carry it in their envelope, and the reliable handler puts it back into the
 context of the worker that handles them.
@@ -9,7 +9,6 @@ context of the worker that handles them.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import structlog
 from nameko.extensions import DependencyProvider
@@ -17,25 +16,35 @@ from nameko.extensions import DependencyProvider
 CORRELATION_ID = "correlation_id"
 
 
-@dataclass(frozen=True)
 class RequestContext:
-    correlation_id: str
+    """The worker's correlation id; the gateway adopts the one a client sent."""
+
+    def __init__(self, worker_ctx):
+        # worker_ctx.data, not .context_data: the latter is a copy made on every access.
+        self._data = worker_ctx.data
+        self._data.setdefault(CORRELATION_ID, uuid.uuid4().hex)
+
+    @property
+    def correlation_id(self) -> str:
+        return self._data[CORRELATION_ID]
+
+    def adopt(self, correlation_id: str) -> None:
+        """Carry ``correlation_id`` in every call and event this worker causes, and in its logs."""
+        self._data[CORRELATION_ID] = correlation_id
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
 
 
 class Context(DependencyProvider):
-    """Injects the worker's :class:`RequestContext` and binds it to every log line."""
-
-    def worker_setup(self, worker_ctx) -> None:
-        data = worker_ctx.context_data
-        data.setdefault(CORRELATION_ID, uuid.uuid4().hex)
-        structlog.contextvars.bind_contextvars(
-            correlation_id=data[CORRELATION_ID],
-            entrypoint=f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}",
-        )
+    """Injects the worker's :class:`RequestContext` and binds its correlation id to every log line."""
 
     def get_dependency(self, worker_ctx) -> RequestContext:
-        data = worker_ctx.context_data
-        return RequestContext(correlation_id=data.setdefault(CORRELATION_ID, uuid.uuid4().hex))
+        return RequestContext(worker_ctx)
+
+    def worker_setup(self, worker_ctx) -> None:
+        structlog.contextvars.bind_contextvars(
+            correlation_id=worker_ctx.data.get(CORRELATION_ID),
+            entrypoint=f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}",
+        )
 
     def worker_teardown(self, worker_ctx) -> None:
         structlog.contextvars.unbind_contextvars("correlation_id", "entrypoint")

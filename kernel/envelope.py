@@ -37,7 +37,7 @@ class MalformedEvent(ValueError):
 
 class EnvelopeSchema(Schema):
     event_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    type = fields.String(required=True, validate=validate.Regexp(r"^[a-z_]+(\.[a-z_]+)+$"))
+    type = fields.String(required=True, validate=validate.Regexp(r"^[a-z_]+(\.[a-z_]+)+\Z"))
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     occurred_at = fields.AwareDateTime(required=True, default_timezone=UTC)
     correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
@@ -57,6 +57,12 @@ class Envelope:
     correlation_id: str
     community: str
     payload: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Always UTC on the wire and in storage; a naive time is taken to be UTC already.
+        when = self.occurred_at
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        object.__setattr__(self, "occurred_at", when)
 
     @classmethod
     def new(
@@ -93,7 +99,6 @@ class Envelope:
             loaded = _schema.load(data)
         except ValidationError as error:
             raise MalformedEvent("not a valid event envelope", error.messages) from error
-        loaded["occurred_at"] = loaded["occurred_at"].astimezone(UTC)
         return cls(**loaded)
 
     def with_payload(self, payload: dict, version: int) -> Envelope:

@@ -17,7 +17,8 @@ from typing import Any
 
 import structlog
 
-PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# A mainland mobile number, with or without +86 / 0086 / 86, written solid or in 3-4-4 groups.
+PHONE = re.compile(r"(?<!\d)((?:\+|00)?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
 ADDRESS_KEYS = frozenset({"address", "address_string", "address_detail", "home_address"})
 PHONE_KEYS = frozenset({"phone", "mobile", "telephone", "phone_number"})
 NAME_KEYS = frozenset({"resident_name", "full_name", "real_name"})
@@ -25,7 +26,7 @@ NAME_KEYS = frozenset({"resident_name", "full_name", "real_name"})
 
 def mask_text(text: str) -> str:
     """Mask every mainland mobile number in ``text`` as 138****5678."""
-    return PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    return PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", text)
 
 
 def mask_value(key: str, value: Any) -> Any:
@@ -51,7 +52,13 @@ def mask_event(_logger: Any, _method: str, event_dict: dict) -> dict:
 
 def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the standard library's logging through one JSON renderer."""
+    def add_service(_logger: Any, _method: str, event_dict: dict) -> dict:
+        # A processor, not a context variable: every greenthread's lines name the service.
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared = [
+        add_service,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -76,7 +83,6 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    structlog.contextvars.bind_contextvars(service=service)
     for noisy in ("kombu", "amqp", "pymongo", "nameko", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

@@ -56,7 +56,7 @@ def main(name: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner.start()
-    log.info("process.started", address=web_address(name, settings))
+    log.info("process.started", listening=web_address(name, settings))
     eventlet.spawn(_watch, runner, stopping)
     if stopping.wait() == "crashed":
         return 1

@@ -9,10 +9,13 @@ from kernel.context import Context
 from kernel.envelope import Envelope, utcnow
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
+from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from services.notify.domain import Echo, compose
 from services.notify.repository import COLLECTION, InboxRepository
+
+log = get_logger(__name__)
 
 
 class DeliverySchema(Schema):
@@ -42,7 +45,7 @@ def inbox_message(event: Envelope, echo: Echo) -> tuple[dict, Envelope]:
         "ticket_id": event.payload["ticket_id"], "channel": echo.channel,
         "title": echo.title, "body": echo.body,
         "source_event_id": event.event_id, "source_event_type": event.type,
-        "created_at": now, "read_at": None,
+        "correlation_id": event.correlation_id, "created_at": now, "read_at": None,
         "delivery": {"status": "delivered", "requested_at": event.occurred_at, "delivered_at": now},
     }
     outcome = Envelope.new("echo.delivered", {
@@ -70,6 +73,8 @@ class NotifyService(HealthEndpoints):
             message, outcome = inbox_message(event, echo)
             if self.inbox.deliver(message, outcome):
                 self.outbox.flush_soon(COLLECTION, message["_id"])
+                log.info("echo.delivered", ticket_id=message["ticket_id"], recipient=echo.recipient,
+                         channel=echo.channel, source_event_type=event.type)
 
     @rpc
     def list_inbox(self, community: str, recipient: str, limit: int = 50) -> list[dict]:

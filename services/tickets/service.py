@@ -12,6 +12,7 @@ from kernel.errors import NotFound, ValidationFailed
 from kernel.events import current_version
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
+from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from kernel.validation import load
@@ -22,6 +23,7 @@ from services.tickets.schemas import CreateTicketSchema, TicketSchema, ViewerSch
 
 CATALOGUE = Catalogue.load()
 STAFF_ROLES = frozenset({"grid_worker", "secretary", "ops", "admin"})
+log = get_logger(__name__)
 
 
 def envelopes(ticket: Ticket, correlation_id: str) -> list[Envelope]:
@@ -67,6 +69,7 @@ class TicketsService(HealthEndpoints):
         )
         self.tickets.add(ticket, envelopes(ticket, self.context.correlation_id))
         self.outbox.flush_soon(COLLECTION, ticket.id)
+        log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
         return TicketSchema().dump(ticket)
 
     @rpc
@@ -91,4 +94,6 @@ class TicketsService(HealthEndpoints):
         }
         if payload.get("reason"):
             entry["reason"] = payload["reason"]
-        self.tickets.record_echo(event.community, payload["ticket_id"], entry)
+        if not self.tickets.record_echo(event.community, payload["ticket_id"], entry):
+            log.info("echo.already_recorded_or_no_ticket", ticket_id=payload["ticket_id"],
+                     event_id=event.event_id)

@@ -48,6 +48,15 @@ def test_the_echo_loop_over_http(gateway, settings, wait_until):
     assert [t["id"] for t in mine] == [ticket["id"]]
 
 
+def test_the_correlation_id_travels_from_the_request_to_the_echo(gateway, settings, mongo_client, wait_until):
+    requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers={
+        **bearer(settings), "X-Correlation-Id": "req-7f3a"}, timeout=5)
+    inbox = mongo_client[settings.database_name("notify")].inbox
+
+    message = wait_until(lambda: inbox.find_one({"recipient": "r-1"}), timeout=5)
+    assert message["correlation_id"] == "req-7f3a"
+
+
 def test_the_service_catalogue_uses_open311_names(gateway, settings):
     services = requests.get(f"{gateway}/api/v1/services", headers=bearer(settings), timeout=5).json()
     codes = {service["service_code"] for service in services}

@@ -26,9 +26,7 @@ def test_roundtrip_gives_the_principal_and_the_documented_claims():
 
     principal = verify_token(SETTINGS, token)
 
-    assert principal == Principal(
-        subject="gw-17", role="grid_worker", community="dongcheng", name="Chen Jing"
-    )
+    assert principal == Principal(subject="gw-17", role="grid_worker", community="dongcheng", name="Chen Jing")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     assert claims["iss"] == ISSUER == "huisheng"

@@ -1,0 +1,32 @@
+"""Valid payloads of the catalogue's event types, for the kernel's unit tests."""
+
+import pytest
+
+
+@pytest.fixture
+def received_v2():
+    return {
+        "ticket_id": "T1", "state": "received", "service_code": "roof_leak", "category": "房屋设施",
+        "priority": "normal", "description": "楼顶漏水", "address_string": "3号楼2单元401",
+        "source": "resident", "reporter": "r1", "created_at": "2026-11-26T08:00:00+00:00",
+        "attached_residents": ["r1"],
+    }
+
+
+@pytest.fixture
+def received_v1(received_v2):
+    return {key: value for key, value in received_v2.items() if key != "attached_residents"}
+
+
+@pytest.fixture
+def transition():
+    return {"ticket_id": "T1", "state": "paused", "attached_residents": ["r1", "r2"], "reason": "等待配件"}
+
+
+@pytest.fixture
+def echo_outcome():
+    return {
+        "echo_id": "e1", "ticket_id": "T1", "recipient": "r1", "channel": "inbox",
+        "source_event_id": "ev1", "source_event_type": "ticket.received",
+        "at": "2026-11-26T08:00:05+00:00", "reason": None,
+    }

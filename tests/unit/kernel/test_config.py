@@ -1,0 +1,155 @@
+"""Settings from the environment, and the list of environment variables kept honest."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kernel.config import DEFAULT_AMQP_URI, ENVIRONMENT, Settings, settings_of
+
+KERNEL = Path(__file__).resolve().parents[3] / "kernel"
+
+# variable, raw value, field of Settings, parsed value
+CASES = [
+    ("AMQP_URI", "amqp://u:p@broker:5672/vh", "amqp_uri", "amqp://u:p@broker:5672/vh"),
+    ("MONGO_URI", "mongodb://db:27017/", "mongo_uri", "mongodb://db:27017/"),
+    ("MONGO_DB_PREFIX", "hs_", "mongo_db_prefix", "hs_"),
+    ("HUISHENG_HOME", "/srv/huisheng", "home", Path("/srv/huisheng")),
+    ("HUISHENG_SECRET", "s3cret", "secret", "s3cret"),
+    ("HUISHENG_COMMUNITY", "nanshan", "community", "nanshan"),
+    ("GATEWAY_HOST", "0.0.0.0", "gateway_host", "0.0.0.0"),
+    ("GATEWAY_PORT", "8080", "gateway_port", 8080),
+    ("HTTP_HOST", "10.0.0.5", "http_host", "10.0.0.5"),
+    ("HTTP_PORT", "9100", "http_port", 9100),
+    ("SECANTUS_PORT", "27999", "secantus_port", 27999),
+    ("RPC_TIMEOUT", "2.5", "rpc_timeout", 2.5),
+    ("MAX_WORKERS", "4", "max_workers", 4),
+    ("RETRY_DELAYS_MS", "100, 200", "retry_delays_ms", (100, 200)),
+    ("OUTBOX_SWEEP_SECONDS", "0.5", "outbox_sweep_seconds", 0.5),
+    ("OUTBOX_GRACE_SECONDS", "3", "outbox_grace_seconds", 3.0),
+    ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("LOG_FORMAT", "console", "log_format", "console"),
+    ("HUISHENG_STOP_TIMEOUT", "7.5", "stop_timeout", 7.5),
+]
+
+
+def test_every_environment_variable_has_a_parsing_case():
+    assert {case[0] for case in CASES} == set(ENVIRONMENT)
+
+
+@pytest.mark.parametrize("name,raw,field,expected", CASES, ids=[case[0] for case in CASES])
+def test_from_env_parses_each_variable(name, raw, field, expected):
+    settings = Settings.from_env({name: raw})
+    assert getattr(settings, field) == expected
+    assert getattr(settings, field) != getattr(Settings(), field)
+
+
+@pytest.mark.parametrize("name,raw,field,expected", CASES, ids=[case[0] for case in CASES])
+def test_each_variable_changes_only_its_own_field(name, raw, field, expected):
+    settings = Settings.from_env({name: raw})
+    others = [f for f in Settings.__dataclass_fields__ if f != field]
+    assert [getattr(settings, f) for f in others] == [getattr(Settings(), f) for f in others]
+
+
+def test_from_env_parses_all_variables_at_once():
+    settings = Settings.from_env({name: raw for name, raw, _, _ in CASES})
+    assert {field: getattr(settings, field) for _, _, field, _ in CASES} == {
+        field: expected for _, _, field, expected in CASES}
+
+
+def test_empty_environment_gives_the_defaults():
+    assert Settings.from_env({}) == Settings()
+    assert Settings().amqp_uri == DEFAULT_AMQP_URI
+    assert Settings().mongo_uri is None
+
+
+def test_empty_strings_fall_back_to_the_defaults():
+    assert Settings.from_env({name: "" for name in ENVIRONMENT}) == Settings()
+
+
+@pytest.mark.parametrize("raw", ["", " ", ",", " , "])
+def test_retry_delays_without_numbers_fall_back_to_the_default(raw):
+    assert Settings.from_env({"RETRY_DELAYS_MS": raw}).retry_delays_ms == Settings().retry_delays_ms
+
+
+def test_retry_delays_ignore_empty_parts():
+    assert Settings.from_env({"RETRY_DELAYS_MS": "50,,150, "}).retry_delays_ms == (50, 150)
+
+
+def test_a_non_numeric_port_is_an_error():
+    with pytest.raises(ValueError):
+        Settings.from_env({"GATEWAY_PORT": "eighty"})
+
+
+def test_from_env_without_a_mapping_reads_os_environ(monkeypatch):
+    monkeypatch.setenv("HUISHENG_COMMUNITY", "from-os-environ")
+    monkeypatch.setenv("MAX_WORKERS", "3")
+    settings = Settings.from_env()
+    assert (settings.community, settings.max_workers) == ("from-os-environ", 3)
+
+
+def test_database_name_is_prefix_plus_service():
+    assert Settings().database_name("tickets") == "huisheng_tickets"
+    assert Settings(mongo_db_prefix="t1_").database_name("notify") == "t1_notify"
+
+
+def test_nameko_config_carries_broker_serializer_workers_and_settings():
+    settings = Settings(amqp_uri="amqp://x/", max_workers=3)
+    config = settings.nameko_config()
+    assert config["AMQP_URI"] == "amqp://x/"
+    assert config["serializer"] == "json"
+    assert config["max_workers"] == 3
+    assert config["HUISHENG"] is settings
+    assert "WEB_SERVER_ADDRESS" not in config
+
+
+def test_nameko_config_has_the_web_server_address_when_given():
+    config = Settings().nameko_config(web_address="127.0.0.1:8123")
+    assert config["WEB_SERVER_ADDRESS"] == "127.0.0.1:8123"
+
+
+def test_settings_of_returns_the_embedded_settings():
+    settings = Settings(community="nanshan")
+    assert settings_of(settings.nameko_config()) is settings
+
+
+def test_settings_of_a_plain_config_reads_its_keys():
+    settings = settings_of({"AMQP_URI": "amqp://plain/", "max_workers": 10})
+    assert settings.amqp_uri == "amqp://plain/"
+
+
+def _python_sources():
+    return sorted(KERNEL.rglob("*.py"))
+
+
+# A read of an environment variable: from_env's bare get("NAME", ...), os.getenv("NAME"),
+# environ["NAME"], environ.get("NAME") or env.get("NAME"); not config.get("HUISHENG") (a nameko config key).
+READ = re.compile(
+    r"""(?:(?<![\w.])get|\bgetenv|\benviron\.get|\benv\.get)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+    r"""|\benviron\[\s*["']([A-Z][A-Z0-9_]*)["']"""
+)
+
+
+def _names_read(text):
+    return {a or b for a, b in READ.findall(text)}
+
+
+def test_the_read_pattern_finds_reads_and_only_reads():
+    text = (
+        'get("A_B", 1)\nos.environ["C"]\nos.getenv("D")\nenv.get( "E" )\nos.environ.get("G")\n'
+        '"F": "not a read"\nconfig.get("HUISHENG")\nwidget("H")'
+    )
+    assert _names_read(text) == {"A_B", "C", "D", "E", "G"}
+
+
+def test_every_variable_read_in_config_is_listed_in_environment():
+    names = _names_read((KERNEL / "config.py").read_text(encoding="utf-8"))
+    assert names, "the pattern found no reads at all"
+    assert names - set(ENVIRONMENT) == set()
+
+
+def test_every_variable_in_environment_is_read_somewhere_in_the_kernel():
+    read = set()
+    for path in _python_sources():
+        read |= _names_read(path.read_text(encoding="utf-8"))
+    assert set(ENVIRONMENT) - read == set()
