@@ -8,7 +8,12 @@ process exits anyway (nameko ignores stop requests while it reconnects to a
 broker that is gone).
 """
 
-import eventlet
+import warnings
+
+# eventlet announces its maintenance mode on import; the platform knows (docs/architecture.md).
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # must precede every other import that touches sockets or threads
 

@@ -1,0 +1,407 @@
+"""The ``huisheng`` command line: run, inspect and stop the platform, mint tokens.
+
+    huisheng up [-d]        run every process (foreground, or detached until healthy)
+    huisheng down           stop what ``up`` started
+    huisheng status         list the processes and their health
+    huisheng token ...      print a signed bearer token
+    huisheng service NAME   run one process in the foreground (what ``up`` launches)
+
+Only the standard library and small clients are imported here: ``service``
+imports ``kernel.runner`` lazily because that module monkey-patches eventlet,
+which must never happen inside the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from kernel.auth import DEFAULT_TTL, ROLES, issue_token
+from kernel.cli import infra
+from kernel.cli.supervisor import (
+    SUPERVISOR_LOG,
+    AlreadyRunning,
+    ChildSpec,
+    Supervisor,
+    Target,
+    log_path,
+    platform_status,
+    running_problem,
+    spawn_daemon,
+    stop_platform,
+    terminate,
+    wait_until_healthy,
+)
+from kernel.config import DEFAULT_SECRET, Settings
+from kernel.platform import PROCESSES, Process
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DB_NAME = "secantus"
+DEFAULT_STOP_TIMEOUT = 10.0
+EXIT_NOT_RUNNING = 3  # as LSB init scripts' "status": program is not running
+
+
+def say(message: str) -> None:
+    """Progress for the user, on stdout."""
+    print(f"huisheng: {message}", flush=True)
+
+
+def complain(message: str) -> None:
+    """Errors for the user, on stderr."""
+    print(f"huisheng: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- what runs
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment, with HUISHENG_HOME made absolute (children and daemons share it)."""
+    settings = Settings.from_env(environ)
+    return replace(settings, home=settings.home.absolute())
+
+
+def process_port(process: Process, environ: Mapping[str, str]) -> int:
+    """The port a process gets: GATEWAY_PORT for the gateway, HUISHENG_PORT_<NAME> for a service."""
+    name = "GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}"
+    value = environ.get(name)
+    return int(value) if value else process.default_port
+
+
+def python_path(environ: Mapping[str, str]) -> str:
+    """PYTHONPATH for children: they run `python -m kernel.cli.main`, so this checkout must import."""
+    paths = [str(PROJECT_ROOT)] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])
+    return os.pathsep.join(paths)
+
+
+def child_env(settings: Settings, environ: Mapping[str, str], extra: Mapping[str, str] = ()) -> dict[str, str]:
+    """The environment of a child: ours plus where the broker, database and home are."""
+    env = dict(environ)
+    env.update(AMQP_URI=settings.amqp_uri, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1")
+    if settings.mongo_uri:
+        env["MONGO_URI"] = settings.mongo_uri
+    env["PYTHONPATH"] = python_path(environ)
+    env.update(extra)
+    return env
+
+
+def resolve_stop_timeout(given: float | None, environ: Mapping[str, str]) -> float:
+    """Seconds from SIGTERM to SIGKILL: as given, else 10, or longer than an explicit HUISHENG_STOP_TIMEOUT."""
+    if given is not None:
+        return given
+    explicit = environ.get("HUISHENG_STOP_TIMEOUT")
+    return max(DEFAULT_STOP_TIMEOUT, float(explicit) + 2.0) if explicit else DEFAULT_STOP_TIMEOUT
+
+
+def graceful_stop_env(stop_timeout: float, environ: Mapping[str, str]) -> dict[str, str]:
+    """Unless the user chose one, give each process a graceful-stop budget that ends before our SIGKILL."""
+    if environ.get("HUISHENG_STOP_TIMEOUT"):
+        return {}
+    return {"HUISHENG_STOP_TIMEOUT": f"{max(1.0, stop_timeout - 2.0):g}"}
+
+
+def process_spec(
+    process: Process, settings: Settings, environ: Mapping[str, str], stop_timeout: float = DEFAULT_STOP_TIMEOUT
+) -> ChildSpec:
+    """How the supervisor launches one platform process (``huisheng service NAME``)."""
+    port = process_port(process, environ)
+    extra = {process.http_port_env: str(port), **graceful_stop_env(stop_timeout, environ)}
+    host = settings.gateway_host if process.is_gateway else settings.http_host
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # a wildcard bind is probed on loopback
+    return ChildSpec(
+        name=process.name,
+        argv=(sys.executable, "-m", "kernel.cli.main", "service", process.name),
+        env=child_env(settings, environ, extra),
+        address=f"http://{probe_host}:{port}",
+        layer=2 if process.is_gateway else 1,  # the gateway opens the doors last
+    )
+
+
+def database_spec(settings: Settings) -> ChildSpec:
+    """The embedded SecantusDB, data kept in ``$HUISHENG_HOME/data/mongo`` across restarts."""
+    executable = infra.find_secantusd() or "secantusd-py"
+    storage = settings.home / "data" / "mongo"
+    argv = infra.secantus_argv(executable, settings.secantus_port, storage)
+    return ChildSpec(DB_NAME, tuple(argv), None, infra.secantus_uri(settings.secantus_port), "mongo", layer=0)
+
+
+def platform_plan(
+    settings: Settings,
+    environ: Mapping[str, str],
+    processes: Sequence[Process] = PROCESSES,
+    infra_enabled: bool = True,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> tuple[Settings, list[ChildSpec]]:
+    """The settings children get and the specs to supervise (the database first if we run it)."""
+    specs: list[ChildSpec] = []
+    if infra_enabled and not settings.mongo_uri:
+        db = database_spec(settings)
+        specs.append(db)
+        settings = replace(settings, mongo_uri=db.address)
+    specs += [process_spec(p, settings, environ, stop_timeout) for p in processes]
+    return settings, specs
+
+
+def procfile_specs(path: str, settings: Settings, environ: Mapping[str, str]) -> list[ChildSpec]:
+    """Specs from a JSON list of ``{name, argv, port | address, health, layer, env}`` (tests, experiments)."""
+    specs = []
+    for entry in json.loads(Path(path).read_text()):
+        address = entry.get("address") or (f"http://127.0.0.1:{entry['port']}" if entry.get("port") else None)
+        specs.append(
+            ChildSpec(
+                name=entry["name"],
+                argv=tuple(entry["argv"]),
+                env=child_env(settings, environ, entry.get("env", {})),
+                address=address,
+                health=entry.get("health", "http" if address else "none"),
+                layer=int(entry.get("layer", 1)),
+            )
+        )
+    return specs
+
+
+def check_ports_free(specs: Sequence[ChildSpec]) -> None:
+    """Fail before starting if a port we need is taken: its owner would answer our health probes."""
+    for spec in specs:
+        endpoint = spec.port()
+        if endpoint and infra.port_in_use(*endpoint):
+            hint = (
+                "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
+                if spec.name == DB_NAME
+                else f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
+            )
+            raise infra.InfraError(
+                f"port {endpoint[1]} needed by {spec.name} is already in use by another program "
+                f"(not started by this huisheng); {hint}"
+            )
+
+
+def declare_topology(settings: Settings) -> None:
+    """Declare exchanges and queues before any service runs, so no early event is dropped."""
+    try:
+        from kernel.topology import declare_all  # lazy: imports the broker client
+    except ModuleNotFoundError as exc:
+        if exc.name != "kernel.topology":
+            raise
+        raise infra.InfraError("kernel.topology is missing: cannot declare the broker topology") from exc
+    declare_all(settings)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``huisheng up [-d]``: check infrastructure, then supervise (or daemonise and wait)."""
+    settings = load_settings()
+    args.stop_timeout = resolve_stop_timeout(args.stop_timeout, os.environ)
+    problem = running_problem(settings.home)
+    if problem:
+        complain(problem)
+        return 1
+    if args.procfile:
+        specs = procfile_specs(args.procfile, settings, os.environ)
+    else:
+        settings, specs = platform_plan(settings, os.environ, PROCESSES, not args.no_infra, args.stop_timeout)
+    if not args.no_infra:
+        infra.ensure_broker(settings.amqp_uri, say=say)
+        if any(s.name == DB_NAME for s in specs) and infra.find_secantusd() is None:
+            raise infra.InfraError("secantusd-py not found: `pip install secantusdb==0.7.0b3`, or set MONGO_URI")
+    check_ports_free(specs)
+    if args.detach:
+        return up_detached(args, settings)
+    return up_foreground(args, settings, specs)
+
+
+def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[ChildSpec]) -> int:
+    """Supervise in this process until Ctrl-C, SIGTERM or a child's death."""
+    if any(s.name == DB_NAME for s in specs):
+        (settings.home / "data" / "mongo").mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(
+        settings.home,
+        specs,
+        stop_timeout=args.stop_timeout,
+        echo=not args.daemon_child,  # a daemon's children write their logs themselves
+        info={"mongo_uri": settings.mongo_uri},
+    )
+    before_layer = None if args.no_infra else _topology_hook(settings, supervisor.say)
+    return supervisor.run(args.timeout, before_layer)
+
+
+def _topology_hook(settings: Settings, report: Callable[[str], None]) -> Callable[[int], None]:
+    """Declare the topology once, after the database layer and before the services."""
+    done: list[bool] = []
+
+    def before_layer(layer: int) -> None:
+        if layer >= 1 and not done:
+            report("declaring the broker topology ...")
+            declare_topology(settings)
+            done.append(True)
+
+    return before_layer
+
+
+def up_detached(args: argparse.Namespace, settings: Settings) -> int:
+    """Start a daemonised supervisor and return once every process is healthy (or fail and clean up)."""
+    argv = [sys.executable, "-m", "kernel.cli.main", "up", "--daemon-child"]
+    # The daemon waits a little longer than we do, so that on a timeout our diagnosis is the one shown.
+    argv += ["--timeout", str(args.timeout + 10), "--stop-timeout", str(args.stop_timeout)]
+    if args.procfile:
+        argv += ["--procfile", str(Path(args.procfile).absolute())]
+    if args.no_infra:
+        argv.append("--no-infra")
+    # Our own environment, not child_env(): the daemon must decide about MONGO_URI exactly as we did.
+    env = dict(os.environ, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = python_path(os.environ)
+    log = log_path(settings.home, SUPERVISOR_LOG)
+    offset = log.stat().st_size if log.exists() else 0
+    daemon = spawn_daemon(settings.home, argv, env)
+    say(f"supervisor started (pid {daemon.pid}); waiting up to {args.timeout:g} s for health")
+    ok, reason = wait_until_healthy(settings.home, daemon, args.timeout, offset)
+    if ok:
+        print(format_status(platform_status(settings.home)))
+        say(f"the platform is up; logs in {settings.home / 'log'}; stop it with `huisheng down`")
+        return 0
+    complain(f"the platform did not come up:\n{reason}")
+    complain("stopping what was started ...")
+    stop_platform(settings.home, say=complain)
+    # The daemon may not have recorded anything yet: stop it by its Popen as well.
+    terminate(
+        [Target("supervisor", daemon.pid, lambda: daemon.poll() is None, group=False)], args.stop_timeout + 5, complain
+    )
+    daemon.wait()
+    complain("stopped")
+    return 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """``huisheng down``: stop the supervisor (or, if it is gone, its children); idempotent."""
+    settings = load_settings()
+    if stop_platform(settings.home, say=say, wait=args.timeout):
+        say("stopped")
+    else:
+        say("not running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``huisheng status [--json]``: 0 if all healthy, 3 if nothing runs, 1 otherwise."""
+    settings = load_settings()
+    _, planned = platform_plan(settings, os.environ)
+    report = platform_status(settings.home, planned)
+    print(json.dumps(report, indent=2) if args.json else format_status(report))
+    if not report["running"]:
+        return EXIT_NOT_RUNNING
+    return 0 if report["healthy"] else 1
+
+
+def format_status(report: Mapping) -> str:
+    """The human table of :func:`platform_status`."""
+    supervisor = report.get("supervisor") or {}
+    if not report["running"]:
+        head = "huisheng: not running"
+    else:
+        alive = "alive" if supervisor.get("alive") else "DEAD: nothing restarts or stops these; run `huisheng down`"
+        since = report.get("started_at")
+        head = f"huisheng: running since {since} (supervisor pid {supervisor.get('pid')}, {alive})"
+    rows = [("NAME", "PID", "ALIVE", "HEALTH", "ADDRESS", "DETAIL")]
+    for p in report["processes"]:
+        alive = "yes" if p["alive"] else "no"
+        rows.append((p["name"], str(p["pid"] or "-"), alive, p["health"], p["address"] or "-", p["detail"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join([head, *lines])
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """``huisheng token``: print a signed bearer token (and nothing else on stdout)."""
+    settings = load_settings()
+    try:
+        token = issue_token(settings, args.role, args.subject, args.community, args.ttl, args.name)
+    except ValueError as exc:
+        complain(f"token: {exc}")
+        return 2
+    if settings.secret == DEFAULT_SECRET:
+        complain("warning: signed with the development secret; set HUISHENG_SECRET outside development")
+    print(token)
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """``huisheng service NAME``: run one process in the foreground (``up`` launches these)."""
+    from kernel.runner import main as run_process  # lazy: kernel.runner monkey-patches eventlet
+
+    result = run_process(args.name)
+    return result if isinstance(result, int) else 0
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="huisheng", description="Run and operate the Huisheng platform.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run the whole platform (Ctrl-C stops it)")
+    up.add_argument("-d", "--detach", action="store_true", help="run in the background; return once healthy")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
+    up.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=None,
+        help="seconds between SIGTERM and SIGKILL when stopping (default 10, or HUISHENG_STOP_TIMEOUT + 2)",
+    )
+    up.add_argument("--procfile", metavar="FILE", help="JSON list of processes to run instead of the platform's")
+    up.add_argument(
+        "--no-infra",
+        action="store_true",
+        help="do not check the broker, start the database or declare topology",
+    )
+    up.add_argument("--daemon-child", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(func=cmd_up)
+
+    down = commands.add_parser("down", help="stop what `up` started")
+    down.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait for the supervisor before killing it"
+    )
+    down.set_defaults(func=cmd_down)
+
+    status = commands.add_parser("status", help="list processes and their health (exit 0 if all healthy)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    token = commands.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--role", required=True, metavar="ROLE", help=f"one of: {', '.join(ROLES)}")
+    token.add_argument("--subject", required=True, metavar="ID", help="who the token is for (the `sub` claim)")
+    token.add_argument("--community", help="community id (default HUISHENG_COMMUNITY)")
+    token.add_argument(
+        "--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS", help=f"lifetime (default {DEFAULT_TTL})"
+    )
+    token.add_argument("--name", help="display name")
+    token.set_defaults(func=cmd_token)
+
+    service = commands.add_parser("service", help="run one process in the foreground")
+    names = [p.name for p in PROCESSES]
+    service.add_argument("name", metavar="NAME", choices=names, help=f"one of: {', '.join(names)}")
+    service.set_defaults(func=cmd_service)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``huisheng`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (infra.InfraError, AlreadyRunning) as exc:
+        complain(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

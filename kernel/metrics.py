@@ -1,0 +1,78 @@
+"""Prometheus metrics every process exposes on ``/metrics``.
+
+Metrics are module-level (one registry per process); labels say which service,
+entrypoint or subscription a sample belongs to, so a service built on the kernel
+reports all of these without code of its own.
+
+>>> HANDLED.labels(subscription="notify.ticket_events", outcome="ok").inc()
+>>> b"huisheng_events_handled_total" in exposition()[0]
+True
+"""
+
+from __future__ import annotations
+
+import time
+
+from nameko.extensions import DependencyProvider
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+WORKERS = Histogram(
+    "huisheng_worker_seconds", "Time a worker took, by entrypoint and outcome",
+    ["service", "entrypoint", "outcome"], buckets=LATENCY_BUCKETS,
+)
+HTTP_REQUESTS = Counter(
+    "huisheng_http_requests_total", "HTTP requests answered, by route and status",
+    ["service", "route", "status"],
+)
+HANDLED = Counter(
+    "huisheng_events_handled_total",
+    "Event deliveries by outcome: ok, retried, dead_lettered, duplicate, busy, requeued",
+    ["subscription", "outcome"],
+)
+PUBLISHED = Counter("huisheng_outbox_published_total", "Events the relay published", ["service", "collection"])
+PUBLISH_FAILURES = Counter("huisheng_outbox_publish_failures_total", "Relay publish attempts that failed",
+                           ["service"])
+OUTBOX_LAG = Histogram(
+    "huisheng_outbox_lag_seconds", "From an event's write to its confirmed publication",
+    ["service"], buckets=LATENCY_BUCKETS,
+)
+OUTBOX_PENDING = Gauge("huisheng_outbox_pending_documents", "Documents with unpublished events",
+                       ["service", "collection"])
+OUTBOX_OLDEST = Gauge("huisheng_outbox_oldest_seconds", "Age of the oldest unpublished event",
+                      ["service", "collection"])
+ECHO_LATENCY = Histogram(
+    "huisheng_echo_latency_seconds", "From a ticket change to its echo being delivered, by channel",
+    ["channel"], buckets=LATENCY_BUCKETS,
+)
+ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)",
+                 ["channel", "outcome"])
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format Prometheus scrapes, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class WorkerMetrics(DependencyProvider):
+    """Times every worker of the service it is declared on (see :class:`kernel.health.HealthEndpoints`)."""
+
+    def __init__(self, **kwargs):
+        self._started: dict = {}
+        super().__init__(**kwargs)
+
+    def get_dependency(self, worker_ctx) -> None:
+        return None
+
+    def worker_setup(self, worker_ctx) -> None:
+        self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
+        started = self._started.pop(worker_ctx, None)
+        if started is None:
+            return
+        WORKERS.labels(
+            service=worker_ctx.service_name, entrypoint=worker_ctx.entrypoint.method_name,
+            outcome="error" if exc_info else "ok",
+        ).observe(time.perf_counter() - started)

@@ -1,0 +1,292 @@
+"""The supervisor behind ``huisheng up/down/status``, with tiny real child processes.
+
+Each child is a few lines of ``http.server`` answering /health and /ready, told
+by its environment how to misbehave (start slowly, never be ready, ignore
+SIGTERM). The CLI itself runs as a real subprocess, exactly as a user runs it,
+with ``--procfile`` injecting the children and ``--no-infra`` skipping the
+broker and the database.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import ProxyHandler, build_opener
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import http.server, os, signal, sys, time
+mode = os.environ.get("CHILD_MODE", "ok")
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # like nameko reconnecting to a dead broker
+with open(os.environ["CHILD_PIDFILE"], "w") as f:
+    f.write(str(os.getpid()))
+print(f"child {os.environ['CHILD_NAME']} booting in mode {mode}", flush=True)
+time.sleep(float(os.environ.get("CHILD_DELAY", "0")))
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ready = not (mode == "unready" and self.path == "/ready")
+        self.send_response(200 if ready else 503)
+        self.end_headers()
+        self.wfile.write(b"ok" if ready else b"not ready")
+
+    def log_message(self, *args):
+        pass
+
+print(f"child {os.environ['CHILD_NAME']} listening", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["CHILD_PORT"])), Handler).serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """True unless the process is gone or a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def healthy(port: int) -> bool:
+    opener = build_opener(ProxyHandler({}))  # never through a proxy from the environment
+    for path in ("/health", "/ready"):
+        with opener.open(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            if response.status != 200:
+                return False
+    return True
+
+
+class Platform:
+    """A temporary HUISHENG_HOME, a procfile of stand-in children, and the CLI to drive them."""
+
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path
+        self.home = tmp_path / "home"
+        self.script = tmp_path / "child.py"
+        self.script.write_text(CHILD)
+        self.ports: dict[str, int] = {}
+        self.entries: list[dict] = []
+
+    def child(self, name: str, mode: str = "ok", delay: float = 0.0, layer: int = 1) -> "Platform":
+        port = self.ports[name] = free_port()
+        env = {
+            "CHILD_NAME": name,
+            "CHILD_MODE": mode,
+            "CHILD_DELAY": str(delay),
+            "CHILD_PORT": str(port),
+            "CHILD_PIDFILE": str(self.dir / f"{name}.pid"),
+        }
+        self.entries.append(
+            {
+                "name": name,
+                "argv": [sys.executable, str(self.script)],
+                "port": port,
+                "env": env,
+                "layer": layer,
+            }
+        )
+        return self
+
+    def procfile(self) -> str:
+        path = self.dir / "procfile.json"
+        path.write_text(json.dumps(self.entries))
+        return str(path)
+
+    def pid(self, name: str) -> int:
+        return int(
+            wait_for(lambda: (self.dir / f"{name}.pid").exists(), 10, f"{name} pidfile")
+            and (self.dir / f"{name}.pid").read_text()
+        )
+
+    def env(self) -> dict:
+        return dict(os.environ, HUISHENG_HOME=str(self.home))
+
+    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "kernel.cli.main", *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def up(self, *extra: str) -> subprocess.CompletedProcess:
+        return self.cli("up", "-d", "--no-infra", "--procfile", self.procfile(), *extra)
+
+    def state(self) -> dict | None:
+        path = self.home / "run" / "platform.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def log(self, name: str) -> str:
+        path = self.home / "log" / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def platform(tmp_path):
+    platform = Platform(tmp_path)
+    yield platform
+    platform.cli("down", "--timeout", "5")  # never leave children behind, whatever the test did
+
+
+def test_up_detached_waits_for_health_then_status_and_down(platform):
+    platform.child("alpha", delay=1.0).child("beta", layer=2)
+
+    started = time.monotonic()
+    result = platform.up()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert time.monotonic() - started >= 1.0  # alpha took a second to listen: up waited for it
+    assert healthy(platform.ports["alpha"]) and healthy(platform.ports["beta"])
+    pids = {name: platform.pid(name) for name in ("alpha", "beta")}
+
+    status = platform.cli("status", "--json")
+    assert status.returncode == 0, status.stdout
+    report = json.loads(status.stdout)
+    assert report["running"] and report["healthy"] and report["supervisor"]["alive"]
+    rows = {row["name"]: row for row in report["processes"]}
+    assert {name: row["pid"] for name, row in rows.items()} == pids
+    assert all(row["alive"] and row["health"] == "healthy" for row in rows.values())
+    assert rows["beta"]["address"] == f"http://127.0.0.1:{platform.ports['beta']}"
+    assert "child alpha listening" in platform.log("alpha")
+
+    table = platform.cli("status")
+    assert table.returncode == 0
+    assert any(
+        line.startswith("beta") and str(pids["beta"]) in line and "healthy" in line
+        for line in table.stdout.splitlines()
+    )
+
+    down = platform.cli("down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not any(alive(pid) for pid in pids.values())
+    assert platform.state() is None
+    assert platform.cli("status").returncode == 3
+    again = platform.cli("down")
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_second_up_is_refused_while_running(platform):
+    platform.child("alpha")
+    assert platform.up().returncode == 0
+
+    second = platform.up()
+
+    assert second.returncode != 0
+    assert "already running" in second.stderr
+
+
+def test_sigterm_ignoring_child_is_killed_after_the_stop_timeout(platform):
+    platform.child("alpha").child("stubborn", mode="stubborn")
+    assert platform.up("--stop-timeout", "1").returncode == 0
+    stubborn = platform.pid("stubborn")
+
+    started = time.monotonic()
+    down = platform.cli("down")
+    elapsed = time.monotonic() - started
+
+    assert down.returncode == 0
+    assert 1.0 <= elapsed < 8.0
+    assert not alive(stubborn) and not alive(platform.pid("alpha"))
+    assert "stubborn" in platform.log("supervisor") and "SIGKILL" in platform.log("supervisor")
+
+
+def test_child_that_never_becomes_healthy_fails_the_start_with_its_name_and_log(platform):
+    platform.child("alpha").child("lazy", mode="unready").child("gateway", layer=2)
+
+    started = time.monotonic()
+    result = platform.up("--timeout", "2")
+
+    assert result.returncode != 0
+    assert time.monotonic() - started < 15
+    assert "lazy: not healthy within 2 s (GET /ready -> 503)" in result.stderr
+    assert "child lazy booting in mode unready" in result.stderr  # the tail of its log
+    assert not alive(platform.pid("alpha")) and not alive(platform.pid("lazy"))
+    assert not (platform.dir / "gateway.pid").exists()  # the last layer never started
+    assert platform.state() is None
+
+
+def test_a_dying_child_stops_the_whole_platform(platform):
+    platform.child("alpha").child("beta")
+    assert platform.up().returncode == 0
+    supervisor = platform.state()["supervisor"]["pid"]
+
+    os.kill(platform.pid("alpha"), signal.SIGKILL)
+
+    wait_for(lambda: not alive(supervisor), 10, "supervisor exits after a child died")
+    assert not alive(platform.pid("beta"))
+    log = platform.log("supervisor")
+    assert "alpha" in log and "exited unexpectedly" in log
+    assert platform.cli("status").returncode == 3
+
+
+def test_down_stops_the_children_of_a_killed_supervisor(platform):
+    platform.child("alpha").child("stubborn", mode="stubborn")
+    assert platform.up("--stop-timeout", "1").returncode == 0
+    supervisor = platform.state()["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not alive(supervisor), 5, "supervisor killed")
+
+    status = platform.cli("status", "--json")
+    report = json.loads(status.stdout)
+    assert status.returncode == 1  # the children run, but nobody watches them
+    assert report["running"] and not report["supervisor"]["alive"]
+
+    down = platform.cli("down")
+
+    assert down.returncode == 0
+    assert "supervisor is gone" in down.stdout and "SIGKILL" in down.stdout
+    assert not alive(platform.pid("alpha")) and not alive(platform.pid("stubborn"))
+    assert platform.state() is None
+
+
+def test_foreground_up_prefixes_output_logs_it_and_stops_on_ctrl_c(platform):
+    platform.child("alpha").child("beta", layer=2)
+    output = platform.dir / "foreground.out"
+    with open(output, "w") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "kernel.cli.main", "up", "--no-infra", "--procfile", platform.procfile()],
+            cwd=ROOT,
+            env=platform.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "processes are healthy" in output.read_text(), 15, "foreground up healthy")
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(10) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+    text = output.read_text()
+    assert any(line.startswith("alpha") and line.endswith("| child alpha listening") for line in text.splitlines())
+    assert any(line.startswith("beta ") and "| child beta listening" in line for line in text.splitlines())
+    assert "child beta listening" in platform.log("beta")
+    assert not alive(platform.pid("alpha")) and not alive(platform.pid("beta"))
+    assert platform.state() is None

@@ -1,0 +1,311 @@
+"""The ``huisheng`` command line, without starting the real platform."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import jwt
+import pytest
+
+from kernel.auth import verify_token
+from kernel.cli import infra
+from kernel.cli.main import (
+    check_ports_free,
+    declare_topology,
+    load_settings,
+    main,
+    platform_plan,
+    resolve_stop_timeout,
+)
+from kernel.config import Settings
+from kernel.platform import PROCESSES
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own HUISHENG_HOME and none of the caller's platform settings."""
+    for name in ("MONGO_URI", "AMQP_URI", "GATEWAY_PORT", "SECANTUS_PORT", "HUISHENG_COMMUNITY"):
+        monkeypatch.delenv(name, raising=False)
+    for process in PROCESSES:
+        monkeypatch.delenv(f"HUISHENG_PORT_{process.name.upper()}", raising=False)
+    monkeypatch.setenv("HUISHENG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HUISHENG_SECRET", SECRET)
+    return tmp_path
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- token
+
+
+def test_token_prints_only_a_token_the_gateway_accepts(capsys):
+    code = main(
+        [
+            "token",
+            "--role",
+            "volunteer",
+            "--subject",
+            "v-7",
+            "--community",
+            "dongcheng",
+            "--ttl",
+            "120",
+            "--name",
+            "Zhang Wei",
+        ]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("\n") == 1
+    principal = verify_token(Settings(secret=SECRET), out.strip())
+    assert (principal.subject, principal.role, principal.community, principal.name) == (
+        "v-7",
+        "volunteer",
+        "dongcheng",
+        "Zhang Wei",
+    )
+    claims = jwt.decode(out.strip(), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_token_uses_the_configured_community_by_default(capsys, monkeypatch):
+    monkeypatch.setenv("HUISHENG_COMMUNITY", "nanshan")
+
+    assert main(["token", "--role", "resident", "--subject", "r-1"]) == 0
+
+    assert verify_token(Settings(secret=SECRET), capsys.readouterr().out.strip()).community == "nanshan"
+
+
+def test_token_with_unknown_role_fails_with_the_list_of_roles(capsys):
+    code = main(["token", "--role", "mayor", "--subject", "m-1"])
+
+    captured = capsys.readouterr()
+    assert code != 0
+    assert captured.out == ""
+    assert "unknown role 'mayor'" in captured.err
+    assert "resident, grid_worker, volunteer, secretary, ops, admin" in captured.err
+
+
+def test_token_warns_about_the_development_secret(capsys, monkeypatch):
+    monkeypatch.delenv("HUISHENG_SECRET")
+
+    assert main(["token", "--role", "ops", "--subject", "o-1"]) == 0
+
+    captured = capsys.readouterr()
+    assert "development secret" in captured.err
+    assert verify_token(Settings(), captured.out.strip()).role == "ops"
+
+
+# --------------------------------------------------------------------------- status and down
+
+
+def test_status_when_nothing_runs_lists_every_process_as_down(capsys):
+    code = main(["status"])
+
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "not running" in out
+    for process in PROCESSES:
+        line = next(line for line in out.splitlines() if line.startswith(process.name + " "))
+        assert " down " in line
+        assert f":{process.default_port}" in line
+
+
+def test_status_json_when_nothing_runs(capsys):
+    code = main(["status", "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert code != 0
+    assert report["running"] is False and report["healthy"] is False
+    rows = {row["name"]: row for row in report["processes"]}
+    assert {p.name for p in PROCESSES} <= set(rows)
+    assert all(row["health"] == "down" and row["pid"] is None and row["alive"] is False for row in rows.values())
+
+
+def test_down_when_nothing_runs_is_a_quiet_success(capsys):
+    assert main(["down"]) == 0
+    assert "not running" in capsys.readouterr().out
+    assert main(["down"]) == 0
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def test_up_without_a_broker_and_without_rabbitmq_server_explains_how_to_get_one(capsys, monkeypatch, tmp_path):
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    monkeypatch.setenv("PATH", str(empty_bin))  # no rabbitmq-server to start
+    monkeypatch.setenv("AMQP_URI", f"amqp://guest:guest@127.0.0.1:{closed_port()}/")
+
+    code = main(["up", "--timeout", "5"])
+
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "No RabbitMQ broker answers" in err
+    assert "apt-get install rabbitmq-server" in err
+    assert "docker run" in err and "rabbitmq:3.13-management" in err
+    assert not (tmp_path / "home" / "run" / "platform.json").exists()
+
+
+def test_ensure_broker_does_not_try_to_start_a_remote_broker():
+    started = []
+
+    with pytest.raises(infra.InfraError, match="apt-get install rabbitmq-server"):
+        infra.ensure_broker(
+            "amqp://u:p@broker.example:5672/",
+            probe=lambda uri: False,
+            which=lambda name: "/usr/sbin/rabbitmq-server",
+            run=lambda *a, **k: started.append(a),
+        )
+
+    assert started == []
+
+
+def test_ensure_broker_starts_a_local_rabbitmq_server_and_waits_for_it():
+    runs, answers = [], iter([False, False, True])
+
+    result = infra.ensure_broker(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        probe=lambda uri: next(answers),
+        which=lambda name: "/opt/rabbit/rabbitmq-server",
+        run=lambda argv, **kw: runs.append(argv),
+        say=lambda message: None,
+    )
+
+    assert result == "started"
+    assert runs == [["/opt/rabbit/rabbitmq-server", "-detached"]]
+
+
+def test_ensure_broker_gives_up_when_the_started_server_never_answers():
+    with pytest.raises(infra.InfraError, match="within"):
+        infra.ensure_broker(
+            "amqp://guest:guest@localhost/",
+            probe=lambda uri: False,
+            which=lambda name: "/x/rabbitmq-server",
+            run=lambda *a, **k: None,
+            wait_seconds=0.2,
+            say=lambda message: None,
+        )
+
+
+def test_ensure_broker_accepts_a_running_broker_without_starting_anything():
+    assert infra.ensure_broker("amqp://x/", probe=lambda uri: True, which=lambda name: None) == "running"
+
+
+def test_broker_probe_reports_a_closed_port_as_no_broker():
+    assert infra.broker_answers(f"amqp://guest:guest@127.0.0.1:{closed_port()}/", timeout=1.0) is False
+
+
+# --------------------------------------------------------------------------- what up launches
+
+
+def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
+    monkeypatch.setenv("SECANTUS_PORT", "27555")
+    monkeypatch.setenv("HUISHENG_PORT_TICKETS", "19101")
+    monkeypatch.setenv("GATEWAY_PORT", "19000")
+
+    settings, specs = platform_plan(load_settings(), os.environ)
+
+    by_name = {spec.name: spec for spec in specs}
+    assert [s.name for s in specs] == ["secantus"] + [p.name for p in PROCESSES]
+    db = by_name["secantus"]
+    assert db.layer == 0 and db.health == "mongo"
+    assert db.argv[1:] == (
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "27555",
+        "--storage-path",
+        str(settings.home / "data" / "mongo"),
+    )
+    assert settings.mongo_uri == "mongodb://127.0.0.1:27555/?retryWrites=false&directConnection=true"
+    assert {by_name[p.name].layer for p in PROCESSES if not p.is_gateway} == {1}
+    assert by_name["gateway"].layer == 2
+    tickets, gateway = by_name["tickets"], by_name["gateway"]
+    assert tickets.argv == (sys.executable, "-m", "kernel.cli.main", "service", "tickets")
+    assert tickets.address == "http://127.0.0.1:19101" and tickets.env["HTTP_PORT"] == "19101"
+    assert by_name["notify"].env["HTTP_PORT"] == "8102"
+    assert gateway.address == "http://127.0.0.1:19000" and gateway.env["GATEWAY_PORT"] == "19000"
+    for spec in specs[1:]:
+        assert spec.env["MONGO_URI"] == settings.mongo_uri
+        assert spec.env["PYTHONUNBUFFERED"] == "1"
+        assert spec.env["HUISHENG_HOME"] == str(settings.home) and settings.home.is_absolute()
+        assert spec.env["AMQP_URI"] == settings.amqp_uri
+
+
+def test_plan_uses_a_given_mongo_uri_and_starts_no_database(monkeypatch):
+    monkeypatch.setenv("MONGO_URI", "mongodb://db.example:27017/?replicaSet=rs0")
+
+    _, specs = platform_plan(load_settings(), os.environ)
+
+    assert "secantus" not in [s.name for s in specs]
+    assert all(s.env["MONGO_URI"] == "mongodb://db.example:27017/?replicaSet=rs0" for s in specs)
+
+
+def test_a_taken_database_port_fails_clearly(monkeypatch):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        monkeypatch.setenv("SECANTUS_PORT", str(squatter.getsockname()[1]))
+
+        _, specs = platform_plan(load_settings(), os.environ)
+
+        with pytest.raises(infra.InfraError, match="already in use.*SECANTUS_PORT"):
+            check_ports_free(specs)
+
+
+def test_service_command_delegates_to_the_runner(monkeypatch):
+    calls = []
+    fake = types.ModuleType("kernel.runner")
+    fake.main = lambda name: calls.append(name) or 0
+    monkeypatch.setitem(sys.modules, "kernel.runner", fake)
+
+    assert main(["service", "tickets"]) == 0
+    assert calls == ["tickets"]
+
+
+def test_declare_topology_calls_declare_all_with_the_settings(monkeypatch):
+    seen = []
+    fake = types.ModuleType("kernel.topology")
+    fake.declare_all = seen.append
+    monkeypatch.setitem(sys.modules, "kernel.topology", fake)
+    settings = Settings(mongo_uri="mongodb://x/")
+
+    declare_topology(settings)
+
+    assert seen == [settings]
+
+
+def test_the_cli_never_imports_eventlet_or_nameko():
+    # In a fresh interpreter: this test process has eventlet already (conftest monkey-patches).
+    script = "import sys, kernel.cli.main; print(sorted({'eventlet', 'nameko'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_children_stop_gracefully_before_the_supervisor_kills_them(monkeypatch):
+    monkeypatch.delenv("HUISHENG_STOP_TIMEOUT", raising=False)
+    assert resolve_stop_timeout(None, os.environ) == 10.0
+    _, specs = platform_plan(load_settings(), os.environ, stop_timeout=10.0)
+    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.env} == {"8"}
+
+    monkeypatch.setenv("HUISHENG_STOP_TIMEOUT", "20")  # the user's choice wins, and we wait for it
+    assert resolve_stop_timeout(None, os.environ) == 22.0
+    assert resolve_stop_timeout(3.0, os.environ) == 3.0
+    _, specs = platform_plan(load_settings(), os.environ, stop_timeout=22.0)
+    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.env} == {"20"}
