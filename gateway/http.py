@@ -18,10 +18,12 @@ from kernel.config import Settings
 from kernel.errors import Forbidden, PlatformError
 from kernel.health import json_response
 from kernel.logging import get_logger
+from kernel.metrics import HTTP_REQUESTS
 from kernel.rpc import RpcTimeout
 
 CORRELATION_HEADER = "X-Correlation-Id"
 MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = 5
 CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = get_logger(__name__)
 
@@ -69,23 +71,31 @@ def endpoint(method):
 
     @wraps(method)
     def wrapper(self, request, *args, **kwargs):
-        correlation_id = request.headers.get(CORRELATION_HEADER, "")
-        if not CORRELATION_PATTERN.fullmatch(correlation_id):
-            correlation_id = uuid.uuid4().hex
-        self.context.adopt(correlation_id)
-        headers = {CORRELATION_HEADER: correlation_id}
-        try:
-            status, body = method(self, request, *args, **kwargs)
-        except PlatformError as error:
-            return json_response(error.status, {"error": error.to_dict()}, headers)
-        except UnknownService as error:
-            log.error("gateway.service_down", error=str(error))
-            failure = ServiceUnavailable("a service this needs is not running", {"service": [str(error)]})
-            return json_response(503, {"error": failure.to_dict()}, {**headers, "Retry-After": "5"})
-        except RpcTimeout as error:
-            log.error("gateway.upstream_timeout", error=str(error))
-            failure = UpstreamTimeout(str(error))
-            return json_response(504, {"error": failure.to_dict()}, {**headers, "Retry-After": "5"})
+        status, body, headers = _answer(self, method, request, *args, **kwargs)
+        HTTP_REQUESTS.labels(service="gateway", route=method.__name__, status=str(status)).inc()
         return json_response(status, body, headers)
 
     return wrapper
+
+
+def _answer(self, method, request, *args, **kwargs) -> tuple[int, object, dict]:
+    """Run ``method``; every expected failure becomes a status and an error body."""
+    correlation_id = request.headers.get(CORRELATION_HEADER, "")
+    if not CORRELATION_PATTERN.fullmatch(correlation_id):
+        correlation_id = uuid.uuid4().hex
+    self.context.adopt(correlation_id)
+    headers = {CORRELATION_HEADER: correlation_id}
+    retry_later = {**headers, "Retry-After": str(RETRY_AFTER_SECONDS)}
+    try:
+        status, body = method(self, request, *args, **kwargs)
+    except PlatformError as error:
+        return error.status, {"error": error.to_dict()}, headers
+    except UnknownService as error:
+        log.error("gateway.service_down", error=str(error))
+        failure = ServiceUnavailable("a service this needs is not running", {"service": [str(error)]})
+        return failure.status, {"error": failure.to_dict()}, retry_later
+    except RpcTimeout as error:
+        log.error("gateway.upstream_timeout", error=str(error))
+        failure = UpstreamTimeout(str(error))
+        return failure.status, {"error": failure.to_dict()}, retry_later
+    return status, body, headers

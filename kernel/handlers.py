@@ -42,6 +42,7 @@ from kernel.context import CORRELATION_ID
 from kernel.envelope import Envelope, MalformedEvent, utcnow
 from kernel.events import subscription, validate_incoming
 from kernel.logging import get_logger
+from kernel.metrics import HANDLED
 from kernel.mongo import MongoClientProvider
 from kernel.topology import DEAD, consumer_queue, retry_exchange
 
@@ -150,9 +151,11 @@ class ReliableEventHandler(Consumer):
             log.error("event.dedupe_unavailable", event_id=event.event_id, error=repr(error))
             eventlet.sleep(DATABASE_BACKOFF_SECONDS)
             self.queue_consumer.requeue_message(message)
+            self._count("requeued")
             return
         if claim == "done":
             log.info("event.duplicate_skipped", event_id=event.event_id, type=event.type)
+            self._count("duplicate")
             self.queue_consumer.ack_message(message)
             return
         if claim == "busy":
@@ -160,6 +163,7 @@ class ReliableEventHandler(Consumer):
             # resolves: if that worker dies, this copy is the one that gets it done.
             self._park(body, message, event, delay_ms=max(self.retry_delays_ms), attempt=_attempt(message),
                        error="another delivery of this event is in progress")
+            self._count("busy")
             return
         context_data = {**self.unpack_message_headers(message), CORRELATION_ID: event.correlation_id}
         try:
@@ -175,6 +179,7 @@ class ReliableEventHandler(Consumer):
             if exc_info is None:
                 self.processed.complete(self.subscription.name, event.event_id)
                 self.queue_consumer.ack_message(message)
+                self._count("ok")
             else:
                 self.processed.release(self.subscription.name, event.event_id)
                 self._failed(body, message, event, exc_info)
@@ -182,6 +187,7 @@ class ReliableEventHandler(Consumer):
             # Could not park or record: give the message back so it is not lost.
             log.error("event.settle_failed", event_id=event.event_id, error=repr(error))
             self.queue_consumer.requeue_message(message)
+            self._count("requeued")
         return result, exc_info
 
     def _failed(self, body, message, event: Envelope, exc_info) -> None:
@@ -193,6 +199,7 @@ class ReliableEventHandler(Consumer):
             return
         self._park(body, message, event, delay_ms=self.retry_delays_ms[attempt - 1], attempt=attempt + 1,
                    error=error)
+        self._count("retried")
 
     def _park(self, body, message, event: Envelope, *, delay_ms: int, attempt: int, error: str) -> None:
         """Move the message to the retry queue of ``delay_ms``; ack it once the broker has the copy."""
@@ -216,6 +223,10 @@ class ReliableEventHandler(Consumer):
                      FAILED_AT: utcnow().isoformat()},
         )
         self.queue_consumer.ack_message(message)
+        self._count("dead_lettered")
+
+    def _count(self, outcome: str) -> None:
+        HANDLED.labels(subscription=self.subscription.name, outcome=outcome).inc()
 
 
 def _headers(message) -> dict:

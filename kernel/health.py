@@ -1,4 +1,4 @@
-"""``/health`` (the process is alive) and ``/ready`` (its broker and database answer) for every process.
+"""``/health`` (alive), ``/ready`` (broker and database answer) and ``/metrics`` for every process.
 
 A service gets both by inheriting :class:`HealthEndpoints`; the gateway sets
 ``health = Health(database=False)`` since it owns no database.
@@ -14,6 +14,7 @@ from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 
 from kernel.config import settings_of
+from kernel.metrics import WorkerMetrics, exposition
 from kernel.mongo import MongoClientProvider
 
 CACHE_SECONDS = 1.0
@@ -65,6 +66,7 @@ def json_response(status: int, body, headers: dict | None = None):
 
 class HealthEndpoints:
     health = Health()
+    worker_metrics = WorkerMetrics()
 
     @http("GET", "/health")
     def health_check(self, request):
@@ -76,3 +78,8 @@ class HealthEndpoints:
         ready = all(value == "ok" for value in checks.values())
         return json_response(200 if ready else 503,
                              {"status": "ready" if ready else "not_ready", "checks": checks})
+
+    @http("GET", "/metrics")
+    def metrics_exposition(self, request):
+        body, content_type = exposition()
+        return 200, {"Content-Type": content_type}, body

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import eventlet
 from nameko.amqp.publish import Publisher
@@ -36,6 +36,7 @@ from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
 from kernel.events import validate_outgoing
 from kernel.logging import get_logger
+from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED
 from kernel.mongo import MongoClientProvider
 from kernel.topology import EVENTS
 
@@ -122,6 +123,7 @@ class OutboxRelay(SharedExtension):
         try:
             self.flush(self.collections()[collection_name], document_id)
         except Exception as error:  # the sweep will retry: the events are safe in the document
+            PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
             log.warning("outbox.flush_failed", collection=collection_name, error=repr(error))
 
     def flush(self, collection: Collection, document_id) -> int:
@@ -136,6 +138,8 @@ class OutboxRelay(SharedExtension):
         for event in document[OUTBOX]:
             self.publish(event)
             published.append(event["event_id"])
+            OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
+        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(published))
         collection.update_one({"_id": document["_id"]},
                               {"$pull": {OUTBOX: {"event_id": {"$in": published}}}})
         collection.update_one({"_id": document["_id"], OUTBOX: {"$size": 0}}, {"$unset": {SINCE: ""}})
@@ -160,13 +164,15 @@ class OutboxRelay(SharedExtension):
         return count
 
     def pending(self) -> dict[str, dict]:
-        """Unpublished events and the age of the oldest, per collection (for ops)."""
+        """Unpublished events and the age of the oldest, per collection (for ops and the gauges)."""
         report = {}
         for name, collection in self.collections().items():
             oldest = collection.find_one({SINCE: {"$exists": True}}, {SINCE: 1}, sort=[(SINCE, 1)])
             lag = (utcnow() - oldest[SINCE]).total_seconds() if oldest else 0.0
-            count = collection.count_documents({SINCE: {"$exists": True}})
+            count = collection.count_documents({SINCE: {"$exists": True}}) if oldest else 0
             report[name] = {"documents": count, "oldest_seconds": lag}
+            OUTBOX_PENDING.labels(service=self.container.service_name, collection=name).set(count)
+            OUTBOX_OLDEST.labels(service=self.container.service_name, collection=name).set(lag)
         return report
 
     def _sweep_forever(self) -> None:
@@ -174,6 +180,7 @@ class OutboxRelay(SharedExtension):
             started = time.monotonic()
             try:
                 self.sweep()
+                self.pending()
             except Exception as error:
                 log.warning("outbox.sweep_failed", error=repr(error))
             eventlet.sleep(max(0.05, self.settings.outbox_sweep_seconds - (time.monotonic() - started)))
@@ -201,3 +208,8 @@ class Outbox(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> OutboxRelay:
         return self.relay
+
+
+def _age_seconds(event: dict) -> float:
+    """Seconds since the event was written (its ``occurred_at``)."""
+    return max(0.0, (utcnow() - datetime.fromisoformat(event["occurred_at"])).total_seconds())

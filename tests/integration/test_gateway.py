@@ -106,3 +106,20 @@ def test_health_and_readiness(gateway):
     assert requests.get(f"{gateway}/health", timeout=5).json()["status"] == "ok"
     ready = requests.get(f"{gateway}/ready", timeout=5)
     assert ready.status_code == 200 and ready.json()["checks"] == {"broker": "ok"}
+
+
+def test_every_process_exposes_metrics_of_what_it_did(gateway, settings, wait_until):
+    requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=bearer(settings), timeout=5)
+    requests.post(f"{gateway}/api/v1/tickets", data=b"{", headers=bearer(settings), timeout=5)
+
+    def scraped():
+        text = requests.get(f"{gateway}/metrics", timeout=5).text
+        return text if 'outcome="ok",subscription="tickets.echo_outcomes"' in text else None
+
+    text = wait_until(scraped, timeout=5)
+    assert 'huisheng_http_requests_total{route="create_ticket",service="gateway",status="201"}' in text
+    assert 'huisheng_http_requests_total{route="create_ticket",service="gateway",status="400"}' in text
+    assert 'huisheng_events_handled_total{outcome="ok",subscription="notify.ticket_events"}' in text
+    assert "huisheng_echo_latency_seconds_count" in text
+    assert 'huisheng_outbox_published_total{collection="tickets",service="tickets"}' in text
+    assert 'huisheng_worker_seconds_count{entrypoint="create",outcome="ok",service="tickets"}' in text
