@@ -22,9 +22,10 @@ from kernel.metrics import HTTP_REQUESTS
 from kernel.rpc import RpcTimeout
 
 CORRELATION_HEADER = "X-Correlation-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = 5
-CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = get_logger(__name__)
 
 
@@ -55,6 +56,17 @@ def json_body(request) -> object:
         raise BadRequest("the body is not valid JSON", {"body": [str(error)]}) from error
 
 
+def idempotency_key(request) -> str | None:
+    """The client's ``Idempotency-Key``: retrying a POST with it never creates a second ticket."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not CLIENT_ID_PATTERN.fullmatch(key):
+        raise BadRequest(f"{IDEMPOTENCY_HEADER} must be 1-128 letters, digits or ._:-",
+                         {IDEMPOTENCY_HEADER: ["invalid"]})
+    return key
+
+
 def principal(request, settings: Settings, roles: frozenset[str] | None = None) -> Principal:
     """The caller, from ``Authorization: Bearer <token>``; optionally limited to ``roles``."""
     try:
@@ -81,7 +93,7 @@ def endpoint(method):
 def _answer(self, method, request, *args, **kwargs) -> tuple[int, object, dict]:
     """Run ``method``; every expected failure becomes a status and an error body."""
     correlation_id = request.headers.get(CORRELATION_HEADER, "")
-    if not CORRELATION_PATTERN.fullmatch(correlation_id):
+    if not CLIENT_ID_PATTERN.fullmatch(correlation_id):
         correlation_id = uuid.uuid4().hex
     self.context.adopt(correlation_id)
     headers = {CORRELATION_HEADER: correlation_id}

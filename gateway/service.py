@@ -6,7 +6,7 @@ from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 
-from gateway.http import endpoint, json_body, principal
+from gateway.http import endpoint, idempotency_key, json_body, principal
 from kernel.config import Settings, settings_of
 from kernel.context import Context
 from kernel.contracts import CreateTicketSchema
@@ -43,7 +43,8 @@ class GatewayService(HealthEndpoints):
     def create_ticket(self, request):
         caller = principal(request, self.settings, RESIDENT)
         body = load(CreateTicketSchema(), json_body(request))
-        return 201, self.tickets.create(caller.community, caller.subject, body, source="resident")
+        return 201, self.tickets.create(caller.community, caller.subject, body, source="resident",
+                                        request_key=idempotency_key(request))
 
     @http("GET", "/api/v1/tickets")
     @endpoint

@@ -11,7 +11,7 @@ broker that is gone).
 import warnings
 
 # eventlet announces its maintenance mode on import; the platform knows (docs/architecture.md).
-warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 

@@ -14,6 +14,7 @@ which must never happen inside the supervisor.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -340,6 +341,10 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parsing
 
+# Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
+# which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
+COMMAND_MODULES: tuple[str, ...] = ()
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
@@ -388,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     names = [p.name for p in PROCESSES]
     service.add_argument("name", metavar="NAME", choices=names, help=f"one of: {', '.join(names)}")
     service.set_defaults(func=cmd_service)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 

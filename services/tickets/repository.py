@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from kernel.envelope import Envelope
 from kernel.errors import Conflict
@@ -25,10 +26,34 @@ class TicketRepository:
         tickets.create_index([("community", ASCENDING), ("attached_residents", ASCENDING),
                               ("created_at", DESCENDING)], name="by_resident")
         tickets.create_index([("community", ASCENDING), ("state", ASCENDING)], name="by_state")
+        tickets.create_index([("community", ASCENDING), ("reporter", ASCENDING), ("request_key", ASCENDING)],
+                             unique=True, partialFilterExpression={"request_key": {"$type": "string"}},
+                             name="by_request_key")
 
-    def add(self, ticket: Ticket, events: Sequence[Envelope]) -> None:
-        """Insert a new ticket and its events in one write."""
-        self.collection.insert_one(with_events(ticket.to_document(), events))
+    def add(self, ticket: Ticket, events: Sequence[Envelope], request_key: str | None = None) -> Ticket:
+        """Insert a new ticket and its events in one write; returns the ticket that is stored.
+
+        A client that retries a create with the same ``request_key`` (its Idempotency-Key)
+        gets the ticket of its first attempt back instead of a second ticket.
+        """
+        document = ticket.to_document()
+        if request_key is not None:
+            document["request_key"] = request_key
+        try:
+            self.collection.insert_one(with_events(document, events))
+            return ticket
+        except DuplicateKeyError:
+            existing = self.by_request_key(ticket.community, ticket.reporter, request_key)
+            if request_key is None or existing is None:
+                raise
+            return existing
+
+    def by_request_key(self, community: str, reporter: str | None, request_key: str | None) -> Ticket | None:
+        if request_key is None:
+            return None
+        document = self.collection.find_one({"community": community, "reporter": reporter,
+                                             "request_key": request_key})
+        return Ticket.from_document(document) if document else None
 
     def get(self, community: str, ticket_id: str) -> Ticket | None:
         document = self.collection.find_one({"_id": ticket_id, "community": community})

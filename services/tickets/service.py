@@ -56,8 +56,13 @@ class TicketsService(HealthEndpoints):
         return [service.to_open311() for service in CATALOGUE.all()]
 
     @rpc
-    def create(self, community: str, reporter: str | None, data: dict, source: str = "resident") -> dict:
+    def create(self, community: str, reporter: str | None, data: dict, source: str = "resident",
+               request_key: str | None = None) -> dict:
+        """Receive a request. The same ``request_key`` from the same reporter creates one ticket only."""
         request = load(CreateTicketSchema(), data)
+        earlier = self.tickets.by_request_key(community, reporter, request_key)
+        if earlier is not None:
+            return TicketSchema().dump(earlier)
         try:
             service = CATALOGUE.get(request.pop("service_code"))
         except UnknownService as error:
@@ -67,10 +72,11 @@ class TicketsService(HealthEndpoints):
             id=uuid.uuid4().hex, community=community, service=service, reporter=reporter,
             source=source, now=utcnow(), **request,
         )
-        self.tickets.add(ticket, envelopes(ticket, self.context.correlation_id))
-        self.outbox.flush_soon(COLLECTION, ticket.id)
-        log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
-        return TicketSchema().dump(ticket)
+        stored = self.tickets.add(ticket, envelopes(ticket, self.context.correlation_id), request_key)
+        if stored is ticket:
+            self.outbox.flush_soon(COLLECTION, ticket.id)
+            log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
+        return TicketSchema().dump(stored)
 
     @rpc
     def get(self, community: str, ticket_id: str, viewer: dict) -> dict:

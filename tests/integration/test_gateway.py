@@ -123,3 +123,18 @@ def test_every_process_exposes_metrics_of_what_it_did(gateway, settings, wait_un
     assert "huisheng_echo_latency_seconds_count" in text
     assert 'huisheng_outbox_published_total{collection="tickets",service="tickets"}' in text
     assert 'huisheng_worker_seconds_count{entrypoint="create",outcome="ok",service="tickets"}' in text
+
+
+def test_a_retried_post_with_the_same_idempotency_key_creates_one_ticket(gateway, settings, mongo_client):
+    headers = {**bearer(settings), "Idempotency-Key": "app-7c1e-0001"}
+    first = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=headers, timeout=5)
+    retry = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=headers, timeout=5)
+    other = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, timeout=5,
+                          headers={**bearer(settings), "Idempotency-Key": "app-7c1e-0002"})
+    bad = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, timeout=5,
+                        headers={**bearer(settings), "Idempotency-Key": "no spaces please"})
+
+    assert first.status_code == retry.status_code == other.status_code == 201
+    assert retry.json()["id"] == first.json()["id"] != other.json()["id"]
+    assert bad.status_code == 400
+    assert mongo_client[settings.database_name("tickets")].tickets.count_documents({}) == 2
