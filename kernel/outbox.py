@@ -113,37 +113,39 @@ class OutboxRelay(SharedExtension):
 
     kill = stop
 
-    def flush_soon(self, collection_name: str, document_id) -> None:
-        """Publish a document's events in the background, right after its write."""
+    def flush_soon(self, collection_name: str, document_id, events: Sequence[Envelope] = ()) -> None:
+        """Publish a document's events in the background, right after its write.
+
+        ``events`` are the envelopes just written with the document; given them, the
+        relay does not read the document back. Without them it reads what is pending.
+        """
         self.container.spawn_managed_thread(
-            lambda: self._flush_logged(collection_name, document_id), identifier="outbox-flush"
+            lambda: self._flush_logged(collection_name, document_id, events), identifier="outbox-flush"
         )
 
-    def _flush_logged(self, collection_name: str, document_id) -> None:
+    def _flush_logged(self, collection_name: str, document_id, events: Sequence[Envelope]) -> None:
         try:
-            self.flush(self.collections()[collection_name], document_id)
+            self.flush(self.collections()[collection_name], document_id, events)
         except Exception as error:  # the sweep will retry: the events are safe in the document
             PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
             log.warning("outbox.flush_failed", collection=collection_name, error=repr(error))
 
-    def flush(self, collection: Collection, document_id) -> int:
+    def flush(self, collection: Collection, document_id, events: Sequence[Envelope] = ()) -> int:
         """Publish the pending events of one document; returns how many were published."""
+        if events:
+            return self._publish_and_remove(collection, document_id, [e.to_wire() for e in events])
         document = collection.find_one({"_id": document_id}, {OUTBOX: 1})
         if not document or not document.get(OUTBOX):
             return 0
-        return self._publish_and_remove(collection, document)
+        return self._publish_and_remove(collection, document_id, document[OUTBOX])
 
-    def _publish_and_remove(self, collection: Collection, document: dict) -> int:
-        published = []
-        for event in document[OUTBOX]:
+    def _publish_and_remove(self, collection: Collection, document_id, events: Sequence[dict]) -> int:
+        for event in events:
             self.publish(event)
-            published.append(event["event_id"])
             OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(published))
-        collection.update_one({"_id": document["_id"]},
-                              {"$pull": {OUTBOX: {"event_id": {"$in": published}}}})
-        collection.update_one({"_id": document["_id"], OUTBOX: {"$size": 0}}, {"$unset": {SINCE: ""}})
-        return len(published)
+        collection.update_one({"_id": document_id}, _without_events([event["event_id"] for event in events]))
+        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
+        return len(events)
 
     def publish(self, event: dict) -> None:
         """Publish one stored event and wait for the broker's confirm."""
@@ -158,7 +160,7 @@ class OutboxRelay(SharedExtension):
         count = 0
         for collection in self.collections().values():
             for document in collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_BATCH):
-                count += self._publish_and_remove(collection, document)
+                count += self._publish_and_remove(collection, document["_id"], document[OUTBOX])
         if count:
             log.info("outbox.swept", published=count)
         return count
@@ -213,3 +215,15 @@ class Outbox(DependencyProvider):
 def _age_seconds(event: dict) -> float:
     """Seconds since the event was written (its ``occurred_at``)."""
     return max(0.0, (utcnow() - datetime.fromisoformat(event["occurred_at"])).total_seconds())
+
+
+def _without_events(event_ids: list[str]) -> list[dict]:
+    """One atomic update: drop the published events, and the sweep marker once none is left.
+
+    A writer that adds events meanwhile keeps the marker, since the outbox is then not empty.
+    """
+    return [
+        {"$set": {OUTBOX: {"$filter": {"input": f"${OUTBOX}",
+                                        "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]}}}}},
+        {"$set": {SINCE: {"$cond": [{"$eq": [{"$size": f"${OUTBOX}"}, 0]}, "$$REMOVE", f"${SINCE}"]}}},
+    ]

@@ -73,7 +73,7 @@ class NotifyService(HealthEndpoints):
         for echo in compose(event.type, event.payload):
             message, outcome = inbox_message(event, echo)
             if self.inbox.deliver(message, outcome):
-                self.outbox.flush_soon(COLLECTION, message["_id"])
+                self.outbox.flush_soon(COLLECTION, message["_id"], [outcome])
                 ECHOES.labels(channel=echo.channel, outcome="delivered").inc()
                 ECHO_LATENCY.labels(channel=echo.channel).observe(
                     (message["delivery"]["delivered_at"] - event.occurred_at).total_seconds())

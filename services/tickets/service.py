@@ -72,9 +72,10 @@ class TicketsService(HealthEndpoints):
             id=uuid.uuid4().hex, community=community, service=service, reporter=reporter,
             source=source, now=utcnow(), **request,
         )
-        stored = self.tickets.add(ticket, envelopes(ticket, self.context.correlation_id), request_key)
+        events = envelopes(ticket, self.context.correlation_id)
+        stored = self.tickets.add(ticket, events, request_key)
         if stored is ticket:
-            self.outbox.flush_soon(COLLECTION, ticket.id)
+            self.outbox.flush_soon(COLLECTION, ticket.id, events)
             log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
         return TicketSchema().dump(stored)
 
