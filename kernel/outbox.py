@@ -42,7 +42,7 @@ from kernel.topology import EVENTS
 
 OUTBOX = "_outbox"
 SINCE = "_outbox_since"
-SWEEP_BATCH = 200
+SWEEP_BATCH = 500
 
 log = get_logger(__name__)
 
@@ -155,15 +155,33 @@ class OutboxRelay(SharedExtension):
         )
 
     def sweep(self) -> int:
-        """Publish every event older than the grace period that is still in an outbox."""
+        """Publish one batch of events older than the grace period from each collection.
+
+        Returns how many documents it settled; a full batch means more may be waiting.
+        """
         cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
-        count = 0
+        settled = 0
         for collection in self.collections().values():
-            for document in collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_BATCH):
-                count += self._publish_and_remove(collection, document["_id"], document[OUTBOX])
-        if count:
-            log.info("outbox.swept", published=count)
-        return count
+            documents = list(collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_BATCH))
+            settled += self._sweep_batch(collection, documents)
+        return settled
+
+    def _sweep_batch(self, collection: Collection, documents: list[dict]) -> int:
+        """Publish a batch, then settle every document of it in one write (a backlog drains fast)."""
+        published: list[str] = []
+        try:
+            for document in documents:
+                for event in document[OUTBOX]:
+                    self.publish(event)
+                    published.append(event["event_id"])
+        finally:
+            if published:  # settle what the broker confirmed, even if a later publish failed
+                ids = [document["_id"] for document in documents]
+                collection.update_many({"_id": {"$in": ids}}, _without_events(published))
+                PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(
+                    len(published))
+                log.info("outbox.swept", collection=collection.name, published=len(published))
+        return len(documents)
 
     def pending(self) -> dict[str, dict]:
         """Unpublished events and the age of the oldest, per collection (for ops and the gauges)."""
@@ -178,14 +196,19 @@ class OutboxRelay(SharedExtension):
         return report
 
     def _sweep_forever(self) -> None:
+        gauged = 0.0
         while True:
             started = time.monotonic()
+            backlog = False
             try:
-                self.sweep()
-                self.pending()
+                backlog = self.sweep() >= SWEEP_BATCH
+                if started - gauged >= self.settings.outbox_sweep_seconds:  # counting costs; once a period
+                    self.pending()
+                    gauged = started
             except Exception as error:
                 log.warning("outbox.sweep_failed", error=repr(error))
-            eventlet.sleep(max(0.05, self.settings.outbox_sweep_seconds - (time.monotonic() - started)))
+            pause = self.settings.outbox_sweep_seconds - (time.monotonic() - started)
+            eventlet.sleep(0 if backlog else max(0.05, pause))  # a backlog is swept without pausing
 
 
 class Outbox(DependencyProvider):
