@@ -21,6 +21,8 @@ from pathlib import Path
 
 ENVIRONMENT: dict[str, str] = {
     "AMQP_URI": "RabbitMQ connection URI",
+    "RABBITMQ_MANAGEMENT_URL": "RabbitMQ management API for `huisheng ops` (http://user:pass@host:15672); "
+                               "derived from AMQP_URI (same host and credentials, port 15672) when unset",
     "MONGO_URI": "MongoDB connection URI; the CLI starts an embedded SecantusDB when unset",
     "MONGO_DB_PREFIX": "prefix of every service's own database name",
     "HUISHENG_HOME": "directory for data, logs and run state of the local platform",
@@ -54,6 +56,7 @@ class Settings:
     """Immutable settings of one process."""
 
     amqp_uri: str = DEFAULT_AMQP_URI
+    management_url: str | None = None
     mongo_uri: str | None = None
     mongo_db_prefix: str = "huisheng_"
     home: Path = field(default_factory=lambda: Path("var"))
@@ -84,6 +87,7 @@ class Settings:
 
         return cls(
             amqp_uri=get("AMQP_URI", default.amqp_uri),
+            management_url=get("RABBITMQ_MANAGEMENT_URL", None),
             mongo_uri=get("MONGO_URI", None),
             mongo_db_prefix=get("MONGO_DB_PREFIX", default.mongo_db_prefix),
             home=Path(get("HUISHENG_HOME", str(default.home))),

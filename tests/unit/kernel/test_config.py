@@ -12,6 +12,7 @@ KERNEL = Path(__file__).resolve().parents[3] / "kernel"
 # variable, raw value, field of Settings, parsed value
 CASES = [
     ("AMQP_URI", "amqp://u:p@broker:5672/vh", "amqp_uri", "amqp://u:p@broker:5672/vh"),
+    ("RABBITMQ_MANAGEMENT_URL", "http://u:p@broker:15672", "management_url", "http://u:p@broker:15672"),
     ("MONGO_URI", "mongodb://db:27017/", "mongo_uri", "mongodb://db:27017/"),
     ("MONGO_DB_PREFIX", "hs_", "mongo_db_prefix", "hs_"),
     ("HUISHENG_HOME", "/srv/huisheng", "home", Path("/srv/huisheng")),
