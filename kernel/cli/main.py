@@ -343,7 +343,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
 # which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops",)
+COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup")
 
 
 def build_parser() -> argparse.ArgumentParser:
