@@ -36,6 +36,8 @@ RABBITMQ_MANAGEMENT_PORT = 15672
 RABBITMQ_PROMETHEUS_PORT = 15692
 
 by_name = pytest.mark.parametrize("proc", PROCESSES, ids=lambda p: p.name)
+# Processes `docker compose up --scale NAME=N` may run several of: all but the gateway, which publishes its port.
+scalable = pytest.mark.parametrize("proc", [p for p in PROCESSES if not p.is_gateway], ids=lambda p: p.name)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,6 +266,14 @@ def test_mongo_is_a_replica_set_the_processes_name(services):
 
 
 @by_name
+def test_mongo_writes_wait_for_a_majority(services, proc):
+    uri = environment_of(service_of(services, proc.name)).get("MONGO_URI") or ""
+    assert re.search(r"[?&]w=majority(&|$)", uri), (
+        f"service {proc.name!r}: MONGO_URI={uri!r} must set w=majority (docs/operations.md, replica set)"
+    )
+
+
+@by_name
 def test_secret_comes_from_the_operator(services, proc):
     value = environment_of(service_of(services, proc.name)).get("HUISHENG_SECRET")
     assert value, f"service {proc.name!r} does not set HUISHENG_SECRET (tokens would use the dev default)"
@@ -386,6 +396,24 @@ def test_rabbitmq_enables_management_and_prometheus_plugins(services):
     assert "rabbitmq_prometheus" in text, "rabbitmq does not enable the rabbitmq_prometheus plugin"
     assert "rabbitmq_management" in text or "-management" in text, (
         "rabbitmq does not enable the management plugin (nameko's test fixtures and ops need it)"
+    )
+
+
+@by_name
+def test_process_has_no_fixed_container_name(services, proc):
+    name = service_of(services, proc.name).get("container_name")
+    assert name is None, (
+        f"service {proc.name!r} has container_name {name!r}: a fixed name forbids a second instance "
+        "(docker compose up --scale) and a second project on the host"
+    )
+
+
+@scalable
+def test_scalable_process_publishes_no_host_port(services, proc):
+    published = service_of(services, proc.name).get("ports")
+    assert not published, (
+        f"service {proc.name!r} publishes {published}: a host port lets only one instance start under "
+        f"`docker compose up --scale {proc.name}=2`; use `expose:` (Prometheus finds instances by DNS)"
     )
 
 
