@@ -19,7 +19,7 @@ from kernel.errors import Forbidden, PlatformError
 from kernel.health import json_response
 from kernel.logging import get_logger
 from kernel.metrics import HTTP_REQUESTS
-from kernel.rpc import RpcTimeout
+from kernel.rpc import RpcTimeout, has_listeners
 
 CORRELATION_HEADER = "X-Correlation-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -107,7 +107,12 @@ def _answer(self, method, request, *args, **kwargs) -> tuple[int, object, dict]:
         failure = ServiceUnavailable("a service this needs is not running", {"service": [str(error)]})
         return failure.status, {"error": failure.to_dict()}, retry_later
     except RpcTimeout as error:
-        log.error("gateway.upstream_timeout", error=str(error))
-        failure = UpstreamTimeout(str(error))
+        if has_listeners(self.settings.amqp_uri, error.service) is False:
+            log.error("gateway.service_down", service=error.service)
+            failure = ServiceUnavailable(f"the {error.service} service is not running",
+                                         {"service": [error.service]})
+        else:
+            log.error("gateway.upstream_timeout", error=str(error))
+            failure = UpstreamTimeout(str(error))
         return failure.status, {"error": failure.to_dict()}, retry_later
     return status, body, headers

@@ -18,6 +18,8 @@ Usage::
 from __future__ import annotations
 
 import eventlet
+from kombu import Connection
+from kombu.exceptions import ChannelError
 from nameko.rpc import MethodProxy, ReplyListener, RpcProxy, ServiceProxy
 
 from kernel.config import settings_of
@@ -29,6 +31,22 @@ class RpcTimeout(Exception):
     def __init__(self, service: str, method: str, timeout: float):
         super().__init__(f"{service}.{method} did not answer within {timeout:g} s")
         self.service, self.method, self.timeout = service, method, timeout
+
+
+def has_listeners(amqp_uri: str, service: str) -> bool | None:
+    """Whether any instance of ``service`` consumes its RPC queue; None when the broker cannot say.
+
+    A stopped service's durable queue outlives it, so a call to it waits out the whole
+    deadline; asking the broker afterwards tells "not running" apart from "too slow".
+    """
+    try:
+        with Connection(amqp_uri, connect_timeout=2) as connection:
+            _, _, consumers = connection.default_channel.queue_declare(f"rpc-{service}", passive=True)
+            return consumers > 0
+    except ChannelError:  # no queue: never started on this broker
+        return False
+    except Exception:
+        return None
 
 
 class TimedMethodProxy(MethodProxy):
