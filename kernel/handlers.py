@@ -142,7 +142,12 @@ class ReliableEventHandler(Consumer):
         try:
             event = validate_incoming(Envelope.from_wire(body))
         except MalformedEvent as error:
-            self._dead_letter(body, message, attempt=_attempt(message), error=str(error), trace="")
+            try:
+                self._dead_letter(body, message, attempt=_attempt(message), error=str(error), trace="")
+            except Exception as failure:
+                # The broker refused the copy: let it dead-letter the original (the queue's DLX) instead.
+                log.error("event.dead_letter_failed", error=repr(failure))
+                message.reject(requeue=False)
             return
         try:
             claim = self.processed.claim(self.subscription.name, event.event_id)
