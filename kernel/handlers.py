@@ -8,7 +8,9 @@ platform's subscriptions (:mod:`kernel.events`):
   version); anything else goes straight to the subscription's dead-letter queue;
 * an event already processed by this subscription is acked without running the
   handler again (dedupe on ``event_id``, claimed and recorded in the service's
-  own database before and after the handler runs);
+  own database before and after the handler runs); a handler whose writes are
+  themselves keyed by the event id says ``dedupe="effects"`` and skips those two
+  writes, since its effect and the record of the event are then one write;
 * a handler that raises has its message parked in a retry queue for the next
   back-off delay and acked only once the broker confirmed the parked copy; after
   the last attempt the message goes to the dead-letter queue with the error,
@@ -54,6 +56,10 @@ PROCESSED = "processed_events"
 PROCESSED_RETENTION_SECONDS = 30 * 24 * 3600
 DATABASE_BACKOFF_SECONDS = 1.0
 CLAIM_LEASE_SECONDS = 60.0
+# "claim": the kernel records each event id before and after the handler (any handler is safe).
+# "effects": the handler's writes record the event id themselves, atomically with the effect (a
+# unique key derived from it, or a guard on it), so a repeat has no effect and costs no extra writes.
+DEDUPE_MODES = ("claim", "effects")
 
 log = get_logger(__name__)
 
@@ -119,8 +125,11 @@ class ReliableEventHandler(Consumer):
     queue_consumer = ReliableQueueConsumer()
     processed = ProcessedEvents()
 
-    def __init__(self, subscription_name: str, **kwargs):
+    def __init__(self, subscription_name: str, *, dedupe: str = "claim", **kwargs):
+        if dedupe not in DEDUPE_MODES:
+            raise ValueError(f"dedupe must be one of {DEDUPE_MODES}, not {dedupe!r}")
         self.subscription = subscription(subscription_name)
+        self.dedupe = dedupe
         super().__init__(queue=consumer_queue(self.subscription), **kwargs)
 
     def setup(self) -> None:
@@ -150,7 +159,7 @@ class ReliableEventHandler(Consumer):
                 message.reject(requeue=False)
             return
         try:
-            claim = self.processed.claim(self.subscription.name, event.event_id)
+            claim = self._claim(event)
         except Exception as error:
             # The database is unreachable: hold consumption a moment and give the message back.
             log.error("event.dedupe_unavailable", event_id=event.event_id, error=repr(error))
@@ -179,14 +188,22 @@ class ReliableEventHandler(Consumer):
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
 
+    def _claim(self, event: Envelope) -> str:
+        if self.dedupe == "effects":
+            return "claimed"  # the handler's own writes are keyed by the event: a repeat changes nothing
+        return self.processed.claim(self.subscription.name, event.event_id)
+
     def handle_event_result(self, body, message, event: Envelope, worker_ctx, result=None, exc_info=None):
+        claims = self.dedupe == "claim"
         try:
             if exc_info is None:
-                self.processed.complete(self.subscription.name, event.event_id)
+                if claims:
+                    self.processed.complete(self.subscription.name, event.event_id)
                 self.queue_consumer.ack_message(message)
                 self._count("ok")
             else:
-                self.processed.release(self.subscription.name, event.event_id)
+                if claims:
+                    self.processed.release(self.subscription.name, event.event_id)
                 self._failed(body, message, event, exc_info)
         except Exception as error:
             # Could not park or record: give the message back so it is not lost.

@@ -43,6 +43,7 @@ from kernel.topology import EVENTS
 OUTBOX = "_outbox"
 SINCE = "_outbox_since"
 SWEEP_BATCH = 500
+SETTLE_SECONDS = 0.05  # published events are marked in batches this often
 
 log = get_logger(__name__)
 
@@ -81,6 +82,8 @@ class OutboxRelay(SharedExtension):
     def __init__(self, **kwargs):
         self.collection_names: set[str] = set()
         self._sweeper = None
+        self._settler = None
+        self._unsettled: dict[str, tuple[list, list[str]]] = {}  # collection -> (document ids, event ids)
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -105,13 +108,23 @@ class OutboxRelay(SharedExtension):
 
     def start(self) -> None:
         self._sweeper = self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweep")
+        self._settler = self.container.spawn_managed_thread(self._settle_forever, identifier="outbox-settle")
 
     def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.kill()
-            self._sweeper = None
+        for thread in (self._sweeper, self._settler):
+            if thread is not None:
+                thread.kill()
+        self._sweeper = self._settler = None
+        try:  # what was published but not yet marked would otherwise be published again after a restart
+            self.settle()
+        except Exception as error:
+            log.warning("outbox.settle_failed", error=repr(error))
 
-    kill = stop
+    def kill(self) -> None:
+        for thread in (self._sweeper, self._settler):
+            if thread is not None:
+                thread.kill()
+        self._sweeper = self._settler = None
 
     def flush_soon(self, collection_name: str, document_id, events: Sequence[Envelope] = ()) -> None:
         """Publish a document's events in the background, right after its write.
@@ -143,9 +156,37 @@ class OutboxRelay(SharedExtension):
         for event in events:
             self.publish(event)
             OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        collection.update_one({"_id": document_id}, _without_events([event["event_id"] for event in events]))
+        documents, event_ids = self._unsettled.setdefault(collection.name, ([], []))
+        documents.append(document_id)
+        event_ids.extend(event["event_id"] for event in events)
         PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
         return len(events)
+
+    def settle(self) -> int:
+        """Remove every published event from its document: one write per collection, not per document.
+
+        Until then a published event is still in its outbox; the sweep only takes events
+        older than the grace period, and at worst publishes one again (consumers dedupe).
+        """
+        unsettled, self._unsettled = self._unsettled, {}
+        collections = self.collections()
+        for name, (documents, event_ids) in unsettled.items():
+            try:
+                collections[name].update_many({"_id": {"$in": documents}}, _without_events(event_ids))
+            except Exception:
+                kept_documents, kept_events = self._unsettled.setdefault(name, ([], []))
+                kept_documents.extend(documents)
+                kept_events.extend(event_ids)
+                raise
+        return sum(len(documents) for documents, _ in unsettled.values())
+
+    def _settle_forever(self) -> None:
+        while True:
+            eventlet.sleep(SETTLE_SECONDS)
+            try:
+                self.settle()
+            except Exception as error:
+                log.warning("outbox.settle_failed", error=repr(error))
 
     def publish(self, event: dict) -> None:
         """Publish one stored event and wait for the broker's confirm."""

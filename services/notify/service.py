@@ -68,7 +68,8 @@ class NotifyService(HealthEndpoints):
     def inbox(self) -> InboxRepository:
         return InboxRepository(self.db)
 
-    @handles("notify.ticket_events")
+    # Each inbox message's id is <event_id>:<recipient>: the message is the record of the event.
+    @handles("notify.ticket_events", dedupe="effects")
     def on_ticket_event(self, event: Envelope) -> None:
         for echo in compose(event.type, event.payload):
             message, outcome = inbox_message(event, echo)

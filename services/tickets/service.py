@@ -91,7 +91,8 @@ class TicketsService(HealthEndpoints):
     def list_mine(self, community: str, resident: str, limit: int = 50) -> list[dict]:
         return TicketSchema(many=True).dump(self.tickets.of_resident(community, resident, min(limit, 200)))
 
-    @handles("tickets.echo_outcomes")
+    # The timeline entry carries the event id and is added only if absent: it is the record of the event.
+    @handles("tickets.echo_outcomes", dedupe="effects")
     def on_echo_outcome(self, event: Envelope) -> None:
         payload = event.payload
         entry = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import eventlet
 import pytest
 from nameko.testing.services import entrypoint_hook
 
@@ -74,22 +75,43 @@ def test_bad_input_is_a_structured_error_and_saves_nothing(platform, settings, m
     assert mongo_client[settings.database_name("tickets")].tickets.count_documents({}) == 0
 
 
-def test_a_redelivered_ticket_event_leaves_one_inbox_message(platform, settings, mongo_client, wait_until):
-    """Even past the dedupe record, the inbox write itself is idempotent."""
+def test_a_redelivered_ticket_event_leaves_one_inbox_message_per_resident(platform, settings, mongo_client,
+                                                                          wait_until):
+    """notify's inbox message is keyed by event and recipient: the message is the record of the event."""
     from tests.support.broker import publish_event
     from tests.support.events import ticket_received
 
-    tickets, notify = platform
     event = ticket_received(residents=("r-7", "r-8"))
     inbox = mongo_client[settings.database_name("notify")].inbox
-    processed = mongo_client[settings.database_name("notify")].processed_events
 
-    publish_event(settings.amqp_uri, event.to_wire())
-    wait_until(lambda: processed.find_one({"state": "done"}))
-    processed.delete_many({})  # as if the dedupe record had been lost
-    publish_event(settings.amqp_uri, event.to_wire())
-    wait_until(lambda: processed.find_one({"state": "done"}))
+    for _ in range(3):  # arriving together, as a flush and a sweep that both published it would
+        publish_event(settings.amqp_uri, event.to_wire())
+    wait_until(lambda: inbox.count_documents({"source_event_id": event.event_id}) == 2)
     wait_until(lambda: depth(settings.amqp_uri, "huisheng.notify.ticket_events") == 0)
+    publish_event(settings.amqp_uri, event.to_wire())  # and once more, long after
+    wait_until(lambda: depth(settings.amqp_uri, "huisheng.notify.ticket_events") == 0)
+    eventlet.sleep(0.3)
 
     assert sorted(m["recipient"] for m in inbox.find({"source_event_id": event.event_id})) == ["r-7", "r-8"]
 
+
+def test_a_redelivered_echo_outcome_leaves_one_timeline_entry(platform, settings, wait_until):
+    from kernel.envelope import Envelope
+    from tests.support.broker import publish_event
+
+    tickets, _ = platform
+    with entrypoint_hook(tickets, "create") as create:
+        ticket = create("xingqiao", "r-5", REPORT)
+    outcome = Envelope.new("echo.delivered", {
+        "echo_id": "manual:r-5", "ticket_id": ticket["id"], "recipient": "r-5", "channel": "sms",
+        "source_event_id": "manual", "source_event_type": "ticket.received",
+        "at": "2026-11-26T08:00:00+00:00", "reason": None}, community="xingqiao")
+
+    for _ in range(3):
+        publish_event(settings.amqp_uri, outcome.to_wire())
+    wait_until(lambda: depth(settings.amqp_uri, "huisheng.tickets.echo_outcomes") == 0)
+    eventlet.sleep(0.5)
+
+    with entrypoint_hook(tickets, "get") as get:
+        timeline = get("xingqiao", ticket["id"], {"subject": "r-5", "role": "resident"})["timeline"]
+    assert [entry["channel"] for entry in timeline if entry["type"] == "echo.delivered"].count("sms") == 1
