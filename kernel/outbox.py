@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 import eventlet
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider, SharedExtension
+from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from kernel.config import settings_of
@@ -43,6 +44,7 @@ from kernel.topology import EVENTS
 OUTBOX = "_outbox"
 SINCE = "_outbox_since"
 SWEEP_BATCH = 500
+PENDING_BACKLOG_SECONDS = 5.0
 SETTLE_SECONDS = 0.05  # published events are marked in batches this often
 
 log = get_logger(__name__)
@@ -83,7 +85,7 @@ class OutboxRelay(SharedExtension):
         self.collection_names: set[str] = set()
         self._sweeper = None
         self._settler = None
-        self._unsettled: dict[str, tuple[list, list[str]]] = {}  # collection -> (document ids, event ids)
+        self._unsettled: dict[str, list[tuple]] = {}  # collection -> [(document id, [event ids])]
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -156,29 +158,26 @@ class OutboxRelay(SharedExtension):
         for event in events:
             self.publish(event)
             OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        documents, event_ids = self._unsettled.setdefault(collection.name, ([], []))
-        documents.append(document_id)
-        event_ids.extend(event["event_id"] for event in events)
+        self._unsettled.setdefault(collection.name, []).append(
+            (document_id, [event["event_id"] for event in events]))
         PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
         return len(events)
 
     def settle(self) -> int:
-        """Remove every published event from its document: one write per collection, not per document.
+        """Remove every published event from its document: one bulk write per collection.
 
         Until then a published event is still in its outbox; the sweep only takes events
         older than the grace period, and at worst publishes one again (consumers dedupe).
         """
         unsettled, self._unsettled = self._unsettled, {}
         collections = self.collections()
-        for name, (documents, event_ids) in unsettled.items():
+        for name, settled in unsettled.items():
             try:
-                collections[name].update_many({"_id": {"$in": documents}}, _without_events(event_ids))
+                _settle(collections[name], settled)
             except Exception:
-                kept_documents, kept_events = self._unsettled.setdefault(name, ([], []))
-                kept_documents.extend(documents)
-                kept_events.extend(event_ids)
+                self._unsettled.setdefault(name, []).extend(settled)
                 raise
-        return sum(len(documents) for documents, _ in unsettled.values())
+        return sum(len(settled) for settled in unsettled.values())
 
     def _settle_forever(self) -> None:
         while True:
@@ -217,8 +216,10 @@ class OutboxRelay(SharedExtension):
                     published.append(event["event_id"])
         finally:
             if published:  # settle what the broker confirmed, even if a later publish failed
-                ids = [document["_id"] for document in documents]
-                collection.update_many({"_id": {"$in": ids}}, _without_events(published))
+                confirmed = set(published)
+                _settle(collection, [
+                    (document["_id"], [e["event_id"] for e in document[OUTBOX] if e["event_id"] in confirmed])
+                    for document in documents])
                 PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(
                     len(published))
                 log.info("outbox.swept", collection=collection.name, published=len(published))
@@ -243,7 +244,10 @@ class OutboxRelay(SharedExtension):
             backlog = False
             try:
                 backlog = self.sweep() >= SWEEP_BATCH
-                if started - gauged >= self.settings.outbox_sweep_seconds:  # counting costs; once a period
+                # pending() counts and sorts every waiting document: while a backlog drains, rarely,
+                # or draining N events reads O(N^2) documents.
+                period = PENDING_BACKLOG_SECONDS if backlog else self.settings.outbox_sweep_seconds
+                if started - gauged >= period:
                     self.pending()
                     gauged = started
             except Exception as error:
@@ -279,6 +283,17 @@ class Outbox(DependencyProvider):
 def _age_seconds(event: dict) -> float:
     """Seconds since the event was written (its ``occurred_at``)."""
     return max(0.0, (utcnow() - datetime.fromisoformat(event["occurred_at"])).total_seconds())
+
+
+def _settle(collection: Collection, settled: Sequence[tuple]) -> None:
+    """Remove published events, one statement per document carrying only that document's event ids.
+
+    A single update_many with every id of a batch would make the database test each
+    document's events against the whole list (SecantusDB's matcher is Python: O(n^2)).
+    """
+    statements = [UpdateOne({"_id": document_id}, _without_events(ids)) for document_id, ids in settled if ids]
+    if statements:
+        collection.bulk_write(statements, ordered=False)
 
 
 def _without_events(event_ids: list[str]) -> list[dict]:
