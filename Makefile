@@ -41,3 +41,25 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+## benchmarks (bench/, not part of the tests): the full run (about 7 minutes) and a smoke run (under 2)
+.PHONY: bench bench-quick
+BENCH_DEPS = bash scripts/ensure-rabbitmq.sh && \
+	{ $(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'; }
+
+bench: install
+	$(BENCH_DEPS)
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BENCH_DEPS)
+	$(BIN)/python -m bench --quick
+
+## the fault suite (tests/chaos, about 12 minutes): SIGKILLed services, a killed broker (a RabbitMQ node of the
+## suite's own) and database, poison messages, back-pressure, graceful shutdown, the naive pipeline as a positive
+## control; prints the tallies, writes them to var/chaos/tallies.txt, keeps every process's log in var/chaos/run
+.PHONY: chaos
+chaos: install
+	mkdir -p var/chaos
+	HUISHENG_CHAOS=1 HUISHENG_CHAOS_REPORT=var/chaos/tallies.txt $(BIN)/python -m pytest tests/chaos \
+		-m "chaos or chaos_smoke" --basetemp=var/chaos/run -v
