@@ -33,7 +33,6 @@ from datetime import timedelta
 from functools import partial
 
 import eventlet
-from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
@@ -46,6 +45,7 @@ from kernel.events import subscription, validate_incoming
 from kernel.logging import get_logger
 from kernel.metrics import HANDLED
 from kernel.mongo import MongoClientProvider
+from kernel.publisher import ConfirmedPublisher
 from kernel.topology import DEAD, consumer_queue, retry_exchange
 
 ATTEMPT = "x-huisheng-attempt"
@@ -140,7 +140,7 @@ class ReliableEventHandler(Consumer):
             )
         settings = settings_of(self.container.config)
         self.retry_delays_ms = settings.retry_delays_ms
-        self.publisher = Publisher(settings.amqp_uri, use_confirms=True, mandatory=True, serializer="json")
+        self.publisher = ConfirmedPublisher(settings.amqp_uri)
         super().setup()
 
     @property

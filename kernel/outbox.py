@@ -28,7 +28,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import eventlet
-from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import UpdateOne
 from pymongo.collection import Collection
@@ -39,6 +38,7 @@ from kernel.events import validate_outgoing
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED
 from kernel.mongo import MongoClientProvider
+from kernel.publisher import ConfirmedPublisher
 from kernel.topology import EVENTS
 
 OUTBOX = "_outbox"
@@ -95,10 +95,7 @@ class OutboxRelay(SharedExtension):
         self.settings = settings
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
         # events nobody is bound to in a visible queue instead of dropping them.
-        self.publisher = Publisher(settings.amqp_uri, use_confirms=True, mandatory=True,
-                                   serializer="json", retry=True,
-                                   retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                                 "interval_step": 0.5, "interval_max": 1})
+        self.publisher = ConfirmedPublisher(settings.amqp_uri)
 
     def register(self, collection_name: str) -> None:
         self.collection_names.add(collection_name)
