@@ -11,6 +11,7 @@ import re
 import uuid
 from functools import wraps
 
+from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 
 from kernel.auth import AuthError, Principal, token_from_header, verify_token
@@ -51,9 +52,12 @@ def json_body(request) -> object:
         raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequest("the body is not valid JSON", {"body": [str(error)]}) from error
+        body = json.loads(raw or b"")
+        # JSON may escape a lone surrogate ("\ud800"): valid JSON, but no UTF-8 text can carry it on.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return body
+    except (json.JSONDecodeError, UnicodeError) as error:
+        raise BadRequest("the body is not valid JSON text", {"body": [str(error)]}) from error
 
 
 def idempotency_key(request) -> str | None:
@@ -102,7 +106,8 @@ def _answer(self, method, request, *args, **kwargs) -> tuple[int, object, dict]:
         status, body = method(self, request, *args, **kwargs)
     except PlatformError as error:
         return error.status, {"error": error.to_dict()}, headers
-    except UnknownService as error:
+    except (UnknownService, OperationalError) as error:
+        # OperationalError: the broker refused the request (a full queue nacks it) or is unreachable.
         log.error("gateway.service_down", error=str(error))
         failure = ServiceUnavailable("a service this needs is not running", {"service": [str(error)]})
         return failure.status, {"error": failure.to_dict()}, retry_later

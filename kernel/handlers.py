@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import traceback
+from contextlib import suppress
 from datetime import timedelta
 from functools import partial
 
@@ -206,9 +207,11 @@ class ReliableEventHandler(Consumer):
                     self.processed.release(self.subscription.name, event.event_id)
                 self._failed(body, message, event, exc_info)
         except Exception as error:
-            # Could not park or record: give the message back so it is not lost.
+            # Could not park or record: give the message back so it is not lost. On a dead channel
+            # that fails too, and need not succeed: the broker redelivers what was never acked.
             log.error("event.settle_failed", event_id=event.event_id, error=repr(error))
-            self.queue_consumer.requeue_message(message)
+            with suppress(Exception):
+                self.queue_consumer.requeue_message(message)
             self._count("requeued")
         return result, exc_info
 

@@ -82,4 +82,4 @@ class HealthEndpoints:
     @http("GET", "/metrics")
     def metrics_exposition(self, request):
         body, content_type = exposition()
-        return 200, {"Content-Type": content_type}, body
+        return 200, {"Content-Type": content_type}, body.decode("utf-8")  # nameko's http wants text

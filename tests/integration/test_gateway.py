@@ -69,6 +69,8 @@ def test_the_service_catalogue_uses_open311_names(gateway, settings):
     (b'["a list"]', 422, "validation_failed"),
     (b'{"service_code": "roof_leak"}', 422, "validation_failed"),
     (b'{"service_code": "nope", "description": "xx", "address_string": "a"}', 422, "validation_failed"),
+    (b'{"service_code": "roof_leak", "description": "\\ud800 lone surrogate", "address_string": "a"}', 400,
+     "bad_request"),
 ])
 def test_bad_bodies_get_structured_errors(gateway, settings, body, status, code):
     response = requests.post(f"{gateway}/api/v1/tickets", data=body, timeout=5,
@@ -113,7 +115,9 @@ def test_every_process_exposes_metrics_of_what_it_did(gateway, settings, wait_un
     requests.post(f"{gateway}/api/v1/tickets", data=b"{", headers=bearer(settings), timeout=5)
 
     def scraped():
-        text = requests.get(f"{gateway}/metrics", timeout=5).text
+        response = requests.get(f"{gateway}/metrics", timeout=5)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+        text = response.text
         return text if 'outcome="ok",subscription="tickets.echo_outcomes"' in text else None
 
     text = wait_until(scraped, timeout=5)
