@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, str] = {
     "SECANTUS_PORT": "port of the embedded SecantusDB the CLI starts",
     "RPC_TIMEOUT": "seconds an RPC caller waits for a reply",
     "MAX_WORKERS": "concurrent workers per service process",
+    "GATEWAY_MAX_WORKERS": "concurrent requests the gateway works on; each mostly waits on an RPC reply",
     "RETRY_DELAYS_MS": "comma-separated back-off delays of a failing handler",
     "OUTBOX_SWEEP_SECONDS": "interval of the outbox relay's sweep",
     "OUTBOX_GRACE_SECONDS": "age of an unpublished event before the sweep takes it",
@@ -69,6 +70,7 @@ class Settings:
     secantus_port: int = 27018
     rpc_timeout: float = 5.0
     max_workers: int = 10
+    gateway_max_workers: int = 64
     retry_delays_ms: tuple[int, ...] = (200, 1000, 5000, 20000)
     outbox_sweep_seconds: float = 1.0
     outbox_grace_seconds: float = 2.0
@@ -100,6 +102,7 @@ class Settings:
             secantus_port=int(get("SECANTUS_PORT", default.secantus_port)),
             rpc_timeout=float(get("RPC_TIMEOUT", default.rpc_timeout)),
             max_workers=int(get("MAX_WORKERS", default.max_workers)),
+            gateway_max_workers=int(get("GATEWAY_MAX_WORKERS", default.gateway_max_workers)),
             retry_delays_ms=_ints(get("RETRY_DELAYS_MS", "")) or default.retry_delays_ms,
             outbox_sweep_seconds=float(get("OUTBOX_SWEEP_SECONDS", default.outbox_sweep_seconds)),
             outbox_grace_seconds=float(get("OUTBOX_GRACE_SECONDS", default.outbox_grace_seconds)),
@@ -112,11 +115,15 @@ class Settings:
         """Each service owns one database: ``huisheng_tickets``, ``huisheng_notify`` ..."""
         return f"{self.mongo_db_prefix}{service}"
 
-    def nameko_config(self, *, web_address: str | None = None) -> dict:
-        """The dict a nameko container is built with; kernel extensions read ``HUISHENG``."""
+    def nameko_config(self, *, web_address: str | None = None, gateway: bool = False) -> dict:
+        """The dict a nameko container is built with; kernel extensions read ``HUISHENG``.
+
+        The gateway gets more workers than a service: a request beyond them would wait for a
+        worker before its RPC deadline even starts, so its answer time would have no bound.
+        """
         config = {
             "AMQP_URI": self.amqp_uri,
-            "max_workers": self.max_workers,
+            "max_workers": self.gateway_max_workers if gateway else self.max_workers,
             "serializer": "json",
             "HUISHENG": self,
         }

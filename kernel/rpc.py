@@ -20,9 +20,37 @@ from __future__ import annotations
 import eventlet
 from kombu import Connection
 from kombu.exceptions import ChannelError
-from nameko.rpc import MethodProxy, ReplyListener, RpcProxy, ServiceProxy
+from nameko.rpc import MethodProxy, ReplyListener, Rpc, RpcConsumer, RpcProxy, ServiceProxy
 
 from kernel.config import settings_of
+from kernel.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ResilientRpcConsumer(RpcConsumer):
+    """nameko's RPC consumer, except that a reply the broker cannot take does not kill the service.
+
+    When the broker goes away mid-request, publishing the reply raises inside nameko's
+    worker bookkeeping and the whole container dies. The caller has lost its reply queue
+    with the connection anyway; the request stays unacked, so the broker redelivers it.
+    """
+
+    def handle_result(self, message, result, exc_info):
+        try:
+            return super().handle_result(message, result, exc_info)
+        except Exception as error:
+            log.error("rpc.reply_failed", routing_key=message.delivery_info.get("routing_key"),
+                      error=repr(error))
+            return result, exc_info
+
+
+class ResilientRpc(Rpc):
+    rpc_consumer = ResilientRpcConsumer()
+
+
+rpc = ResilientRpc.decorator
+"""The platform's ``@rpc``: use it instead of ``nameko.rpc.rpc``."""
 
 
 class RpcTimeout(Exception):

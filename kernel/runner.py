@@ -49,7 +49,8 @@ def main(name: str) -> int:
     platform_logging.configure(name, settings.log_level, settings.log_format)
     service_cls = load_service(process(name).service_path)
     declare_all(settings)
-    runner = ServiceRunner(settings.nameko_config(web_address=web_address(name, settings)))
+    runner = ServiceRunner(settings.nameko_config(web_address=web_address(name, settings),
+                                                  gateway=process(name).is_gateway))
     runner.add_service(service_cls)
     stopping = eventlet.event.Event()
 

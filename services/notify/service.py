@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from marshmallow import Schema, fields
-from nameko.rpc import rpc
 
 from kernel.context import Context
 from kernel.envelope import Envelope, utcnow
@@ -13,6 +12,7 @@ from kernel.logging import get_logger
 from kernel.metrics import ECHO_LATENCY, ECHOES
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
+from kernel.rpc import rpc
 from services.notify.domain import Echo, compose
 from services.notify.repository import COLLECTION, InboxRepository
 

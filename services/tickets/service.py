@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from nameko.rpc import rpc
-
 from kernel.context import Context
 from kernel.envelope import Envelope, utcnow
 from kernel.errors import NotFound, ValidationFailed
@@ -15,6 +13,7 @@ from kernel.health import HealthEndpoints
 from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
+from kernel.rpc import rpc
 from kernel.validation import load
 from services.tickets.catalogue import Catalogue, UnknownService
 from services.tickets.domain import Ticket

@@ -9,7 +9,6 @@ import json
 from importlib import resources
 
 from marshmallow import EXCLUDE, Schema, fields
-from nameko.rpc import rpc
 from pymongo import ASCENDING, UpdateOne
 from pymongo.database import Database
 
@@ -17,6 +16,7 @@ from kernel.context import Context
 from kernel.envelope import utcnow
 from kernel.health import HealthEndpoints
 from kernel.mongo import Mongo
+from kernel.rpc import rpc
 
 DEFAULT_TEAMS = json.loads(resources.files("services.volunteers").joinpath("data/default_teams.json")
                            .read_text(encoding="utf-8"))["teams"]

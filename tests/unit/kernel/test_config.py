@@ -25,6 +25,7 @@ CASES = [
     ("SECANTUS_PORT", "27999", "secantus_port", 27999),
     ("RPC_TIMEOUT", "2.5", "rpc_timeout", 2.5),
     ("MAX_WORKERS", "4", "max_workers", 4),
+    ("GATEWAY_MAX_WORKERS", "200", "gateway_max_workers", 200),
     ("RETRY_DELAYS_MS", "100, 200", "retry_delays_ms", (100, 200)),
     ("OUTBOX_SWEEP_SECONDS", "0.5", "outbox_sweep_seconds", 0.5),
     ("OUTBOX_GRACE_SECONDS", "3", "outbox_grace_seconds", 3.0),
@@ -154,3 +155,9 @@ def test_every_variable_in_environment_is_read_somewhere_in_the_kernel():
     for path in _python_sources():
         read |= _names_read(path.read_text(encoding="utf-8"))
     assert set(ENVIRONMENT) - read == set()
+
+
+def test_the_gateway_gets_its_own_worker_count():
+    settings = Settings(max_workers=10, gateway_max_workers=64)
+    assert settings.nameko_config(gateway=True)["max_workers"] == 64
+    assert settings.nameko_config()["max_workers"] == 10
