@@ -55,7 +55,7 @@ bench-quick: install
 	$(BENCH_DEPS)
 	$(BIN)/python -m bench --quick
 
-## the fault suite (tests/chaos, about 12 minutes): SIGKILLed services, a killed broker (a RabbitMQ node of the
+## the fault suite (tests/chaos, about 8 minutes): SIGKILLed services, a killed broker (a RabbitMQ node of the
 ## suite's own) and database, poison messages, back-pressure, graceful shutdown, the naive pipeline as a positive
 ## control; prints the tallies, writes them to var/chaos/tallies.txt, keeps every process's log in var/chaos/run
 .PHONY: chaos

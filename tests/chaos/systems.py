@@ -1,0 +1,305 @@
+"""The two systems the fault suite runs: the platform (``huisheng up -d`` plus a second instance of
+every process) and the naive pipeline of ``bench/naive`` (no outbox, no idempotency, no retries).
+
+Both run against the suite's own RabbitMQ node (a vhost each) and a SecantusDB
+server of the test's own, on free loopback ports. Each process has two
+instances competing on the same queues: for the platform, the one ``huisheng
+up`` supervises and an *extra* one the suite starts with ``huisheng service
+NAME``. The supervisor treats a dead child as fatal (Foreman semantics), so the
+suite kills and restarts the extras: the supervised instance keeps serving, as a
+surviving replica does in production, and picks up whatever the killed one left
+unacknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kernel.auth import issue_token
+from kernel.config import ENVIRONMENT, Settings
+from kernel.mongo import connect
+from tests.chaos.load import Target
+from tests.chaos.processes import ROOT, DatabaseServer, ProcessFailed, ServiceInstance, Supervised, huisheng_argv
+from tests.chaos.rabbit import RabbitNode, free_ports
+
+COMMUNITY = "xingqiao"
+REPORT = {"service_code": "blocked_drain", "address_string": "兴乔小区3号楼2单元"}
+# Fast enough for a test, the same code paths as production: 5 attempts, then the dead-letter queue.
+CHAOS_SETTINGS = {
+    "RETRY_DELAYS_MS": "100,300,1000,2000", "OUTBOX_SWEEP_SECONDS": "0.5", "OUTBOX_GRACE_SECONDS": "1",
+    "RPC_TIMEOUT": "5", "HUISHENG_STOP_TIMEOUT": "8", "LOG_LEVEL": "INFO", "HUISHENG_COMMUNITY": COMMUNITY,
+}
+PLATFORM_PROCESSES = ("tickets", "notify", "volunteers", "gateway")
+NAIVE_PROCESSES = ("notify", "tickets", "gateway")
+CLI_TIMEOUT = 150.0
+
+
+def description(key: str) -> str:
+    """The report's text carries its key, so even a system without idempotency keys can be tallied."""
+    return f"chaos {key}: 3号楼下水道堵了，污水漫到楼道"
+
+
+def clean_environ() -> dict[str, str]:
+    """Our environment without any platform setting or proxy (the suite sets each itself)."""
+    drop = set(ENVIRONMENT) | {"HUISHENG_PORT_TICKETS", "HUISHENG_PORT_NOTIFY", "HUISHENG_PORT_VOLUNTEERS"}
+    proxies = {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}
+    return {k: v for k, v in os.environ.items() if k not in drop | proxies}
+
+
+class Store:
+    """Read what a system wrote: tickets by logical key, inbox messages by ticket, pending outboxes."""
+
+    def __init__(self, mongo_uri: str, tickets_db: str, inbox_db: str, key_field: str):
+        self.client = connect(mongo_uri)
+        self.tickets = self.client[tickets_db]["tickets"]
+        self.inbox = self.client[inbox_db]["inbox"]
+        self.key_field = key_field  # "request_key", or "description" for the naive pipeline
+
+    def key_of(self, document: dict) -> str | None:
+        value = document.get(self.key_field)
+        if self.key_field == "description" and value:
+            match = re.match(r"chaos (\S+):", value)
+            return match.group(1) if match else None
+        return value
+
+    def tickets_by_key(self, keys: list[str]) -> dict[str, list[dict]]:
+        values = keys if self.key_field == "request_key" else [description(k) for k in keys]
+        found: dict[str, list[dict]] = {}
+        projection = {"_id": 1, "reporter": 1, "timeline": 1, "created_at": 1, self.key_field: 1}
+        for document in self.tickets.find({self.key_field: {"$in": values}}, projection):
+            found.setdefault(self.key_of(document), []).append(document)
+        return found
+
+    def inbox_by_ticket(self, ticket_ids: list[str]) -> dict[str, list[dict]]:
+        found: dict[str, list[dict]] = {}
+        projection = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "source_event_id": 1}
+        for document in self.inbox.find({"ticket_id": {"$in": ticket_ids}}, projection):
+            found.setdefault(document["ticket_id"], []).append(document)
+        return found
+
+    def outbox_pending(self) -> int:
+        """Documents whose events are not all confirmed by the broker yet."""
+        return sum(c.count_documents({"_outbox_since": {"$exists": True}}) for c in (self.tickets, self.inbox))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class System:
+    """What the scenarios need of a system under test, whichever it is."""
+
+    kind = "system"
+    has_timeline = False
+    consumer_queue_pattern = re.compile(".*")
+
+    def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer):
+        self.root = root
+        self.node = node
+        self.db = db
+        token = uuid.uuid4().hex[:8]
+        self.vhost = f"chaos-{self.kind}-{token}"
+        self.amqp_uri = node.add_vhost(self.vhost)
+        self.prefix = f"chaos{token}_"
+        self.secret = f"chaos-secret-{uuid.uuid4().hex}"
+        self.env = {**clean_environ(), **CHAOS_SETTINGS, "AMQP_URI": self.amqp_uri, "MONGO_URI": db.uri,
+                    "MONGO_DB_PREFIX": self.prefix, "HUISHENG_SECRET": self.secret,
+                    "HUISHENG_HOME": str(root / "home"), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self.extras: dict[str, ServiceInstance] = {}
+
+    # ------------------------------------------------------------------ what tests look at
+
+    def instances(self, name: str) -> list:
+        """Every running instance of one process, extras last."""
+        return [self.extras[name]] if name in self.extras else []
+
+    def store(self) -> Store:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def target(self) -> Target:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def backlog(self) -> dict[str, int]:
+        """Messages (ready + unacked) per queue that must be empty once drained."""
+        queues = self.node.queues(self.vhost)
+        return {name: q["messages_ready"] + q["messages_unacknowledged"]
+                for name, q in queues.items() if self.consumer_queue_pattern.fullmatch(name)}
+
+    def all_instances(self) -> list:
+        return list(self.extras.values())
+
+    def dead(self) -> list[str]:
+        """Instances that are not running (a crashed one, or one a supervisor stopped)."""
+        return [instance.label for instance in self.all_instances() if not instance.alive()]
+
+    def crashes(self) -> list[str]:
+        """Why containers died, from the processes' logs (``process.container_died``)."""
+        found = []
+        for instance in self.all_instances():
+            for line in lines_with(instance.log, '"event": "process.container_died"'):
+                found.append(f"{instance.label}: {json.loads(line).get('error', line)[:160]}")
+        return found
+
+    def consumers(self) -> dict[str, int]:
+        return {name: q["consumers"] for name, q in self.node.queues(self.vhost).items()}
+
+    def close(self) -> None:
+        for instance in self.extras.values():
+            instance.stop()
+
+
+class Platform(System):
+    """``huisheng up -d`` against the suite's node and database, plus an extra instance of every process."""
+
+    kind = "platform"
+    has_timeline = True
+    # Consumer queues and retry tiers; dead-letter queues keep what they hold on purpose.
+    consumer_queue_pattern = re.compile(r"huisheng\.(?!.*\.dlq$).*")
+
+    def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer):
+        super().__init__(root, node, db)
+        ports = free_ports(5)
+        self.gateway_port = ports[0]
+        self.env.update({"GATEWAY_PORT": str(ports[0]), "HUISHENG_PORT_TICKETS": str(ports[1]),
+                         "HUISHENG_PORT_NOTIFY": str(ports[2]), "HUISHENG_PORT_VOLUNTEERS": str(ports[3])})
+        self.supervised: dict[str, Supervised] = {}
+        self._tokens: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the CLI
+
+    def cli(self, *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
+        return subprocess.run(huisheng_argv(*args), env=self.env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def up(self) -> None:
+        done = self.cli("up", "-d", "--timeout", "90")
+        if done.returncode != 0:
+            raise ProcessFailed(f"huisheng up -d failed ({done.returncode}):\n{done.stdout[-3000:]}"
+                                f"\n{done.stderr[-3000:]}")
+        self.supervised = self.read_status()
+
+    def read_status(self) -> dict[str, Supervised]:
+        report = json.loads(self.cli("status", "--json").stdout)
+        logs = self.root / "home" / "log"
+        return {p["name"]: Supervised(p["name"], p["pid"], p["address"], logs / f"{p['name']}.log")
+                for p in report["processes"] if p.get("pid")}
+
+    def down(self) -> tuple[float, subprocess.CompletedProcess]:
+        """``huisheng down``: how long it took and what it said."""
+        started = time.monotonic()
+        done = self.cli("down", timeout=120)
+        return time.monotonic() - started, done
+
+    def restart(self) -> None:
+        """What an operator does after a crash: ``huisheng down``, ``huisheng up -d``, restart dead extras."""
+        self.down()
+        self.up()
+        for name, instance in self.extras.items():
+            if not instance.alive():
+                self.extras[name] = self.extra(name).start()
+
+    # ------------------------------------------------------------------ extra instances
+
+    def start_extras(self, names=PLATFORM_PROCESSES) -> None:
+        for name in names:
+            self.extras[name] = self.extra(name).start()
+
+    def extra(self, name: str, crash_after: int | None = None) -> ServiceInstance:
+        """A second instance of ``name``; with ``crash_after``, one that dies after that many writes."""
+        port = free_ports(1)[0]
+        env = {**self.env, "GATEWAY_PORT" if name == "gateway" else "HTTP_PORT": str(port)}
+        log = self.root / "home" / "log" / f"{name}-extra.log"
+        if crash_after is None:
+            return ServiceInstance(f"{name}#2", huisheng_argv("service", name), env, port, log)
+        argv = [sys.executable, "-m", "tests.chaos.crashpoint", name, str(crash_after)]
+        return ServiceInstance(f"{name}#2 (crashes after {crash_after} writes)", argv, env, port, log)
+
+    def instances(self, name: str) -> list:
+        supervised = [self.supervised[name]] if name in self.supervised else []
+        return supervised + super().instances(name)
+
+    def all_instances(self) -> list:
+        return list(self.supervised.values()) + super().all_instances()
+
+    # ------------------------------------------------------------------ load and tallies
+
+    def token(self, subject: str) -> str:
+        if subject not in self._tokens:
+            settings = Settings(secret=self.secret, community=COMMUNITY)
+            self._tokens[subject] = issue_token(settings, "resident", subject, ttl=3600)
+        return self._tokens[subject]
+
+    def target(self) -> Target:
+        urls = [f"http://127.0.0.1:{self.gateway_port}/api/v1/tickets"]
+        if "gateway" in self.extras:
+            urls.append(f"http://127.0.0.1:{self.extras['gateway'].port}/api/v1/tickets")
+        return Target(
+            urls=urls,
+            headers=lambda subject, key: {"Authorization": f"Bearer {self.token(subject)}", "Idempotency-Key": key,
+                                          "X-Correlation-Id": key},  # the key in every log line of the request
+            body=lambda key: {**REPORT, "description": description(key)},
+            ticket_id=lambda answer: answer["id"],
+        )
+
+    def store(self) -> Store:
+        return Store(self.db.uri, f"{self.prefix}tickets", f"{self.prefix}notify", "request_key")
+
+    def close(self) -> None:
+        super().close()
+        if self.supervised:
+            self.down()
+
+
+class NaivePipeline(System):
+    """``bench/naive``: gateway -> RPC -> insert -> event -> handler -> insert, two instances of each."""
+
+    kind = "naive"
+    consumer_queue_pattern = re.compile(r"evt-.*")
+
+    def start(self, copies: int = 2) -> None:
+        for name in NAIVE_PROCESSES:
+            for copy in range(1, copies + 1):
+                label = name if copy == 1 else f"{name}#{copy}"
+                self.extras[label] = self.instance(label, name).start()
+
+    def instance(self, label: str, name: str) -> ServiceInstance:
+        port = free_ports(1)[0]
+        log = self.root / "home" / "log" / f"naive-{label.replace('#', '-')}.log"
+        argv = [sys.executable, "-m", "bench.naive.runner", name]
+        return ServiceInstance(f"naive {label}", argv, {**self.env, "HTTP_PORT": str(port)}, port, log)
+
+    def instances(self, name: str) -> list:
+        return [instance for label, instance in self.extras.items() if label.split("#")[0] == name]
+
+    def target(self) -> Target:
+        from bench.naive.services import RESIDENT_HEADER
+
+        urls = [f"{instance.address}/api/v1/tickets" for instance in self.instances("gateway")]
+        return Target(
+            urls=urls,
+            headers=lambda subject, key: {RESIDENT_HEADER: subject},  # no idempotency: the naive has none
+            body=lambda key: {**REPORT, "description": description(key)},
+            ticket_id=lambda answer: answer["_id"],
+        )
+
+    def store(self) -> Store:
+        return Store(self.db.uri, f"{self.prefix}naive_tickets", f"{self.prefix}naive_notify", "description")
+
+
+def lines_with(path: Path, needle: str) -> list[str]:
+    try:
+        with path.open(errors="replace") as lines:
+            return [line for line in lines if needle in line]
+    except OSError:
+        return []
+
+
+def logged(path: Path, event: str) -> int:
+    """How many times a process logged ``event`` (its JSON log lines carry ``"event": ...``)."""
+    return len(lines_with(path, f'"event": "{event}"'))
