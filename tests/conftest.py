@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import eventlet
@@ -47,13 +48,9 @@ def wait_for_mongo(uri: str, timeout: float = 20.0) -> None:
             client.close()
 
 
-@pytest.fixture(scope="session")
-def mongo_uri():
-    """A SecantusDB server for the whole session (or ``TEST_MONGO_URI`` if given)."""
-    given = os.environ.get("TEST_MONGO_URI")
-    if given:
-        yield given
-        return
+@contextmanager
+def secantus_server():
+    """A fresh in-memory SecantusDB server on a free port; yields its URI."""
     port = free_port()
     server = subprocess.Popen(
         [secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
@@ -70,6 +67,17 @@ def mongo_uri():
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    """A SecantusDB server for the whole session (or ``TEST_MONGO_URI`` if given)."""
+    given = os.environ.get("TEST_MONGO_URI")
+    if given:
+        yield given
+        return
+    with secantus_server() as uri:
+        yield uri
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from kernel.mongo import connect
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
 from services.volunteers.service import VolunteersService
-from tests.conftest import free_port, secantus_executable, wait_for_mongo
+from tests.conftest import free_port, secantus_server
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +38,8 @@ REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵�
 @pytest.fixture
 def second_mongo():
     """A fresh SecantusDB server of this test's own: the restore target."""
-    port = free_port()
-    server = subprocess.Popen(
-        [secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
-         "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
-    try:
-        wait_for_mongo(uri)
+    with secantus_server() as uri:
         yield uri
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.fixture
