@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
 
 from gateway.http import endpoint, idempotency_key, json_body, principal
 from kernel.config import Settings, settings_of
@@ -13,6 +12,7 @@ from kernel.contracts import CreateTicketSchema
 from kernel.health import Health, HealthEndpoints
 from kernel.rpc import RpcClient
 from kernel.validation import load
+from kernel.web import http
 
 RESIDENT = frozenset({"resident"})
 

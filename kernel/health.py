@@ -11,11 +11,11 @@ import time
 
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
 
 from kernel.config import settings_of
 from kernel.metrics import WorkerMetrics, exposition
 from kernel.mongo import MongoClientProvider
+from kernel.web import http
 
 CACHE_SECONDS = 1.0
 
