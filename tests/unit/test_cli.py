@@ -230,6 +230,7 @@ def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
         "27555",
         "--storage-path",
         str(settings.home / "data" / "mongo"),
+        "--sync-on-commit",
     )
     assert settings.mongo_uri == "mongodb://127.0.0.1:27555/?retryWrites=false&directConnection=true"
     assert {by_name[p.name].layer for p in PROCESSES if not p.is_gateway} == {1}
