@@ -110,10 +110,7 @@ class OutboxRelay(SharedExtension):
         self._settler = self.container.spawn_managed_thread(self._settle_forever, identifier="outbox-settle")
 
     def stop(self) -> None:
-        for thread in (self._sweeper, self._settler):
-            if thread is not None:
-                thread.kill()
-        self._sweeper = self._settler = None
+        self.kill()
         try:  # what was published but not yet marked would otherwise be published again after a restart
             self.settle()
         except Exception as error:
