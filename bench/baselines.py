@@ -125,7 +125,7 @@ def measure(amqp_uri: str, mongo_uri: str, database: str, messages: int, inserts
         "insert_one": insert_one(mongo_uri, database, inserts),
         "insert_many": insert_many(mongo_uri, database, batches),
     }
-    client = connect(mongo_uri)
+    client = connect(mongo_uri, timeout_ms=120_000)  # SecantusDB has taken over 10 s to drop 20,000 documents
     try:
         client.drop_database(database)
         client.drop_database(f"{database}_many")
