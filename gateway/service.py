@@ -15,6 +15,7 @@ from kernel.validation import load
 from kernel.web import http
 
 RESIDENT = frozenset({"resident"})
+CREATE_TICKET = CreateTicketSchema()  # built once: building deep-copies the fields
 
 
 class SettingsProvider(DependencyProvider):
@@ -42,7 +43,7 @@ class GatewayService(HealthEndpoints):
     @endpoint
     def create_ticket(self, request):
         caller = principal(request, self.settings, RESIDENT)
-        body = load(CreateTicketSchema(), json_body(request))
+        body = load(CREATE_TICKET, json_body(request))
         return 201, self.tickets.create(caller.community, caller.subject, body, source="resident",
                                         request_key=idempotency_key(request))
 

@@ -46,6 +46,10 @@ ECHO_LATENCY = Histogram(
     "huisheng_echo_latency_seconds", "From a ticket change to its echo being delivered, by channel",
     ["channel"], buckets=LATENCY_BUCKETS,
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "huisheng_group_commit_writes", "Writes sent to the database in one statement, by kind of write",
+    ["write"], buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)",
                  ["channel", "outcome"])
 

@@ -24,12 +24,12 @@ on ``event_id``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import eventlet
 from nameko.extensions import DependencyProvider, SharedExtension
-from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from kernel.config import settings_of
@@ -46,6 +46,11 @@ SINCE = "_outbox_since"
 SWEEP_BATCH = 500
 PENDING_BACKLOG_SECONDS = 5.0
 SETTLE_SECONDS = 0.05  # published events are marked in batches this often
+# A published event is marked this long after its publish (at most a quarter of the sweep's
+# grace period), unless a later write to its document removed it first (OutboxRelay.hand_over):
+# that write is then the settle.
+SETTLE_AFTER_SECONDS = 0.5
+SETTLE_CHUNK = 50  # documents per settle statement
 
 log = get_logger(__name__)
 
@@ -85,7 +90,8 @@ class OutboxRelay(SharedExtension):
         self.collection_names: set[str] = set()
         self._sweeper = None
         self._settler = None
-        self._unsettled: dict[str, list[tuple]] = {}  # collection -> [(document id, [event ids])]
+        # collection -> document id -> (when first published, monotonic; [published event ids])
+        self._unsettled: dict[str, dict] = {}
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -93,6 +99,7 @@ class OutboxRelay(SharedExtension):
     def setup(self) -> None:
         settings = settings_of(self.container.config)
         self.settings = settings
+        self.settle_after = min(SETTLE_AFTER_SECONDS, settings.outbox_grace_seconds / 4)
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
         # events nobody is bound to in a visible queue instead of dropping them.
         self.publisher = ConfirmedPublisher(settings.amqp_uri)
@@ -112,7 +119,7 @@ class OutboxRelay(SharedExtension):
     def stop(self) -> None:
         self.kill()
         try:  # what was published but not yet marked would otherwise be published again after a restart
-            self.settle()
+            self.settle(everything=True)
         except Exception as error:
             log.warning("outbox.settle_failed", error=repr(error))
 
@@ -152,26 +159,72 @@ class OutboxRelay(SharedExtension):
         for event in events:
             self.publish(event)
             OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        self._unsettled.setdefault(collection.name, []).append(
-            (document_id, [event["event_id"] for event in events]))
+        published_at, ids = self._unsettled.setdefault(collection.name, {}).get(document_id, (time.monotonic(), []))
+        self._unsettled[collection.name][document_id] = (published_at, ids + [event["event_id"] for event in events])
         PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
         return len(events)
 
-    def settle(self) -> int:
-        """Remove every published event from its document: one bulk write per collection.
+    def settle(self, *, everything: bool = False) -> int:
+        """Remove published events from their documents: a statement per chunk of documents.
 
-        Until then a published event is still in its outbox; the sweep only takes events
-        older than the grace period, and at worst publishes one again (consumers dedupe).
+        Only events published at least ``settle_after`` seconds ago (all of them with
+        ``everything``), so that a write to the document soon after can take them out
+        instead (:meth:`hand_over`). Until then a published event is still in its outbox;
+        the sweep only takes events older than the grace period, and at worst publishes
+        one again (consumers dedupe).
         """
-        unsettled, self._unsettled = self._unsettled, {}
+        due_before = float("inf") if everything else time.monotonic() - self.settle_after
         collections = self.collections()
-        for name, settled in unsettled.items():
+        count = 0
+        for name, documents in list(self._unsettled.items()):
+            due = [(document_id, ids) for document_id, (published_at, ids) in documents.items()
+                   if published_at <= due_before]
+            for document_id, _ in due:
+                del documents[document_id]
             try:
-                _settle(collections[name], settled)
+                _settle(collections[name], due)
             except Exception:
-                self._unsettled.setdefault(name, []).extend(settled)
+                for document_id, ids in due:
+                    self._put_back(name, document_id, ids)
                 raise
-        return sum(len(settled) for settled in unsettled.values())
+            count += sum(len(ids) for _, ids in due)
+        return count
+
+    def hand_over(self, collection_name: str, document_id) -> list[str]:
+        """The published events of a document still to be removed, for a write that removes them itself.
+
+        The relay forgets them: the caller's write takes them out of the outbox (see
+        :func:`settle_expression`). If that write fails, the caller gives them back with
+        :meth:`take_back`; if it dies meanwhile, the sweep publishes them again.
+        """
+        _, ids = self._unsettled.get(collection_name, {}).pop(document_id, (0.0, []))
+        return ids
+
+    @contextmanager
+    def handed_over(self, collection_name: str, document_id) -> Iterator[list[str]]:
+        """:meth:`hand_over` for the body of a ``with``; an exception gives the events back.
+
+        Usage (the tickets service records an echo and settles the ticket's events in one write)::
+
+            with self.outbox.handed_over("tickets", ticket_id) as published:
+                repository.record_echo(..., published=published)
+        """
+        event_ids = self.hand_over(collection_name, document_id)
+        try:
+            yield event_ids
+        except BaseException:
+            self.take_back(collection_name, document_id, event_ids)
+            raise
+
+    def take_back(self, collection_name: str, document_id, event_ids: Sequence[str]) -> None:
+        """Events handed over to a write that failed: the relay settles them itself again."""
+        if event_ids:
+            self._put_back(collection_name, document_id, list(event_ids))
+
+    def _put_back(self, collection_name: str, document_id, event_ids: list[str]) -> None:
+        documents = self._unsettled.setdefault(collection_name, {})
+        _, ids = documents.get(document_id, (0.0, []))
+        documents[document_id] = (0.0, ids + event_ids)  # due at once
 
     def _settle_forever(self) -> None:
         while True:
@@ -201,7 +254,7 @@ class OutboxRelay(SharedExtension):
         return settled
 
     def _sweep_batch(self, collection: Collection, documents: list[dict]) -> int:
-        """Publish a batch, then settle every document of it in one write (a backlog drains fast)."""
+        """Publish a batch, then settle it a chunk of documents per statement (a backlog drains fast)."""
         published: list[str] = []
         try:
             for document in documents:
@@ -280,14 +333,17 @@ def _age_seconds(event: dict) -> float:
 
 
 def _settle(collection: Collection, settled: Sequence[tuple]) -> None:
-    """Remove published events, one statement per document carrying only that document's event ids.
+    """Remove published events: one statement per chunk of documents, with that chunk's event ids.
 
-    A single update_many with every id of a batch would make the database test each
-    document's events against the whole list (SecantusDB's matcher is Python: O(n^2)).
+    One statement costs the database one commit for the whole chunk. Chunks stay small
+    because each document's events are tested against every id of its chunk
+    (SecantusDB's matcher is Python: a batch of 500 in one statement was quadratic).
     """
-    statements = [UpdateOne({"_id": document_id}, _without_events(ids)) for document_id, ids in settled if ids]
-    if statements:
-        collection.bulk_write(statements, ordered=False)
+    settled = [(document_id, ids) for document_id, ids in settled if ids]
+    for start in range(0, len(settled), SETTLE_CHUNK):
+        chunk = settled[start:start + SETTLE_CHUNK]
+        collection.update_many({"_id": {"$in": [document_id for document_id, _ in chunk]}},
+                               _without_events([event_id for _, ids in chunk for event_id in ids]))
 
 
 def _without_events(event_ids: list[str]) -> list[dict]:
@@ -295,8 +351,19 @@ def _without_events(event_ids: list[str]) -> list[dict]:
 
     A writer that adds events meanwhile keeps the marker, since the outbox is then not empty.
     """
-    return [
-        {"$set": {OUTBOX: {"$filter": {"input": f"${OUTBOX}",
-                                        "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]}}}}},
-        {"$set": {SINCE: {"$cond": [{"$eq": [{"$size": f"${OUTBOX}"}, 0]}, "$$REMOVE", f"${SINCE}"]}}},
-    ]
+    return [{"$set": settle_expression(event_ids)}, {"$set": since_expression()}]
+
+
+def settle_expression(event_ids) -> dict:
+    """For a pipeline ``$set`` stage: the outbox without ``event_ids`` (an expression or a list).
+
+    >>> settle_expression(["e1"])["_outbox"]["$filter"]["cond"]
+    {'$not': [{'$in': ['$$this.event_id', ['e1']]}]}
+    """
+    return {OUTBOX: {"$filter": {"input": {"$ifNull": [f"${OUTBOX}", []]},
+                                 "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]}}}}
+
+
+def since_expression() -> dict:
+    """For the pipeline ``$set`` stage after :func:`settle_expression`: no sweep marker on an empty outbox."""
+    return {SINCE: {"$cond": [{"$eq": [{"$size": f"${OUTBOX}"}, 0]}, "$$REMOVE", f"${SINCE}"]}}

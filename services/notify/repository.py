@@ -7,14 +7,18 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from kernel.envelope import Envelope
+from kernel.groupcommit import Writes
 from kernel.outbox import with_events
 
 COLLECTION = "inbox"
 
 
 class InboxRepository:
-    def __init__(self, db: Database):
+    """Inbox messages of the service's database; ``writes`` combines concurrent workers' inserts."""
+
+    def __init__(self, db: Database, writes: Writes):
         self.collection = db[COLLECTION]
+        self.writes = writes
 
     @staticmethod
     def ensure_indexes(db: Database) -> None:
@@ -28,7 +32,7 @@ class InboxRepository:
         redelivered event cannot leave a second message.
         """
         try:
-            self.collection.insert_one(with_events(message, [outcome]))
+            self.writes.insert(self.collection, with_events(message, [outcome]))
             return True
         except DuplicateKeyError:
             return False

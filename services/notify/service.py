@@ -6,6 +6,7 @@ from marshmallow import Schema, fields
 
 from kernel.context import Context
 from kernel.envelope import Envelope, utcnow
+from kernel.groupcommit import GroupCommit
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
 from kernel.logging import get_logger
@@ -37,6 +38,9 @@ class InboxMessageSchema(Schema):
     delivery = fields.Nested(DeliverySchema)
 
 
+INBOX_MESSAGES = InboxMessageSchema(many=True)  # built once: building deep-copies the fields
+
+
 def inbox_message(event: Envelope, echo: Echo) -> tuple[dict, Envelope]:
     """The stored message for one echo and the ``echo.delivered`` fact it makes true."""
     now = utcnow()
@@ -61,12 +65,13 @@ class NotifyService(HealthEndpoints):
     name = "notify"
 
     db = Mongo(indexes=InboxRepository.ensure_indexes)
+    writes = GroupCommit()
     outbox = Outbox(collections=[COLLECTION])
     context = Context()
 
     @property
     def inbox(self) -> InboxRepository:
-        return InboxRepository(self.db)
+        return InboxRepository(self.db, self.writes)
 
     # Each inbox message's id is <event_id>:<recipient>: the message is the record of the event.
     @handles("notify.ticket_events", dedupe="effects")
@@ -84,4 +89,4 @@ class NotifyService(HealthEndpoints):
     @rpc
     def list_inbox(self, community: str, recipient: str, limit: int = 50) -> list[dict]:
         messages = self.inbox.of_recipient(community, recipient, min(limit, 200))
-        return InboxMessageSchema(many=True).dump(messages)
+        return INBOX_MESSAGES.dump(messages)

@@ -32,6 +32,9 @@ class TeamSchema(Schema):
     members = fields.Integer(dump_default=0)
 
 
+TEAMS = TeamSchema(many=True)
+
+
 class TeamRepository:
     def __init__(self, db: Database):
         self.collection = db.teams
@@ -67,4 +70,4 @@ class VolunteersService(HealthEndpoints):
         if not found:
             teams.seed(community, DEFAULT_TEAMS)
             found = teams.of_community(community)
-        return TeamSchema(many=True).dump(found)
+        return TEAMS.dump(found)

@@ -124,7 +124,8 @@ def test_a_backup_restores_every_document_option_and_index_into_a_fresh_server(
         assert sorted(t["_id"] for t in restored.tickets.find()) == sorted(ids)
         indexes = {index["name"]: index for index in restored.processed_events.list_indexes()}
         assert indexes["at_1"]["expireAfterSeconds"] > 0  # TTL
-        assert restored.tickets.index_information()["by_request_key"]["unique"] is True
+        volunteers = target[settings.database_name("volunteers")]
+        assert volunteers.teams.index_information()["by_code"]["unique"] is True
         assert restored.tickets.index_information()["outbox_since"]["sparse"] is True
         assert restored.extras.options() == {"capped": True, "size": 8 * 1024 * 1024}
     finally:

@@ -94,3 +94,52 @@ def test_an_event_nobody_listens_to_lands_in_the_unrouted_queue(container_factor
         save(event.to_wire())
 
     wait_until(lambda: depth(settings.amqp_uri, "huisheng.unrouted") == 1, timeout=5)
+
+
+def relay_of(container):
+    from kernel.outbox import OutboxRelay
+
+    [relay] = [ext for ext in container.extensions if isinstance(ext, OutboxRelay)]
+    return relay
+
+
+def test_published_events_are_settled_by_the_relay_unless_a_later_write_takes_them_over(
+        container_factory, settings, mongo_client, wait_until):
+    patient = Settings(**{**settings.__dict__, "outbox_grace_seconds": 30.0})  # no sweep meanwhile
+    container = container_factory(Writer, patient.nameko_config())
+    container.start()
+    things = mongo_client[settings.database_name("tickets")].things
+    relay = relay_of(container)
+    settled_by_relay, handed_over = ticket_received(), ticket_received()
+
+    with entrypoint_hook(container, "save") as save:
+        save(settled_by_relay.to_wire())
+        save(handed_over.to_wire())
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 2, timeout=5)
+    taken = relay.hand_over("things", handed_over.payload["ticket_id"])
+    assert taken == [handed_over.event_id]
+
+    # The relay settles what it kept, after its delay; what it handed over stays for the taker's write.
+    wait_until(lambda: SINCE not in things.find_one({"_id": settled_by_relay.payload["ticket_id"]}), timeout=5)
+    relay.settle(everything=True)
+    assert things.find_one({"_id": handed_over.payload["ticket_id"]})[OUTBOX]
+
+    # The taker's write failed: given back, the events are the relay's to settle again.
+    relay.take_back("things", handed_over.payload["ticket_id"], taken)
+    wait_until(lambda: SINCE not in things.find_one({"_id": handed_over.payload["ticket_id"]}), timeout=5)
+    assert things.find_one({"_id": handed_over.payload["ticket_id"]})[OUTBOX] == []
+
+
+def test_a_failing_write_in_handed_over_gives_the_events_back(container_factory, settings, wait_until):
+    container = container_factory(Writer, settings.nameko_config())
+    container.start()
+    relay = relay_of(container)
+    event = ticket_received()
+    with entrypoint_hook(container, "save") as save:
+        save(event.to_wire())
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+
+    with pytest.raises(RuntimeError), relay.handed_over("things", event.payload["ticket_id"]) as taken:
+        assert taken == [event.event_id]
+        raise RuntimeError("the write failed")
+    assert relay.hand_over("things", event.payload["ticket_id"]) == [event.event_id]
