@@ -7,3 +7,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
+
+from kernel.publisher import use_pooled_producers  # noqa: E402
+
+use_pooled_producers()  # as every service process does (kernel.runner)

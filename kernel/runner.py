@@ -26,6 +26,7 @@ from nameko.runners import ServiceRunner  # noqa: E402
 from kernel import logging as platform_logging  # noqa: E402
 from kernel.config import Settings  # noqa: E402
 from kernel.platform import process  # noqa: E402
+from kernel.publisher import use_pooled_producers  # noqa: E402
 from kernel.topology import declare_all  # noqa: E402
 
 log = platform_logging.get_logger(__name__)
@@ -49,6 +50,7 @@ def main(name: str) -> int:
     platform_logging.configure(name, settings.log_level, settings.log_format)
     service_cls = load_service(process(name).service_path)
     declare_all(settings)
+    use_pooled_producers()
     runner = ServiceRunner(settings.nameko_config(web_address=web_address(name, settings),
                                                   gateway=process(name).is_gateway))
     runner.add_service(service_cls)

@@ -28,3 +28,21 @@ def test_a_reply_that_goes_out_acks_the_request():
         consumer.handle_result(message, "ok", None)
 
     consumer.queue_consumer.ack_message.assert_called_once_with(message)
+
+
+def test_nameko_publishers_share_one_producer_pool_per_set_of_arguments():
+    import nameko.amqp.publish
+
+    from kernel.publisher import _POOLS, pooled_producer
+
+    assert nameko.amqp.publish.get_producer is pooled_producer  # installed for the whole suite
+    uri = "amqp://guest:guest@127.0.0.1:5672/pool-test"
+    before = len(_POOLS)
+    with pooled_producer(uri, True, None, None, {"max_retries": 3}) as first:
+        pass
+    with pooled_producer(uri, True, None, None, {"max_retries": 3}) as second:
+        pass
+    with pooled_producer(uri, False, None, None, {"max_retries": 3}):
+        pass
+    assert len(_POOLS) == before + 2  # the confirming and the non-confirming one
+    assert first is second  # the producer went back to the pool and came out again
