@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import jwt
 
@@ -26,6 +27,7 @@ ISSUER = "huisheng"
 ALGORITHM = "HS256"
 DEFAULT_TTL = 8 * 3600  # one working day: long enough for a demo, short enough to expire
 LEEWAY_SECONDS = 5  # tolerate small clock drift between the CLI's and the gateway's host
+VERIFIED_TOKENS = 4096  # tokens remembered as verified (by the gateway), least recently used first out
 
 _REQUIRED_CLAIMS = ["sub", "role", "iat", "exp", "iss"]
 
@@ -88,13 +90,26 @@ def issue_token(
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
-    """Check signature, issuer, expiry and role of ``token``; raise :class:`AuthError` if any fails."""
+    """Check signature, issuer, expiry and role of ``token``; raise :class:`AuthError` if any fails.
+
+    A token that passed is remembered (by its exact text, with the secret) until it
+    expires, so a client's next requests cost a lookup instead of a signature check;
+    its expiry is checked on every use. A token that failed is checked again each time.
+    """
     if not token:
         raise AuthError("token_missing", "a bearer token is required")
+    principal, expires_at = _verified(settings.secret, settings.community, token)
+    if time.time() > expires_at + LEEWAY_SECONDS:
+        raise AuthError("token_expired", "the token has expired")
+    return principal
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS)
+def _verified(secret: str, default_community: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token,
-            settings.secret,
+            secret,
             # Pinning the algorithm list is what stops "alg: none" and key-confusion tokens.
             algorithms=[ALGORITHM],
             issuer=ISSUER,
@@ -108,12 +123,13 @@ def verify_token(settings: Settings, token: str) -> Principal:
     role = claims.get("role")
     if role not in ROLES:
         raise AuthError("token_invalid", f"the token names an unknown role {role!r}")
-    return Principal(
+    principal = Principal(
         subject=claims["sub"],
         role=role,
-        community=claims.get("community") or settings.community,
+        community=claims.get("community") or default_community,
         name=claims.get("name"),
     )
+    return principal, float(claims["exp"])
 
 
 def token_from_header(authorization: str | None) -> str:

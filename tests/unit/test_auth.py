@@ -62,6 +62,29 @@ def test_expired_token_is_refused_with_token_expired():
     assert caught.value.code == "token_expired"
 
 
+def test_a_remembered_token_still_expires(monkeypatch):
+    token = issue_token(SETTINGS, "resident", "r-1", ttl=60)
+    assert verify_token(SETTINGS, token).subject == "r-1"  # verified, and remembered
+    later = time.time() + 60 + 10  # past its expiry and the leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, token)
+
+    assert caught.value.code == "token_expired"
+
+
+def test_a_remembered_token_is_not_valid_under_another_secret():
+    token = issue_token(SETTINGS, "admin", "a-1")
+    assert verify_token(SETTINGS, token).role == "admin"
+    rotated = Settings(secret="the-rotated-secret-that-is-long-enough!!", community="xingqiao")
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(rotated, token)
+
+    assert caught.value.code == "token_invalid"
+
+
 def test_token_signed_with_another_secret_is_invalid():
     other = Settings(secret="another-secret-that-is-also-long-enough!!")
     token = issue_token(other, "admin", "intruder")
