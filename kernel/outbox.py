@@ -43,14 +43,15 @@ from kernel.topology import EVENTS
 
 OUTBOX = "_outbox"
 SINCE = "_outbox_since"
-SWEEP_BATCH = 500
+SWEEP_BATCH = 500  # events published, then settled in the background, at a time
+SWEEP_READ = 2000  # documents a sweep reads at once
 PENDING_BACKLOG_SECONDS = 5.0
 SETTLE_SECONDS = 0.05  # published events are marked in batches this often
 # A published event is marked this long after its publish (at most a quarter of the sweep's
 # grace period), unless a later write to its document removed it first (OutboxRelay.hand_over):
 # that write is then the settle.
 SETTLE_AFTER_SECONDS = 0.5
-SETTLE_CHUNK = 50  # documents per settle statement
+SETTLE_CHUNK = 20  # documents per settle statement
 
 log = get_logger(__name__)
 
@@ -242,35 +243,57 @@ class OutboxRelay(SharedExtension):
         )
 
     def sweep(self) -> int:
-        """Publish one batch of events older than the grace period from each collection.
+        """Publish the events older than the grace period, up to :data:`SWEEP_READ` documents per collection.
 
-        Returns how many documents it settled; a full batch means more may be waiting.
+        Returns how many documents it took; a full read means more may be waiting. They
+        are published a batch of :data:`SWEEP_BATCH` at a time, each batch settled in the
+        background while the next one is published (the broker and the database work
+        at the same time), and every settle is done before the next read.
         """
         cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
-        settled = 0
+        swept = 0
         for collection in self.collections().values():
-            documents = list(collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_BATCH))
-            settled += self._sweep_batch(collection, documents)
-        return settled
+            documents = list(collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_READ))
+            settling = None
+            for start in range(0, len(documents), SWEEP_BATCH):
+                batch = documents[start:start + SWEEP_BATCH]
+                published = self._publish_batch(batch)
+                if settling is not None:
+                    _wait_logged(settling)  # one settle at a time
+                    settling = None
+                if published:
+                    settling = self.container.spawn_managed_thread(
+                        lambda c=collection, b=batch, p=published: self._settle_batch(c, b, p),
+                        identifier="outbox-sweep-settle")
+                if len(published) < sum(len(document[OUTBOX]) for document in batch):
+                    break  # the broker refused one: the rest waits for the next sweep
+            if settling is not None:
+                _wait_logged(settling)
+            swept += len(documents)
+        return swept
 
-    def _sweep_batch(self, collection: Collection, documents: list[dict]) -> int:
-        """Publish a batch, then settle it a chunk of documents per statement (a backlog drains fast)."""
-        published: list[str] = []
-        try:
-            for document in documents:
-                for event in document[OUTBOX]:
+    def _publish_batch(self, documents: list[dict]) -> set[str]:
+        """Publish the events of a batch of documents; the ids the broker confirmed.
+
+        A failed publish ends the batch: what was confirmed before it is still settled.
+        """
+        published: set[str] = set()
+        for document in documents:
+            for event in document[OUTBOX]:
+                try:
                     self.publish(event)
-                    published.append(event["event_id"])
-        finally:
-            if published:  # settle what the broker confirmed, even if a later publish failed
-                confirmed = set(published)
-                _settle(collection, [
-                    (document["_id"], [e["event_id"] for e in document[OUTBOX] if e["event_id"] in confirmed])
-                    for document in documents])
-                PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(
-                    len(published))
-                log.info("outbox.swept", collection=collection.name, published=len(published))
-        return len(documents)
+                except Exception as error:
+                    PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
+                    log.warning("outbox.sweep_publish_failed", error=repr(error))
+                    return published
+                published.add(event["event_id"])
+        return published
+
+    def _settle_batch(self, collection: Collection, documents: list[dict], published: set[str]) -> None:
+        _settle(collection, [(document["_id"], [e["event_id"] for e in document[OUTBOX] if e["event_id"] in published])
+                             for document in documents])
+        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(published))
+        log.info("outbox.swept", collection=collection.name, published=len(published))
 
     def pending(self) -> dict[str, dict]:
         """Unpublished events and the age of the oldest, per collection (for ops and the gauges)."""
@@ -290,7 +313,7 @@ class OutboxRelay(SharedExtension):
             started = time.monotonic()
             backlog = False
             try:
-                backlog = self.sweep() >= SWEEP_BATCH
+                backlog = self.sweep() >= SWEEP_READ
                 # pending() counts and sorts every waiting document: while a backlog drains, rarely,
                 # or draining N events reads O(N^2) documents.
                 period = PENDING_BACKLOG_SECONDS if backlog else self.settings.outbox_sweep_seconds
@@ -325,6 +348,14 @@ class Outbox(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> OutboxRelay:
         return self.relay
+
+
+def _wait_logged(thread) -> None:
+    """Wait for a background settle; its failure only means its events are published again later."""
+    try:
+        thread.wait()
+    except Exception as error:
+        log.warning("outbox.settle_failed", error=repr(error))
 
 
 def _age_seconds(event: dict) -> float:

@@ -143,3 +143,23 @@ def test_a_failing_write_in_handed_over_gives_the_events_back(container_factory,
         assert taken == [event.event_id]
         raise RuntimeError("the write failed")
     assert relay.hand_over("things", event.payload["ticket_id"]) == [event.event_id]
+
+
+def test_a_backlog_larger_than_a_sweep_is_published_and_settled(
+        container_factory, settings, mongo_client, wait_until):
+    from datetime import timedelta
+
+    from kernel.envelope import utcnow
+    from kernel.outbox import SWEEP_READ
+
+    things = mongo_client[settings.database_name("tickets")].things
+    events = [ticket_received() for _ in range(SWEEP_READ + 150)]  # two reads, five batches
+    long_ago = utcnow() - timedelta(minutes=5)  # what the relay finds when the broker comes back
+    things.insert_many([{**with_events({"_id": e.payload["ticket_id"]}, [e]), SINCE: long_ago} for e in events])
+    container = container_factory(Writer, settings.nameko_config())
+    container.start()
+
+    wait_until(lambda: things.count_documents({SINCE: {"$exists": True}}) == 0, timeout=60)
+    published = {body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)}
+    assert published == {e.event_id for e in events}  # every one, whatever was published twice
+    assert things.count_documents({OUTBOX: {"$size": 0}}) == len(events)
