@@ -290,8 +290,14 @@ class OutboxRelay(SharedExtension):
         return published
 
     def _settle_batch(self, collection: Collection, documents: list[dict], published: set[str]) -> None:
-        _settle(collection, [(document["_id"], [e["event_id"] for e in document[OUTBOX] if e["event_id"] in published])
-                             for document in documents])
+        """Settle a swept batch; never raises: it runs in a managed thread, whose exception kills the
+        container. Events it could not settle are published again by a later sweep."""
+        try:
+            _settle(collection, [(document["_id"], [e["event_id"] for e in document[OUTBOX]
+                                                    if e["event_id"] in published]) for document in documents])
+        except Exception as error:
+            log.warning("outbox.settle_failed", collection=collection.name, error=repr(error))
+            return
         PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(published))
         log.info("outbox.swept", collection=collection.name, published=len(published))
 
