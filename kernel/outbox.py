@@ -160,8 +160,7 @@ class OutboxRelay(SharedExtension):
         for event in events:
             self.publish(event)
             OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        published_at, ids = self._unsettled.setdefault(collection.name, {}).get(document_id, (time.monotonic(), []))
-        self._unsettled[collection.name][document_id] = (published_at, ids + [event["event_id"] for event in events])
+        self._remember(collection.name, document_id, [event["event_id"] for event in events], time.monotonic())
         PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
         return len(events)
 
@@ -186,7 +185,7 @@ class OutboxRelay(SharedExtension):
                 _settle(collections[name], due)
             except Exception:
                 for document_id, ids in due:
-                    self._put_back(name, document_id, ids)
+                    self._remember(name, document_id, ids, 0.0)  # due at once
                 raise
             count += sum(len(ids) for _, ids in due)
         return count
@@ -220,12 +219,13 @@ class OutboxRelay(SharedExtension):
     def take_back(self, collection_name: str, document_id, event_ids: Sequence[str]) -> None:
         """Events handed over to a write that failed: the relay settles them itself again."""
         if event_ids:
-            self._put_back(collection_name, document_id, list(event_ids))
+            self._remember(collection_name, document_id, event_ids, 0.0)  # due at once
 
-    def _put_back(self, collection_name: str, document_id, event_ids: list[str]) -> None:
+    def _remember(self, collection_name: str, document_id, event_ids: Sequence[str], published_at: float) -> None:
+        """Note published events still in their document's outbox; a document is due with its first."""
         documents = self._unsettled.setdefault(collection_name, {})
-        _, ids = documents.get(document_id, (0.0, []))
-        documents[document_id] = (0.0, ids + event_ids)  # due at once
+        earlier, ids = documents.get(document_id, (published_at, []))
+        documents[document_id] = (min(earlier, published_at), [*ids, *event_ids])
 
     def _settle_forever(self) -> None:
         while True:
@@ -259,7 +259,7 @@ class OutboxRelay(SharedExtension):
                 batch = documents[start:start + SWEEP_BATCH]
                 published = self._publish_batch(batch)
                 if settling is not None:
-                    _wait_logged(settling)  # one settle at a time
+                    settling.wait()  # one settle at a time
                     settling = None
                 if published:
                     settling = self.container.spawn_managed_thread(
@@ -268,7 +268,7 @@ class OutboxRelay(SharedExtension):
                 if len(published) < sum(len(document[OUTBOX]) for document in batch):
                     break  # the broker refused one: the rest waits for the next sweep
             if settling is not None:
-                _wait_logged(settling)
+                settling.wait()
             swept += len(documents)
         return swept
 
@@ -354,14 +354,6 @@ class Outbox(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> OutboxRelay:
         return self.relay
-
-
-def _wait_logged(thread) -> None:
-    """Wait for a background settle; its failure only means its events are published again later."""
-    try:
-        thread.wait()
-    except Exception as error:
-        log.warning("outbox.settle_failed", error=repr(error))
 
 
 def _age_seconds(event: dict) -> float:
