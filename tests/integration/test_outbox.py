@@ -110,6 +110,7 @@ def test_published_events_are_settled_by_the_relay_unless_a_later_write_takes_th
     container.start()
     things = mongo_client[settings.database_name("tickets")].things
     relay = relay_of(container)
+    relay.settle_after = 3600.0  # nothing is due until the test says so
     settled_by_relay, handed_over = ticket_received(), ticket_received()
 
     with entrypoint_hook(container, "save") as save:
@@ -119,7 +120,8 @@ def test_published_events_are_settled_by_the_relay_unless_a_later_write_takes_th
     taken = relay.hand_over("things", handed_over.payload["ticket_id"])
     assert taken == [handed_over.event_id]
 
-    # The relay settles what it kept, after its delay; what it handed over stays for the taker's write.
+    # The relay settles what it kept once due; what it handed over stays for the taker's write.
+    relay.settle_after = 0.0
     wait_until(lambda: SINCE not in things.find_one({"_id": settled_by_relay.payload["ticket_id"]}), timeout=5)
     relay.settle(everything=True)
     assert things.find_one({"_id": handed_over.payload["ticket_id"]})[OUTBOX]
@@ -134,6 +136,7 @@ def test_a_failing_write_in_handed_over_gives_the_events_back(container_factory,
     container = container_factory(Writer, settings.nameko_config())
     container.start()
     relay = relay_of(container)
+    relay.settle_after = 3600.0  # the relay keeps the event until it is handed over
     event = ticket_received()
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
