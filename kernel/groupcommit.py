@@ -34,14 +34,11 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-from kernel.logging import get_logger
 from kernel.metrics import GROUP_COMMIT_SIZE
 
 BatchRun = Callable[[list], Sequence[Any]]
 DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 DEFAULT_LIMIT = 100
-
-log = get_logger(__name__)
 
 
 class CombinerClosed(RuntimeError):
@@ -178,8 +175,7 @@ class Writes:
 
     def insert(self, collection: Collection, document: dict) -> None:
         """Insert one document, combined with concurrent inserts into the same collection."""
-        key = f"insert:{collection.database.name}.{collection.name}"
-        self._committer.combiner(key, lambda: insert_each(collection)).submit(document)
+        self.submit(f"insert:{collection.full_name}", lambda: insert_each(collection), document)
 
     def submit(self, key: str, make_run: Callable[[], BatchRun], item: Any, *, limit: int = DEFAULT_LIMIT) -> Any:
         """Submit ``item`` to the combiner ``key`` (made with ``make_run()`` on first use)."""
