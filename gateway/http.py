@@ -19,7 +19,7 @@ from kernel.config import Settings
 from kernel.errors import Forbidden, PlatformError
 from kernel.health import json_response
 from kernel.logging import get_logger
-from kernel.metrics import HTTP_REQUESTS
+from kernel.metrics import HTTP_REQUESTS, labelled
 from kernel.rpc import RpcTimeout, has_listeners
 
 CORRELATION_HEADER = "X-Correlation-Id"
@@ -88,7 +88,7 @@ def endpoint(method):
     @wraps(method)
     def wrapper(self, request, *args, **kwargs):
         status, body, headers = _answer(self, method, request, *args, **kwargs)
-        HTTP_REQUESTS.labels(service="gateway", route=method.__name__, status=str(status)).inc()
+        labelled(HTTP_REQUESTS, "gateway", method.__name__, str(status)).inc()
         return json_response(status, body, headers)
 
     return wrapper

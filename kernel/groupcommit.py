@@ -34,7 +34,7 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-from kernel.metrics import GROUP_COMMIT_SIZE
+from kernel.metrics import GROUP_COMMIT_SIZE, labelled
 
 BatchRun = Callable[[list], Sequence[Any]]
 DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
@@ -97,7 +97,7 @@ class Combiner:
 
     def _write(self, batch: list[tuple[Any, Event]]) -> None:
         self._in_flight = batch
-        GROUP_COMMIT_SIZE.labels(write=self.name).observe(len(batch))
+        labelled(GROUP_COMMIT_SIZE, self.name).observe(len(batch))
         try:
             outcomes = list(self._run([item for item, _ in batch]))
             if len(outcomes) != len(batch):

@@ -44,7 +44,7 @@ from kernel.context import CORRELATION_ID
 from kernel.envelope import Envelope, MalformedEvent, utcnow
 from kernel.events import subscription, validate_incoming
 from kernel.logging import get_logger
-from kernel.metrics import HANDLED
+from kernel.metrics import HANDLED, labelled
 from kernel.mongo import MongoClientProvider
 from kernel.publisher import ConfirmedPublisher
 from kernel.topology import DEAD, consumer_queue, retry_exchange
@@ -251,7 +251,7 @@ class ReliableEventHandler(Consumer):
         self._count("dead_lettered")
 
     def _count(self, outcome: str) -> None:
-        HANDLED.labels(subscription=self.subscription.name, outcome=outcome).inc()
+        labelled(HANDLED, self.subscription.name, outcome).inc()
 
 
 def _headers(message) -> dict:

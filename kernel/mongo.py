@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from kernel.config import Settings, settings_of
@@ -38,6 +39,28 @@ def connect(uri: str, *, timeout_ms: int = 5000) -> MongoClient:
     )
 
 
+class CachedDatabase(Database):
+    """A Database that hands out one Collection object per name.
+
+    pymongo builds a new ``Collection`` on every ``db.name`` or ``db["name"]``; for
+    a repository built per worker that was 2 % of a service's CPU under load.
+
+    >>> db = CachedDatabase(MongoClient(connect=False), "huisheng_tickets")
+    >>> db.tickets is db["tickets"]
+    True
+    """
+
+    def __init__(self, client: MongoClient, name: str):
+        super().__init__(client, name)
+        self._collections: dict[str, Collection] = {}
+
+    def __getitem__(self, name: str) -> Collection:
+        collection = self._collections.get(name)
+        if collection is None:
+            collection = self._collections[name] = super().__getitem__(name)
+        return collection
+
+
 class MongoClientProvider(SharedExtension):
     """The container's one MongoClient, closed when the container stops."""
 
@@ -48,6 +71,7 @@ class MongoClientProvider(SharedExtension):
         if not settings.mongo_uri:
             raise RuntimeError("MONGO_URI is not set: a service needs its database")
         self.client = connect(settings.mongo_uri)
+        self._databases: dict[str, CachedDatabase] = {}
 
     def stop(self) -> None:
         if self.client is not None:
@@ -57,8 +81,12 @@ class MongoClientProvider(SharedExtension):
     kill = stop
 
     def database(self, service_name: str) -> Database:
-        settings: Settings = settings_of(self.container.config)
-        return self.client[settings.database_name(service_name)]
+        database = self._databases.get(service_name)
+        if database is None:
+            settings: Settings = settings_of(self.container.config)
+            database = self._databases[service_name] = CachedDatabase(
+                self.client, settings.database_name(service_name))
+        return database
 
 
 class Mongo(DependencyProvider):

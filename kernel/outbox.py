@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import eventlet
+from eventlet.queue import LightQueue
 from nameko.extensions import DependencyProvider, SharedExtension
 from pymongo.collection import Collection
 
@@ -36,9 +37,9 @@ from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
 from kernel.events import validate_outgoing
 from kernel.logging import get_logger
-from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED
+from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
 from kernel.mongo import MongoClientProvider
-from kernel.publisher import ConfirmedPublisher
+from kernel.publisher import Outgoing, PipelinedPublisher
 from kernel.topology import EVENTS
 
 OUTBOX = "_outbox"
@@ -52,6 +53,7 @@ SETTLE_SECONDS = 0.05  # published events are marked in batches this often
 # that write is then the settle.
 SETTLE_AFTER_SECONDS = 0.5
 SETTLE_CHUNK = 20  # documents per settle statement
+FLUSH_BATCH = 200  # documents the flusher publishes as one batch at most
 
 log = get_logger(__name__)
 
@@ -89,8 +91,10 @@ class OutboxRelay(SharedExtension):
 
     def __init__(self, **kwargs):
         self.collection_names: set[str] = set()
-        self._sweeper = None
-        self._settler = None
+        self._sweeper = self._settler = self._flusher = None
+        self._flush_publisher = self._sweep_publisher = None
+        self._collections: dict[str, Collection] | None = None
+        self._queued = LightQueue()  # (collection, document id, events) written, not yet published
         # collection -> document id -> (when first published, monotonic; [published event ids])
         self._unsettled: dict[str, dict] = {}
         super().__init__(**kwargs)
@@ -102,20 +106,26 @@ class OutboxRelay(SharedExtension):
         self.settings = settings
         self.settle_after = min(SETTLE_AFTER_SECONDS, settings.outbox_grace_seconds / 4)
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
-        # events nobody is bound to in a visible queue instead of dropping them.
-        self.publisher = ConfirmedPublisher(settings.amqp_uri)
+        # events nobody is bound to in a visible queue instead of dropping them. One publisher
+        # per greenthread that publishes: the flusher's and the sweep's.
+        self._flush_publisher = PipelinedPublisher(settings.amqp_uri)
+        self._sweep_publisher = PipelinedPublisher(settings.amqp_uri)
 
     def register(self, collection_name: str) -> None:
         self.collection_names.add(collection_name)
+        self._collections = None
 
     def collections(self) -> dict[str, Collection]:
-        """Resolved on use: the shared Mongo client is set up in no particular order."""
-        db = self.mongo.database(self.container.service_name)
-        return {name: db[name] for name in sorted(self.collection_names)}
+        """Resolved on first use: the shared Mongo client is set up in no particular order."""
+        if self._collections is None:
+            db = self.mongo.database(self.container.service_name)
+            self._collections = {name: db[name] for name in sorted(self.collection_names)}
+        return self._collections
 
     def start(self) -> None:
         self._sweeper = self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweep")
         self._settler = self.container.spawn_managed_thread(self._settle_forever, identifier="outbox-settle")
+        self._flusher = self.container.spawn_managed_thread(self._flush_forever, identifier="outbox-flush")
 
     def stop(self) -> None:
         self.kill()
@@ -125,44 +135,74 @@ class OutboxRelay(SharedExtension):
             log.warning("outbox.settle_failed", error=repr(error))
 
     def kill(self) -> None:
-        for thread in (self._sweeper, self._settler):
+        # What is still queued stays in its documents' outboxes: the sweep publishes it after a restart.
+        for thread in (self._sweeper, self._settler, self._flusher):
             if thread is not None:
                 thread.kill()
-        self._sweeper = self._settler = None
+        self._sweeper = self._settler = self._flusher = None
+        for publisher in (self._flush_publisher, self._sweep_publisher):
+            if publisher is not None:
+                publisher.close()
 
     def flush_soon(self, collection_name: str, document_id, events: Sequence[Envelope] = ()) -> None:
         """Publish a document's events in the background, right after its write.
 
         ``events`` are the envelopes just written with the document; given them, the
         relay does not read the document back. Without them it reads what is pending.
+        The flusher publishes what concurrent writers queued meanwhile as one batch.
         """
-        self.container.spawn_managed_thread(
-            lambda: self._flush_logged(collection_name, document_id, events), identifier="outbox-flush"
-        )
+        self._queued.put((collection_name, document_id, events))
 
-    def _flush_logged(self, collection_name: str, document_id, events: Sequence[Envelope]) -> None:
-        try:
-            self.flush(self.collections()[collection_name], document_id, events)
-        except Exception as error:  # the sweep will retry: the events are safe in the document
-            PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
-            log.warning("outbox.flush_failed", collection=collection_name, error=repr(error))
+    def _flush_forever(self) -> None:
+        while True:
+            batch = [self._queued.get()]
+            while len(batch) < FLUSH_BATCH and not self._queued.empty():
+                batch.append(self._queued.get_nowait())
+            try:
+                self._flush_batch(batch)
+            except Exception as error:  # the sweep will retry: the events are safe in their documents
+                PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
+                log.warning("outbox.flush_failed", documents=len(batch), error=repr(error))
 
-    def flush(self, collection: Collection, document_id, events: Sequence[Envelope] = ()) -> int:
-        """Publish the pending events of one document; returns how many were published."""
-        if events:
-            return self._publish_and_remove(collection, document_id, [e.to_wire() for e in events])
+    def _flush_batch(self, batch: list[tuple]) -> None:
+        """Publish the events of queued documents in one pipelined batch; note what the broker confirmed."""
+        collections = self.collections()
+        documents = []
+        for collection_name, document_id, events in batch:
+            wire = [event.to_wire() for event in events] if events else self._pending_events(
+                collections[collection_name], document_id)
+            if wire:
+                documents.append((collection_name, document_id, wire))
+        confirmed = self._publish_documents(self._flush_publisher, [wire for _, _, wire in documents])
+        published_at = time.monotonic()
+        for collection_name, document_id, wire in documents:
+            ids = [event["event_id"] for event in wire if event["event_id"] in confirmed]
+            if ids:
+                self._remember(collection_name, document_id, ids, published_at)
+                labelled(PUBLISHED, self.container.service_name, collection_name).inc(len(ids))
+
+    @staticmethod
+    def _pending_events(collection: Collection, document_id) -> list[dict]:
         document = collection.find_one({"_id": document_id}, {OUTBOX: 1})
-        if not document or not document.get(OUTBOX):
-            return 0
-        return self._publish_and_remove(collection, document_id, document[OUTBOX])
+        return (document or {}).get(OUTBOX) or []
 
-    def _publish_and_remove(self, collection: Collection, document_id, events: Sequence[dict]) -> int:
-        for event in events:
-            self.publish(event)
-            OUTBOX_LAG.labels(service=self.container.service_name).observe(_age_seconds(event))
-        self._remember(collection.name, document_id, [event["event_id"] for event in events], time.monotonic())
-        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(events))
-        return len(events)
+    def _publish_documents(self, publisher: PipelinedPublisher, outboxes: Sequence[list[dict]]) -> set[str]:
+        """Publish the events of several documents as one batch; the ids the broker confirmed.
+
+        A refused event is counted and logged; it stays in its outbox for the sweep.
+        """
+        events = [event for outbox in outboxes for event in outbox]
+        outcomes = publisher.publish_all([_outgoing(event) for event in events])
+        confirmed = set()
+        lag = labelled(OUTBOX_LAG, self.container.service_name)
+        for event, ok in zip(events, outcomes, strict=True):
+            if ok:
+                confirmed.add(event["event_id"])
+                lag.observe(_age_seconds(event))
+            else:
+                PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
+                log.warning("outbox.publish_refused", event_id=event["event_id"], type=event["type"])
+        return confirmed
 
     def settle(self, *, everything: bool = False) -> int:
         """Remove published events from their documents: a statement per chunk of documents.
@@ -235,13 +275,6 @@ class OutboxRelay(SharedExtension):
             except Exception as error:
                 log.warning("outbox.settle_failed", error=repr(error))
 
-    def publish(self, event: dict) -> None:
-        """Publish one stored event and wait for the broker's confirm."""
-        self.publisher.publish(
-            event, exchange=EVENTS, routing_key=event["type"], message_id=event["event_id"],
-            correlation_id=event["correlation_id"], headers={"x-huisheng-attempt": 1},
-        )
-
     def sweep(self) -> int:
         """Publish the events older than the grace period, up to :data:`SWEEP_READ` documents per collection.
 
@@ -275,19 +308,14 @@ class OutboxRelay(SharedExtension):
     def _publish_batch(self, documents: list[dict]) -> set[str]:
         """Publish the events of a batch of documents; the ids the broker confirmed.
 
-        A failed publish ends the batch: what was confirmed before it is still settled.
+        A failed connection fails the batch: nothing of it is settled, the next sweep tries again.
         """
-        published: set[str] = set()
-        for document in documents:
-            for event in document[OUTBOX]:
-                try:
-                    self.publish(event)
-                except Exception as error:
-                    PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
-                    log.warning("outbox.sweep_publish_failed", error=repr(error))
-                    return published
-                published.add(event["event_id"])
-        return published
+        try:
+            return self._publish_documents(self._sweep_publisher, [document[OUTBOX] for document in documents])
+        except Exception as error:
+            PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
+            log.warning("outbox.sweep_publish_failed", error=repr(error))
+            return set()
 
     def _settle_batch(self, collection: Collection, documents: list[dict], published: set[str]) -> None:
         """Settle a swept batch; never raises: it runs in a managed thread, whose exception kills the
@@ -354,6 +382,12 @@ class Outbox(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> OutboxRelay:
         return self.relay
+
+
+def _outgoing(event: dict) -> Outgoing:
+    """A stored event as the message the relay publishes: routed by its type, identified by its id."""
+    return Outgoing(event, EVENTS.name, event["type"], message_id=event["event_id"],
+                    correlation_id=event["correlation_id"], headers={"x-huisheng-attempt": 1})
 
 
 def _age_seconds(event: dict) -> float:

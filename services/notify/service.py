@@ -10,7 +10,7 @@ from kernel.groupcommit import GroupCommit
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
 from kernel.logging import get_logger
-from kernel.metrics import ECHO_LATENCY, ECHOES
+from kernel.metrics import ECHO_LATENCY, ECHOES, labelled
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from kernel.rpc import rpc
@@ -80,8 +80,8 @@ class NotifyService(HealthEndpoints):
             message, outcome = inbox_message(event, echo)
             if self.inbox.deliver(message, outcome):
                 self.outbox.flush_soon(COLLECTION, message["_id"], [outcome])
-                ECHOES.labels(channel=echo.channel, outcome="delivered").inc()
-                ECHO_LATENCY.labels(channel=echo.channel).observe(
+                labelled(ECHOES, echo.channel, "delivered").inc()
+                labelled(ECHO_LATENCY, echo.channel).observe(
                     (message["delivery"]["delivered_at"] - event.occurred_at).total_seconds())
                 log.info("echo.delivered", ticket_id=message["ticket_id"], recipient=echo.recipient,
                          channel=echo.channel, source_event_type=event.type)
