@@ -50,8 +50,28 @@ def mask_event(_logger: Any, _method: str, event_dict: dict) -> dict:
     return {key: mask_value(key, value) for key, value in event_dict.items()}
 
 
+class StdoutLogger:
+    """Writes each rendered line to ``sys.stdout`` as it is at the time of writing.
+
+    The platform's own log calls go straight from structlog's processors to here; the
+    standard library's logging (per record: a LogRecord, the caller's frame, a lock, a
+    formatter) cost a tenth of a busy service's CPU for one line per event.
+    """
+
+    def msg(self, message: str) -> None:
+        stream = sys.stdout
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = log = msg
+
+
 def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Route structlog and the standard library's logging through one JSON renderer."""
+    """structlog's lines and the standard library's logging's, rendered alike: masked JSON lines.
+
+    structlog calls below ``level`` cost nothing (a filtering logger); libraries' records
+    go through a logging handler with the same processors.
+    """
     def add_service(_logger: Any, _method: str, event_dict: dict) -> dict:
         # A processor, not a context variable: every greenthread's lines name the service.
         event_dict.setdefault("service", service)
@@ -70,9 +90,9 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, renderer],
+        logger_factory=lambda *_args: StdoutLogger(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
@@ -87,5 +107,5 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)

@@ -265,7 +265,11 @@ class OutboxRelay(SharedExtension):
         """Note published events still in their document's outbox; a document is due with its first."""
         documents = self._unsettled.setdefault(collection_name, {})
         earlier, ids = documents.get(document_id, (published_at, []))
-        documents[document_id] = (min(earlier, published_at), [*ids, *event_ids])
+        documents[document_id] = (min(earlier, published_at), [*ids, *(i for i in event_ids if i not in ids)])
+
+    def unsettled(self, collection_name: str, document_id) -> list[str]:
+        """The events of a document the broker confirmed and the relay has still to remove."""
+        return list(self._unsettled.get(collection_name, {}).get(document_id, (0.0, []))[1])
 
     def _settle_forever(self) -> None:
         while True:

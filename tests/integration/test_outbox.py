@@ -117,6 +117,7 @@ def test_published_events_are_settled_by_the_relay_unless_a_later_write_takes_th
         save(settled_by_relay.to_wire())
         save(handed_over.to_wire())
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 2, timeout=5)
+    wait_until(lambda: relay.unsettled("things", handed_over.payload["ticket_id"]), timeout=5)  # confirmed
     taken = relay.hand_over("things", handed_over.payload["ticket_id"])
     assert taken == [handed_over.event_id]
 
@@ -140,7 +141,7 @@ def test_a_failing_write_in_handed_over_gives_the_events_back(container_factory,
     event = ticket_received()
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    wait_until(lambda: relay.unsettled("things", event.payload["ticket_id"]) == [event.event_id], timeout=5)
 
     with pytest.raises(RuntimeError), relay.handed_over("things", event.payload["ticket_id"]) as taken:
         assert taken == [event.event_id]
