@@ -543,7 +543,7 @@ class Ticket:
 
     def to_document(self) -> dict[str, Any]:
         """A plain dict for the repository: ``_id`` is the ticket id, datetimes stay datetimes."""
-        document = {name: copy.deepcopy(getattr(self, name)) for name in _DOCUMENT_FIELDS}
+        document = {name: _copied(getattr(self, name)) for name in _DOCUMENT_FIELDS}
         document["state"] = self.state.value
         return {"_id": self.id, **document}
 
@@ -554,7 +554,7 @@ class Ticket:
         Keys the ticket does not know (an outbox, for example) are ignored.
         """
         known = [name for name in _DOCUMENT_FIELDS if name in document]
-        values = {name: _aware(copy.deepcopy(document[name])) for name in known}
+        values = {name: _aware(_copied(document[name])) for name in known}
         values["state"] = State(document["state"])
         return cls(id=document["_id"], **values)
 
@@ -767,3 +767,13 @@ def _valid_assignee(assignee: Mapping[str, str]) -> dict[str, str]:
 def _ordered_residents(reporter: str | None, others: Iterable[str]) -> list[str]:
     """Reporter first, then the others, each once."""
     return list(dict.fromkeys(resident for resident in (reporter, *others) if resident))
+
+
+def _copied(value: Any) -> Any:
+    """A copy that shares nothing mutable with ``value``; strings, numbers and datetimes are shared as they are.
+
+    >>> flags, state = ["reopened"], "received"
+    >>> _copied(flags) is flags, _copied(flags) == flags, _copied(state) is state
+    (False, True, True)
+    """
+    return copy.deepcopy(value) if isinstance(value, list | dict | set) else value
