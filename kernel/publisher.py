@@ -95,11 +95,20 @@ class PipelinedPublisher:
     def publish_all(self, messages: Sequence[Outgoing]) -> list[bool]:
         """For each message, True once the broker confirmed it; False if it refused (nack) or returned it.
 
-        Raises if the connection failed or the confirms did not come in time: nothing is
-        known of the batch then (a message may have reached the broker all the same).
+        A connection found broken (the broker restarted, or dropped it while idle) is
+        rebuilt and the batch published again at once; duplicates are harmless, since
+        consumers dedupe. Raises if that fails too, or if the confirms did not come in
+        time: nothing is known of the batch then (a message may have reached the broker).
         """
         if not messages:
             return []
+        try:
+            return self._publish_all(messages)
+        except TimeoutError:
+            self.close()
+            raise
+        except Exception:  # noqa: BLE001 - whatever a dead socket raises: one more try on a new connection
+            self.close()
         try:
             return self._publish_all(messages)
         except BaseException:

@@ -72,6 +72,23 @@ def test_a_lost_connection_fails_the_batch_and_the_next_batch_reconnects(bound, 
     assert {1, 3} <= received <= {1, 2, 3}  # the failed one may or may not have reached the broker
 
 
+def test_a_connection_dropped_while_idle_is_rebuilt_within_the_same_call(bound, settings):
+    proxy = TcpProxy(urlsplit(settings.amqp_uri).port or 5672).start()
+    parts = urlsplit(settings.amqp_uri)
+    through = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
+    publisher = PipelinedPublisher(through, confirm_timeout=2.0)
+    try:
+        assert publisher.publish_all([message(1)]) == [True]
+        proxy.cut()  # the old connection dies while nothing is being published
+        proxy.restore()
+        assert publisher.publish_all([message(2), message(3)]) == [True, True]
+    finally:
+        publisher.close()
+        proxy.stop()
+
+    assert {body["n"] for body, _ in drain(bound, QUEUE.name)} == {1, 2, 3}
+
+
 def test_an_empty_batch_opens_no_connection(bound):
     publisher = PipelinedPublisher("amqp://guest:guest@127.0.0.1:1//")  # nothing listens there
     assert publisher.publish_all([]) == []
