@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 import eventlet
 import pytest
 from nameko.testing.services import dummy, entrypoint_hook
@@ -35,17 +33,11 @@ class Writer:
         self.outbox.flush_soon("things", event.payload["ticket_id"])
 
 
-def through(proxy: TcpProxy, amqp_uri: str) -> str:
-    parts = urlsplit(amqp_uri)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def test_an_event_saved_while_the_broker_is_down_is_published_when_it_is_back(
         container_factory, settings, mongo_client, wait_until, request):
-    proxy = TcpProxy(urlsplit(settings.amqp_uri).port or 5672).start()
+    proxy = TcpProxy.before_broker(settings.amqp_uri)
     request.addfinalizer(proxy.stop)
-    cut_off = Settings(**{**settings.__dict__, "amqp_uri": through(proxy, settings.amqp_uri)})
+    cut_off = Settings(**{**settings.__dict__, "amqp_uri": proxy.amqp_uri(settings.amqp_uri)})
     container = container_factory(Writer, cut_off.nameko_config())
     container.start()
     things = mongo_client[settings.database_name("tickets")].things

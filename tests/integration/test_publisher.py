@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
 from kombu import Connection, Exchange, Queue
 
@@ -53,10 +51,8 @@ def test_a_message_no_queue_takes_is_reported_and_its_neighbours_are_not(bound):
 
 
 def test_a_lost_connection_fails_the_batch_and_the_next_batch_reconnects(bound, settings):
-    proxy = TcpProxy(urlsplit(settings.amqp_uri).port or 5672).start()
-    parts = urlsplit(settings.amqp_uri)
-    through = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
-    publisher = PipelinedPublisher(through, confirm_timeout=2.0)
+    proxy = TcpProxy.before_broker(settings.amqp_uri)
+    publisher = PipelinedPublisher(proxy.amqp_uri(settings.amqp_uri), confirm_timeout=2.0)
     try:
         assert publisher.publish_all([message(1)]) == [True]
         proxy.cut()
@@ -73,10 +69,8 @@ def test_a_lost_connection_fails_the_batch_and_the_next_batch_reconnects(bound, 
 
 
 def test_a_connection_dropped_while_idle_is_rebuilt_within_the_same_call(bound, settings):
-    proxy = TcpProxy(urlsplit(settings.amqp_uri).port or 5672).start()
-    parts = urlsplit(settings.amqp_uri)
-    through = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"))
-    publisher = PipelinedPublisher(through, confirm_timeout=2.0)
+    proxy = TcpProxy.before_broker(settings.amqp_uri)
+    publisher = PipelinedPublisher(proxy.amqp_uri(settings.amqp_uri), confirm_timeout=2.0)
     try:
         assert publisher.publish_all([message(1)]) == [True]
         proxy.cut()  # the old connection dies while nothing is being published

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 PROXY_SCRIPT = r"""
 import socket, sys, threading
@@ -71,6 +72,16 @@ class TcpProxy:
             time.sleep(0.1)
 
     restore = start
+
+    def amqp_uri(self, amqp_uri: str) -> str:
+        """``amqp_uri`` (credentials, vhost) through this proxy instead of straight to the broker."""
+        parts = urlsplit(amqp_uri)
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{self.port}"))
+
+    @classmethod
+    def before_broker(cls, amqp_uri: str) -> TcpProxy:
+        """A started proxy in front of the broker ``amqp_uri`` names."""
+        return cls(urlsplit(amqp_uri).port or 5672).start()
 
     def cut(self) -> None:
         if self._process is not None:
