@@ -87,13 +87,7 @@ class Combiner:
 
     def _write_forever(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._limit:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except Empty:
-                    break
-            self._write(batch)
+            self._write(next_batch(self._queue, self._limit))
 
     def _write(self, batch: list[tuple[Any, Event]]) -> None:
         self._in_flight = batch
@@ -110,6 +104,23 @@ class Combiner:
                 done.send_exception(outcome)
             else:
                 done.send(outcome)
+
+
+def next_batch(queue: LightQueue, limit: int) -> list:
+    """Wait for one item, then take whatever else is queued already, up to ``limit`` items in all.
+
+    >>> queue = LightQueue()
+    >>> for n in range(5): queue.put(n)
+    >>> next_batch(queue, 3), next_batch(queue, 3)
+    ([0, 1, 2], [3, 4])
+    """
+    batch = [queue.get()]
+    while len(batch) < limit:
+        try:
+            batch.append(queue.get_nowait())
+        except Empty:
+            break
+    return batch
 
 
 def insert_each(collection: Collection) -> BatchRun:

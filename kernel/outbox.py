@@ -36,6 +36,7 @@ from pymongo.collection import Collection
 from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
 from kernel.events import validate_outgoing
+from kernel.groupcommit import next_batch
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
 from kernel.mongo import MongoClientProvider
@@ -155,9 +156,7 @@ class OutboxRelay(SharedExtension):
 
     def _flush_forever(self) -> None:
         while True:
-            batch = [self._queued.get()]
-            while len(batch) < FLUSH_BATCH and not self._queued.empty():
-                batch.append(self._queued.get_nowait())
+            batch = next_batch(self._queued, FLUSH_BATCH)
             try:
                 self._flush_batch(batch)
             except Exception as error:  # the sweep will retry: the events are safe in their documents
