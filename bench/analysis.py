@@ -56,7 +56,7 @@ def first_arrivals(events: Iterable[tuple[float, Mapping]], correlation_prefix: 
 
 
 def drain_summary(expected: int, due: float, arrivals: Mapping[str, float], cleaned_at: float | None) -> dict:
-    """How fast a backlog that became due at ``due`` was published (and removed from the outboxes).
+    """How fast a backlog that became due at ``due`` was published (and accounted for by the checkpoint).
 
     >>> drain_summary(2, 10.0, {"a": 10.5, "b": 12.0}, 12.2)["rate"]
     1.0

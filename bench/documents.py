@@ -12,7 +12,8 @@ from datetime import datetime
 
 from kernel.envelope import Envelope, utcnow
 from kernel.events import current_version
-from kernel.outbox import SINCE, with_events
+from kernel.ledger import OUTBOX, SINCE, STAGED
+from kernel.outbox import with_events
 
 COMMUNITY = "xingqiao"
 TICKET_BODY = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
@@ -36,11 +37,26 @@ def inbox_message(recipient: str, now: datetime | None = None) -> dict:
     return with_events(message, [outcome])
 
 
+def staged_at(document: dict, since: datetime) -> dict:
+    """``document`` with all its outbox events staged at ``since``, in place; returned for chaining.
+
+    The relay finds a document by ``_outbox_since`` and tells an event's fate by its
+    own ``_staged`` stamp (older than its collection's checkpoint: published), so the two
+    move together: an event stamped before a due time set later could be taken for
+    published by a checkpoint that has passed its stamp, and never go out.
+    """
+    document[SINCE] = since
+    for event in document.get(OUTBOX) or []:
+        event[STAGED] = since
+    return document
+
+
 def backlog_tickets(count: int, since: datetime, correlation_prefix: str) -> list[dict]:
     """``count`` tickets as the tickets service stores them, each with one unpublished event.
 
-    ``_outbox_since`` is set to ``since`` for all of them, so they all become due for
-    the sweep at the same instant, ``since`` + the grace period.
+    ``_outbox_since`` and the event's ``_staged`` are set to ``since`` for all of them, so
+    they all become due for the sweep at the same instant, ``since`` + the grace period
+    (one tie group, larger than a sweep's read page, on purpose).
     """
     from services.tickets.catalogue import Catalogue
     from services.tickets.domain import Ticket
@@ -55,5 +71,5 @@ def backlog_tickets(count: int, since: datetime, correlation_prefix: str) -> lis
                                                   "attached_residents": list(ticket.attached_residents)},
                              community=COMMUNITY, correlation_id=f"{correlation_prefix}{index}",
                              version=current_version(BACKLOG_EVENT_TYPE), occurred_at=since)
-        documents.append({**with_events(ticket.to_document(), [event]), SINCE: since})
+        documents.append(staged_at(with_events(ticket.to_document(), [event]), since))
     return documents

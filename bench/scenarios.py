@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from bench import analysis, baselines
-from bench.documents import backlog_tickets
+from bench.documents import backlog_tickets, staged_at
 from bench.echoes import EchoStore
 from bench.infra import DatabaseServer, counter_delta, opcounters, pids_named, status_kb
 from bench.loadgen import run_paced, run_wrk
@@ -31,7 +32,7 @@ from bench.stacks import Stack
 from bench.stats import sustained_run
 from bench.tap import EventTap
 from kernel.config import Settings
-from kernel.outbox import SINCE
+from kernel.ledger import unpublished
 
 # The backlog is written before it becomes due: tickets go into SecantusDB at 400-1,500 a second
 # (five indexes each), so the margin grows with the backlog. A run whose inserts did not finish in
@@ -143,7 +144,7 @@ def backlog(ctx: Context, stack: Stack, on_due: Callable[[], None] | None = None
     documents = backlog_tickets(count, datetime.now(UTC), prefix)
     since = due_after(BACKLOG_MARGIN_SECONDS + count / BACKLOG_INSERT_RATE)
     for document in documents:
-        document[SINCE] = since
+        staged_at(document, since)  # the event's stamp too: a stamp older than the checkpoint counts as published
     tickets = EchoStore.of(ctx.client, stack).tickets
     mark, inserting = ctx.tap.mark(), time.time()
     for start in range(0, count, INSERT_BATCH):
@@ -198,9 +199,15 @@ def _wait_published(tap: EventTap, mark: int, prefix: str, count: int, deadline:
     return arrivals
 
 
-def _wait_clean(tickets, deadline: float) -> float | None:
+def _wait_clean(tickets: Collection, deadline: float) -> float | None:
+    """When no document of ``tickets`` has an event the broker has not confirmed (None: not by ``deadline``).
+
+    Documents keep their events once published, so "clean" is the relay's own
+    question, :func:`kernel.ledger.unpublished`: the ledger and the checkpoint account
+    for every event. The time is taken after the check, so it never flatters the relay.
+    """
     while time.time() < deadline:
-        if tickets.find_one({SINCE: {"$exists": True}}, {"_id": 1}) is None:
+        if not unpublished(tickets.database, tickets.name):
             return time.time()
         time.sleep(0.25)
     return None

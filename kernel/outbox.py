@@ -1,90 +1,117 @@
 """Transactional outbox: a state change and the events it causes are one write.
 
 A repository stores the events it stages *inside* the document it writes (under
-``_outbox``), so the change and its events are saved atomically — no dual write,
-and on SecantusDB a single-document write costs a third of a transaction. Right
-after the write the relay publishes them with publisher confirms and removes what
-the broker confirmed; a sweep takes whatever is left behind (a crash between
-the write and the publish, a broker outage) once it is older than a grace period.
-A consumer may therefore see an event twice, never zero times: consumers dedupe
-on ``event_id``.
+``_outbox``, each stamped with the time it was staged, and the document with the
+time of its latest staging under ``_outbox_since``), so the change and its events
+are saved atomically: no dual write, and on SecantusDB a single-document write
+costs a third of a transaction. Right after the write the relay publishes them
+with publisher confirms. It never writes the document again: what the broker
+confirmed goes into a ledger, one document per batch, and a sweep takes whatever
+was left behind (a crash between the write and the publish, a broker outage) once
+it is older than a grace period, then moves its collection's checkpoint past it
+(see :mod:`kernel.ledger`). A consumer may therefore see an event twice, never
+zero times: consumers dedupe on ``event_id``.
 
 >>> from kernel.envelope import Envelope
 >>> event = Envelope.new("echo.failed", {"echo_id": "e", "ticket_id": "t", "recipient": "r",
 ...     "channel": "inbox", "source_event_id": "s", "source_event_type": "ticket.received",
 ...     "at": "2026-11-26T08:00:00+00:00", "reason": "no channel"}, community="xingqiao")
 >>> doc = with_events({"_id": "t"}, [event])
->>> [e["type"] for e in doc[OUTBOX]], SINCE in doc
+>>> [e["type"] for e in doc[OUTBOX]], doc[OUTBOX][0][STAGED] == doc[SINCE]
 (['echo.failed'], True)
 >>> update = push_events({"$set": {"state": "x"}}, [event])
 >>> sorted(update)
-['$min', '$push', '$set']
+['$max', '$push', '$set']
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import eventlet
 from eventlet.queue import LightQueue
 from nameko.extensions import DependencyProvider, SharedExtension
+from pymongo import ASCENDING
 from pymongo.collection import Collection
 
 from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
 from kernel.events import validate_outgoing
 from kernel.groupcommit import next_batch
+from kernel.ledger import (
+    OUTBOX,
+    SINCE,
+    STAGED,
+    advance_checkpoint,
+    checkpoint,
+    ensure_ledger_indexes,
+    published_among,
+    record_published,
+    staged_since,
+)
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
 from kernel.mongo import MongoClientProvider
 from kernel.publisher import Outgoing, PipelinedPublisher
 from kernel.topology import EVENTS
 
-OUTBOX = "_outbox"
-SINCE = "_outbox_since"
-SWEEP_BATCH = 500  # events published, then settled in the background, at a time
+__all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "ensure_indexes", "push_events", "staged",
+           "with_events"]
+
+SWEEP_BATCH = 500  # documents whose events are published as one pipelined batch
 SWEEP_READ = 2000  # documents a sweep reads at once
-PENDING_BACKLOG_SECONDS = 5.0
-SETTLE_SECONDS = 0.05  # published events are marked in batches this often
-# A published event is marked this long after its publish (at most a quarter of the sweep's
-# grace period), unless a later write to its document removed it first (OutboxRelay.hand_over):
-# that write is then the settle.
-SETTLE_AFTER_SECONDS = 0.5
-SETTLE_CHUNK = 20  # documents per settle statement
+LEDGER_SECONDS = 0.05  # confirmed ids are written to the ledger in one document this often
 FLUSH_BATCH = 200  # documents the flusher publishes as one batch at most
+# The relay remembers what it published itself for this long, so that its sweep (whose window is
+# the grace period plus one interval behind) rarely has to ask the ledger.
+REMEMBER_SECONDS = 60.0
+ONE_TICK = timedelta(milliseconds=1)  # the database keeps times to the millisecond
 
 log = get_logger(__name__)
 
 
-def staged(envelopes: Iterable[Envelope]) -> list[dict]:
-    """Validate against the catalogue and turn into what the outbox stores (the wire form)."""
-    return [validate_outgoing(envelope).to_wire() for envelope in envelopes]
+def staged(envelopes: Iterable[Envelope], at: datetime | None = None) -> list[dict]:
+    """Validate against the catalogue and turn into what the outbox stores: the wire form, stamped."""
+    at = at or utcnow()
+    entries = []
+    for envelope in envelopes:
+        entry = validate_outgoing(envelope).to_wire()
+        entry[STAGED] = at
+        entries.append(entry)
+    return entries
 
 
 def with_events(document: dict, envelopes: Sequence[Envelope]) -> dict:
     """A new document carrying its events, for ``insert_one``."""
     if not envelopes:
         return document
-    return {**document, OUTBOX: staged(envelopes), SINCE: utcnow()}
+    now = utcnow()
+    return {**document, OUTBOX: staged(envelopes, now), SINCE: now}
 
 
 def push_events(update: dict, envelopes: Sequence[Envelope]) -> dict:
-    """An update that also appends events to the document's outbox, for ``update_one``."""
+    """An update that also appends events to the document's outbox, for ``update_one``.
+
+    ``_outbox_since`` becomes the time of this staging: the sweep finds a document by
+    its latest events (the older ones were published, or its checkpoint would not have
+    passed them).
+    """
     if not envelopes:
         return update
+    now = utcnow()
     return {
         **update,
-        "$push": {**update.get("$push", {}), OUTBOX: {"$each": staged(envelopes)}},
-        "$min": {**update.get("$min", {}), SINCE: utcnow()},
+        "$push": {**update.get("$push", {}), OUTBOX: {"$each": staged(envelopes, now)}},
+        "$max": {**update.get("$max", {}), SINCE: now},
     }
 
 
 def ensure_indexes(collection: Collection) -> None:
-    """The sweep finds documents with unpublished events by their age."""
+    """The sweep reads documents by the time of their latest events; the ledger sits beside them."""
     collection.create_index(SINCE, sparse=True, name="outbox_since")
+    ensure_ledger_indexes(collection.database)
 
 
 class OutboxRelay(SharedExtension):
@@ -92,12 +119,12 @@ class OutboxRelay(SharedExtension):
 
     def __init__(self, **kwargs):
         self.collection_names: set[str] = set()
-        self._sweeper = self._settler = self._flusher = None
+        self._sweeper = self._recorder = self._flusher = None
         self._flush_publisher = self._sweep_publisher = None
         self._collections: dict[str, Collection] | None = None
         self._queued = LightQueue()  # (collection, document id, events) written, not yet published
-        # collection -> document id -> (when first published, monotonic; [published event ids])
-        self._unsettled: dict[str, dict] = {}
+        self._published: dict[str, float] = {}  # event id -> when the broker confirmed it (monotonic)
+        self._unrecorded: list[str] = []  # confirmed, not yet in the ledger
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -105,7 +132,6 @@ class OutboxRelay(SharedExtension):
     def setup(self) -> None:
         settings = settings_of(self.container.config)
         self.settings = settings
-        self.settle_after = min(SETTLE_AFTER_SECONDS, settings.outbox_grace_seconds / 4)
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
         # events nobody is bound to in a visible queue instead of dropping them. One publisher
         # per greenthread that publishes: the flusher's and the sweep's.
@@ -125,22 +151,22 @@ class OutboxRelay(SharedExtension):
 
     def start(self) -> None:
         self._sweeper = self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweep")
-        self._settler = self.container.spawn_managed_thread(self._settle_forever, identifier="outbox-settle")
+        self._recorder = self.container.spawn_managed_thread(self._record_forever, identifier="outbox-ledger")
         self._flusher = self.container.spawn_managed_thread(self._flush_forever, identifier="outbox-flush")
 
     def stop(self) -> None:
         self.kill()
-        try:  # what was published but not yet marked would otherwise be published again after a restart
-            self.settle(everything=True)
+        try:  # what was confirmed but not yet recorded would otherwise be published again after a restart
+            self.record()
         except Exception as error:
-            log.warning("outbox.settle_failed", error=repr(error))
+            log.warning("outbox.ledger_failed", events=len(self._unrecorded), error=repr(error))
 
     def kill(self) -> None:
         # What is still queued stays in its documents' outboxes: the sweep publishes it after a restart.
-        for thread in (self._sweeper, self._settler, self._flusher):
+        for thread in (self._sweeper, self._recorder, self._flusher):
             if thread is not None:
                 thread.kill()
-        self._sweeper = self._settler = self._flusher = None
+        self._sweeper = self._recorder = self._flusher = None
         for publisher in (self._flush_publisher, self._sweep_publisher):
             if publisher is not None:
                 publisher.close()
@@ -149,8 +175,10 @@ class OutboxRelay(SharedExtension):
         """Publish a document's events in the background, right after its write.
 
         ``events`` are the envelopes just written with the document; given them, the
-        relay does not read the document back. Without them it reads what is pending.
-        The flusher publishes what concurrent writers queued meanwhile as one batch.
+        relay does not read the document back. Without them it reads the document and
+        publishes every event in its outbox again (for a retried write that found its
+        document already there; consumers dedupe). The flusher publishes what
+        concurrent writers queued meanwhile as one batch.
         """
         self._queued.put((collection_name, document_id, events))
 
@@ -168,20 +196,18 @@ class OutboxRelay(SharedExtension):
         collections = self.collections()
         documents = []
         for collection_name, document_id, events in batch:
-            wire = [event.to_wire() for event in events] if events else self._pending_events(
+            wire = [event.to_wire() for event in events] if events else self._stored_events(
                 collections[collection_name], document_id)
             if wire:
-                documents.append((collection_name, document_id, wire))
-        confirmed = self._publish_documents(self._flush_publisher, [wire for _, _, wire in documents])
-        published_at = time.monotonic()
-        for collection_name, document_id, wire in documents:
-            ids = [event["event_id"] for event in wire if event["event_id"] in confirmed]
-            if ids:
-                self._remember(collection_name, document_id, ids, published_at)
-                labelled(PUBLISHED, self.container.service_name, collection_name).inc(len(ids))
+                documents.append((collection_name, wire))
+        confirmed = self._publish_documents(self._flush_publisher, [wire for _, wire in documents])
+        for collection_name, wire in documents:
+            count = sum(1 for event in wire if event["event_id"] in confirmed)
+            if count:
+                labelled(PUBLISHED, self.container.service_name, collection_name).inc(count)
 
     @staticmethod
-    def _pending_events(collection: Collection, document_id) -> list[dict]:
+    def _stored_events(collection: Collection, document_id) -> list[dict]:
         document = collection.find_one({"_id": document_id}, {OUTBOX: 1})
         return (document or {}).get(OUTBOX) or []
 
@@ -201,162 +227,140 @@ class OutboxRelay(SharedExtension):
             else:
                 PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
                 log.warning("outbox.publish_refused", event_id=event["event_id"], type=event["type"])
+        self._note_published(confirmed)
         return confirmed
 
-    def settle(self, *, everything: bool = False) -> int:
-        """Remove published events from their documents: a statement per chunk of documents.
+    def _note_published(self, event_ids: Iterable[str]) -> None:
+        now = time.monotonic()
+        for event_id in event_ids:
+            if event_id not in self._published:
+                self._published[event_id] = now
+                self._unrecorded.append(event_id)
 
-        Only events published at least ``settle_after`` seconds ago (all of them with
-        ``everything``), so that a write to the document soon after can take them out
-        instead (:meth:`hand_over`). Until then a published event is still in its outbox;
-        the sweep only takes events older than the grace period, and at worst publishes
-        one again (consumers dedupe).
+    def published(self, event_id: str) -> bool:
+        """True if this relay saw the broker confirm the event (in the last minute)."""
+        return event_id in self._published
+
+    def record(self) -> int:
+        """Write the confirmed ids not yet in the ledger, as one ledger document; how many.
+
+        Ids that could not be written stay for the next call.
         """
-        due_before = float("inf") if everything else time.monotonic() - self.settle_after
-        collections = self.collections()
-        count = 0
-        for name, documents in list(self._unsettled.items()):
-            due = [(document_id, ids) for document_id, (published_at, ids) in documents.items()
-                   if published_at <= due_before]
-            for document_id, _ in due:
-                del documents[document_id]
-            try:
-                _settle(collections[name], due)
-            except Exception:
-                for document_id, ids in due:
-                    self._remember(name, document_id, ids, 0.0)  # due at once
-                raise
-            count += sum(len(ids) for _, ids in due)
-        return count
-
-    def hand_over(self, collection_name: str, document_id) -> list[str]:
-        """The published events of a document still to be removed, for a write that removes them itself.
-
-        The relay forgets them: the caller's write takes them out of the outbox (see
-        :func:`settle_expression`). If that write fails, the caller gives them back with
-        :meth:`take_back`; if it dies meanwhile, the sweep publishes them again.
-        """
-        _, ids = self._unsettled.get(collection_name, {}).pop(document_id, (0.0, []))
-        return ids
-
-    @contextmanager
-    def handed_over(self, collection_name: str, document_id) -> Iterator[list[str]]:
-        """:meth:`hand_over` for the body of a ``with``; an exception gives the events back.
-
-        Usage (the tickets service records an echo and settles the ticket's events in one write)::
-
-            with self.outbox.handed_over("tickets", ticket_id) as published:
-                repository.record_echo(..., published=published)
-        """
-        event_ids = self.hand_over(collection_name, document_id)
+        ids, self._unrecorded = self._unrecorded, []
         try:
-            yield event_ids
-        except BaseException:
-            self.take_back(collection_name, document_id, event_ids)
+            record_published(self.mongo.database(self.container.service_name), ids)
+        except Exception:
+            self._unrecorded[:0] = ids
             raise
+        return len(ids)
 
-    def take_back(self, collection_name: str, document_id, event_ids: Sequence[str]) -> None:
-        """Events handed over to a write that failed: the relay settles them itself again."""
-        if event_ids:
-            self._remember(collection_name, document_id, event_ids, 0.0)  # due at once
-
-    def _remember(self, collection_name: str, document_id, event_ids: Sequence[str], published_at: float) -> None:
-        """Note published events still in their document's outbox; a document is due with its first."""
-        documents = self._unsettled.setdefault(collection_name, {})
-        earlier, ids = documents.get(document_id, (published_at, []))
-        documents[document_id] = (min(earlier, published_at), [*ids, *(i for i in event_ids if i not in ids)])
-
-    def unsettled(self, collection_name: str, document_id) -> list[str]:
-        """The events of a document the broker confirmed and the relay has still to remove."""
-        return list(self._unsettled.get(collection_name, {}).get(document_id, (0.0, []))[1])
-
-    def _settle_forever(self) -> None:
+    def _record_forever(self) -> None:
         while True:
-            eventlet.sleep(SETTLE_SECONDS)
+            eventlet.sleep(LEDGER_SECONDS)
             try:
-                self.settle()
-            except Exception as error:
-                log.warning("outbox.settle_failed", error=repr(error))
+                self.record()
+                self._forget(time.monotonic() - REMEMBER_SECONDS)
+            except Exception as error:  # a sweep elsewhere may publish them again; consumers dedupe
+                log.warning("outbox.ledger_failed", events=len(self._unrecorded), error=repr(error))
+
+    def _forget(self, before: float) -> None:
+        """Drop remembered ids confirmed before ``before`` (dicts keep insertion order: oldest first)."""
+        for event_id, confirmed_at in list(self._published.items()):
+            if confirmed_at >= before:
+                break
+            del self._published[event_id]
 
     def sweep(self) -> int:
-        """Publish the events older than the grace period, up to :data:`SWEEP_READ` documents per collection.
+        """Publish what is older than the grace period and still unpublished, a page per collection.
 
-        Returns how many documents it took; a full read means more may be waiting. They
-        are published a batch of :data:`SWEEP_BATCH` at a time, each batch settled in the
-        background while the next one is published (the broker and the database work
-        at the same time), and every settle is done before the next read.
+        Returns how many documents it read; a full page means more may be waiting.
         """
         cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
-        swept = 0
-        for collection in self.collections().values():
-            documents = list(collection.find({SINCE: {"$lte": cutoff}}, {OUTBOX: 1}).limit(SWEEP_READ))
-            settling = None
-            for start in range(0, len(documents), SWEEP_BATCH):
-                batch = documents[start:start + SWEEP_BATCH]
-                published = self._publish_batch(batch)
-                if settling is not None:
-                    settling.wait()  # one settle at a time
-                    settling = None
-                if published:
-                    settling = self.container.spawn_managed_thread(
-                        lambda c=collection, b=batch, p=published: self._settle_batch(c, b, p),
-                        identifier="outbox-sweep-settle")
-                if len(published) < sum(len(document[OUTBOX]) for document in batch):
-                    break  # the broker refused one: the rest waits for the next sweep
-            if settling is not None:
-                settling.wait()
-            swept += len(documents)
-        return swept
+        return sum(self._sweep_page(name, collection, cutoff) for name, collection in self.collections().items())
 
-    def _publish_batch(self, documents: list[dict]) -> set[str]:
-        """Publish the events of a batch of documents; the ids the broker confirmed.
+    def _sweep_page(self, name: str, collection: Collection, cutoff: datetime) -> int:
+        """One page of a collection's documents staged from its checkpoint up to ``cutoff``.
 
-        A failed connection fails the batch: nothing of it is settled, the next sweep tries again.
+        Every unpublished event of the page is published (a batch of :data:`SWEEP_BATCH`
+        documents at a time); once all are confirmed the checkpoint moves past the page,
+        else to the first document whose events the broker did not confirm.
         """
+        db = collection.database
+        since = checkpoint(db, name)
+        documents, next_since = self._read_page(collection, since, cutoff)
+        pending = self._unpublished(db, documents, since)
+        failed_since = None
+        for start in range(0, len(pending), SWEEP_BATCH):
+            batch = pending[start:start + SWEEP_BATCH]
+            confirmed = self._publish_batch([events for _, events in batch])
+            labelled(PUBLISHED, self.container.service_name, name).inc(len(confirmed))
+            failed = [document for document, events in batch
+                      if any(event["event_id"] not in confirmed for event in events)]
+            if failed:
+                failed_since = failed[0][SINCE]
+                break  # the broker refused one: the rest waits for the next sweep
+        if failed_since is None and pending:
+            log.info("outbox.swept", collection=name, documents=len(pending),
+                     events=sum(len(events) for _, events in pending))
+        if failed_since is not None:
+            next_since = failed_since
+        if since is None or next_since > since:
+            advance_checkpoint(db, name, next_since)
+        self._gauge(name, pending if failed_since is not None else [], failed_since)
+        return len(documents)
+
+    @staticmethod
+    def _read_page(collection: Collection, since: datetime | None, cutoff: datetime) -> tuple[list[dict], datetime]:
+        """Documents staged from ``since`` to ``cutoff``, oldest first, and where the next page starts.
+
+        A full page stops short of its last instant (its documents may go on beyond the
+        page); a page that is all one instant is read whole, so that the next starts after it.
+        """
+        window = {"$gte": since, "$lte": cutoff} if since else {"$lte": cutoff}
+        projection = {OUTBOX: 1, SINCE: 1}
+        documents = list(collection.find({SINCE: window}, projection).sort(SINCE, ASCENDING).limit(SWEEP_READ))
+        if len(documents) < SWEEP_READ:
+            return documents, cutoff
+        last = documents[-1][SINCE]
+        if documents[0][SINCE] == last:
+            return list(collection.find({SINCE: last}, projection)), last + ONE_TICK
+        return [document for document in documents if document[SINCE] != last], last
+
+    def _unpublished(self, db, documents: list[dict], since: datetime | None) -> list[tuple[dict, list[dict]]]:
+        """The documents with events staged since the checkpoint that neither this relay nor the ledger
+        knows as published, each with those events."""
+        candidates = [(document, [event for event in staged_since(document, since)
+                                  if event["event_id"] not in self._published]) for document in documents]
+        asked = [event["event_id"] for _, events in candidates for event in events]
+        known = published_among(db, asked) if asked else set()
+        pending = []
+        for document, events in candidates:
+            events = [event for event in events if event["event_id"] not in known]
+            if events:
+                pending.append((document, events))
+        return pending
+
+    def _publish_batch(self, outboxes: list[list[dict]]) -> set[str]:
+        """Publish a swept batch; the ids the broker confirmed (none if the connection failed)."""
         try:
-            return self._publish_documents(self._sweep_publisher, [document[OUTBOX] for document in documents])
+            return self._publish_documents(self._sweep_publisher, outboxes)
         except Exception as error:
             PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
             log.warning("outbox.sweep_publish_failed", error=repr(error))
             return set()
 
-    def _settle_batch(self, collection: Collection, documents: list[dict], published: set[str]) -> None:
-        """Settle a swept batch; never raises: it runs in a managed thread, whose exception kills the
-        container. Events it could not settle are published again by a later sweep."""
-        try:
-            _settle(collection, [(document["_id"], [e["event_id"] for e in document[OUTBOX]
-                                                    if e["event_id"] in published]) for document in documents])
-        except Exception as error:
-            log.warning("outbox.settle_failed", collection=collection.name, error=repr(error))
-            return
-        PUBLISHED.labels(service=self.container.service_name, collection=collection.name).inc(len(published))
-        log.info("outbox.swept", collection=collection.name, published=len(published))
-
-    def pending(self) -> dict[str, dict]:
-        """Unpublished events and the age of the oldest, per collection (for ops and the gauges)."""
-        report = {}
-        for name, collection in self.collections().items():
-            oldest = collection.find_one({SINCE: {"$exists": True}}, {SINCE: 1}, sort=[(SINCE, 1)])
-            lag = (utcnow() - oldest[SINCE]).total_seconds() if oldest else 0.0
-            count = collection.count_documents({SINCE: {"$exists": True}}) if oldest else 0
-            report[name] = {"documents": count, "oldest_seconds": lag}
-            OUTBOX_PENDING.labels(service=self.container.service_name, collection=name).set(count)
-            OUTBOX_OLDEST.labels(service=self.container.service_name, collection=name).set(lag)
-        return report
+    def _gauge(self, name: str, pending: list, oldest: datetime | None) -> None:
+        """Documents the sweep could not publish, and how long the oldest of them has waited."""
+        lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(pending))
+        labelled(OUTBOX_OLDEST, self.container.service_name, name).set(max(0.0, lag))
 
     def _sweep_forever(self) -> None:
-        gauged = 0.0
         while True:
             started = time.monotonic()
             backlog = False
             try:
                 backlog = self.sweep() >= SWEEP_READ
-                # pending() counts and sorts every waiting document: while a backlog drains, rarely,
-                # or draining N events reads O(N^2) documents.
-                period = PENDING_BACKLOG_SECONDS if backlog else self.settings.outbox_sweep_seconds
-                if started - gauged >= period:
-                    self.pending()
-                    gauged = started
             except Exception as error:
                 log.warning("outbox.sweep_failed", error=repr(error))
             pause = self.settings.outbox_sweep_seconds - (time.monotonic() - started)
@@ -388,7 +392,12 @@ class Outbox(DependencyProvider):
 
 
 def _outgoing(event: dict) -> Outgoing:
-    """A stored event as the message the relay publishes: routed by its type, identified by its id."""
+    """A stored event as the message the relay publishes: routed by its type, identified by its id.
+
+    The staging stamp is the outbox's own bookkeeping, not part of the event.
+    """
+    if STAGED in event:
+        event = {key: value for key, value in event.items() if key != STAGED}
     return Outgoing(event, EVENTS.name, event["type"], message_id=event["event_id"],
                     correlation_id=event["correlation_id"], headers={"x-huisheng-attempt": 1})
 
@@ -396,40 +405,3 @@ def _outgoing(event: dict) -> Outgoing:
 def _age_seconds(event: dict) -> float:
     """Seconds since the event was written (its ``occurred_at``)."""
     return max(0.0, (utcnow() - datetime.fromisoformat(event["occurred_at"])).total_seconds())
-
-
-def _settle(collection: Collection, settled: Sequence[tuple]) -> None:
-    """Remove published events: one statement per chunk of documents, with that chunk's event ids.
-
-    One statement costs the database one commit for the whole chunk. Chunks stay small
-    because each document's events are tested against every id of its chunk
-    (SecantusDB's matcher is Python: a batch of 500 in one statement was quadratic).
-    """
-    settled = [(document_id, ids) for document_id, ids in settled if ids]
-    for start in range(0, len(settled), SETTLE_CHUNK):
-        chunk = settled[start:start + SETTLE_CHUNK]
-        collection.update_many({"_id": {"$in": [document_id for document_id, _ in chunk]}},
-                               _without_events([event_id for _, ids in chunk for event_id in ids]))
-
-
-def _without_events(event_ids: list[str]) -> list[dict]:
-    """One atomic update: drop the published events, and the sweep marker once none is left.
-
-    A writer that adds events meanwhile keeps the marker, since the outbox is then not empty.
-    """
-    return [{"$set": settle_expression(event_ids)}, {"$set": since_expression()}]
-
-
-def settle_expression(event_ids) -> dict:
-    """For a pipeline ``$set`` stage: the outbox without ``event_ids`` (an expression or a list).
-
-    >>> settle_expression(["e1"])["_outbox"]["$filter"]["cond"]
-    {'$not': [{'$in': ['$$this.event_id', ['e1']]}]}
-    """
-    return {OUTBOX: {"$filter": {"input": {"$ifNull": [f"${OUTBOX}", []]},
-                                 "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]}}}}
-
-
-def since_expression() -> dict:
-    """For the pipeline ``$set`` stage after :func:`settle_expression`: no sweep marker on an empty outbox."""
-    return {SINCE: {"$cond": [{"$eq": [{"$size": f"${OUTBOX}"}, 0]}, "$$REMOVE", f"${SINCE}"]}}

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from kernel.events import Subscription
 
 # Every command of the CLI builds this module's parser, so only light modules are imported above:
-# kombu, requests, pymongo and the event catalogue are imported by the functions that use them.
+# kombu, requests, pymongo (kernel.ledger imports it) and the event catalogue are imported by the
+# functions that use them.
 
 # Header names of kernel.handlers, repeated: importing that module would load nameko and eventlet
 # (half a second and a deprecation warning) into every CLI command. A unit test holds them equal.
@@ -49,10 +50,6 @@ ERROR = "x-huisheng-error"
 TRACEBACK = "x-huisheng-traceback"
 FAILED_AT = "x-huisheng-failed-at"
 REPLAYED = "x-huisheng-replayed"
-# Likewise kernel.outbox's fields and the name of its index (the mark of an outbox collection).
-OUTBOX = "_outbox"
-SINCE = "_outbox_since"
-OUTBOX_INDEX = "outbox_since"
 
 PLATFORM_PREFIX = "huisheng."  # every queue kernel.topology declares
 RPC_PREFIX = "rpc-"  # nameko's service queues: rpc-<service>
@@ -558,23 +555,52 @@ def resolve_mongo_uri(settings: Settings) -> str:
 
 
 def backlog(documents: Iterable[Mapping], now: datetime) -> dict:
-    """Pending documents, events and the age of the oldest (the relay's lag) of one collection."""
+    """Pending documents, events and the age of the oldest event (the relay's lag) of one collection.
+
+    ``documents`` are what :func:`kernel.ledger.unpublished` returns: each carries only
+    its unpublished events, so published ones neither count nor age the collection. An
+    event's age runs from its ``_staged`` stamp: a document's ``_outbox_since`` is its
+    latest staging and would hide an older event still waiting beside a newer one. An
+    entry without a stamp (staged before the ledger existed) falls back to it.
+    """
+    from kernel.ledger import OUTBOX, SINCE, STAGED
+
     count = events = 0
     oldest: datetime | None = None
     for document in documents:
         count += 1
-        events += len(document.get(OUTBOX) or [])
-        since = document.get(SINCE)
-        if isinstance(since, datetime):
-            since = since if since.tzinfo else since.replace(tzinfo=UTC)
-            oldest = since if oldest is None else min(oldest, since)
+        entries = document.get(OUTBOX) or []
+        events += len(entries)
+        stamps = [entry.get(STAGED) or document.get(SINCE) for entry in entries] or [document.get(SINCE)]
+        for moment in stamps:
+            if isinstance(moment, datetime):
+                moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+                oldest = moment if oldest is None else min(oldest, moment)
     lag = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
     return {"documents": count, "events": events, "oldest": oldest.isoformat() if oldest else None,
             "lag_seconds": round(lag, 3)}
 
 
+def outbox_collections(database: Any) -> list[str]:
+    """The outbox collections of a service's database: those with the relay's ``outbox_since`` index.
+
+    The ledger and the checkpoints live beside them but are bookkeeping, never outboxes:
+    left out by name, whatever indexes they carry.
+    """
+    from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX_INDEX
+
+    return [name for name in sorted(database.list_collection_names())
+            if name not in (LEDGER, CHECKPOINTS) and OUTBOX_INDEX in database[name].index_information()]
+
+
 def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime | None = None) -> dict:
-    """Every outbox collection (it has the ``outbox_since`` index) of every service's database."""
+    """Every outbox collection of every service's database, with what the broker has not confirmed.
+
+    A document keeps its events after they are published; :func:`kernel.ledger.unpublished`
+    (the question the relay's sweep asks) tells the events neither the ledger nor the
+    collection's checkpoint accounts for.
+    """
+    from kernel.ledger import unpublished
     from kernel.platform import PROCESSES
 
     now = now or datetime.now(UTC)
@@ -583,11 +609,8 @@ def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime
         if process.is_gateway:  # owns no database
             continue
         database = client[settings.database_name(process.name)]
-        names = [name for name in sorted(database.list_collection_names())
-                 if OUTBOX_INDEX in database[name].index_information()]
-        for name in names or [None]:  # a service without an outbox still gets its line
-            pending = database[name].find({SINCE: {"$exists": True}}, {SINCE: 1, OUTBOX: 1}) if name else ()
-            found = backlog(pending, now)
+        for name in outbox_collections(database) or [None]:  # a service without an outbox still gets its line
+            found = backlog(unpublished(database, name) if name else (), now)
             rows.append({"service": process.name, "database": database.name, "collection": name, **found,
                          "lagging": found["lag_seconds"] > max_lag})
     return {"max_lag_seconds": max_lag, "healthy": not any(row["lagging"] for row in rows), "outboxes": rows}

@@ -85,6 +85,8 @@ class NotifyService(HealthEndpoints):
                     (message["delivery"]["delivered_at"] - event.occurred_at).total_seconds())
                 log.info("echo.delivered", ticket_id=message["ticket_id"], recipient=echo.recipient,
                          channel=echo.channel, source_event_type=event.type)
+            else:  # delivered before: publish its outcome again, in case that write's publish never happened
+                self.outbox.flush_soon(COLLECTION, message["_id"])
 
     @rpc
     def list_inbox(self, community: str, recipient: str, limit: int = 50) -> list[dict]:

@@ -32,10 +32,12 @@ Rules where DOMAIN.md is silent are decided in the docstrings of the commands
 from __future__ import annotations
 
 import copy
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 from services.tickets.catalogue import PRIORITIES, Service
@@ -286,6 +288,11 @@ class Ticket:
     filter on the version it loaded. ``callbacks`` holds every callback attempt
     ({resident, outcome, note, satisfaction, at, by, round, attempt}); ``round``
     counts resolutions, so answers to an earlier resolution do not count again.
+
+    ``echoes`` are the outcomes of the echoes sent about the ticket (``echo.delivered``,
+    ``echo.failed``), as the repository found them: they are not changes of the
+    ticket, so they are recorded apart from it (one record per outcome event) and
+    never written into its document; :attr:`history` shows them on the timeline.
     """
 
     id: str
@@ -316,6 +323,7 @@ class Ticket:
     version: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
     pending_events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
+    echoes: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     # --- creation ---------------------------------------------------------------------------------
 
@@ -539,24 +547,50 @@ class Ticket:
     def flagged_for_review(self) -> bool:
         return bool(self.review_flags)
 
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The timeline as people see it: the ticket's own entries and its echoes, in time order (``at``).
+
+        The timeline keeps its own order; each echo goes after the entries that are not
+        later than it (an echo follows what it echoes, even within the same millisecond).
+        An echo the timeline holds already (recorded in the document before echoes had
+        their own records) shows once.
+
+        >>> from services.tickets.catalogue import Service
+        >>> leak = Service("roof_leak", "房屋漏水", "屋顶漏水", "房屋设施", "urgent")
+        >>> now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+        >>> ticket = Ticket.receive("T1", "xingqiao", leak, "卫生间漏水", "3-2-401", "r1", "resident", now)
+        >>> ticket.echoes = [{"type": "echo.delivered", "at": now, "event_id": "e1"}]
+        >>> [entry["type"] for entry in ticket.history], len(ticket.timeline)
+        (['ticket.received', 'echo.delivered'], 1)
+        """
+        recorded = {entry["event_id"] for entry in self.timeline if "event_id" in entry}
+        echoes = sorted((echo for echo in self.echoes if echo.get("event_id") not in recorded), key=_AT)
+        return list(heapq.merge(self.timeline, echoes, key=_AT))
+
     # --- persistence mapping ----------------------------------------------------------------------
 
     def to_document(self) -> dict[str, Any]:
-        """A plain dict for the repository: ``_id`` is the ticket id, datetimes stay datetimes."""
+        """A plain dict for the repository: ``_id`` is the ticket id, datetimes stay datetimes.
+
+        ``echoes`` stay out: a ticket saved after an echo neither copies it into its
+        timeline nor loses it (it has its own record).
+        """
         document = {name: _copied(getattr(self, name)) for name in _DOCUMENT_FIELDS}
         document["state"] = self.state.value
         return {"_id": self.id, **document}
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> Ticket:
+    def from_document(cls, document: Mapping[str, Any], echoes: Iterable[Mapping[str, Any]] = ()) -> Ticket:
         """The ticket a document describes; naive datetimes (as pymongo returns them) are read as UTC.
 
-        Keys the ticket does not know (an outbox, for example) are ignored.
+        Keys the ticket does not know (an outbox, for example) are ignored. ``echoes``
+        are the ticket's echo outcomes, read apart from the document (see :attr:`history`).
         """
         known = [name for name in _DOCUMENT_FIELDS if name in document]
         values = {name: _aware(_copied(document[name])) for name in known}
         values["state"] = State(document["state"])
-        return cls(id=document["_id"], **values)
+        return cls(id=document["_id"], echoes=[_aware(dict(echo)) for echo in echoes], **values)
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -707,8 +741,9 @@ class Ticket:
 
 
 _DOCUMENT_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(Ticket) if f.name not in ("id", "pending_events")
+    f.name for f in fields(Ticket) if f.name not in ("id", "pending_events", "echoes")
 )
+_AT = itemgetter("at")
 
 
 # --- helpers ---------------------------------------------------------------------------------------

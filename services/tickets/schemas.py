@@ -53,5 +53,6 @@ class TicketSchema(Schema):
     reporter = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
-    timeline = fields.List(fields.Nested(TimelineEntrySchema))
+    # The ticket's own entries and its echo outcomes (recorded apart), in time order: Ticket.history.
+    timeline = fields.List(fields.Nested(TimelineEntrySchema), attribute="history")
 

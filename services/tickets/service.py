@@ -64,7 +64,7 @@ class TicketsService(HealthEndpoints):
         request = load(CREATE_TICKET, data)
         earlier = self.tickets.by_request_key(community, reporter, request_key)
         if earlier is not None:
-            return TICKET.dump(earlier)
+            return self._retried(earlier)
         try:
             service = CATALOGUE.get(request.pop("service_code"))
         except UnknownService as error:
@@ -76,10 +76,23 @@ class TicketsService(HealthEndpoints):
         )
         events = envelopes(ticket, self.context.correlation_id)
         stored = self.tickets.add(ticket, events, request_key)
-        if stored is ticket:
-            self.outbox.flush_soon(COLLECTION, ticket.id, events)
-            log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
-        return TICKET.dump(stored)
+        if stored is not ticket:  # a concurrent attempt with the same key stored it first
+            return self._retried(stored)
+        self.outbox.flush_soon(COLLECTION, ticket.id, events)
+        log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
+        return TICKET.dump(ticket)
+
+    def _retried(self, ticket: Ticket) -> dict:
+        """The answer to a retried create: the ticket of the first attempt, its events published again.
+
+        The first attempt's write may have timed out on its client yet committed late,
+        after its worker gave up: nothing then asked the relay to publish its events.
+        Without ``events`` the relay reads what the document's outbox holds and
+        publishes it (again, perhaps: consumers dedupe on ``event_id``), so the retry
+        does not leave ``ticket.received`` to the sweep, or to chance.
+        """
+        self.outbox.flush_soon(COLLECTION, ticket.id)
+        return TICKET.dump(ticket)
 
     @rpc
     def get(self, community: str, ticket_id: str, viewer: dict) -> dict:
@@ -93,9 +106,10 @@ class TicketsService(HealthEndpoints):
     def list_mine(self, community: str, resident: str, limit: int = 50) -> list[dict]:
         return TICKETS.dump(self.tickets.of_resident(community, resident, min(limit, 200)))
 
-    # The timeline entry carries the event id and is added only if absent: it is the record of the event.
+    # The echo's record is keyed by the outcome event's id: it is the record of the event.
     @handles("tickets.echo_outcomes", dedupe="effects")
     def on_echo_outcome(self, event: Envelope) -> None:
+        """Record an echo outcome for the ticket's timeline (a redelivery collides and changes nothing)."""
         payload = event.payload
         entry = {
             "type": event.type, "at": event.occurred_at, "event_id": event.event_id,
@@ -104,8 +118,4 @@ class TicketsService(HealthEndpoints):
         }
         if payload.get("reason"):
             entry["reason"] = payload["reason"]
-        # The echo proves its source event was published; with it go the ticket's other published
-        # events the relay has not removed yet: this write settles them too.
-        with self.outbox.handed_over(COLLECTION, payload["ticket_id"]) as published:
-            self.tickets.record_echo(event.community, payload["ticket_id"], entry,
-                                     published=[*published, payload["source_event_id"]])
+        self.tickets.record_echo(event.community, payload["ticket_id"], entry)

@@ -6,7 +6,7 @@ runs ``huisheng service notify`` unchanged, except that the 20th successful writ
 the chosen kind ends the process with ``os._exit(137)`` — what SIGKILL does —
 right after the write returned and before anything else: before the reliable
 handler records the event as done and acks it (notify's inbox message, tickets'
-timeline entry), or before the RPC reply goes out (a new ticket). Only this
+echo record), or before the RPC reply goes out (a new ticket). Only this
 process is patched, by the suite, at run time; the kernel and services are not
 changed. The default ``huisheng service`` gives the SIGKILL tests their realism;
 this gives them a deterministic case.
@@ -24,6 +24,7 @@ POINTS = {
     # service: [(module, class, method, wrote(result, args): did this call write?)]
     "notify": [("services.notify.repository", "InboxRepository", "deliver", lambda result, args: result)],
     "tickets": [("services.tickets.repository", "TicketRepository", "add", lambda result, args: result is args[0]),
+                # record_echo(community, ticket_id, entry) inserts the echo's record (a redelivery collides)
                 ("services.tickets.repository", "TicketRepository", "record_echo", lambda result, args: True)],
 }
 

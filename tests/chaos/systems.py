@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kernel.auth import issue_token
 from kernel.config import ENVIRONMENT, Settings
+from kernel.ledger import unpublished
 from kernel.mongo import connect
 from tests.chaos.load import Target
 from tests.chaos.processes import ROOT, DatabaseServer, ProcessFailed, ServiceInstance, Supervised, huisheng_argv
@@ -59,6 +60,7 @@ class Store:
     def __init__(self, mongo_uri: str, tickets_db: str, inbox_db: str, key_field: str):
         self.client = connect(mongo_uri)
         self.tickets = self.client[tickets_db]["tickets"]
+        self.echoes = self.client[tickets_db]["echoes"]  # the platform's echo records (the naive one has none)
         self.inbox = self.client[inbox_db]["inbox"]
         self.key_field = key_field  # "request_key", or "description" for the naive pipeline
 
@@ -72,8 +74,13 @@ class Store:
     def tickets_by_key(self, keys: list[str]) -> dict[str, list[dict]]:
         values = keys if self.key_field == "request_key" else [description(k) for k in keys]
         found: dict[str, list[dict]] = {}
-        projection = {"_id": 1, "reporter": 1, "timeline": 1, "created_at": 1, self.key_field: 1}
-        for document in self.tickets.find({self.key_field: {"$in": values}}, projection):
+        projection = {"_id": 1, "reporter": 1, "created_at": 1, self.key_field: 1}
+        documents = list(self.tickets.find({self.key_field: {"$in": values}}, projection))
+        echoes: dict[str, list[dict]] = {}
+        for echo in self.echoes.find({"ticket_id": {"$in": [document["_id"] for document in documents]}}):
+            echoes.setdefault(echo["ticket_id"], []).append(echo)
+        for document in documents:
+            document["echoes"] = echoes.get(document["_id"], [])
             found.setdefault(self.key_of(document), []).append(document)
         return found
 
@@ -85,8 +92,13 @@ class Store:
         return found
 
     def outbox_pending(self) -> int:
-        """Documents whose events are not all confirmed by the broker yet."""
-        return sum(c.count_documents({"_outbox_since": {"$exists": True}}) for c in (self.tickets, self.inbox))
+        """Documents whose events are not all confirmed by the broker yet.
+
+        A document keeps its events once they are published, so this is the relay's own
+        question (:func:`kernel.ledger.unpublished`), not a field to count. The naive
+        pipeline has no outbox: it always has none.
+        """
+        return sum(len(unpublished(c.database, c.name)) for c in (self.tickets, self.inbox))
 
     def close(self) -> None:
         self.client.close()
@@ -96,7 +108,7 @@ class System:
     """What the scenarios need of a system under test, whichever it is."""
 
     kind = "system"
-    has_timeline = False
+    records_echoes = False
     consumer_queue_pattern = re.compile(".*")
 
     def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer):
@@ -158,7 +170,7 @@ class Platform(System):
     """``huisheng up -d`` against the suite's node and database, plus an extra instance of every process."""
 
     kind = "platform"
-    has_timeline = True
+    records_echoes = True
     # Consumer queues and retry tiers; dead-letter queues keep what they hold on purpose.
     consumer_queue_pattern = re.compile(r"huisheng\.(?!.*\.dlq$).*")
 

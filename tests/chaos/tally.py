@@ -2,10 +2,10 @@
 
 * acknowledged — logical requests answered 201 (each with a ticket id);
 * lost — acknowledged, but the ticket is missing, or the reporter has no inbox
-  message for it, or (platform) its timeline has no ``echo.delivered`` for it;
+  message for it, or (platform) the tickets service recorded no ``echo.delivered`` for it;
 * duplicated effects — more than one ticket for one logical request, more than
   one inbox message per (ticket, source event type, recipient), more than one
-  ``echo.delivered`` per echo on a timeline;
+  ``echo.delivered`` record per echo in the tickets service;
 * recovered — acknowledged in or after the fault, and complete;
 * hung — attempts that got no answer within the load generator's timeout.
 """
@@ -73,7 +73,7 @@ def count(scenario: str, system: System, store: Store, requests: list[LogicalReq
     _count_duplicates(tally, system, tickets, inbox)
     lost_at = []
     for request in acknowledged:
-        missing = _missing(request, tickets, inbox, system.has_timeline)
+        missing = _missing(request, tickets, inbox, system.records_echoes)
         if missing:
             tally.lost += 1
             tally.details[f"lost_{missing}"] += 1
@@ -86,7 +86,7 @@ def count(scenario: str, system: System, store: Store, requests: list[LogicalReq
     return tally
 
 
-def _missing(request: LogicalRequest, tickets: dict, inbox: dict, timeline: bool) -> str | None:
+def _missing(request: LogicalRequest, tickets: dict, inbox: dict, records_echoes: bool) -> str | None:
     """What an acknowledged request lacks: ``ticket``, ``inbox``, ``echo`` — or None if complete."""
     stored = [doc for doc in tickets.get(request.key, []) if doc["_id"] == request.ticket_id]
     if not stored:
@@ -94,13 +94,13 @@ def _missing(request: LogicalRequest, tickets: dict, inbox: dict, timeline: bool
     reporter = stored[0].get("reporter") or request.subject
     if not any(m["recipient"] == reporter for m in inbox.get(request.ticket_id, [])):
         return "inbox"
-    if timeline and not _echoes(stored[0], reporter):
+    if records_echoes and not _echoes(stored[0], reporter):
         return "echo"
     return None
 
 
 def _echoes(ticket: dict, recipient: str) -> list[dict]:
-    return [entry for entry in ticket.get("timeline", []) if entry.get("type") == "echo.delivered"
+    return [entry for entry in ticket.get("echoes", []) if entry.get("type") == "echo.delivered"
             and entry.get("recipient") == recipient and entry.get("source_event_type") == "ticket.received"]
 
 
@@ -114,8 +114,8 @@ def _count_duplicates(tally: Tally, system: System, tickets: dict, inbox: dict) 
             extra = sum(n - 1 for n in per_echo.values() if n > 1)
             tally.duplicated += extra
             tally.details["dup_inbox"] += extra
-            if system.has_timeline:
-                extra = _timeline_duplicates(doc)
+            if system.records_echoes:
+                extra = _echo_duplicates(doc)
                 tally.duplicated += extra
                 tally.details["dup_echo"] += extra
     for key in ("dup_tickets", "dup_inbox", "dup_echo"):
@@ -123,8 +123,8 @@ def _count_duplicates(tally: Tally, system: System, tickets: dict, inbox: dict) 
             del tally.details[key]
 
 
-def _timeline_duplicates(ticket: dict) -> int:
-    echoes = [e for e in ticket.get("timeline", []) if e.get("type") == "echo.delivered"]
+def _echo_duplicates(ticket: dict) -> int:
+    echoes = [e for e in ticket.get("echoes", []) if e.get("type") == "echo.delivered"]
     per_echo = Counter((e.get("recipient"), e.get("source_event_type")) for e in echoes)
     return sum(n - 1 for n in per_echo.values() if n > 1)
 
@@ -146,7 +146,7 @@ def incomplete(system: System, store: Store, requests: list[LogicalRequest]) -> 
     acknowledged = [r for r in requests if r.acknowledged]
     tickets = store.tickets_by_key([r.key for r in acknowledged])
     inbox = store.inbox_by_ticket([r.ticket_id for r in acknowledged])
-    return sum(1 for r in acknowledged if _missing(r, tickets, inbox, system.has_timeline))
+    return sum(1 for r in acknowledged if _missing(r, tickets, inbox, system.records_echoes))
 
 
 @dataclass

@@ -1,19 +1,24 @@
-"""Group commit against the real SecantusDB: inserts, timeline entries and outbox settles."""
+"""Group commit against the real SecantusDB: inserts, and the tickets' echo records written through it."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import eventlet
 import pytest
 from pymongo.errors import DuplicateKeyError
 
 from kernel.groupcommit import GroupCommitter, Writes, insert_each
-from kernel.outbox import OUTBOX, SINCE, _settle, push_events, with_events
-from services.tickets.repository import record_echoes
-from tests.support.events import ticket_received
+from services.tickets.catalogue import Service
+from services.tickets.domain import Actor, Ticket
+from services.tickets.repository import TicketRepository, ticket_id_for
 
 pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+LEAK = Service("roof_leak", "房屋漏水", "屋顶漏水", "房屋设施", "urgent")
+SECRETARY = Actor("s-1", "secretary")
 
 
 @pytest.fixture
@@ -28,6 +33,32 @@ def writes():
     committer = GroupCommitter()
     yield Writes(committer)
     committer.stop()
+
+
+@pytest.fixture
+def tickets(mongo_client, writes):
+    """The tickets repository on a database of its own, with the indexes the service makes."""
+    name = f"groupcommit_{uuid.uuid4().hex[:8]}"
+    TicketRepository.ensure_indexes(mongo_client[name])
+    yield TicketRepository(mongo_client[name], writes)
+    mongo_client.drop_database(name)
+
+
+def at(minutes: float) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def stored_ticket(tickets: TicketRepository, ticket_id: str = "T1", request_key: str | None = None) -> Ticket:
+    ticket = Ticket.receive(ticket_id, "xingqiao", LEAK, "卫生间漏水", "3-2-401", "r-1", "resident", NOW)
+    ticket.pull_events()
+    assert tickets.add(ticket, [], request_key) is ticket
+    return ticket
+
+
+def echo(event_id: str, minutes: float, kind: str = "echo.delivered", **extra) -> dict:
+    """A timeline entry as the tickets service builds it from an echo outcome event."""
+    return {"type": kind, "at": at(minutes), "event_id": event_id, "channel": "inbox", "recipient": "r-1",
+            "source_event_type": "ticket.received", **extra}
 
 
 def test_concurrent_inserts_are_written_and_a_duplicate_fails_only_its_own_writer(collection, writes):
@@ -54,55 +85,68 @@ def test_insert_each_maps_each_failure_to_its_document(collection):
     assert outcomes[1].details["keyValue"] == {"_id": "taken"}
 
 
-def test_timeline_entries_are_added_once_to_their_own_ticket(collection):
-    collection.insert_many([
-        {"_id": "a", "community": "xingqiao", "version": 3, "timeline": [{"event_id": "old"}]},
-        {"_id": "b", "community": "xingqiao", "version": 1},
-        {"_id": "c", "community": "elsewhere", "version": 1, "timeline": []},
-    ])
-    run = record_echoes(collection)
-    items = [
-        ("xingqiao", "a", {"event_id": "old", "note": "already there"}, ()),
-        ("xingqiao", "a", {"event_id": "e1", "reason": "$not a field path"}, ()),
-        ("xingqiao", "a", {"event_id": "e1", "reason": "a redelivery in the same batch"}, ()),
-        ("xingqiao", "b", {"event_id": "e2"}, ()),
-        ("xingqiao", "c", {"event_id": "e3"}, ()),  # another community's ticket: untouched
-    ]
-    assert run(items) == [None] * 5
-    tickets = {document["_id"]: document for document in collection.find()}
-    assert tickets["a"]["timeline"] == [{"event_id": "old"}, {"event_id": "e1", "reason": "$not a field path"}]
-    assert tickets["a"]["version"] == 4
-    assert tickets["b"]["timeline"] == [{"event_id": "e2"}] and tickets["b"]["version"] == 2
-    assert tickets["c"]["timeline"] == [] and tickets["c"]["version"] == 1
-    run([("xingqiao", "b", {"event_id": "e2"}, ())])  # a redelivery later: no second entry, no version move
-    again = collection.find_one({"_id": "b"})
-    assert again["timeline"] == [{"event_id": "e2"}] and again["version"] == 2
 
 
-def test_a_timeline_entry_settles_the_published_events_handed_over_with_it(collection):
-    published, unpublished, other = (ticket_received(ticket_id="t") for _ in range(3))
-    collection.insert_one(with_events({"_id": "t", "community": "xingqiao", "version": 1},
-                                      [published, unpublished]))
-    collection.insert_one(with_events({"_id": "u", "community": "xingqiao", "version": 1}, [other]))
-    run = record_echoes(collection)
-    run([("xingqiao", "t", {"event_id": "echo-1"}, (published.event_id,)),
-         ("xingqiao", "u", {"event_id": "echo-2"}, (other.event_id,))])
-    ticket = collection.find_one({"_id": "t"})
-    assert [event["event_id"] for event in ticket[OUTBOX]] == [unpublished.event_id]
-    assert SINCE in ticket and ticket["timeline"] == [{"event_id": "echo-1"}]
-    settled = collection.find_one({"_id": "u"})
-    assert settled[OUTBOX] == [] and SINCE not in settled
+def test_an_echo_is_recorded_once_however_often_it_is_delivered(tickets):
+    stored_ticket(tickets)
+    before = tickets.collection.find_one({"_id": "T1"})
+    entry = echo("e1", 1, "echo.failed", reason="$no channel")  # a "$" text is stored as it is
+
+    list(eventlet.GreenPool().imap(lambda _: tickets.record_echo("xingqiao", "T1", entry), range(3)))
+    tickets.record_echo("xingqiao", "T1", entry)  # redelivered later: no error, no second record
+
+    assert list(tickets.echoes.find()) == [{"_id": "e1", "community": "xingqiao", "ticket_id": "T1", **entry}]
+    assert tickets.collection.find_one({"_id": "T1"}) == before  # the ticket itself is not written
+    assert [e["event_id"] for e in tickets.get("xingqiao", "T1").history if e["type"] == "echo.failed"] == ["e1"]
 
 
-def test_settle_removes_only_the_published_events_in_chunks(collection):
-    published = [ticket_received(ticket_id=f"t{i}") for i in range(120)]
-    collection.insert_many([with_events({"_id": f"t{i}"}, [event]) for i, event in enumerate(published)])
-    later = ticket_received(ticket_id="t7")  # written after the publish, before the settle
-    collection.update_one({"_id": "t7"}, push_events({"$set": {"state": "x"}}, [later]))
+def test_a_ticket_shows_its_echoes_on_its_timeline_in_time_order(tickets):
+    ticket = stored_ticket(tickets)
+    ticket.dispatch({"kind": "worker", "id": "w-1"}, at(2), SECRETARY)
+    tickets.save(ticket, 1, [])
+    keyed = stored_ticket(tickets, ticket_id_for("xingqiao", "r-1", "k-1"), request_key="k-1")
+    tickets.record_echo("xingqiao", "T1", echo("late", 3))  # recorded out of order
+    tickets.record_echo("xingqiao", "T1", echo("tie", 2, "echo.failed", reason="no channel"))
+    tickets.record_echo("xingqiao", "T1", echo("early", 1))
+    tickets.record_echo("xingqiao", keyed.id, echo("keyed", 1))
+    tickets.record_echo("elsewhere", "T1", echo("other-community", 1))  # not this ticket's
 
-    _settle(collection, [(f"t{i}", [event.event_id]) for i, event in enumerate(published)])
+    def shown(found: Ticket) -> list[tuple[str, str | None]]:
+        return [(entry["type"], entry.get("event_id")) for entry in found.history]
 
-    assert collection.count_documents({SINCE: {"$exists": True}}) == 1
-    left = collection.find_one({"_id": "t7"})
-    assert [event["event_id"] for event in left[OUTBOX]] == [later.event_id]
-    assert collection.count_documents({OUTBOX: {"$size": 0}}) == 119
+    got = tickets.get("xingqiao", "T1")
+    assert shown(got) == [("ticket.received", None), ("echo.delivered", "early"), ("ticket.dispatched", None),
+                          ("echo.failed", "tie"), ("echo.delivered", "late")]  # a tie: the echo comes after
+    assert got.history[3]["reason"] == "no channel" and got.history[3]["at"] == at(2)
+    assert [entry["type"] for entry in got.timeline] == ["ticket.received", "ticket.dispatched"]
+    assert {found.id: shown(found) for found in tickets.of_resident("xingqiao", "r-1")} == {
+        "T1": shown(got), keyed.id: [("ticket.received", None), ("echo.delivered", "keyed")]}
+    assert shown(tickets.by_request_key("xingqiao", "r-1", "k-1")) == shown(tickets.get("xingqiao", keyed.id))
+    assert tickets.get("elsewhere", "T1") is None and tickets.of_resident("xingqiao", "r-9") == []
+
+
+def test_a_transition_saved_after_an_echo_keeps_it_visible_and_out_of_the_ticket_document(tickets):
+    stored_ticket(tickets)
+    before_the_echo = tickets.get("xingqiao", "T1")
+    tickets.record_echo("xingqiao", "T1", echo("e1", 1))
+
+    # Read before the echo was recorded: the save does not conflict (the echo moved no version) ...
+    before_the_echo.dispatch({"kind": "worker", "id": "w-1"}, at(2), SECRETARY)
+    tickets.save(before_the_echo, 1, [])
+    # ... and one read after it neither copies the echo into the document nor loses it.
+    after_the_echo = tickets.get("xingqiao", "T1")
+    after_the_echo.accept(at(3), SECRETARY)
+    tickets.save(after_the_echo, 2, [])
+
+    document = tickets.collection.find_one({"_id": "T1"})
+    assert [entry["type"] for entry in document["timeline"]] == ["ticket.received", "ticket.dispatched",
+                                                                 "ticket.accepted"]
+    assert "echoes" not in document and document["version"] == 3
+    assert [entry["type"] for entry in tickets.get("xingqiao", "T1").history] == [
+        "ticket.received", "echo.delivered", "ticket.dispatched", "ticket.accepted"]
+
+
+def test_echoes_have_one_secondary_index_on_the_ticket_id(tickets):
+    indexes = tickets.echoes.index_information()
+    assert sorted(indexes) == ["_id_", "by_ticket"]
+    assert indexes["by_ticket"]["key"] == [("ticket_id", 1)]

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from kombu import Connection, Producer
@@ -18,8 +18,9 @@ from kernel.config import Settings
 from kernel.envelope import Envelope, utcnow
 from kernel.events import subscription
 from kernel.handlers import ATTEMPT, ERROR, TRACEBACK, handles
+from kernel.ledger import OUTBOX, SINCE, STAGED, advance_checkpoint, ensure_ledger_indexes, record_published
 from kernel.mongo import Mongo
-from kernel.outbox import SINCE, ensure_indexes, with_events
+from kernel.outbox import ensure_indexes, with_events
 from kernel.topology import DEAD, REQUEUE
 from tests.conftest import ROOT, free_port
 from tests.support.broker import depth, drain, publish_event
@@ -175,23 +176,54 @@ def test_purge_asks_for_yes_without_a_terminal_then_empties_the_dlq(settings, ca
     assert depth(settings.amqp_uri, SUB.dead_letter_queue) == 0
 
 
-def test_outbox_reports_unpublished_events_and_the_relay_lag(settings, mongo_client, capsys):
-    tickets = mongo_client[settings.database_name("tickets")].tickets
-    ensure_indexes(tickets)  # as the service's Outbox does at start
-    document = with_events({"_id": "T-1", "state": "received"}, [ticket_received("T-1")])
-    tickets.insert_one({**document, SINCE: utcnow() - timedelta(seconds=30)})  # the relay is 30 s behind
+def staged_at(ticket_id: str, now: datetime, *ages: float) -> dict:
+    """A ticket with one event per age, each stamped ``now - age``, as the relay's repository wrote it."""
+    document = with_events({"_id": ticket_id, "state": "received"}, [ticket_received(ticket_id) for _ in ages])
+    for event, age in zip(document[OUTBOX], ages, strict=True):
+        event[STAGED] = now - timedelta(seconds=age)
+    return {**document, SINCE: max(event[STAGED] for event in document[OUTBOX])}  # the latest staging
+
+
+def ids(document: dict, *positions: int) -> list[str]:
+    return [document[OUTBOX][position]["event_id"] for position in positions]
+
+
+def test_outbox_reports_what_neither_the_ledger_nor_the_checkpoint_accounts_for(settings, mongo_client, capsys):
+    db = mongo_client[settings.database_name("tickets")]
+    ensure_indexes(db.tickets)  # as the service's Outbox does at start: the ledger's collections come with it
+    now = utcnow()
+    advance_checkpoint(db, "tickets", now - timedelta(seconds=60))
+    before = staged_at("T-before", now, 90)  # staged before the checkpoint: published
+    confirmed = staged_at("T-confirmed", now, 45, 40)  # after it, both in the ledger
+    waiting = staged_at("T-waiting", now, 50, 30)  # the older one in the ledger, the newer one not
+    db.tickets.insert_many([before, confirmed, waiting])
+    record_published(db, ids(confirmed, 0, 1))
+    record_published(db, ids(waiting, 0))
+    # The volunteers' database has the ledger's collections but no outbox: still "no outbox".
+    volunteers = mongo_client[settings.database_name("volunteers")]
+    ensure_ledger_indexes(volunteers)
+    advance_checkpoint(volunteers, "teams", now)
 
     code, out, _ = run_ops(capsys, settings, "outbox", "--json")
     report = json.loads(out)
     assert code == ops.EXIT_PROBLEM and not report["healthy"]
-    row = next(row for row in report["outboxes"] if row["service"] == "tickets")
-    assert (row["collection"], row["documents"], row["events"], row["lagging"]) == ("tickets", 1, 1, True)
-    assert 30 <= row["lag_seconds"] < 60
-    assert {r["service"] for r in report["outboxes"]} == {"tickets", "notify", "volunteers"}
+    rows = {(row["service"], row["collection"]): row for row in report["outboxes"]}
+    assert len(rows) == len(report["outboxes"]) == 3  # one row each: the ledger's collections are none
+    assert set(rows) == {("tickets", "tickets"), ("notify", None), ("volunteers", None)}
+    row = rows["tickets", "tickets"]
+    assert (row["documents"], row["events"], row["lagging"]) == (1, 1, True)
+    # from T-waiting's unpublished event (30 s), not its published one (50 s) nor anything older
+    assert 30 <= row["lag_seconds"] < 40
 
     code, out, _ = run_ops(capsys, settings, "outbox", "--max-lag", "60")
     print(out)
     assert code == 0 and out.splitlines()[-1] == "healthy"
+
+    record_published(db, ids(waiting, 1))  # the broker confirms the last one: the documents keep their events
+    code, out, _ = run_ops(capsys, settings, "outbox", "--json", "--max-lag", "0")
+    row = next(row for row in json.loads(out)["outboxes"] if row["collection"] == "tickets")
+    assert code == 0 and (row["documents"], row["events"], row["oldest"], row["lag_seconds"]) == (0, 0, None, 0.0)
+    assert db.tickets.count_documents({SINCE: {"$exists": True}}) == 3
 
 
 def test_an_unreachable_management_api_exits_2(settings, capsys):

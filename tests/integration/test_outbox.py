@@ -1,4 +1,8 @@
-"""The outbox relay: an event saved while the broker is away is published once it is back."""
+"""The outbox relay: an event saved while the broker is away is published once it is back.
+
+The relay never writes a document again: what the broker confirmed goes into the
+ledger, and the sweep moves each collection's checkpoint past what it published.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import pytest
 from nameko.testing.services import dummy, entrypoint_hook
 
 from kernel.config import Settings
+from kernel.ledger import checkpoint, published_among, record_published, unpublished
 from kernel.mongo import Mongo
-from kernel.outbox import OUTBOX, SINCE, Outbox, with_events
+from kernel.outbox import OUTBOX, SINCE, STAGED, Outbox, push_events, with_events
 from tests.support.broker import depth, drain
 from tests.support.events import ticket_received
 from tests.support.proxy import TcpProxy
@@ -57,8 +62,9 @@ def test_an_event_saved_while_the_broker_is_down_is_published_when_it_is_back(
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=15)
     [(body, _)] = drain(settings.amqp_uri, QUEUE)
     assert body["event_id"] == event.event_id
-    wait_until(lambda: SINCE not in things.find_one({"_id": event.payload["ticket_id"]}))
-    assert things.find_one({"_id": event.payload["ticket_id"]})[OUTBOX] == []
+    database = things.database
+    wait_until(lambda: unpublished(database, "things") == [] and published_among(database, [event.event_id]))
+    assert things.find_one({"_id": event.payload["ticket_id"]}) == stored  # never written again
 
 
 def test_an_event_is_published_right_after_its_write(container_factory, settings, mongo_client, wait_until):
@@ -95,67 +101,94 @@ def relay_of(container):
     return relay
 
 
-def test_published_events_are_settled_by_the_relay_unless_a_later_write_takes_them_over(
+def test_a_published_event_goes_to_the_ledger_and_its_document_is_not_written_again(
         container_factory, settings, mongo_client, wait_until):
-    patient = Settings(**{**settings.__dict__, "outbox_grace_seconds": 30.0})  # no sweep meanwhile
-    container = container_factory(Writer, patient.nameko_config())
-    container.start()
-    things = mongo_client[settings.database_name("tickets")].things
-    relay = relay_of(container)
-    relay.settle_after = 3600.0  # nothing is due until the test says so
-    settled_by_relay, handed_over = ticket_received(), ticket_received()
-
-    with entrypoint_hook(container, "save") as save:
-        save(settled_by_relay.to_wire())
-        save(handed_over.to_wire())
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 2, timeout=5)
-    wait_until(lambda: relay.unsettled("things", handed_over.payload["ticket_id"]), timeout=5)  # confirmed
-    taken = relay.hand_over("things", handed_over.payload["ticket_id"])
-    assert taken == [handed_over.event_id]
-
-    # The relay settles what it kept once due; what it handed over stays for the taker's write.
-    relay.settle_after = 0.0
-    wait_until(lambda: SINCE not in things.find_one({"_id": settled_by_relay.payload["ticket_id"]}), timeout=5)
-    relay.settle(everything=True)
-    assert things.find_one({"_id": handed_over.payload["ticket_id"]})[OUTBOX]
-
-    # The taker's write failed: given back, the events are the relay's to settle again.
-    relay.take_back("things", handed_over.payload["ticket_id"], taken)
-    wait_until(lambda: SINCE not in things.find_one({"_id": handed_over.payload["ticket_id"]}), timeout=5)
-    assert things.find_one({"_id": handed_over.payload["ticket_id"]})[OUTBOX] == []
-
-
-def test_a_failing_write_in_handed_over_gives_the_events_back(container_factory, settings, wait_until):
     container = container_factory(Writer, settings.nameko_config())
     container.start()
-    relay = relay_of(container)
-    relay.settle_after = 3600.0  # the relay keeps the event until it is handed over
+    things = mongo_client[settings.database_name("tickets")].things
     event = ticket_received()
+
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
-    wait_until(lambda: relay.unsettled("things", event.payload["ticket_id"]) == [event.event_id], timeout=5)
 
-    with pytest.raises(RuntimeError), relay.handed_over("things", event.payload["ticket_id"]) as taken:
-        assert taken == [event.event_id]
-        raise RuntimeError("the write failed")
-    assert relay.hand_over("things", event.payload["ticket_id"]) == [event.event_id]
+    wait_until(lambda: published_among(things.database, [event.event_id]) == {event.event_id}, timeout=5)
+    stored = things.find_one({"_id": event.payload["ticket_id"]})
+    wait_until(lambda: swept_past(things, stored[SINCE]), timeout=5)
+    eventlet.sleep(0.5)  # more sweeps pass over it
+    assert depth(settings.amqp_uri, QUEUE) == 1  # published once
+    assert things.find_one({"_id": event.payload["ticket_id"]}) == stored
 
 
-def test_a_backlog_larger_than_a_sweep_is_published_and_settled(
+def test_the_sweep_publishes_what_neither_this_relay_nor_the_ledger_knows(
         container_factory, settings, mongo_client, wait_until):
-    from datetime import timedelta
-
-    from kernel.envelope import utcnow
-    from kernel.outbox import SWEEP_READ
-
     things = mongo_client[settings.database_name("tickets")].things
-    events = [ticket_received() for _ in range(SWEEP_READ + 150)]  # two reads, five batches
-    long_ago = utcnow() - timedelta(minutes=5)  # what the relay finds when the broker comes back
-    things.insert_many([{**with_events({"_id": e.payload["ticket_id"]}, [e]), SINCE: long_ago} for e in events])
+    by_another_relay, lost_in_a_crash = ticket_received(), ticket_received()
+    for event in (by_another_relay, lost_in_a_crash):  # written, then the writer died before its flush
+        things.insert_one(with_events({"_id": event.payload["ticket_id"]}, [event]))
+    record_published(things.database, [by_another_relay.event_id])  # another instance published this one
+
     container = container_factory(Writer, settings.nameko_config())
     container.start()
 
-    wait_until(lambda: things.count_documents({SINCE: {"$exists": True}}) == 0, timeout=60)
-    published = {body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)}
-    assert published == {e.event_id for e in events}  # every one, whatever was published twice
-    assert things.count_documents({OUTBOX: {"$size": 0}}) == len(events)
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    wait_until(lambda: unpublished(things.database, "things") == [], timeout=5)
+    eventlet.sleep(0.5)
+    assert [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE)] == [lost_in_a_crash.event_id]
+
+
+def test_events_staged_before_the_checkpoint_are_not_published_again_with_a_new_one(
+        container_factory, settings, mongo_client, wait_until):
+    things = mongo_client[settings.database_name("tickets")].things
+    first = ticket_received()
+    document_id = first.payload["ticket_id"]
+    second = ticket_received(document_id)
+    container = container_factory(Writer, settings.nameko_config())
+    container.start()
+    with entrypoint_hook(container, "save") as save:
+        save(first.to_wire())
+    wait_until(lambda: swept_past(things, things.find_one({"_id": document_id})[SINCE]), timeout=5)
+    drain(settings.amqp_uri, QUEUE)
+
+    # A later change to the same document, its event written and never flushed (its writer died).
+    things.update_one({"_id": document_id}, push_events({"$set": {"state": "x"}}, [second]))
+
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    eventlet.sleep(0.5)
+    assert [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE)] == [second.event_id]
+    assert [e["event_id"] for e in things.find_one({"_id": document_id})[OUTBOX]] == [
+        first.event_id, second.event_id]  # the document keeps what it emitted
+
+
+def swept_past(collection, moment) -> bool:
+    """True once the collection's checkpoint is later than ``moment``."""
+    reached = checkpoint(collection.database, collection.name)
+    return reached is not None and reached > moment.replace(tzinfo=reached.tzinfo)
+
+
+def test_a_backlog_larger_than_a_sweep_is_published_once(
+        container_factory, settings, mongo_client, wait_until, monkeypatch):
+    from datetime import timedelta
+
+    import kernel.outbox
+    from kernel.envelope import utcnow
+
+    monkeypatch.setattr(kernel.outbox, "SWEEP_READ", 50)
+    monkeypatch.setattr(kernel.outbox, "SWEEP_BATCH", 20)
+    things = mongo_client[settings.database_name("tickets")].things
+    long_ago = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)  # what is found when the broker is back
+    # 70 written at one instant (more than a page), then 90 three to an instant (pages end mid-instant)
+    instants = [long_ago] * 70 + [long_ago + timedelta(milliseconds=1 + n // 3) for n in range(90)]
+    events = [ticket_received() for _ in instants]
+    documents = []
+    for event, at in zip(events, instants, strict=True):
+        document = with_events({"_id": event.payload["ticket_id"]}, [event])
+        document[OUTBOX][0][STAGED] = document[SINCE] = at
+        documents.append(document)
+    things.insert_many(documents)
+    container = container_factory(Writer, settings.nameko_config())
+    container.start()
+
+    wait_until(lambda: unpublished(things.database, "things") == [], timeout=60)
+    published = [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)]
+    assert sorted(published) == sorted(e.event_id for e in events)  # every one, once
+    assert relay_of(container).published(events[-1].event_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +17,8 @@ from kernel.cli.main import build_parser, main
 from kernel.cli.management import Endpoint, ManagementClient, ManagementError, ManagementUnavailable, endpoint_for
 from kernel.cli.supervisor import write_state
 from kernel.config import Settings
+from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX, OUTBOX_INDEX, SINCE, STAGED
+from tests.conftest import ROOT
 
 RETRY = (200, 1000)
 NOTIFY = "huisheng.notify.ticket_events"
@@ -68,17 +72,38 @@ def test_header_names_are_those_of_the_reliable_handler():
 
 
 def test_outbox_names_are_those_of_the_relay():
-    from kernel import outbox
+    """ops reads outboxes through kernel.ledger: the relay must stage and index under the same names."""
+    from kernel import ledger, outbox
 
-    created = {}
+    created = []
 
     class Collection:
-        def create_index(self, key, **options):
-            created.update(key=key, **options)
+        def __init__(self, database, name):
+            self.database, self.name = database, name
 
-    outbox.ensure_indexes(Collection())
-    assert (ops.OUTBOX, ops.SINCE) == (outbox.OUTBOX, outbox.SINCE)
-    assert (created["key"], created["name"]) == (ops.SINCE, ops.OUTBOX_INDEX)
+        def create_index(self, key, **options):
+            key = key if isinstance(key, str) else key[0][0]
+            created.append((self.name, key, options.get("name")))
+
+    class Database:
+        def __getitem__(self, name):
+            return Collection(self, name)
+
+    outbox.ensure_indexes(Database()["tickets"])
+    assert (outbox.OUTBOX, outbox.SINCE) == (ledger.OUTBOX, ledger.SINCE)
+    assert ("tickets", ledger.SINCE, ledger.OUTBOX_INDEX) in created
+    # the ledger's collections sit beside the outbox, and nothing marks them as outboxes
+    assert not [name for name, _, index in created if name in (LEDGER, CHECKPOINTS) and index == OUTBOX_INDEX]
+
+
+def test_the_parser_loads_no_pymongo_and_the_ledger_no_eventlet():
+    # In a fresh interpreter: this one has eventlet already (conftest monkey-patches). Every CLI command
+    # builds the ops parser, so kernel.ledger (and pymongo with it) is imported only by ``ops outbox``.
+    script = ("import sys, kernel.cli.main as m; m.build_parser(); before = 'pymongo' in sys.modules; "
+              "import kernel.ledger; print(before, sorted({'eventlet', 'nameko'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False []"
 
 
 # --------------------------------------------------------------------------- queue names
@@ -379,15 +404,49 @@ def test_the_database_is_mongo_uri_else_the_run_state_else_an_error(tmp_path):
 
 
 def test_backlog_counts_documents_events_and_the_oldest_age():
+    """Documents as kernel.ledger.unpublished returns them: only their unpublished events."""
     now = datetime(2026, 11, 26, 8, 0, 30, tzinfo=UTC)
     documents = [
-        {"_id": 1, ops.OUTBOX: [{"event_id": "a"}, {"event_id": "b"}], ops.SINCE: now - timedelta(seconds=12)},
-        {"_id": 2, ops.OUTBOX: [{"event_id": "c"}], ops.SINCE: (now - timedelta(seconds=3)).replace(tzinfo=None)},
-        {"_id": 3, ops.OUTBOX: [], ops.SINCE: now},  # published, its mark not yet removed
+        {"_id": 1, OUTBOX: [{"event_id": "a", STAGED: now - timedelta(seconds=12)},
+                            {"event_id": "b", STAGED: now - timedelta(seconds=5)}], SINCE: now - timedelta(seconds=5)},
+        {"_id": 2, OUTBOX: [{"event_id": "c", STAGED: (now - timedelta(seconds=3)).replace(tzinfo=None)}],
+         SINCE: (now - timedelta(seconds=3)).replace(tzinfo=None)},
     ]
-    assert ops.backlog(documents, now) == {"documents": 3, "events": 3, "oldest": "2026-11-26T08:00:18+00:00",
+    assert ops.backlog(documents, now) == {"documents": 2, "events": 3, "oldest": "2026-11-26T08:00:18+00:00",
                                            "lag_seconds": 12.0}
     assert ops.backlog([], now) == {"documents": 0, "events": 0, "oldest": None, "lag_seconds": 0.0}
+
+
+def test_the_lag_runs_from_the_oldest_unpublished_event_not_the_document_s_latest_staging():
+    now = datetime(2026, 11, 26, 8, 0, 30, tzinfo=UTC)
+    # _outbox_since is the latest staging: an older event still waiting beside a newer one sets the lag.
+    waiting = {"_id": 1, SINCE: now - timedelta(seconds=2),
+               OUTBOX: [{"event_id": "old", STAGED: now - timedelta(seconds=40)},
+                        {"event_id": "new", STAGED: now - timedelta(seconds=2)}]}
+    assert ops.backlog([waiting], now)["lag_seconds"] == 40.0
+    # An entry staged before the ledger existed has no stamp: its document's mark stands for it.
+    legacy = {"_id": 2, SINCE: now - timedelta(seconds=7), OUTBOX: [{"event_id": "x"}]}
+    assert ops.backlog([legacy], now) == {"documents": 1, "events": 1, "oldest": "2026-11-26T08:00:23+00:00",
+                                          "lag_seconds": 7.0}
+    # A document staged a moment in the future (another machine's clock) is no negative lag.
+    later = now + timedelta(seconds=1)
+    ahead = {"_id": 3, SINCE: later, OUTBOX: [{"event_id": "y", STAGED: later}]}
+    assert ops.backlog([ahead], now)["lag_seconds"] == 0.0
+
+
+def test_only_collections_with_the_relay_s_index_are_outboxes_never_the_ledger():
+    class Database:
+        indexes = {"tickets": {"_id_": {}, OUTBOX_INDEX: {}}, "processed_events": {"_id_": {}, "at_1": {}},
+                   LEDGER: {"_id_": {}, "by_event": {}, "expiry": {}},
+                   CHECKPOINTS: {"_id_": {}, OUTBOX_INDEX: {}}}  # even were it indexed like an outbox
+
+        def list_collection_names(self):
+            return list(self.indexes)
+
+        def __getitem__(self, name):
+            return type("Collection", (), {"index_information": lambda _: self.indexes[name]})()
+
+    assert ops.outbox_collections(Database()) == ["tickets"]
 
 
 def test_the_outbox_table_flags_a_lagging_relay():

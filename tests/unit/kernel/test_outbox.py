@@ -7,7 +7,7 @@ import pytest
 
 from kernel.envelope import Envelope, MalformedEvent
 from kernel.events import UnknownEventType
-from kernel.outbox import OUTBOX, SINCE, push_events, staged, with_events
+from kernel.outbox import OUTBOX, SINCE, STAGED, _outgoing, push_events, staged, with_events
 
 
 def event(type_, payload, version=1):
@@ -25,13 +25,26 @@ def assert_recent_utc(value):
     assert abs(datetime.now(UTC) - value) < timedelta(seconds=5)
 
 
+def stamped(envelopes, at):
+    return [{**e.to_wire(), STAGED: at} for e in envelopes]
+
+
 def test_outbox_field_names():
-    assert (OUTBOX, SINCE) == ("_outbox", "_outbox_since")
+    assert (OUTBOX, SINCE, STAGED) == ("_outbox", "_outbox_since", "_staged")
 
 
-def test_staged_gives_the_wire_form_of_each_event(events):
-    assert staged(events) == [e.to_wire() for e in events]
-    assert [Envelope.from_wire(wire) for wire in staged(events)] == events
+def test_staged_gives_the_wire_form_of_each_event_stamped_with_its_staging(events):
+    at = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    assert staged(events, at) == stamped(events, at)
+    assert_recent_utc(staged(events)[0][STAGED])
+
+
+def test_what_is_published_is_the_wire_form_without_the_stamp(events):
+    entry = staged(events)[0]
+    outgoing = _outgoing(entry)
+    assert outgoing.body == events[0].to_wire()
+    assert Envelope.from_wire(outgoing.body) == events[0]
+    assert STAGED in entry  # the stored entry keeps it
 
 
 def test_with_events_without_events_returns_the_document_unchanged():
@@ -44,7 +57,7 @@ def test_with_events_adds_the_outbox_and_its_time(events):
     document = {"_id": "T1", "state": "paused"}
     stored = with_events(document, events)
     assert stored["_id"] == "T1" and stored["state"] == "paused"
-    assert stored[OUTBOX] == [e.to_wire() for e in events]
+    assert stored[OUTBOX] == stamped(events, stored[SINCE])
     assert_recent_utc(stored[SINCE])
     assert set(stored) == {"_id", "state", OUTBOX, SINCE}
 
@@ -79,28 +92,28 @@ def test_push_events_without_events_returns_the_update_unchanged():
     assert push_events(update, []) is update
 
 
-def test_push_events_appends_the_outbox_and_keeps_the_oldest_time(events):
+def test_push_events_appends_the_outbox_and_moves_the_time_to_this_staging(events):
     update = push_events({"$set": {"state": "paused"}}, events)
     assert update["$set"] == {"state": "paused"}
-    assert update["$push"] == {OUTBOX: {"$each": [e.to_wire() for e in events]}}
-    assert set(update["$min"]) == {SINCE}
-    assert_recent_utc(update["$min"][SINCE])
+    assert set(update["$max"]) == {SINCE}
+    assert_recent_utc(update["$max"][SINCE])
+    assert update["$push"] == {OUTBOX: {"$each": stamped(events, update["$max"][SINCE])}}
 
 
-def test_push_events_merges_an_existing_push_and_min_without_losing_keys(events):
+def test_push_events_merges_an_existing_push_and_max_without_losing_keys(events):
     due = datetime(2026, 11, 27, tzinfo=UTC)
     original = {
         "$set": {"state": "paused"},
         "$push": {"timeline": {"type": "paused"}},
-        "$min": {"first_response_at": due},
+        "$max": {"last_seen_at": due},
         "$inc": {"version": 1},
     }
     before = copy.deepcopy(original)
     update = push_events(original, events)
     assert update["$push"]["timeline"] == {"type": "paused"}
-    assert update["$push"][OUTBOX] == {"$each": [e.to_wire() for e in events]}
-    assert update["$min"]["first_response_at"] == due
-    assert SINCE in update["$min"]
+    assert update["$push"][OUTBOX] == {"$each": stamped(events, update["$max"][SINCE])}
+    assert update["$max"]["last_seen_at"] == due
+    assert SINCE in update["$max"]
     assert update["$set"] == {"state": "paused"} and update["$inc"] == {"version": 1}
     assert original == before  # the given update is not changed in place
 

@@ -710,6 +710,40 @@ def test_document_from_mongo_with_naive_datetimes_and_an_outbox():
     assert loaded == original and loaded.pending_events == []
 
 
+def echo(event_id: str, minutes: float, kind: str = "echo.delivered") -> dict:
+    return {"type": kind, "at": NOW + timedelta(minutes=minutes), "event_id": event_id, "channel": "inbox",
+            "recipient": "r1", "source_event_type": "ticket.received"}
+
+
+def test_echoes_are_read_with_the_document_and_never_written_into_it():
+    document = drive(new_ticket(), "dispatch").to_document()
+    naive = {**echo("e1", 0.5), "at": (NOW + timedelta(minutes=0.5)).replace(tzinfo=None)}
+    loaded = Ticket.from_document(document, [naive])
+    assert loaded.echoes == [echo("e1", 0.5)] and loaded.echoes[0]["at"].tzinfo is UTC
+    assert loaded == Ticket.from_document(document)  # echoes are not the ticket's state
+    loaded.accept(at(2), SECRETARY)
+    saved = loaded.to_document()
+    assert "echoes" not in saved
+    assert [entry["type"] for entry in saved["timeline"]] == ["ticket.received", "ticket.dispatched",
+                                                              "ticket.accepted"]
+
+
+def test_history_merges_the_echoes_into_the_timeline_in_time_order():
+    ticket = drive(new_ticket(), "dispatch", "accept")  # at NOW, at(1), at(2)
+    ticket.echoes = [echo("late", 5), echo("tie", 1, "echo.failed"), echo("early", 0.5)]
+    assert [(entry["type"], entry.get("event_id")) for entry in ticket.history] == [
+        ("ticket.received", None), ("echo.delivered", "early"), ("ticket.dispatched", None),
+        ("echo.failed", "tie"), ("ticket.accepted", None), ("echo.delivered", "late")]
+    assert len(ticket.timeline) == 3  # the view only
+
+
+def test_history_shows_an_echo_once_that_an_older_document_holds_in_its_timeline():
+    ticket = new_ticket()
+    ticket.timeline.append(echo("e1", 1))  # recorded by the timeline update of earlier releases
+    ticket.echoes = [echo("e1", 1), echo("e2", 2)]
+    assert [entry.get("event_id") for entry in ticket.history] == [None, "e1", "e2"]
+
+
 def test_loaded_ticket_continues_where_it_left_off():
     loaded = Ticket.from_document(ticket_in(State.DISPATCHED).to_document())
     loaded.accept(at(10), SECRETARY)

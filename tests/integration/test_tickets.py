@@ -1,0 +1,47 @@
+"""The tickets service with the real broker and database: a retried create publishes its event again."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import eventlet
+import pytest
+from nameko.testing.services import entrypoint_hook
+
+from kernel.envelope import utcnow
+from kernel.groupcommit import GroupCommitter, Writes
+from services.tickets.domain import Ticket
+from services.tickets.repository import TicketRepository, ticket_id_for
+from services.tickets.service import CATALOGUE, TicketsService, envelopes
+from tests.conftest import free_port
+from tests.support.broker import depth, drain
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "huisheng.notify.ticket_events"
+REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+
+
+def test_a_retried_create_publishes_the_event_of_a_first_attempt_that_committed_late(
+        container_factory, settings, mongo_client, wait_until):
+    # The sweep would take the event only after a minute: whatever is published here, the retry published.
+    late_sweep = dataclasses.replace(settings, outbox_grace_seconds=60.0)
+    tickets = container_factory(TicketsService, late_sweep.nameko_config(web_address=f"127.0.0.1:{free_port()}"))
+    tickets.start()
+    # The first attempt's write committed after its client had given up: nobody asked the relay to publish.
+    first = Ticket.receive(ticket_id_for("xingqiao", "r-1", "k-1"), "xingqiao", CATALOGUE.get("roof_leak"),
+                           REPORT["description"], REPORT["address_string"], "r-1", "resident", utcnow())
+    events = envelopes(first, "first-attempt")
+    committer = GroupCommitter()
+    TicketRepository(mongo_client[settings.database_name("tickets")], Writes(committer)).add(first, events, "k-1")
+    committer.stop()
+    eventlet.sleep(0.5)  # several sweeps
+    assert depth(settings.amqp_uri, QUEUE) == 0
+
+    with entrypoint_hook(tickets, "create") as create:
+        again = create("xingqiao", "r-1", REPORT, request_key="k-1")
+
+    assert again["id"] == first.id and again["created_at"] == first.created_at.isoformat()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    [(published, _)] = drain(settings.amqp_uri, QUEUE)
+    assert (published["event_id"], published["type"]) == (events[0].event_id, "ticket.received")
