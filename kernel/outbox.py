@@ -27,6 +27,7 @@ zero times: consumers dedupe on ``event_id``.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -123,7 +124,8 @@ class OutboxRelay(SharedExtension):
         self._flush_publisher = self._sweep_publisher = None
         self._collections: dict[str, Collection] | None = None
         self._queued = LightQueue()  # (collection, document id, events) written, not yet published
-        self._published: dict[str, float] = {}  # event id -> when the broker confirmed it (monotonic)
+        self._published: set[str] = set()  # event ids the broker confirmed lately
+        self._confirmed: deque[tuple[float, str]] = deque()  # (when, monotonic; event id), oldest first
         self._unrecorded: list[str] = []  # confirmed, not yet in the ledger
         super().__init__(**kwargs)
 
@@ -234,7 +236,8 @@ class OutboxRelay(SharedExtension):
         now = time.monotonic()
         for event_id in event_ids:
             if event_id not in self._published:
-                self._published[event_id] = now
+                self._published.add(event_id)
+                self._confirmed.append((now, event_id))
                 self._unrecorded.append(event_id)
 
     def published(self, event_id: str) -> bool:
@@ -264,11 +267,9 @@ class OutboxRelay(SharedExtension):
                 log.warning("outbox.ledger_failed", events=len(self._unrecorded), error=repr(error))
 
     def _forget(self, before: float) -> None:
-        """Drop remembered ids confirmed before ``before`` (dicts keep insertion order: oldest first)."""
-        for event_id, confirmed_at in list(self._published.items()):
-            if confirmed_at >= before:
-                break
-            del self._published[event_id]
+        """Drop remembered ids confirmed before ``before``."""
+        while self._confirmed and self._confirmed[0][0] < before:
+            self._published.discard(self._confirmed.popleft()[1])
 
     def sweep(self) -> int:
         """Publish what is older than the grace period and still unpublished, a page per collection.

@@ -121,3 +121,19 @@ def test_push_events_merges_an_existing_push_and_max_without_losing_keys(events)
 def test_push_events_rejects_an_invalid_event(transition):
     with pytest.raises(MalformedEvent):
         push_events({"$set": {}}, [event("ticket.paused", {**transition, "attached_residents": "r1"})])
+
+
+def test_the_relay_remembers_what_it_published_for_a_while_and_records_each_id_once():
+    from kernel.outbox import OutboxRelay
+
+    relay = OutboxRelay()
+    relay._note_published(["a", "b"])
+    relay._note_published(["b", "c"])  # a second publish of b (a sweep beside a flush)
+    assert relay._unrecorded == ["a", "b", "c"]
+    assert all(relay.published(event_id) for event_id in "abc")
+
+    first_seen = relay._confirmed[0][0]
+    relay._forget(before=first_seen)  # nothing older than the oldest
+    assert relay.published("a")
+    relay._forget(before=float("inf"))
+    assert not any(relay.published(event_id) for event_id in "abc") and not relay._confirmed
