@@ -26,7 +26,7 @@ This module has no eventlet or nameko in it, so the CLI can import it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING
 from pymongo.database import Database
@@ -39,15 +39,28 @@ LEDGER = "_outbox_published"
 CHECKPOINTS = "_outbox_checkpoints"
 # Ledger entries only matter between a checkpoint and the present; a checkpoint held back
 # longer than this (an event the broker keeps refusing) costs duplicates once it moves, not losses.
-LEDGER_TTL_SECONDS = 3600
+LEDGER_RETENTION_SECONDS = 3600
 LOOKUP_CHUNK = 500  # event ids per ledger query
 
 
 def ensure_ledger_indexes(db: Database) -> None:
-    """The ledger is looked up by event id and expires by age."""
+    """The ledger is looked up by event id and pruned by age (:func:`prune_ledger`).
+
+    Not a TTL index: SecantusDB's TTL monitor decodes every document of the collection
+    under its global lock once a minute, which stalled every write for a fraction of a
+    second under load.
+    """
     ledger = db[LEDGER]
     ledger.create_index("ids", name="by_event")
-    ledger.create_index("at", name="expiry", expireAfterSeconds=LEDGER_TTL_SECONDS)
+    if "expiry" in ledger.index_information():  # the TTL index of an earlier version
+        ledger.drop_index("expiry")
+    ledger.create_index("at", name="by_age")
+
+
+def prune_ledger(db: Database, now: datetime | None = None) -> int:
+    """Delete ledger entries older than the retention; how many."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=LEDGER_RETENTION_SECONDS)
+    return db[LEDGER].delete_many({"at": {"$lt": cutoff}}).deleted_count
 
 
 def record_published(db: Database, event_ids: Sequence[str], at: datetime | None = None) -> None:

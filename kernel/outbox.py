@@ -48,6 +48,7 @@ from kernel.ledger import (
     advance_checkpoint,
     checkpoint,
     ensure_ledger_indexes,
+    prune_ledger,
     published_among,
     record_published,
     staged_since,
@@ -63,7 +64,10 @@ __all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "ensure_indexes
 
 SWEEP_BATCH = 500  # documents whose events are published as one pipelined batch
 SWEEP_READ = 2000  # documents a sweep reads at once
-LEDGER_SECONDS = 0.05  # confirmed ids are written to the ledger in one document this often
+# Confirmed ids are written to the ledger in one document this often (at most a quarter of the
+# grace period, so that another relay's sweep finds them there): a statement per interval, not per batch.
+LEDGER_SECONDS = 0.5
+PRUNE_SECONDS = 60.0  # the ledger is pruned of entries past their retention this often
 FLUSH_BATCH = 200  # documents the flusher publishes as one batch at most
 # The relay remembers what it published itself for this long, so that its sweep (whose window is
 # the grace period plus one interval behind) rarely has to ask the ledger.
@@ -134,6 +138,7 @@ class OutboxRelay(SharedExtension):
     def setup(self) -> None:
         settings = settings_of(self.container.config)
         self.settings = settings
+        self.record_every = min(LEDGER_SECONDS, settings.outbox_grace_seconds / 4)
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
         # events nobody is bound to in a visible queue instead of dropping them. One publisher
         # per greenthread that publishes: the flusher's and the sweep's.
@@ -259,7 +264,7 @@ class OutboxRelay(SharedExtension):
 
     def _record_forever(self) -> None:
         while True:
-            eventlet.sleep(LEDGER_SECONDS)
+            eventlet.sleep(self.record_every)
             try:
                 self.record()
                 self._forget(time.monotonic() - REMEMBER_SECONDS)
@@ -357,11 +362,15 @@ class OutboxRelay(SharedExtension):
         labelled(OUTBOX_OLDEST, self.container.service_name, name).set(max(0.0, lag))
 
     def _sweep_forever(self) -> None:
+        pruned = time.monotonic()
         while True:
             started = time.monotonic()
             backlog = False
             try:
                 backlog = self.sweep() >= SWEEP_READ
+                if started - pruned >= PRUNE_SECONDS:
+                    prune_ledger(self.mongo.database(self.container.service_name))
+                    pruned = started
             except Exception as error:
                 log.warning("outbox.sweep_failed", error=repr(error))
             pause = self.settings.outbox_sweep_seconds - (time.monotonic() - started)

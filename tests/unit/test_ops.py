@@ -85,6 +85,9 @@ def test_outbox_names_are_those_of_the_relay():
             key = key if isinstance(key, str) else key[0][0]
             created.append((self.name, key, options.get("name")))
 
+        def index_information(self):
+            return {}
+
     class Database:
         def __getitem__(self, name):
             return Collection(self, name)
