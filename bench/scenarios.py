@@ -38,6 +38,7 @@ from kernel.ledger import unpublished
 # (five indexes each), so the margin grows with the backlog. A run whose inserts did not finish in
 # time says so (inserted_before_due) in its results.
 BACKLOG_MARGIN_SECONDS = 3.0
+BACKLOG_PER_INSTANT = 500  # backlog documents staged in the same millisecond (less than a sweep's page)
 BACKLOG_INSERT_RATE = 400.0
 INSERT_BATCH = 1000
 NOT_THE_SYSTEM = frozenset({"harness", "loadgen"})  # the benchmark's own processes
@@ -136,15 +137,20 @@ def paced(ctx: Context, stack: Stack, rate: float | None = None, phase: str = "p
 def backlog(ctx: Context, stack: Stack, on_due: Callable[[], None] | None = None) -> dict:
     """Write N tickets whose events are unpublished (as after a broker outage); time the relay's drain.
 
-    All of them become due for the sweep at the same instant; the clock runs from
-    then until the last of them reached the tap, and the outbox is checked clean.
+    They were staged within a few milliseconds of each other (:data:`BACKLOG_PER_INSTANT` to a
+    millisecond, as writes pile up during an outage), so they become due for the sweep at about
+    the same instant; the clock runs from the first of them falling due until the last reached
+    the tap, and the outbox is checked clean.
     """
     count, prefix = ctx.config.backlog_events, f"bench-backlog-{uuid.uuid4().hex[:8]}-"
     grace = Settings.from_env(stack.env).outbox_grace_seconds
     documents = backlog_tickets(count, datetime.now(UTC), prefix)
-    since = due_after(BACKLOG_MARGIN_SECONDS + count / BACKLOG_INSERT_RATE)
-    for document in documents:
-        staged_at(document, since)  # the event's stamp too: a stamp older than the checkpoint counts as published
+    last = due_after(BACKLOG_MARGIN_SECONDS + count / BACKLOG_INSERT_RATE)
+    instants = -(-count // BACKLOG_PER_INSTANT)
+    since = last - timedelta(milliseconds=instants - 1)
+    for index, document in enumerate(documents):
+        # the event's stamp too: a stamp older than the checkpoint counts as published
+        staged_at(document, since + timedelta(milliseconds=index // BACKLOG_PER_INSTANT))
     tickets = EchoStore.of(ctx.client, stack).tickets
     mark, inserting = ctx.tap.mark(), time.time()
     for start in range(0, count, INSERT_BATCH):
