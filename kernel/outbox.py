@@ -63,7 +63,9 @@ __all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "ensure_indexes
            "with_events"]
 
 SWEEP_BATCH = 500  # documents whose events are published as one pipelined batch
-SWEEP_READ = 2000  # documents a sweep reads at once
+SWEEP_READ = 2000  # documents a sweep aims to read at once (see OutboxRelay._read_slice)
+FIRST_SLICE = timedelta(seconds=5)  # the span of time a sweep first reads, resized after every read
+LONGEST_SLICE = timedelta(hours=1)
 # Confirmed ids are written to the ledger in one document this often (at most a quarter of the
 # grace period, so that another relay's sweep finds them there): a statement per interval, not per batch.
 LEDGER_SECONDS = 0.5
@@ -131,6 +133,7 @@ class OutboxRelay(SharedExtension):
         self._published: set[str] = set()  # event ids the broker confirmed lately
         self._confirmed: deque[tuple[float, str]] = deque()  # (when, monotonic; event id), oldest first
         self._unrecorded: list[str] = []  # confirmed, not yet in the ledger
+        self._slices: dict[str, timedelta] = {}  # collection -> the span of time its next sweep reads
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -276,24 +279,26 @@ class OutboxRelay(SharedExtension):
         while self._confirmed and self._confirmed[0][0] < before:
             self._published.discard(self._confirmed.popleft()[1])
 
-    def sweep(self) -> int:
-        """Publish what is older than the grace period and still unpublished, a page per collection.
+    def sweep(self) -> bool:
+        """Publish what is older than the grace period and still unpublished, a slice per collection.
 
-        Returns how many documents it read; a full page means more may be waiting.
+        Returns True if a collection has more waiting than one slice took (a backlog).
         """
         cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
-        return sum(self._sweep_page(name, collection, cutoff) for name, collection in self.collections().items())
+        more = [self._sweep_slice(name, collection, cutoff) for name, collection in self.collections().items()]
+        return any(more)
 
-    def _sweep_page(self, name: str, collection: Collection, cutoff: datetime) -> int:
-        """One page of a collection's documents staged from its checkpoint up to ``cutoff``.
+    def _sweep_slice(self, name: str, collection: Collection, cutoff: datetime) -> bool:
+        """One slice of time of a collection's documents, from its checkpoint on, no later than ``cutoff``.
 
-        Every unpublished event of the page is published (a batch of :data:`SWEEP_BATCH`
-        documents at a time); once all are confirmed the checkpoint moves past the page,
-        else to the first document whose events the broker did not confirm.
+        Every unpublished event of the slice is published (a batch of :data:`SWEEP_BATCH`
+        documents at a time); once all are confirmed the checkpoint moves past the slice,
+        else to the first document whose events the broker did not confirm. True if the
+        slice ended before ``cutoff``.
         """
         db = collection.database
         since = checkpoint(db, name)
-        documents, next_since = self._read_page(collection, since, cutoff)
+        documents, next_since = self._read_slice(name, collection, since, cutoff)
         pending = self._unpublished(db, documents, since)
         failed_since = None
         for start in range(0, len(pending), SWEEP_BATCH):
@@ -308,29 +313,38 @@ class OutboxRelay(SharedExtension):
         if failed_since is None and pending:
             log.info("outbox.swept", collection=name, documents=len(pending),
                      events=sum(len(events) for _, events in pending))
+        more = next_since < cutoff
         if failed_since is not None:
-            next_since = failed_since
+            next_since, more = failed_since, False
         if since is None or next_since > since:
             advance_checkpoint(db, name, next_since)
         self._gauge(name, pending if failed_since is not None else [], failed_since)
-        return len(documents)
+        return more
 
-    @staticmethod
-    def _read_page(collection: Collection, since: datetime | None, cutoff: datetime) -> tuple[list[dict], datetime]:
-        """Documents staged from ``since`` to ``cutoff``, oldest first, and where the next page starts.
+    def _read_slice(self, name: str, collection: Collection, since: datetime | None,
+                    cutoff: datetime) -> tuple[list[dict], datetime]:
+        """The documents staged from ``since`` until the slice's end, and that end (excluded).
 
-        A full page stops short of its last instant (its documents may go on beyond the
-        page); a page that is all one instant is read whole, so that the next starts after it.
+        The database reads a whole range of its index whatever the limit (SecantusDB
+        fetches every document of the range before it sorts or limits), so a read is
+        bounded by time, not by a count: each collection's slice is resized after every
+        read to hold about :data:`SWEEP_READ` documents (at least a millisecond, the
+        database's resolution, so a slice always moves on).
         """
-        window = {"$gte": since, "$lte": cutoff} if since else {"$lte": cutoff}
-        projection = {OUTBOX: 1, SINCE: 1}
-        documents = list(collection.find({SINCE: window}, projection).sort(SINCE, ASCENDING).limit(SWEEP_READ))
-        if len(documents) < SWEEP_READ:
-            return documents, cutoff
-        last = documents[-1][SINCE]
-        if documents[0][SINCE] == last:
-            return list(collection.find({SINCE: last}, projection)), last + ONE_TICK
-        return [document for document in documents if document[SINCE] != last], last
+        if since is None:  # no sweep yet: from the oldest document
+            oldest = collection.find_one({SINCE: {"$lte": cutoff}}, {SINCE: 1}, sort=[(SINCE, ASCENDING)])
+            if oldest is None:
+                return [], cutoff
+            since = oldest[SINCE]
+        width = self._slices.get(name, FIRST_SLICE)
+        end = min(cutoff, since + width)
+        documents = list(collection.find({SINCE: {"$gte": since, "$lt": end}}, {OUTBOX: 1, SINCE: 1}))
+        if len(documents) > SWEEP_READ:
+            width = max(ONE_TICK, width * SWEEP_READ / len(documents) // ONE_TICK * ONE_TICK)
+        elif len(documents) < SWEEP_READ // 4 and end < cutoff:
+            width = min(LONGEST_SLICE, width * 2)
+        self._slices[name] = width
+        return documents, end
 
     def _unpublished(self, db, documents: list[dict], since: datetime | None) -> list[tuple[dict, list[dict]]]:
         """The documents with events staged since the checkpoint that neither this relay nor the ledger
@@ -367,7 +381,7 @@ class OutboxRelay(SharedExtension):
             started = time.monotonic()
             backlog = False
             try:
-                backlog = self.sweep() >= SWEEP_READ
+                backlog = self.sweep()
                 if started - pruned >= PRUNE_SECONDS:
                     prune_ledger(self.mongo.database(self.container.service_name))
                     pruned = started

@@ -172,12 +172,12 @@ def test_a_backlog_larger_than_a_sweep_is_published_once(
     import kernel.outbox
     from kernel.envelope import utcnow
 
-    monkeypatch.setattr(kernel.outbox, "SWEEP_READ", 50)
+    monkeypatch.setattr(kernel.outbox, "SWEEP_READ", 40)
     monkeypatch.setattr(kernel.outbox, "SWEEP_BATCH", 20)
     things = mongo_client[settings.database_name("tickets")].things
     long_ago = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)  # what is found when the broker is back
-    # 70 written at one instant (more than a page), then 90 three to an instant (pages end mid-instant)
-    instants = [long_ago] * 70 + [long_ago + timedelta(milliseconds=1 + n // 3) for n in range(90)]
+    # 70 staged in one millisecond (more than a read aims at), then 90 over nine seconds: slices shrink and grow
+    instants = [long_ago] * 70 + [long_ago + timedelta(milliseconds=100 * (1 + n)) for n in range(90)]
     events = [ticket_received() for _ in instants]
     documents = []
     for event, at in zip(events, instants, strict=True):
@@ -191,4 +191,6 @@ def test_a_backlog_larger_than_a_sweep_is_published_once(
     wait_until(lambda: unpublished(things.database, "things") == [], timeout=60)
     published = [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)]
     assert sorted(published) == sorted(e.event_id for e in events)  # every one, once
-    assert relay_of(container).published(events[-1].event_id)
+    relay = relay_of(container)
+    assert relay.published(events[-1].event_id)
+    assert relay._slices["things"] >= timedelta(milliseconds=1)
