@@ -54,9 +54,8 @@ def staged_at(document: dict, since: datetime) -> dict:
 def backlog_tickets(count: int, since: datetime, correlation_prefix: str) -> list[dict]:
     """``count`` tickets as the tickets service stores them, each with one unpublished event.
 
-    ``_outbox_since`` and the event's ``_staged`` are set to ``since`` for all of them, so
-    they all become due for the sweep at the same instant, ``since`` + the grace period
-    (one tie group, larger than a sweep's read page, on purpose).
+    ``_outbox_since`` and the event's ``_staged`` are set to ``since`` for all of them
+    (:func:`staged_at` them again to spread them over time, as the backlog scenario does).
     """
     from services.tickets.catalogue import Catalogue
     from services.tickets.domain import Ticket

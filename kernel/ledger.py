@@ -25,7 +25,7 @@ This module has no eventlet or nameko in it, so the CLI can import it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING
@@ -102,6 +102,26 @@ def staged_since(document: dict, since: datetime | None) -> list[dict]:
     return [event for event in events if STAGED not in event or _aware(event[STAGED]) >= since]
 
 
+def pending_events(db: Database, documents: Iterable[dict], since: datetime | None,
+                   known: Collection[str] = frozenset()) -> list[tuple[dict, list[dict]]]:
+    """The documents with events staged since ``since`` that neither ``known`` nor the ledger lists
+    as published, each with those events (in the documents' order).
+
+    ``known`` is what the caller saw confirmed itself (the relay's memory): those ids are
+    not looked up.
+    """
+    candidates = [(document, [event for event in staged_since(document, since) if event["event_id"] not in known])
+                  for document in documents]
+    asked = [event["event_id"] for _, events in candidates for event in events]
+    published = published_among(db, asked) if asked else set()
+    pending = []
+    for document, events in candidates:
+        events = [event for event in events if event["event_id"] not in published]
+        if events:
+            pending.append((document, events))
+    return pending
+
+
 def unpublished(db: Database, collection_name: str, until: datetime | None = None) -> list[dict]:
     """Documents of the collection with events neither the ledger nor the checkpoint accounts for.
 
@@ -112,15 +132,9 @@ def unpublished(db: Database, collection_name: str, until: datetime | None = Non
     query: dict = {SINCE: {"$gte": since} if since else {"$exists": True}}
     if until is not None:
         query[SINCE]["$lte"] = until
-    documents = list(db[collection_name].find(query, {OUTBOX: 1, SINCE: 1}).sort(SINCE, ASCENDING))
-    candidates = {id(document): staged_since(document, since) for document in documents}
-    published = published_among(db, (event["event_id"] for events in candidates.values() for event in events))
-    found = []
-    for document in documents:
-        events = [event for event in candidates[id(document)] if event["event_id"] not in published]
-        if events:
-            found.append({"_id": document["_id"], SINCE: _aware(document[SINCE]), OUTBOX: events})
-    return found
+    documents = db[collection_name].find(query, {OUTBOX: 1, SINCE: 1}).sort(SINCE, ASCENDING)
+    return [{"_id": document["_id"], SINCE: _aware(document[SINCE]), OUTBOX: events}
+            for document, events in pending_events(db, documents, since)]
 
 
 def _aware(moment: datetime) -> datetime:

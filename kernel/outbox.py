@@ -48,10 +48,9 @@ from kernel.ledger import (
     advance_checkpoint,
     checkpoint,
     ensure_ledger_indexes,
+    pending_events,
     prune_ledger,
-    published_among,
     record_published,
-    staged_since,
 )
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
@@ -299,7 +298,7 @@ class OutboxRelay(SharedExtension):
         db = collection.database
         since = checkpoint(db, name)
         documents, next_since = self._read_slice(name, collection, since, cutoff)
-        pending = self._unpublished(db, documents, since)
+        pending = pending_events(db, documents, since, known=self._published)
         failed_since = None
         for start in range(0, len(pending), SWEEP_BATCH):
             batch = pending[start:start + SWEEP_BATCH]
@@ -345,20 +344,6 @@ class OutboxRelay(SharedExtension):
             width = min(LONGEST_SLICE, width * 2)
         self._slices[name] = width
         return documents, end
-
-    def _unpublished(self, db, documents: list[dict], since: datetime | None) -> list[tuple[dict, list[dict]]]:
-        """The documents with events staged since the checkpoint that neither this relay nor the ledger
-        knows as published, each with those events."""
-        candidates = [(document, [event for event in staged_since(document, since)
-                                  if event["event_id"] not in self._published]) for document in documents]
-        asked = [event["event_id"] for _, events in candidates for event in events]
-        known = published_among(db, asked) if asked else set()
-        pending = []
-        for document, events in candidates:
-            events = [event for event in events if event["event_id"] not in known]
-            if events:
-                pending.append((document, events))
-        return pending
 
     def _publish_batch(self, outboxes: list[list[dict]]) -> set[str]:
         """Publish a swept batch; the ids the broker confirmed (none if the connection failed)."""
