@@ -42,6 +42,16 @@ ENVIRONMENT: dict[str, str] = {
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
     "LOG_FORMAT": "json (default) or console",
     "HUISHENG_STOP_TIMEOUT": "seconds a process may take to stop gracefully before it exits anyway",
+    "HUISHENG_DATA_KEY": "key (32 bytes, base64) that encrypts personal data at rest and keys its search hashes; "
+                         "derived from HUISHENG_SECRET when unset (development only)",
+    "ACCESS_TOKEN_TTL": "seconds an access token from sign-in is valid",
+    "REFRESH_TOKEN_TTL": "seconds a refresh token (and its session) is valid",
+    "DIRECTORY_SEED": "seed an empty directory with the demo community at start-up (1) or not (0)",
+    "SMS_PROVIDER_URL": "endpoint of the SMS provider's API (Aliyun Dysms SendSms; the local stand-in by default)",
+    "SMS_ACCESS_KEY_ID": "access key id of the SMS provider account",
+    "SMS_ACCESS_KEY_SECRET": "access key secret that signs requests to the SMS provider",
+    "SMS_SIGN_NAME": "the SMS signature (签名) registered with the provider",
+    "SMS_TEMPLATE_CODE": "the provider's template code of the sign-in code message",
 }
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
@@ -77,6 +87,15 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     stop_timeout: float = 20.0
+    data_key: str | None = None
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    directory_seed: bool = True
+    sms_provider_url: str = "http://127.0.0.1:8190/"
+    sms_access_key_id: str = "huisheng-dev"
+    sms_access_key_secret: str = "huisheng-dev-sms-secret"
+    sms_sign_name: str = "兴乔社区"
+    sms_template_code: str = "SMS_HUISHENG_LOGIN"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +128,15 @@ class Settings:
             log_level=get("LOG_LEVEL", default.log_level).upper(),
             log_format=get("LOG_FORMAT", default.log_format),
             stop_timeout=float(get("HUISHENG_STOP_TIMEOUT", default.stop_timeout)),
+            data_key=get("HUISHENG_DATA_KEY", None),
+            access_token_ttl=int(get("ACCESS_TOKEN_TTL", default.access_token_ttl)),
+            refresh_token_ttl=int(get("REFRESH_TOKEN_TTL", default.refresh_token_ttl)),
+            directory_seed=get("DIRECTORY_SEED", "1") not in ("0", "false", "no"),
+            sms_provider_url=get("SMS_PROVIDER_URL", default.sms_provider_url),
+            sms_access_key_id=get("SMS_ACCESS_KEY_ID", default.sms_access_key_id),
+            sms_access_key_secret=get("SMS_ACCESS_KEY_SECRET", default.sms_access_key_secret),
+            sms_sign_name=get("SMS_SIGN_NAME", default.sms_sign_name),
+            sms_template_code=get("SMS_TEMPLATE_CODE", default.sms_template_code),
         )
 
     def database_name(self, service: str) -> str:

@@ -32,6 +32,16 @@ CASES = [
     ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("LOG_FORMAT", "console", "log_format", "console"),
     ("HUISHENG_STOP_TIMEOUT", "7.5", "stop_timeout", 7.5),
+    ("HUISHENG_DATA_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "data_key",
+     "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+    ("ACCESS_TOKEN_TTL", "60", "access_token_ttl", 60),
+    ("REFRESH_TOKEN_TTL", "3600", "refresh_token_ttl", 3600),
+    ("DIRECTORY_SEED", "0", "directory_seed", False),
+    ("SMS_PROVIDER_URL", "https://dysmsapi.aliyuncs.com/", "sms_provider_url", "https://dysmsapi.aliyuncs.com/"),
+    ("SMS_ACCESS_KEY_ID", "LTAI-test", "sms_access_key_id", "LTAI-test"),
+    ("SMS_ACCESS_KEY_SECRET", "s3cret", "sms_access_key_secret", "s3cret"),
+    ("SMS_SIGN_NAME", "体育场街道", "sms_sign_name", "体育场街道"),
+    ("SMS_TEMPLATE_CODE", "SMS_0001", "sms_template_code", "SMS_0001"),
 ]
 
 
