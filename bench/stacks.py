@@ -26,6 +26,7 @@ from bench.loadgen import Request
 from bench.naive.services import RESIDENT_HEADER
 from kernel.auth import issue_token
 from kernel.config import ENVIRONMENT, Settings
+from kernel.platform import LOCAL_PORT_VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 150
@@ -34,7 +35,7 @@ NAIVE_PROCESSES = (("notify", 1), ("tickets", 1), ("gateway", 2))
 
 def clean_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """Our environment without any platform setting (the run sets each one itself)."""
-    names = set(ENVIRONMENT) | {"HUISHENG_PORT_TICKETS", "HUISHENG_PORT_NOTIFY", "HUISHENG_PORT_VOLUNTEERS"}
+    names = set(ENVIRONMENT) | set(LOCAL_PORT_VARIABLES)
     return {key: value for key, value in environ.items() if key not in names}
 
 
@@ -59,7 +60,7 @@ class Stack:
             **clean_environment(os.environ), "HUISHENG_HOME": str(self.home), "AMQP_URI": self.amqp_uri,
             "MONGO_URI": self.mongo_uri, "HUISHENG_SECRET": self.secret, "GATEWAY_PORT": str(self.gateway_port),
             "MONGO_DB_PREFIX": f"bench_{self.kind}_", "PYTHONPATH": str(REPO_ROOT),  # after the CLI's root
-            **{f"HUISHENG_PORT_{name}": str(free_port()) for name in ("TICKETS", "NOTIFY", "VOLUNTEERS")},
+            **{name: str(free_port()) for name in LOCAL_PORT_VARIABLES},
         }
 
     # ----------------------------------------------------------------------- the CLI

@@ -1,21 +1,29 @@
-"""The gateway: the platform's HTTP entry point. Thin: authenticate, validate, call, answer."""
+"""The gateway: the platform's HTTP entry point. Thin: authenticate, check HTTP, call, answer.
+
+Routes live in mixins (``gateway/routes``); each asks :meth:`GatewayService.caller` for the
+authenticated caller and the one permission table (``kernel.permissions``) for what they may do.
+Request schemas are applied once, by the service that owns the request.
+"""
 
 from __future__ import annotations
 
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
-from gateway.http import endpoint, idempotency_key, json_body, principal
+from gateway.auth import Authenticator
+from gateway.http import CORS_HEADERS, CORS_METHODS, cors_headers, endpoint, idempotency_key
+from gateway.limits import RateLimits
+from gateway.routes.directory import DirectoryRoutes
+from gateway.routes.tickets import TicketRoutes
+from kernel.auth import Principal
 from kernel.config import Settings, settings_of
 from kernel.context import Context
-from kernel.contracts import CreateTicketSchema
+from kernel.errors import Forbidden, NotFound
 from kernel.health import Health, HealthEndpoints
+from kernel.idempotency import IdempotencyKey
+from kernel.permissions import require
 from kernel.rpc import RpcClient
-from kernel.validation import load
 from kernel.web import http
-
-RESIDENT = frozenset({"resident"})
-CREATE_TICKET = CreateTicketSchema()  # built once: building deep-copies the fields
 
 
 class SettingsProvider(DependencyProvider):
@@ -23,51 +31,46 @@ class SettingsProvider(DependencyProvider):
         return settings_of(self.container.config)
 
 
-class GatewayService(HealthEndpoints):
+class GatewayService(TicketRoutes, DirectoryRoutes, HealthEndpoints):
     name = "gateway"
 
     health = Health(database=False)
     context = Context()
     settings = SettingsProvider()
+    auth = Authenticator()
+    limits = RateLimits()
+    idempotency = IdempotencyKey()
     tickets = RpcClient("tickets")
     notify = RpcClient("notify")
     volunteers = RpcClient("volunteers")
+    directory = RpcClient("directory")
 
-    @http("GET", "/api/v1/services")
-    @endpoint
-    def list_services(self, request):
-        caller = principal(request, self.settings)
-        return 200, self.tickets.list_services(caller.community)
+    def caller(self, request, action: str | None = None) -> Principal:
+        """The authenticated caller, within the rate limits, allowed ``action``; a POST's key goes with its RPCs."""
+        self.limits.check("address", self.client_address(request))
+        caller = self.auth.principal(request)
+        self.limits.check("caller", caller.session or caller.subject)
+        if action is not None:
+            require(action, caller.role)
+        if request.method == "POST":
+            self.idempotency.adopt(caller.subject, idempotency_key(request))
+        return caller
 
-    @http("POST", "/api/v1/tickets")
-    @endpoint
-    def create_ticket(self, request):
-        caller = principal(request, self.settings, RESIDENT)
-        body = load(CREATE_TICKET, json_body(request))
-        return 201, self.tickets.create(caller.community, caller.subject, body, source="resident",
-                                        request_key=idempotency_key(request))
+    @staticmethod
+    def client_address(request) -> str:
+        return request.remote_addr or "unknown"
 
-    @http("GET", "/api/v1/tickets")
+    @http("OPTIONS", "/api/<path:rest>")
     @endpoint
-    def list_my_tickets(self, request):
-        caller = principal(request, self.settings, RESIDENT)
-        return 200, self.tickets.list_mine(caller.community, caller.subject)
+    def preflight(self, request, rest):
+        """A browser's CORS preflight: allowed for the configured origins only."""
+        if not cors_headers(self.settings, request):
+            raise Forbidden("this origin may not call the API", {"Origin": ["not allowed"]}, code="cors_forbidden")
+        return 204, None, {"Access-Control-Allow-Methods": CORS_METHODS, "Access-Control-Allow-Headers": CORS_HEADERS,
+                           "Access-Control-Max-Age": "600"}
 
-    @http("GET", "/api/v1/tickets/<string:ticket_id>")
+    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
     @endpoint
-    def get_ticket(self, request, ticket_id):
-        caller = principal(request, self.settings)
-        viewer = {"subject": caller.subject, "role": caller.role}
-        return 200, self.tickets.get(caller.community, ticket_id, viewer)
-
-    @http("GET", "/api/v1/me/inbox")
-    @endpoint
-    def my_inbox(self, request):
-        caller = principal(request, self.settings)
-        return 200, self.notify.list_inbox(caller.community, caller.subject)
-
-    @http("GET", "/api/v1/volunteer-teams")
-    @endpoint
-    def list_volunteer_teams(self, request):
-        caller = principal(request, self.settings)
-        return 200, self.volunteers.list_teams(caller.community)
+    def no_such_route(self, request, rest):
+        """Any other /api path: a problem-details 404 rather than the web server's HTML page."""
+        raise NotFound(f"no route {request.method} {request.path}", code="no_such_route")

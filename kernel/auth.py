@@ -7,9 +7,10 @@ same secret is refused.
 
 >>> from kernel.config import Settings
 >>> settings = Settings(secret="a-test-secret-of-at-least-32-bytes!")
->>> token = issue_token(settings, "resident", "r-1", name="Li Hua")
->>> verify_token(settings, token)
-Principal(subject='r-1', role='resident', community='xingqiao', name='Li Hua')
+>>> token = issue_token(settings, "resident", "r-1", name="Li Hua", session="s-1")
+>>> principal = verify_token(settings, token)
+>>> principal.subject, principal.role, principal.community, principal.name, principal.session
+('r-1', 'resident', 'xingqiao', 'Li Hua', 's-1')
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import jwt
 
 from kernel.config import Settings
 
-ROLES: tuple[str, ...] = ("resident", "grid_worker", "volunteer", "secretary", "ops", "admin")
+ROLES: tuple[str, ...] = ("resident", "grid_worker", "volunteer", "secretary", "ops", "admin", "integrator")
+# Roles a bearer token may carry: ``integrator`` is only ever proven by an API key (the directory verifies it).
+TOKEN_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role != "integrator")
 ISSUER = "huisheng"
 ALGORITHM = "HS256"
 DEFAULT_TTL = 8 * 3600  # one working day: long enough for a demo, short enough to expire
@@ -47,12 +50,38 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, as proven by a verified token."""
+    """Who is calling, as proven by a verified token or API key.
+
+    ``grids`` and ``teams`` scope a grid worker's and a volunteer's view; ``session`` is the sign-in
+    session (the token's ``sid``) that a sign-out or an admin's revocation ends; ``communities`` lists
+    what an API key is scoped to (a token's principal has just ``community``).
+
+    >>> Principal("gw-1", "grid_worker", "xingqiao", grids=("g3",)).grids
+    ('g3',)
+    """
 
     subject: str
     role: str
     community: str
     name: str | None = None
+    grids: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    session: str | None = None
+    communities: tuple[str, ...] = ()
+
+    def viewer(self) -> dict:
+        """What an RPC needs to apply object-level rules: ``{"subject", "role", "community", "grids", "teams"}``.
+
+        >>> Principal("r-1", "resident", "xingqiao").viewer()["grids"]
+        []
+        """
+        return {
+            "subject": self.subject,
+            "role": self.role,
+            "community": self.community,
+            "grids": list(self.grids),
+            "teams": list(self.teams),
+        }
 
 
 def issue_token(
@@ -63,14 +92,21 @@ def issue_token(
     ttl: int = DEFAULT_TTL,
     name: str | None = None,
     *,
+    grids: tuple[str, ...] | list[str] = (),
+    teams: tuple[str, ...] | list[str] = (),
+    session: str | None = None,
     now: float | None = None,
 ) -> str:
     """Sign a token for ``subject`` acting as ``role``; raise ``ValueError`` on bad input.
 
-    ``now`` (epoch seconds) exists so tests can mint already-expired tokens.
+    ``grids`` and ``teams`` become the claims of the same names, ``session`` the ``sid`` claim.
+    ``now`` (epoch seconds) exists so tests can mint already-expired tokens. The ``integrator``
+    role is refused: only an API key carries it.
     """
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+    if role == "integrator":
+        raise ValueError("the integrator role is carried by API keys only, never by a token")
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"unknown role {role!r}; roles are: {', '.join(TOKEN_ROLES)}")
     if not subject:
         raise ValueError("subject must not be empty")
     if ttl <= 0:
@@ -86,6 +122,10 @@ def issue_token(
     }
     if name:
         claims["name"] = name
+    claims["grids"] = [str(grid) for grid in grids]
+    claims["teams"] = [str(team) for team in teams]
+    if session:
+        claims["sid"] = str(session)
     return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)
 
 
@@ -121,15 +161,25 @@ def _verified(secret: str, default_community: str, token: str) -> tuple[Principa
     except jwt.InvalidTokenError as exc:
         raise AuthError("token_invalid", f"the token is invalid: {exc}") from exc
     role = claims.get("role")
-    if role not in ROLES:
+    if role not in TOKEN_ROLES:
         raise AuthError("token_invalid", f"the token names an unknown role {role!r}")
+    grids, teams, sid = claims.get("grids") or [], claims.get("teams") or [], claims.get("sid")
+    if not _strings(grids) or not _strings(teams) or (sid is not None and not isinstance(sid, str)):
+        raise AuthError("token_invalid", "the token's grids, teams or sid claim is malformed")
     principal = Principal(
         subject=claims["sub"],
         role=role,
         community=claims.get("community") or default_community,
         name=claims.get("name"),
+        grids=tuple(grids),
+        teams=tuple(teams),
+        session=sid,
     )
     return principal, float(claims["exp"])
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def token_from_header(authorization: str | None) -> str:

@@ -1,17 +1,28 @@
-"""Errors that cross service boundaries intact.
+"""Errors that cross service boundaries intact, and their HTTP face: RFC 9457 problem details.
 
 nameko turns an exception raised by an RPC method into a ``RemoteError`` unless
 its class is registered; these are registered, so the gateway receives the same
-class with the same structured details and can answer 404, 409 or 422 with them.
+class with the same structured details and can answer 401, 404, 409, 422 or 429 with them.
 
 >>> error = ValidationFailed("the request is not valid", {"description": ["Missing data."]})
 >>> error.code, error.status, error.details
 ('validation_failed', 422, {'description': ['Missing data.']})
+
+A subclass's code is its default; an instance may name a more precise one (it travels with it):
+
+>>> wrong = Unauthorized("wrong phone or code", code="invalid_credentials")
+>>> wrong.code, wrong.status
+('invalid_credentials', 401)
+>>> problem = wrong.to_problem("c-1")
+>>> problem["type"], problem["title"], problem["status"], problem["correlation_id"]
+('/problems/invalid_credentials', 'Unauthorized', 401, 'c-1')
 """
 
 from __future__ import annotations
 
 from nameko.exceptions import deserialize_to_instance
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 class PlatformError(Exception):
@@ -19,9 +30,14 @@ class PlatformError(Exception):
 
     code = "error"
     status = 400
+    title = "Bad Request"
 
-    def __init__(self, message: str = "", details: dict | None = None):
-        super().__init__(message or self.default_message(), details or {})
+    def __init__(self, message: str = "", details: dict | None = None, code: str | None = None):
+        args: tuple = (message or self.default_message(), details or {})
+        if code and code != type(self).code:
+            self.code = code  # an instance's own, more precise code; it rides in args over RPC
+            args += (code,)
+        super().__init__(*args)
 
     def default_message(self) -> str:
         return self.code.replace("_", " ")
@@ -40,22 +56,78 @@ class PlatformError(Exception):
             body["details"] = self.details
         return body
 
+    def to_problem(self, correlation_id: str | None = None) -> dict:
+        """The RFC 9457 problem details of this error (``errors`` carries the per-field details)."""
+        problem = {
+            "type": f"/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.message,
+            "code": self.code,
+            "correlation_id": correlation_id,
+        }
+        if self.details:
+            problem["errors"] = self.details
+        return problem
+
 
 @deserialize_to_instance
-class ValidationFailed(PlatformError):
-    code, status = "validation_failed", 422
+class BadRequest(PlatformError):
+    code, status, title = "bad_request", 400, "Bad Request"
 
 
 @deserialize_to_instance
-class NotFound(PlatformError):
-    code, status = "not_found", 404
+class Unauthorized(PlatformError):
+    code, status, title = "unauthorized", 401, "Unauthorized"
 
 
 @deserialize_to_instance
 class Forbidden(PlatformError):
-    code, status = "forbidden", 403
+    code, status, title = "forbidden", 403, "Forbidden"
+
+
+@deserialize_to_instance
+class NotFound(PlatformError):
+    code, status, title = "not_found", 404, "Not Found"
 
 
 @deserialize_to_instance
 class Conflict(PlatformError):
-    code, status = "conflict", 409
+    code, status, title = "conflict", 409, "Conflict"
+
+
+@deserialize_to_instance
+class PayloadTooLarge(PlatformError):
+    code, status, title = "payload_too_large", 413, "Content Too Large"
+
+
+@deserialize_to_instance
+class UnsupportedMediaType(PlatformError):
+    code, status, title = "unsupported_media_type", 415, "Unsupported Media Type"
+
+
+@deserialize_to_instance
+class ValidationFailed(PlatformError):
+    code, status, title = "validation_failed", 422, "Unprocessable Content"
+
+
+@deserialize_to_instance
+class TooManyRequests(PlatformError):
+    """Slow down; ``details["retry_after"]`` (seconds), when given, becomes the ``Retry-After`` header."""
+
+    code, status, title = "too_many_requests", 429, "Too Many Requests"
+
+    @property
+    def retry_after(self) -> int | None:
+        value = self.details.get("retry_after")
+        return int(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+@deserialize_to_instance
+class ServiceUnavailable(PlatformError):
+    code, status, title = "service_unavailable", 503, "Service Unavailable"
+
+
+@deserialize_to_instance
+class UpstreamTimeout(PlatformError):
+    code, status, title = "upstream_timeout", 504, "Gateway Timeout"

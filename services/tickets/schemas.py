@@ -17,6 +17,9 @@ class ViewerSchema(Schema):
 
     subject = fields.String(required=True)
     role = fields.String(required=True)
+    community = fields.String(load_default=None)  # None: the community the call names
+    grids = fields.List(fields.String(), load_default=list)
+    teams = fields.List(fields.String(), load_default=list)
 
 
 class TimelineEntrySchema(Schema):

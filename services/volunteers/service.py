@@ -16,6 +16,7 @@ from kernel.context import Context
 from kernel.envelope import utcnow
 from kernel.health import HealthEndpoints
 from kernel.mongo import Mongo
+from kernel.pagination import decode_cursor, keyset_filter, page, page_limit
 from kernel.rpc import rpc
 
 DEFAULT_TEAMS = json.loads(resources.files("services.volunteers").joinpath("data/default_teams.json")
@@ -43,8 +44,10 @@ class TeamRepository:
     def ensure_indexes(db: Database) -> None:
         db.teams.create_index([("community", ASCENDING), ("code", ASCENDING)], unique=True, name="by_code")
 
-    def of_community(self, community: str) -> list[dict]:
-        return list(self.collection.find({"community": community}, sort=[("_id", ASCENDING)]))
+    def of_community(self, community: str, limit: int = 0, after: tuple | None = None) -> list[dict]:
+        sort = [("_id", ASCENDING)]
+        return list(self.collection.find({"community": community, **keyset_filter(sort, after)}, sort=sort,
+                                         limit=limit))
 
     def seed(self, community: str, teams: list[dict]) -> None:
         """Give a community its starting teams; existing teams are left as they are."""
@@ -64,10 +67,11 @@ class VolunteersService(HealthEndpoints):
     context = Context()
 
     @rpc
-    def list_teams(self, community: str) -> list[dict]:
+    def list_teams(self, community: str, cursor: str | None = None, limit: int | None = None) -> dict:
+        """The community's teams in their order: ``{"items", "next_cursor"}``."""
+        limit, after = page_limit(limit), decode_cursor(cursor, 1)
         teams = TeamRepository(self.db)
-        found = teams.of_community(community)
-        if not found:
+        if after is None and not teams.of_community(community, 1):
             teams.seed(community, DEFAULT_TEAMS)
-            found = teams.of_community(community)
-        return TEAMS.dump(found)
+        found = teams.of_community(community, limit + 1, after)
+        return page(found, limit, key=lambda team: (team["_id"],), dump=TEAMS.dump)

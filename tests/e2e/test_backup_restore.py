@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from kernel.platform import LOCAL_PORT_VARIABLES
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +41,7 @@ def platform_env(rabbit_config, home: Path) -> dict:
         "HUISHENG_HOME": str(home), "AMQP_URI": rabbit_config["AMQP_URI"],
         "HUISHENG_SECRET": "e2e-secret-e2e-secret-e2e-secret-e2e",
         "SECANTUS_PORT": str(free_port()), "GATEWAY_PORT": str(free_port()),
-        **{f"HUISHENG_PORT_{name}": str(free_port()) for name in ("TICKETS", "NOTIFY", "VOLUNTEERS")},
+        **{name: str(free_port()) for name in LOCAL_PORT_VARIABLES},
     })
     return env
 
@@ -81,7 +82,7 @@ def echoed_ticket(gateway: str, headers: dict) -> dict:
 def inbox(gateway: str, headers: dict) -> list[dict]:
     answer = requests.get(f"{gateway}/api/v1/me/inbox", headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
-    return answer.json()
+    return answer.json()["items"]
 
 
 def test_a_backup_restored_into_a_fresh_database_runs_the_platform_with_its_tickets(platforms, tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from kernel.platform import LOCAL_PORT_VARIABLES
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +38,7 @@ def platform_env(rabbit_config, tmp_path):
         "HUISHENG_HOME": str(tmp_path / "var"), "AMQP_URI": rabbit_config["AMQP_URI"],
         "HUISHENG_SECRET": "e2e-secret-e2e-secret-e2e-secret-e2e",
         "SECANTUS_PORT": str(free_port()), "GATEWAY_PORT": str(free_port()),
-        **{f"HUISHENG_PORT_{name}": str(free_port()) for name in ("TICKETS", "NOTIFY", "VOLUNTEERS")},
+        **{name: str(free_port()) for name in LOCAL_PORT_VARIABLES},
     })
     yield env
     huisheng(env, "down")
@@ -82,7 +83,7 @@ def test_up_echo_loop_down_and_data_survives_a_restart(platform_env):
     assert echo_seconds is not None, f"no echo on the timeline within 10 s: {ticket['timeline']}"
     print(f"\necho on the timeline {echo_seconds * 1000:.0f} ms after the POST")
     inbox = requests.get(f"{gateway}/api/v1/me/inbox", headers=resident, timeout=10).json()
-    assert [message["ticket_id"] for message in inbox] == [ticket_id]
+    assert [message["ticket_id"] for message in inbox["items"]] == [ticket_id] and inbox["unread"] == 1
     assert requests.get(f"{gateway}/api/v1/tickets/{ticket_id}", headers=token(env, "r-other"),
                         timeout=10).status_code == 404
 

@@ -42,7 +42,9 @@ def test_a_new_ticket_echoes_to_its_reporter_and_the_echo_lands_on_its_timeline(
 
     assert wait_until(lambda: "echo.delivered" in timeline(), timeout=5)
     with entrypoint_hook(notify, "list_inbox") as list_inbox:
-        [message] = list_inbox("xingqiao", "r-100")
+        inbox = list_inbox("xingqiao", "r-100")
+    [message] = inbox["items"]
+    assert inbox["next_cursor"] is None and inbox["unread"] == 1
     assert message["ticket_id"] == ticket["id"]
     assert message["title"] == "您的诉求已受理"
     assert message["delivery"]["status"] == "delivered"
@@ -59,8 +61,8 @@ def test_a_resident_sees_only_their_own_tickets(platform):
             get("another", ticket["id"], {"subject": "s-1", "role": "secretary"})
         assert get("xingqiao", ticket["id"], {"subject": "g-1", "role": "grid_worker"})["id"] == ticket["id"]
     with entrypoint_hook(tickets, "list_mine") as list_mine:
-        assert [t["id"] for t in list_mine("xingqiao", "r-1")] == [ticket["id"]]
-        assert list_mine("xingqiao", "r-2") == []
+        assert [t["id"] for t in list_mine("xingqiao", "r-1")["items"]] == [ticket["id"]]
+        assert list_mine("xingqiao", "r-2") == {"items": [], "next_cursor": None}
 
 
 def test_bad_input_is_a_structured_error_and_saves_nothing(platform, settings, mongo_client):

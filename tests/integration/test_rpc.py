@@ -23,7 +23,7 @@ class Slow:
     name = "tickets"
 
     @rpc
-    def list_services(self, community):
+    def list_services(self, community, cursor=None, limit=None):
         eventlet.sleep(3)
         return []
 
@@ -64,14 +64,14 @@ def test_the_gateway_answers_503_when_a_service_is_down_and_504_when_it_is_slow(
 
     down = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
     assert down.status_code == 503 and down.headers["Retry-After"]
-    assert down.json()["error"]["code"] == "service_unavailable"
+    assert down.json()["code"] == "service_unavailable"
 
     slow_service = container_factory(Slow, settings.nameko_config())
     slow_service.start()
     slow = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
-    assert slow.status_code == 504 and slow.json()["error"]["code"] == "upstream_timeout"
+    assert slow.status_code == 504 and slow.json()["code"] == "upstream_timeout"
 
     slow_service.stop()  # its durable queue stays behind: the call waits out the deadline
     stopped = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
-    assert stopped.status_code == 503 and stopped.json()["error"]["code"] == "service_unavailable"
+    assert stopped.status_code == 503 and stopped.json()["code"] == "service_unavailable"
     assert stopped.headers["Retry-After"]

@@ -9,6 +9,7 @@ import pytest
 from kernel.auth import (
     ISSUER,
     ROLES,
+    TOKEN_ROLES,
     AuthError,
     Principal,
     issue_token,
@@ -41,7 +42,7 @@ def test_community_defaults_to_the_settings_and_name_is_optional():
     assert principal.name is None
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", TOKEN_ROLES)
 def test_every_role_roundtrips(role):
     assert verify_token(SETTINGS, issue_token(SETTINGS, role, "someone")).role == role
 
@@ -181,3 +182,52 @@ def test_token_from_header():
         with pytest.raises(AuthError) as caught:
             token_from_header(header)
         assert caught.value.code == "token_missing"
+
+
+def test_the_seven_roles_and_integrator_only_for_keys():
+    assert set(ROLES) == {"resident", "grid_worker", "volunteer", "secretary", "ops", "admin", "integrator"}
+    assert "integrator" not in TOKEN_ROLES
+    with pytest.raises(ValueError, match="API keys only"):
+        issue_token(SETTINGS, "integrator", "key:hotline")
+
+
+def test_a_token_claiming_integrator_is_invalid():
+    now = int(time.time())
+    claims = {"sub": "k", "role": "integrator", "iat": now, "exp": now + 60, "iss": ISSUER}
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+    assert caught.value.code == "token_invalid"
+
+
+def test_grids_teams_and_session_roundtrip_as_claims():
+    token = issue_token(SETTINGS, "grid_worker", "p-0000000000a1", grids=["g3", "g4"], teams=("t1",), session="s-9")
+
+    principal = verify_token(SETTINGS, token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+
+    assert (principal.grids, principal.teams, principal.session) == (("g3", "g4"), ("t1",), "s-9")
+    assert (claims["grids"], claims["teams"], claims["sid"]) == (["g3", "g4"], ["t1"], "s-9")
+    assert principal.viewer() == {
+        "subject": "p-0000000000a1", "role": "grid_worker", "community": "xingqiao", "grids": ["g3", "g4"],
+        "teams": ["t1"],
+    }
+
+
+def test_old_positional_calls_still_work_and_carry_empty_scopes():
+    token = issue_token(SETTINGS, "secretary", "s-1", "dongcheng", 600, "Wang")
+
+    principal = verify_token(SETTINGS, token)
+
+    assert (principal.community, principal.name, principal.grids, principal.session) == ("dongcheng", "Wang", (), None)
+
+
+def test_malformed_grid_claim_is_invalid():
+    now = int(time.time())
+    claims = {"sub": "x", "role": "grid_worker", "grids": "g3", "iat": now, "exp": now + 60, "iss": ISSUER}
+
+    with pytest.raises(AuthError) as caught:
+        verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
+
+    assert caught.value.code == "token_invalid"

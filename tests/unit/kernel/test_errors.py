@@ -5,13 +5,33 @@ import json
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
 
-from kernel.errors import Conflict, Forbidden, NotFound, PlatformError, ValidationFailed
+from kernel.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PlatformError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 
 ERRORS = [
     (ValidationFailed, "validation_failed", 422),
     (NotFound, "not_found", 404),
     (Forbidden, "forbidden", 403),
     (Conflict, "conflict", 409),
+    (BadRequest, "bad_request", 400),
+    (Unauthorized, "unauthorized", 401),
+    (PayloadTooLarge, "payload_too_large", 413),
+    (UnsupportedMediaType, "unsupported_media_type", 415),
+    (TooManyRequests, "too_many_requests", 429),
+    (ServiceUnavailable, "service_unavailable", 503),
+    (UpstreamTimeout, "upstream_timeout", 504),
 ]
 IDS = [cls.__name__ for cls, _, _ in ERRORS]
 
@@ -70,3 +90,33 @@ def test_nameko_serialisation_gives_back_the_same_class_message_and_details(cls,
 def test_a_default_message_survives_serialisation(cls, code, status):
     restored = deserialize(serialize(cls()))
     assert (type(restored), restored.message, restored.details) == (cls, cls().message, {})
+
+
+@pytest.mark.parametrize("cls,code,status", ERRORS, ids=IDS)
+def test_problem_details_have_the_rfc_9457_members_and_the_code(cls, code, status):
+    problem = cls("what went wrong").to_problem("corr-1")
+
+    assert problem == {"type": f"/problems/{code}", "title": cls.title, "status": status,
+                       "detail": "what went wrong", "code": code, "correlation_id": "corr-1"}
+    assert problem["title"] and problem["title"] != code
+
+
+def test_per_field_errors_ride_in_errors():
+    problem = ValidationFailed("not valid", {"limit": ["Must be at most 100."]}).to_problem("c")
+
+    assert problem["errors"] == {"limit": ["Must be at most 100."]}
+
+
+def test_an_instance_code_overrides_the_class_code_and_survives_rpc():
+    error = Unauthorized("wrong phone or code", code="invalid_credentials")
+    restored = deserialize(json.loads(json.dumps(serialize(error))))
+
+    assert (type(restored), restored.code, restored.status) == (Unauthorized, "invalid_credentials", 401)
+    assert Unauthorized("x").code == "unauthorized"  # the class default is untouched
+    assert restored.to_problem()["type"] == "/problems/invalid_credentials"
+
+
+def test_too_many_requests_carries_retry_after():
+    assert TooManyRequests("slow down", {"retry_after": 30}, code="too_many_attempts").retry_after == 30
+    assert TooManyRequests("slow down").retry_after is None
+    assert TooManyRequests("x", {"retry_after": "soon"}).retry_after is None

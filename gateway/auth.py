@@ -1,0 +1,212 @@
+"""Who is calling: bearer tokens and API keys, checked against a live feed of revocations.
+
+A bearer token is verified locally (``kernel.auth``); an API key (``X-API-Key``) by the
+directory (``directory.verify_api_key``), whose answer is remembered for up to
+:data:`KEY_CACHE_SECONDS`. Either way the caller is then checked against what the
+directory has revoked: a background greenthread asks ``directory.revocations(since)``
+every :data:`POLL_SECONDS` and the next request of a revoked session or key is refused,
+whatever any cache remembers. If the directory cannot be asked, the last known set stays
+in force, the feed keeps asking, and the outage is logged once (and its end once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+import eventlet
+from nameko.extensions import DependencyProvider
+from nameko.rpc import ReplyListener
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from gateway.http import API_KEY_HEADER
+from kernel.auth import AuthError, Principal, token_from_header, verify_token
+from kernel.config import settings_of
+from kernel.errors import Unauthorized
+from kernel.logging import get_logger
+from kernel.permissions import require
+from kernel.rpc import TimedServiceProxy
+
+POLL_SECONDS = 0.5
+KEY_CACHE_SECONDS = 30.0
+KEY_CACHE_SIZE = 1024
+REVOCATION_MEMORY_SECONDS = 24 * 3600  # longer than any token lives (the CLI's tokens last 8 h)
+API_KEY_PATTERN = re.compile(r"hsk_([0-9a-f]{8})_[A-Za-z0-9_-]{16,128}")
+log = get_logger(__name__)
+
+
+class Revocations:
+    """The sessions and API keys revoked so far, as the directory's feed reported them.
+
+    >>> revoked = Revocations()
+    >>> revoked.apply({"sessions": ["s-1"], "api_keys": [{"key_id": "0a1b2c3d", "name": "hotline"}], "until": 5})
+    5.0
+    >>> revoked.session("s-1"), revoked.session("s-2"), revoked.key("0a1b2c3d", "x"), revoked.key("ffffffff", "hotline")
+    (True, False, True, True)
+    """
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, float] = {}
+        self.keys: dict[str, float] = {}  # key ids and "name:<name>"
+
+    def apply(self, answer: dict) -> float:
+        now = time.monotonic()
+        for sid in _names(answer.get("sessions") or (), ("sid", "session", "id")):
+            self.sessions[sid] = now
+        for item in answer.get("api_keys") or ():
+            if isinstance(item, str):
+                self.keys[item] = now
+            elif isinstance(item, dict):
+                if item.get("key_id"):
+                    self.keys[str(item["key_id"])] = now
+                if item.get("name"):
+                    self.keys[f"name:{item['name']}"] = now
+        self._forget_older_than(now - REVOCATION_MEMORY_SECONDS)
+        return float(answer.get("until") or 0)
+
+    def session(self, sid: str | None) -> bool:
+        return sid is not None and sid in self.sessions
+
+    def key(self, key_id: str | None, name: str | None) -> bool:
+        return (key_id is not None and key_id in self.keys) or (name is not None and f"name:{name}" in self.keys)
+
+    def _forget_older_than(self, cutoff: float) -> None:
+        for known in (self.sessions, self.keys):
+            for name in [name for name, at in known.items() if at < cutoff]:
+                del known[name]
+
+
+def _names(items: Iterable, keys: tuple[str, ...]) -> list[str]:
+    found = []
+    for item in items:
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found += [str(item[key]) for key in keys if item.get(key)][:1]
+    return found
+
+
+class Authenticator(DependencyProvider):
+    """Injects :class:`Authentication`; keeps the revocation feed and the cache of verified API keys."""
+
+    rpc_reply_listener = ReplyListener()
+
+    def setup(self) -> None:
+        self.settings = settings_of(self.container.config)
+        self.revoked = Revocations()
+        self.keys: OrderedDict[str, tuple[Principal, str, float]] = OrderedDict()
+        self.since = 0.0
+        self.running = False
+        self.failing = False
+        self.polls = 0  # answers received: tests wait on it
+
+    def start(self) -> None:
+        self.running = True
+        self.container.spawn_managed_thread(self._feed)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def kill(self) -> None:
+        self.running = False
+
+    def get_dependency(self, worker_ctx) -> Authentication:
+        return Authentication(self, worker_ctx)
+
+    # --- the revocation feed -------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        config = {"AMQP_URI": self.container.config["AMQP_URI"], "serializer": "json"}
+        while self.running:
+            try:
+                with ClusterRpcProxy(config, timeout=max(1.0, self.settings.rpc_timeout)) as proxy:
+                    while self.running:
+                        self.absorb(proxy.directory.revocations(self.since))
+                        eventlet.sleep(POLL_SECONDS)
+            except Exception as error:  # the directory or the broker is away: keep the last known set
+                if not self.failing:
+                    log.warning("gateway.revocations_unavailable", error=type(error).__name__)
+                    self.failing = True
+                eventlet.sleep(POLL_SECONDS)
+
+    def absorb(self, answer: dict) -> None:
+        """Take one answer of ``directory.revocations``: remember what it revokes, drop cached keys it names."""
+        until = self.revoked.apply(answer or {})
+        self.since = max(self.since, until)
+        for digest, (principal, key_id, _) in list(self.keys.items()):
+            if self.revoked.key(key_id, principal.subject.removeprefix("key:")):
+                self.keys.pop(digest, None)
+        self.polls += 1
+        if self.failing:
+            log.info("gateway.revocations_back")
+            self.failing = False
+
+    # --- API keys ------------------------------------------------------------------------------
+
+    def remembered_key(self, digest: str) -> tuple[Principal, str] | None:
+        entry = self.keys.get(digest)
+        if entry is None or entry[2] < time.monotonic():
+            self.keys.pop(digest, None)
+            return None
+        return entry[0], entry[1]
+
+    def remember_key(self, digest: str, principal: Principal, key_id: str) -> None:
+        self.keys[digest] = (principal, key_id, time.monotonic() + KEY_CACHE_SECONDS)
+        while len(self.keys) > KEY_CACHE_SIZE:
+            self.keys.popitem(last=False)
+
+
+class Authentication:
+    """One request's view of the :class:`Authenticator`."""
+
+    def __init__(self, provider: Authenticator, worker_ctx) -> None:
+        self.provider = provider
+        self.worker_ctx = worker_ctx
+
+    def principal(self, request, action: str | None = None) -> Principal:
+        """The caller (bearer token or ``X-API-Key``): 401 if unproven or revoked, 403 if ``action`` is not theirs."""
+        key = request.headers.get(API_KEY_HEADER)
+        caller = self._by_key(key) if key is not None else self._by_token(request.headers.get("Authorization"))
+        if action is not None:
+            require(action, caller.role)
+        return caller
+
+    def _by_token(self, authorization: str | None) -> Principal:
+        settings = self.provider.settings
+        try:
+            caller = verify_token(settings, token_from_header(authorization))
+        except AuthError as error:
+            raise Unauthorized(error.message, {"token": [error.code]}, code=error.code) from error
+        if self.provider.revoked.session(caller.session):
+            raise Unauthorized("this session has been signed out or revoked", {"token": ["token_revoked"]},
+                               code="token_revoked")
+        return caller
+
+    def _by_key(self, key: str) -> Principal:
+        matched = API_KEY_PATTERN.fullmatch(key.strip())
+        if matched is None:
+            raise Unauthorized("the API key is not valid", {API_KEY_HEADER: ["invalid"]}, code="api_key_invalid")
+        key_id = matched.group(1)
+        if self.provider.revoked.key(key_id, None):
+            raise Unauthorized("the API key has been revoked", {API_KEY_HEADER: ["revoked"]}, code="api_key_revoked")
+        digest = hashlib.sha256(key.strip().encode()).hexdigest()
+        remembered = self.provider.remembered_key(digest)
+        if remembered is not None:
+            caller = remembered[0]
+        else:
+            directory = TimedServiceProxy(self.worker_ctx, "directory", self.provider.rpc_reply_listener,
+                                          timeout=self.provider.settings.rpc_timeout)
+            answer = directory.verify_api_key(key.strip())
+            communities = tuple(answer.get("communities") or ())
+            # whatever the answer says, a key's principal is an integrator: a key is never more
+            caller = Principal(subject=answer["subject"], role="integrator",
+                               community=answer.get("community") or (communities[0] if communities else ""),
+                               communities=communities)
+            key_id = answer.get("key_id") or key_id
+            self.provider.remember_key(digest, caller, key_id)
+        if self.provider.revoked.key(key_id, caller.subject.removeprefix("key:")):
+            raise Unauthorized("the API key has been revoked", {API_KEY_HEADER: ["revoked"]}, code="api_key_revoked")
+        return caller

@@ -1,0 +1,169 @@
+"""The one permission table: which role may do what, and over which objects.
+
+Every layer consults it: the gateway before it calls a service (``require``), the
+services for object-level rules (``may_access``), and the tickets domain for its
+commands (``services/tickets/domain.py`` builds its ``AUTHORISATION`` from here).
+
+An action is ``<resource>.<verb>``. A role that is not listed for an action may not
+do it (403 at the gateway). A role that is listed may do it over the objects its
+:class:`Grant` reaches:
+
+- ``ALWAYS``: anything in the caller's community;
+- ``IF_GRID``: objects in one of the caller's grids (an object not placed in a grid yet
+  counts as community-wide — this is the hook for tickets, which carry no grid until the
+  tickets issue adds one: give ``may_access`` the ticket's grid and the rule applies);
+- ``IF_ASSIGNED``: objects dispatched to the caller or to one of their teams;
+- ``IF_SELF``: the caller's own objects (their record; tickets they reported or are attached to).
+
+An object the caller may not reach answers 404 (not 403): a resident cannot learn that
+another resident's ticket exists. One community's staff never reach another's objects.
+
+>>> require("tickets.dispatch", "secretary")
+<Grant.ALWAYS: 'always'>
+>>> allowed("apikeys.manage", "secretary")
+False
+>>> viewer = {"subject": "r-1", "role": "resident", "community": "xingqiao", "grids": [], "teams": []}
+>>> may_access("tickets.read", viewer, community="xingqiao", owners=["r-1"])
+True
+>>> may_access("tickets.read", viewer, community="xingqiao", owners=["r-2"])
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from kernel.errors import Forbidden
+
+
+class Grant(StrEnum):
+    ALWAYS = "always"  # community-wide
+    IF_GRID = "if_grid"  # objects in the caller's grids
+    IF_ASSIGNED = "if_assigned"  # dispatched to the actor ("worker") or one of the actor's teams
+    IF_SELF = "if_self"  # the caller's own: a resident acting for themselves, their own record
+
+
+RESIDENT, GRID_WORKER, VOLUNTEER = "resident", "grid_worker", "volunteer"
+SECRETARY, OPS, ADMIN, INTEGRATOR = "secretary", "ops", "admin", "integrator"
+ROLES: tuple[str, ...] = (RESIDENT, GRID_WORKER, VOLUNTEER, SECRETARY, OPS, ADMIN, INTEGRATOR)
+PEOPLE: tuple[str, ...] = ROLES[:-1]  # everyone who signs in as a person (not an API key)
+STAFF: tuple[str, ...] = (GRID_WORKER, SECRETARY, OPS, ADMIN)
+
+A, G, T, S = Grant.ALWAYS, Grant.IF_GRID, Grant.IF_ASSIGNED, Grant.IF_SELF
+
+# What the ticket commands' roles are (DOMAIN.md): grid workers in their grids, the secretary and
+# admins community-wide, volunteers on what is dispatched to them, residents for themselves.
+_TICKET_STAFF = {GRID_WORKER: G, SECRETARY: A, ADMIN: A}
+_ASSIGNED_VOLUNTEER = {VOLUNTEER: T}
+_SELF_RESIDENT = {RESIDENT: S}
+
+PERMISSIONS: dict[str, dict[str, Grant]] = {
+    # tickets
+    "tickets.create": {RESIDENT: S, INTEGRATOR: A},
+    "tickets.read": {RESIDENT: S, GRID_WORKER: G, VOLUNTEER: T, SECRETARY: A, OPS: A, ADMIN: A, INTEGRATOR: A},
+    "tickets.list": {RESIDENT: S},
+    "tickets.dispatch": _TICKET_STAFF,
+    "tickets.accept": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    "tickets.start": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    "tickets.pause": _TICKET_STAFF,
+    "tickets.resume": _TICKET_STAFF,
+    "tickets.resolve": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    "tickets.bounce": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    "tickets.record_callback": _TICKET_STAFF | _SELF_RESIDENT,
+    "tickets.close_not_fixed": _TICKET_STAFF,
+    "tickets.attach_resident": _TICKET_STAFF | _SELF_RESIDENT,
+    "services.read": {role: A for role in ROLES},
+    # notify and volunteers
+    "inbox.read": {role: S for role in PEOPLE},
+    "volunteer_teams.read": {role: A for role in PEOPLE},
+    # the directory: places
+    "places.read": {role: A for role in ROLES},
+    "places.import": {SECRETARY: A, ADMIN: A},
+    # the directory: people (ops run the machines, they do not read the register)
+    "residents.list": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "residents.read": {RESIDENT: S, GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "residents.import": {SECRETARY: A, ADMIN: A},
+    "me.read": {role: S for role in PEOPLE},
+    "me.export": {role: S for role in PEOPLE},
+    "me.erase": {RESIDENT: S},
+    "consents.write": {RESIDENT: S, VOLUNTEER: S},
+    # administration
+    "apikeys.manage": {ADMIN: A},
+    "audit.read": {ADMIN: A},
+    "sessions.revoke": {ADMIN: A},
+    "staff.manage": {ADMIN: A},
+}
+"""Action -> role -> how far the role reaches. A role not listed may not do the action."""
+
+ACTIONS: frozenset[str] = frozenset(PERMISSIONS)
+
+
+def grant_for(action: str, role: str) -> Grant | None:
+    """The role's grant for ``action``, None if it has none; an unknown action is a programming error.
+
+    >>> grant_for("residents.list", "grid_worker")
+    <Grant.IF_GRID: 'if_grid'>
+    >>> grant_for("residents.list", "ops") is None
+    True
+    """
+    try:
+        return PERMISSIONS[action].get(role)
+    except KeyError:
+        raise KeyError(f"no action {action!r} in the permission table") from None
+
+
+def allowed(action: str, role: str) -> bool:
+    """Whether ``role`` may do ``action`` at all (over some object)."""
+    return grant_for(action, role) is not None
+
+
+def require(action: str, role: str) -> Grant:
+    """The role's grant for ``action``, or :class:`Forbidden`."""
+    grant = grant_for(action, role)
+    if grant is None:
+        raise Forbidden(f"the role {role} may not do {action}", {"action": [action]})
+    return grant
+
+
+def may_access(
+    action: str,
+    viewer: Mapping[str, Any],
+    *,
+    community: str,
+    owners: Iterable[str] = (),
+    grid: str | None = None,
+    assignee: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether ``viewer`` (``{"subject", "role", "community", "grids", "teams"}``) may do ``action`` on one object.
+
+    ``community`` is the object's; ``owners`` who it belongs to (a ticket's attached residents,
+    a person's own id); ``grid`` where it is (None: not placed yet, see the module's docstring);
+    ``assignee`` to whom it is dispatched (``{"kind": "worker"|"team", "id"}``).
+
+    >>> worker = {"subject": "gw-1", "role": "grid_worker", "community": "xingqiao", "grids": ["g3"], "teams": []}
+    >>> [may_access("residents.read", worker, community="xingqiao", grid=g) for g in ("g3", "g4", None)]
+    [True, False, True]
+    >>> may_access("residents.read", worker, community="dongcheng", grid="g3")
+    False
+    """
+    grant = grant_for(action, viewer.get("role", ""))
+    if grant is None or viewer.get("community") != community:
+        return False
+    if grant is Grant.ALWAYS:
+        return True
+    if grant is Grant.IF_GRID:
+        return grid is None or grid in (viewer.get("grids") or ())
+    if grant is Grant.IF_ASSIGNED:
+        return is_assigned(viewer, assignee)
+    return viewer.get("subject") in set(owners)
+
+
+def is_assigned(viewer: Mapping[str, Any], assignee: Mapping[str, str] | None) -> bool:
+    """Whether ``assignee`` is the viewer or one of the viewer's teams."""
+    if not assignee:
+        return False
+    kind, assignee_id = assignee.get("kind"), assignee.get("id")
+    return (kind == "worker" and assignee_id == viewer.get("subject")) or (
+        kind == "team" and assignee_id in (viewer.get("teams") or ()))
