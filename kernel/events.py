@@ -102,6 +102,16 @@ class EchoOutcomePayload(Schema):
     reason = fields.String(load_default=None, allow_none=True)
 
 
+class ResidentErasedV1(Schema):
+    """A resident asked to be forgotten; consumers erase or anonymise what they hold about them."""
+
+    class Meta:
+        unknown = RAISE
+
+    resident_id = fields.String(required=True, validate=validate.Length(min=1))
+    erased_at = fields.String(required=True)
+
+
 # --- the catalogue ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -153,6 +163,9 @@ CATALOGUE: dict[str, EventType] = {
     ),
     "echo.failed": EventType(
         "echo.failed", {1: EchoOutcomePayload}, {}, "an echo could not be delivered; the reason is recorded"
+    ),
+    "resident.erased": EventType(
+        "resident.erased", {1: ResidentErasedV1}, {}, "a resident asked to be forgotten; their personal data is erased"
     ),
 }
 
@@ -249,6 +262,14 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "tickets.echo_outcomes", ("echo.delivered", "echo.failed"),
         "record each echo's outcome on the ticket's timeline",
+    ),
+    Subscription(
+        "tickets.erasures", ("resident.erased",),
+        "anonymise the erased resident in every ticket they reported or are attached to",
+    ),
+    Subscription(
+        "notify.erasures", ("resident.erased",),
+        "remove the erased resident's inbox messages",
     ),
 )
 

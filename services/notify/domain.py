@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 TEMPLATES: dict[str, tuple[str, str]] = {
     "ticket.received": ("您的诉求已受理", "我们已收到您反映的问题（编号 {ticket_id}），将尽快安排处理。"),
@@ -54,3 +56,66 @@ def compose(event_type: str, payload: dict) -> list[Echo]:
     title, body = TEMPLATES[event_type]
     text = body.format_map(_Blank(payload))
     return [Echo(recipient, "inbox", title, text) for recipient in recipients(event_type, payload)]
+
+
+# --- sign-in codes by SMS ----------------------------------------------------------------------------
+
+MOBILE = re.compile(r"^(?:\+86|0086|86)?(1[3-9]\d{9})$")
+CODE = re.compile(r"^\d{4,8}$")
+PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def national_phone(phone: str) -> str | None:
+    """The 11 national digits of a mainland mobile number, or None if it is not one.
+
+    >>> national_phone("+86 138-1234-5678"), national_phone("13812345678"), national_phone("12345")
+    ('13812345678', '13812345678', None)
+    """
+    if not isinstance(phone, str):
+        return None
+    match = MOBILE.match(re.sub(r"[\s-]", "", phone))
+    return match.group(1) if match else None
+
+
+def masked_phone(phone: str) -> str:
+    """138****5678: what a stored record or a log line may show of a number.
+
+    >>> masked_phone("13812345678")
+    '138****5678'
+    """
+    return f"{phone[:3]}****{phone[-4:]}" if len(phone) >= 7 else "****"
+
+
+def code_request_errors(community: object, phone: object, code: object, purpose: object) -> dict[str, list[str]]:
+    """What is wrong with a ``send_code`` request, per field; the messages never repeat the values.
+
+    >>> code_request_errors("xingqiao", "13812345678", "123456", "sign_in")
+    {}
+    >>> sorted(code_request_errors("", "555", "12ab", "Sign In!"))
+    ['code', 'community', 'phone', 'purpose']
+    """
+    errors: dict[str, list[str]] = {}
+    if not isinstance(community, str) or not community.strip():
+        errors["community"] = ["a community is required"]
+    if not isinstance(phone, str) or national_phone(phone) is None:
+        errors["phone"] = ["not a mainland mobile number"]
+    if not isinstance(code, str) or not CODE.match(code):
+        errors["code"] = ["a code is 4 to 8 digits"]
+    if not isinstance(purpose, str) or not PURPOSE.match(purpose):
+        errors["purpose"] = ["a purpose is a short lower-case identifier such as sign_in"]
+    return errors
+
+
+def code_delivery(delivery_id: str, community: str, phone: str, purpose: str, requested_at: datetime) -> dict:
+    """The record of a code's delivery: the phone masked, the code not at all (it is a credential).
+
+    >>> from datetime import UTC
+    >>> record = code_delivery("d1", "xingqiao", "13812345678", "sign_in", datetime(2026, 11, 26, tzinfo=UTC))
+    >>> record["phone"], record["status"], "code" in record
+    ('138****5678', 'requested', False)
+    """
+    return {
+        "_id": delivery_id, "community": community, "channel": "sms", "kind": "code", "purpose": purpose,
+        "phone": masked_phone(phone), "status": "requested", "requested_at": requested_at,
+        "sent_at": None, "failed_at": None, "provider_id": None, "provider_answer": None, "attempts": 0,
+    }

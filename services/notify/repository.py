@@ -1,4 +1,5 @@
-"""Residents' inbox messages, each with its delivery record and the outbox of its outcome event."""
+"""Residents' inbox messages, each with its delivery record and the outbox of its outcome event;
+the delivery records of the sign-in codes sent by SMS."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ from pymongo.errors import DuplicateKeyError
 from kernel.envelope import Envelope
 from kernel.groupcommit import Writes
 from kernel.outbox import with_events
+from kernel.pagination import keyset_filter
 
 COLLECTION = "inbox"
+DELIVERIES = "deliveries"  # external sends (SMS ...), one record per send; never the message's secret
+
+
+def ensure_indexes(db: Database) -> None:
+    """Every index of notify's database."""
+    InboxRepository.ensure_indexes(db)
+    DeliveryRepository.ensure_indexes(db)
 
 
 class InboxRepository:
@@ -37,9 +46,50 @@ class InboxRepository:
         except DuplicateKeyError:
             return False
 
-    def of_recipient(self, community: str, recipient: str, limit: int = 50) -> list[dict]:
+    def erase_recipient(self, community: str, recipient: str) -> int:
+        """Remove every inbox message of a resident who asked to be forgotten; how many there were.
+
+        Idempotent: a second call finds nothing. A message still waiting in its outbox goes too;
+        its ``echo.delivered`` is a fact about a person who is no more, and tickets anonymise it.
+        """
+        return self.collection.delete_many({"community": community, "recipient": recipient}).deleted_count
+
+    def of_recipient(self, community: str, recipient: str, limit: int = 50, after: tuple | None = None) -> list[dict]:
+        """A recipient's messages, newest first; ``after`` is the ``(created_at, _id)`` of the previous page's last."""
+        sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
         return list(self.collection.find(
-            {"community": community, "recipient": recipient},
+            {"community": community, "recipient": recipient, **keyset_filter(sort, after)},
             {"_outbox": 0, "_outbox_since": 0},
-            sort=[("created_at", DESCENDING)], limit=limit,
+            sort=sort, limit=limit,
         ))
+
+    def unread(self, community: str, recipient: str) -> int:
+        return self.collection.count_documents({"community": community, "recipient": recipient, "read_at": None})
+
+
+class DeliveryRepository:
+    """Records of external sends: what was asked, when, and what the provider answered."""
+
+    def __init__(self, db: Database):
+        self.collection = db[DELIVERIES]
+
+    @staticmethod
+    def ensure_indexes(db: Database) -> None:
+        db[DELIVERIES].create_index([("community", ASCENDING), ("requested_at", DESCENDING)],
+                                    name="by_community")
+
+    def requested(self, record: dict) -> None:
+        self.collection.insert_one(record)
+
+    def sent(self, delivery_id: str, at, provider_id: str, attempts: int) -> None:
+        # "sent", never "delivered": only a provider's receipt can say that.
+        self.collection.update_one({"_id": delivery_id}, {"$set": {
+            "status": "sent", "sent_at": at, "provider_id": provider_id, "attempts": attempts,
+            "provider_answer": {"code": "OK"}}})
+
+    def failed(self, delivery_id: str, at, answer: dict, attempts: int) -> None:
+        self.collection.update_one({"_id": delivery_id}, {"$set": {
+            "status": "failed", "failed_at": at, "provider_answer": answer, "attempts": attempts}})
+
+    def get(self, delivery_id: str) -> dict | None:
+        return self.collection.find_one({"_id": delivery_id})

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any
 
+from kernel.permissions import PERMISSIONS, Grant
 from services.tickets.catalogue import PRIORITIES, Service
 
 DEFAULT_ESCALATE_AFTER_BOUNCES = 2
@@ -119,27 +121,13 @@ REVIEW_BOUNCED_REPEATEDLY = "bounced_repeatedly"
 
 # --- who may do what -------------------------------------------------------------------------------
 
-class Grant(StrEnum):
-    ALWAYS = "always"
-    IF_ASSIGNED = "if_assigned"  # dispatched to the actor ("worker") or one of the actor's teams
-    IF_SELF = "if_self"  # a resident acting for themselves, on a ticket they are attached to
-
-
-_STAFF = {Role.GRID_WORKER: Grant.ALWAYS, Role.SECRETARY: Grant.ALWAYS, Role.ADMIN: Grant.ALWAYS}
-_ASSIGNED_VOLUNTEER = {Role.VOLUNTEER: Grant.IF_ASSIGNED}
-_SELF_RESIDENT = {Role.RESIDENT: Grant.IF_SELF}
-
+# The table lives in kernel/permissions (one table for every layer); the domain reads its ticket commands.
+# A grid worker's grant is IF_GRID: a ticket carries no grid yet, so it reaches every ticket of the
+# community (the hook: once tickets have a grid, _authorise checks it against the actor's grids).
 AUTHORISATION: dict[str, dict[str, Grant]] = {
-    "dispatch": _STAFF,
-    "accept": _STAFF | _ASSIGNED_VOLUNTEER,
-    "start": _STAFF | _ASSIGNED_VOLUNTEER,
-    "pause": _STAFF,
-    "resume": _STAFF,
-    "resolve": _STAFF | _ASSIGNED_VOLUNTEER,
-    "bounce": _STAFF | _ASSIGNED_VOLUNTEER,
-    "record_callback": _STAFF | _SELF_RESIDENT,
-    "close_not_fixed": _STAFF,
-    "attach_resident": _STAFF | _SELF_RESIDENT,
+    command: PERMISSIONS[f"tickets.{command}"]
+    for command in ("dispatch", "accept", "start", "pause", "resume", "resolve", "bounce", "record_callback",
+                    "close_not_fixed", "attach_resident")
 }
 """Command -> role -> when that role may give it. A role not listed may not give the command."""
 
@@ -320,6 +308,7 @@ class Ticket:
     first_response_at: datetime | None = None
     resolution_summary: str | None = None
     close_reason: str | None = None
+    anonymised_at: datetime | None = None  # when the retention rule anonymised the whole ticket
     version: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
     pending_events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
@@ -522,6 +511,59 @@ class Ticket:
         self._touch(now, actor)
         self.attached_residents.append(resident_id)
         self._record(EventType.ATTACHED, now, actor, {"resident": resident_id})
+
+    # --- personal data (PIPL) ----------------------------------------------------------------------
+
+    @property
+    def people(self) -> list[str]:
+        """Every resident id the ticket names (reporter, attached, callback respondents), each once."""
+        named = [self.reporter, *self.attached_residents, *(entry.get("resident") for entry in self.callbacks)]
+        return list(dict.fromkeys(who for who in named if who))
+
+    def anonymise(self, pseudonyms: Mapping[str, str], now: datetime, *, whole: bool = False) -> bool:
+        """Erase personal data while the ticket keeps counting: True if anything changed.
+
+        ``pseudonyms`` maps each resident to erase to an id that links to nobody (the caller
+        makes a fresh one per ticket, so two anonymised tickets cannot be tied together).
+        Each such resident's id is replaced wherever the ticket names them, and their free
+        text (callback notes, and the description if they reported the ticket) becomes
+        :data:`ERASED_NOTE`. If the reporter is erased, or ``whole`` is set (the retention rule:
+        every person on a closed ticket), the address keeps only its building
+        (:func:`impersonal_address`) and lat/long go. State, category, priority, times,
+        assignee and the timeline's entries stay, so the ticket keeps counting in the rates.
+        A second call with the same residents finds nothing to change (idempotent).
+        ``updated_at`` does not move (it dates the ticket's own history); ``version`` does,
+        so a concurrent save from an older read fails instead of writing the data back.
+        """
+        now = _utc(now)
+        before = self.to_document()
+        erased = {who: pseudonym for who, pseudonym in pseudonyms.items() if who and who in self._mentions()}
+        notes = {entry["note"] for entry in self.callbacks if entry.get("resident") in erased and entry.get("note")}
+        if whole or self.reporter in erased:
+            self.description = ERASED_NOTE
+            self.address_string = impersonal_address(self.address_string)
+            self.lat = self.long = None
+        if whole:
+            notes |= {entry["note"] for entry in self.callbacks if entry.get("note")}
+        for entry in self.callbacks:
+            if entry.get("note") in notes:
+                entry["note"] = ERASED_NOTE
+        self.reporter = erased.get(self.reporter, self.reporter)
+        self.attached_residents = [erased.get(who, who) for who in self.attached_residents]
+        self.callbacks = [_renamed(entry, erased) for entry in self.callbacks]
+        self.timeline = [_renamed(_without_notes(entry, notes), erased) for entry in self.timeline]
+        if whole and self.anonymised_at is None:
+            self.anonymised_at = now
+        changed = self.to_document() != before
+        if changed:
+            self.version += 1
+        return changed
+
+    def _mentions(self) -> set[str]:
+        named = set(self.people)
+        for entry in self.timeline:
+            named.update(value for key, value in entry.items() if key in _PERSON_KEYS and isinstance(value, str))
+        return named
 
     def pull_events(self) -> list[DomainEvent]:
         """The events raised since the last call, oldest first; the list is emptied."""
@@ -738,6 +780,83 @@ class Ticket:
             "callback_round": self.callback_round, "fixed_by": fixed_by,
             "unreachable": self._respondents_in(max_attempts, "unreachable"),
         })
+
+
+ERASED_NOTE = "（该内容已按个人信息保护要求删除）"
+"""What replaces free text an erased resident wrote (PIPL: the text goes, the record stays)."""
+
+# Keys under which a timeline entry or an event payload names a person, directly or in a list.
+_PERSON_KEYS = frozenset({"by", "resident", "reporter", "subject"})
+_PEOPLE_KEYS = frozenset({"attached_residents", "fixed_by", "unreachable", "pending_respondents"})
+_BUILDING = re.compile(r"^(.*?(?:\d+|[一二三四五六七八九十百]+)\s*(?:号楼|号院|栋|幢|座|楼))")
+_UNIT_ROOM = re.compile(r"^\s*(\d+)\s*[-－]\s*\d+\s*[-－]\s*\d+")
+
+
+def impersonal_address(address: str | None) -> str | None:
+    """An address cut to the building: no unit, no room (rooms identify households).
+
+    >>> impersonal_address("兴乔小区3号楼2单元401"), impersonal_address("3-2-401")
+    ('兴乔小区3号楼', '3号楼')
+    >>> impersonal_address("体育场街道5幢1单元302室"), impersonal_address("兴乔小区3号楼")
+    ('体育场街道5幢', '兴乔小区3号楼')
+    >>> impersonal_address("张大爷家门口"), impersonal_address(None)
+    ('（地址已隐去）', None)
+    """
+    if address is None:
+        return None
+    building = _BUILDING.match(address)
+    if building:
+        return building.group(1).strip()
+    unit_room = _UNIT_ROOM.match(address)
+    if unit_room:
+        return f"{unit_room.group(1)}号楼"
+    return ADDRESS_REMOVED
+
+
+ADDRESS_REMOVED = "（地址已隐去）"
+
+
+def anonymised_payload(payload: Mapping[str, Any], pseudonyms: Mapping[str, str], *, whole: bool = False
+                       ) -> dict[str, Any]:
+    """An event payload of the ticket with the same rule as :meth:`Ticket.anonymise` (for its outbox).
+
+    >>> payload = anonymised_payload({"reporter": "p-1", "attached_residents": ["p-1", "p-2"],
+    ...     "description": "漏水", "address_string": "3-2-401", "lat": 30.1, "long": 120.1}, {"p-1": "anon-x"})
+    >>> payload["reporter"], payload["attached_residents"], payload["address_string"], payload["lat"]
+    ('anon-x', ['anon-x', 'p-2'], '3号楼', None)
+    >>> payload["description"] == ERASED_NOTE
+    True
+    """
+    result = _renamed(dict(payload), pseudonyms)
+    if isinstance(result.get("actor"), Mapping):
+        result["actor"] = _renamed(dict(result["actor"]), pseudonyms)
+    if whole or payload.get("reporter") in pseudonyms:
+        if "description" in result:
+            result["description"] = ERASED_NOTE
+        if "address_string" in result:
+            result["address_string"] = impersonal_address(result["address_string"])
+        for key in ("lat", "long"):
+            if key in result:
+                result[key] = None
+    if "note" in result and result["note"] and (whole or payload.get("resident") in pseudonyms):
+        result["note"] = ERASED_NOTE
+    return result
+
+
+def _renamed(entry: Mapping[str, Any], pseudonyms: Mapping[str, str]) -> dict[str, Any]:
+    renamed = dict(entry)
+    for key, value in entry.items():
+        if key in _PERSON_KEYS and isinstance(value, str):
+            renamed[key] = pseudonyms.get(value, value)
+        elif key in _PEOPLE_KEYS and isinstance(value, list):
+            renamed[key] = [pseudonyms.get(who, who) if isinstance(who, str) else who for who in value]
+    return renamed
+
+
+def _without_notes(entry: Mapping[str, Any], notes: set[str]) -> dict[str, Any]:
+    if entry.get("note") in notes:
+        return {**entry, "note": ERASED_NOTE}
+    return dict(entry)
 
 
 _DOCUMENT_FIELDS: tuple[str, ...] = tuple(

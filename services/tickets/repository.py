@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -21,8 +22,9 @@ from pymongo.errors import DuplicateKeyError
 from kernel.envelope import Envelope
 from kernel.errors import Conflict
 from kernel.groupcommit import Writes
-from kernel.outbox import push_events, with_events
-from services.tickets.domain import Ticket
+from kernel.outbox import OUTBOX, push_events, with_events
+from kernel.pagination import keyset_filter
+from services.tickets.domain import CLOSED_STATES, Ticket
 
 COLLECTION = "tickets"
 ECHOES = "echoes"  # one document per echo outcome event: _id is the event's id
@@ -65,7 +67,8 @@ class TicketRepository:
         # The only secondary index of the echoes: every index costs every insert of an echo.
         db[ECHOES].create_index([("ticket_id", ASCENDING)], name="by_ticket")
 
-    def add(self, ticket: Ticket, events: Sequence[Envelope], request_key: str | None = None) -> Ticket:
+    def add(self, ticket: Ticket, events: Sequence[Envelope], request_key: str | None = None,
+            request_hash: str | None = None) -> Ticket:
         """Insert a new ticket and its events in one write; returns the ticket that is stored.
 
         A client that retries a create with the same ``request_key`` (its Idempotency-Key)
@@ -75,6 +78,7 @@ class TicketRepository:
         document = ticket.to_document()
         if request_key is not None:
             document["request_key"] = request_key
+            document["request_hash"] = request_hash  # a retry with another body is refused (422)
         try:
             self.writes.insert(self.collection, with_events(document, events))
             return ticket
@@ -91,6 +95,11 @@ class TicketRepository:
         document = self.collection.find_one({"_id": ticket_id_for(community, reporter, request_key),
                                              "community": community, "reporter": reporter})
         return self._with_echoes(community, [document])[0] if document else None
+
+    def request_hash(self, community: str, ticket_id: str) -> str | None:
+        """The hash of the body that created a keyed ticket (None for tickets stored before hashes were)."""
+        document = self.collection.find_one({"_id": ticket_id, "community": community}, {"request_hash": 1})
+        return (document or {}).get("request_hash")
 
     def get(self, community: str, ticket_id: str) -> Ticket | None:
         """The ticket with its echoes (two queries: the ticket, then its echoes by ``ticket_id``)."""
@@ -112,10 +121,15 @@ class TicketRepository:
         if result.matched_count != 1:
             raise Conflict(f"ticket {ticket.id} was changed by someone else; reload and retry")
 
-    def of_resident(self, community: str, resident: str, limit: int = 50) -> list[Ticket]:
-        """A resident's tickets, newest first, with their echoes (one ``$in`` query for all of them)."""
-        cursor = self.collection.find({"community": community, "attached_residents": resident},
-                                      sort=[("created_at", DESCENDING)], limit=limit)
+    def of_resident(self, community: str, resident: str, limit: int = 50,
+                    after: Sequence[Any] | None = None) -> list[Ticket]:
+        """A resident's tickets, newest first, with their echoes (one ``$in`` query for all of them).
+
+        ``after`` is the ``(created_at, id)`` of the last ticket of the previous page.
+        """
+        sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        query = {"community": community, "attached_residents": resident, **keyset_filter(sort, after)}
+        cursor = self.collection.find(query, sort=sort, limit=limit)
         return self._with_echoes(community, list(cursor))
 
     def record_echo(self, community: str, ticket_id: str, entry: Mapping[str, Any]) -> None:
@@ -130,6 +144,46 @@ class TicketRepository:
         record = {"_id": entry["event_id"], "community": community, "ticket_id": ticket_id, **entry}
         with suppress(DuplicateKeyError):  # recorded already: a redelivery of the same outcome event
             self.writes.insert(self.echoes, record)
+
+    # --- personal data (PIPL) ----------------------------------------------------------------------
+
+    def documents_of_person(self, community: str, resident: str) -> list[dict]:
+        """The raw documents (outbox included) of every ticket that names the resident as reported/attached."""
+        return list(self.collection.find({"community": community, "attached_residents": resident}))
+
+    def closed_before(self, cutoff: datetime, limit: int) -> list[dict]:
+        """Raw documents of closed tickets last changed before ``cutoff`` that were not anonymised yet."""
+        return list(self.collection.find(
+            {"state": {"$in": sorted(str(state) for state in CLOSED_STATES)}, "updated_at": {"$lt": cutoff},
+             "anonymised_at": None},
+            sort=[("updated_at", ASCENDING)], limit=limit,
+        ))
+
+    def save_anonymised(self, ticket: Ticket, expected_version: int, outbox: list[dict] | None) -> bool:
+        """Write an anonymised ticket and its anonymised outbox; False if someone changed it meanwhile.
+
+        The outbox keeps every entry, id and staging time (the relay's bookkeeping is untouched):
+        only what the events say about people changes. The request key goes: with it a ticket's
+        id could be recomputed from a resident's id, which would tie the ticket to them again; so
+        does the hash of the request's body, which would confirm a guess of what they wrote.
+        """
+        document = ticket.to_document()
+        document.pop("_id")
+        if outbox is not None:
+            document[OUTBOX] = outbox
+        result = self.collection.update_one(
+            {"_id": ticket.id, "community": ticket.community, "version": expected_version},
+            {"$set": document, "$unset": {"request_key": "", "request_hash": ""}},
+        )
+        return result.matched_count == 1
+
+    def rename_echo_recipient(self, community: str, resident: str, pseudonym: str,
+                              ticket_id: str | None = None) -> int:
+        """Replace a resident's id in echo records (of one ticket, or all that are left); how many changed."""
+        query = {"community": community, "recipient": resident}
+        if ticket_id is not None:
+            query["ticket_id"] = ticket_id
+        return self.echoes.update_many(query, {"$set": {"recipient": pseudonym}}).modified_count
 
     def _with_echoes(self, community: str, documents: Sequence[Mapping[str, Any]]) -> list[Ticket]:
         """The tickets the documents describe, each with the echoes recorded for it."""

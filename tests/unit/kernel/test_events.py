@@ -172,3 +172,18 @@ def test_subscription_names_and_queues_are_unique():
 def test_an_unknown_subscription_raises_key_error():
     with pytest.raises(KeyError, match="x"):
         subscription("x")
+
+
+def test_resident_erased_is_consumed_by_tickets_and_notify():
+    assert current_version("resident.erased") == 1
+    assert subscription("tickets.erasures").event_types == ("resident.erased",)
+    assert subscription("notify.erasures").event_types == ("resident.erased",)
+
+
+def test_resident_erased_payload_is_validated():
+    good = envelope("resident.erased", {"resident_id": "p-0123456789ab", "erased_at": "2026-11-26T08:00:00+00:00"})
+    assert validate_outgoing(good) is good
+    with pytest.raises(MalformedEvent):
+        validate_outgoing(envelope("resident.erased", {"resident_id": "p-0123456789ab"}))
+    with pytest.raises(MalformedEvent):
+        validate_outgoing(envelope("resident.erased", {"resident_id": "", "erased_at": "x", "phone": "138"}))
