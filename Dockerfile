@@ -1,6 +1,7 @@
 # One image for every Huisheng process. The container's command picks the process:
-#   huisheng service tickets | notify | volunteers | gateway
-# (see kernel/platform.py PROCESSES and docker-compose.yml).
+#   huisheng service tickets | notify | volunteers | directory | gateway
+# (see kernel/platform.py PROCESSES and docker-compose.yml). The compose file's demo SMS
+# stand-in runs from it too: python -m standins.sms.
 
 FROM python:3.11-slim
 

@@ -42,6 +42,10 @@ ENVIRONMENT: dict[str, str] = {
     "LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
     "LOG_FORMAT": "json (default) or console",
     "HUISHENG_STOP_TIMEOUT": "seconds a process may take to stop gracefully before it exits anyway",
+    "CORS_ORIGINS": "comma-separated origins a browser may call the gateway from; none (CORS closed) when unset",
+    "RATE_LIMIT_PER_MINUTE": "requests a token or API key may make to the gateway per minute",
+    "RATE_LIMIT_ADDRESS_PER_MINUTE": "requests one client address may make to the gateway per minute",
+    "AUTH_CODE_PER_MINUTE": "sign-in code requests one client address may make per minute",
     "HUISHENG_DATA_KEY": "key (32 bytes, base64) that encrypts personal data at rest and keys its search hashes; "
                          "derived from HUISHENG_SECRET when unset (development only)",
     "ACCESS_TOKEN_TTL": "seconds an access token from sign-in is valid",
@@ -52,6 +56,8 @@ ENVIRONMENT: dict[str, str] = {
     "SMS_ACCESS_KEY_SECRET": "access key secret that signs requests to the SMS provider",
     "SMS_SIGN_NAME": "the SMS signature (签名) registered with the provider",
     "SMS_TEMPLATE_CODE": "the provider's template code of the sign-in code message",
+    "SMS_TIMEOUT": "seconds notify waits for the SMS provider's answer to one request",
+    "RETENTION_DAYS": "days after which the personal data of a closed ticket is anonymised",
 }
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
@@ -87,6 +93,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     stop_timeout: float = 20.0
+    cors_origins: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 600
+    rate_limit_address_per_minute: int = 1200
+    auth_code_per_minute: int = 5
     data_key: str | None = None
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
@@ -96,6 +106,8 @@ class Settings:
     sms_access_key_secret: str = "huisheng-dev-sms-secret"
     sms_sign_name: str = "兴乔社区"
     sms_template_code: str = "SMS_HUISHENG_LOGIN"
+    sms_timeout: float = 2.0
+    retention_days: int = 1095
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +140,11 @@ class Settings:
             log_level=get("LOG_LEVEL", default.log_level).upper(),
             log_format=get("LOG_FORMAT", default.log_format),
             stop_timeout=float(get("HUISHENG_STOP_TIMEOUT", default.stop_timeout)),
+            cors_origins=tuple(origin.strip() for origin in get("CORS_ORIGINS", "").split(",") if origin.strip()),
+            rate_limit_per_minute=int(get("RATE_LIMIT_PER_MINUTE", default.rate_limit_per_minute)),
+            rate_limit_address_per_minute=int(get("RATE_LIMIT_ADDRESS_PER_MINUTE",
+                                                  default.rate_limit_address_per_minute)),
+            auth_code_per_minute=int(get("AUTH_CODE_PER_MINUTE", default.auth_code_per_minute)),
             data_key=get("HUISHENG_DATA_KEY", None),
             access_token_ttl=int(get("ACCESS_TOKEN_TTL", default.access_token_ttl)),
             refresh_token_ttl=int(get("REFRESH_TOKEN_TTL", default.refresh_token_ttl)),
@@ -137,6 +154,8 @@ class Settings:
             sms_access_key_secret=get("SMS_ACCESS_KEY_SECRET", default.sms_access_key_secret),
             sms_sign_name=get("SMS_SIGN_NAME", default.sms_sign_name),
             sms_template_code=get("SMS_TEMPLATE_CODE", default.sms_template_code),
+            sms_timeout=float(get("SMS_TIMEOUT", default.sms_timeout)),
+            retention_days=int(get("RETENTION_DAYS", default.retention_days)),
         )
 
     def database_name(self, service: str) -> str:

@@ -4,7 +4,7 @@ The kernel never imports a service; it names each one by its import path so the
 launcher, the runner and the deployment files agree on one list.
 
 >>> [p.name for p in PROCESSES]
-['tickets', 'notify', 'volunteers', 'gateway']
+['tickets', 'notify', 'volunteers', 'directory', 'gateway']
 >>> process("gateway").http_port_env
 'GATEWAY_PORT'
 """
@@ -30,6 +30,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("tickets", "services.tickets.service:TicketsService", 8101),
     Process("notify", "services.notify.service:NotifyService", 8102),
     Process("volunteers", "services.volunteers.service:VolunteersService", 8103),
+    Process("directory", "services.directory.service:DirectoryService", 8104),
     Process("gateway", "gateway.service:GatewayService", 8000, http_port_env="GATEWAY_PORT"),
 )
 
@@ -39,3 +40,8 @@ def process(name: str) -> Process:
         if candidate.name == name:
             return candidate
     raise KeyError(f"no process named {name!r}; known: {[p.name for p in PROCESSES]}")
+
+
+LOCAL_PORT_VARIABLES: tuple[str, ...] = tuple(
+    f"HUISHENG_PORT_{p.name.upper()}" for p in PROCESSES if not p.is_gateway) + ("HUISHENG_PORT_SMS",)
+"""The ports ``huisheng up`` gives each service's /health and the SMS stand-in (a second platform sets them all)."""

@@ -5,6 +5,7 @@
     huisheng status         list the processes and their health
     huisheng token ...      print a signed bearer token
     huisheng service NAME   run one process in the foreground (what ``up`` launches)
+    huisheng apikey | admin | directory ...   the running platform's register (kernel/cli/directory.py)
 
 Only the standard library and small clients are imported here: ``service``
 imports ``kernel.runner`` lazily because that module monkey-patches eventlet,
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from kernel.auth import DEFAULT_TTL, ROLES, issue_token
+from kernel.auth import DEFAULT_TTL, TOKEN_ROLES, issue_token
 from kernel.cli import infra
 from kernel.cli.supervisor import (
     SUPERVISOR_LOG,
@@ -43,6 +44,8 @@ from kernel.platform import PROCESSES, Process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_NAME = "secantus"
+SMS_NAME = "sms"  # the SMS provider stand-in (standins/sms.py), run by `up` unless SMS_PROVIDER_URL is set
+SMS_DEFAULT_PORT = 8190
 DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_NOT_RUNNING = 3  # as LSB init scripts' "status": program is not running
 
@@ -130,6 +133,31 @@ def database_spec(settings: Settings) -> ChildSpec:
     return ChildSpec(DB_NAME, tuple(argv), None, infra.secantus_uri(settings.secantus_port), "mongo", layer=0)
 
 
+def sms_port(environ: Mapping[str, str]) -> int:
+    """The stand-in's port: HUISHENG_PORT_SMS, else 8190."""
+    value = environ.get("HUISHENG_PORT_SMS")
+    return int(value) if value else SMS_DEFAULT_PORT
+
+
+def sms_spec(settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
+    """The SMS provider stand-in: answers notify's signed requests and journals what it was asked to send.
+
+    Infrastructure of a local run, like the embedded database (layer 0): production points
+    SMS_PROVIDER_URL at the real provider, and then ``up`` does not start it. It has no
+    dependencies, hence no ``/ready``: its health is ``GET /health``.
+    """
+    port = sms_port(environ)
+    journal = settings.home / "data" / "sms-journal.jsonl"
+    argv = (sys.executable, "-m", "standins.sms", "--host", "127.0.0.1", "--port", str(port), "--journal", str(journal))
+    env = child_env(settings, environ)
+    return ChildSpec(SMS_NAME, argv, env, f"http://127.0.0.1:{port}", "live", layer=0)
+
+
+def runs_sms_standin(environ: Mapping[str, str], infra_enabled: bool = True) -> bool:
+    """``up`` runs the stand-in when it runs infrastructure and nobody named a provider."""
+    return infra_enabled and not environ.get("SMS_PROVIDER_URL")
+
+
 def platform_plan(
     settings: Settings,
     environ: Mapping[str, str],
@@ -137,12 +165,19 @@ def platform_plan(
     infra_enabled: bool = True,
     stop_timeout: float = DEFAULT_STOP_TIMEOUT,
 ) -> tuple[Settings, list[ChildSpec]]:
-    """The settings children get and the specs to supervise (the database first if we run it)."""
+    """The settings children get and the specs to supervise (the database and the SMS stand-in first if we run them)."""
     specs: list[ChildSpec] = []
     if infra_enabled and not settings.mongo_uri:
         db = database_spec(settings)
         specs.append(db)
         settings = replace(settings, mongo_uri=db.address)
+    if runs_sms_standin(environ, infra_enabled):
+        sms = sms_spec(settings, environ)
+        specs.append(sms)
+        # notify (and anyone else) reaches the provider through SMS_PROVIDER_URL: point it at the stand-in.
+        url = f"{sms.address}/"
+        environ = {**environ, "SMS_PROVIDER_URL": url}
+        settings = replace(settings, sms_provider_url=url)
     specs += [process_spec(p, settings, environ, stop_timeout) for p in processes]
     return settings, specs
 
@@ -170,11 +205,12 @@ def check_ports_free(specs: Sequence[ChildSpec]) -> None:
     for spec in specs:
         endpoint = spec.port()
         if endpoint and infra.port_in_use(*endpoint):
-            hint = (
-                "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
-                if spec.name == DB_NAME
-                else f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
-            )
+            if spec.name == DB_NAME:
+                hint = "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
+            elif spec.name == SMS_NAME:
+                hint = "set HUISHENG_PORT_SMS to a free port, or SMS_PROVIDER_URL to use that provider"
+            else:
+                hint = f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
             raise infra.InfraError(
                 f"port {endpoint[1]} needed by {spec.name} is already in use by another program "
                 f"(not started by this huisheng); {hint}"
@@ -221,6 +257,8 @@ def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[
     """Supervise in this process until Ctrl-C, SIGTERM or a child's death."""
     if any(s.name == DB_NAME for s in specs):
         (settings.home / "data" / "mongo").mkdir(parents=True, exist_ok=True)
+    if any(s.name == SMS_NAME for s in specs):
+        (settings.home / "data").mkdir(parents=True, exist_ok=True)  # the stand-in's journal
     supervisor = Supervisor(
         settings.home,
         specs,
@@ -321,7 +359,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     """``huisheng token``: print a signed bearer token (and nothing else on stdout)."""
     settings = load_settings()
     try:
-        token = issue_token(settings, args.role, args.subject, args.community, args.ttl, args.name)
+        token = issue_token(
+            settings, args.role, args.subject, args.community, args.ttl, args.name, grids=args.grid, teams=args.team
+        )
     except ValueError as exc:
         complain(f"token: {exc}")
         return 2
@@ -343,7 +383,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
 # which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup")
+COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup", "kernel.cli.directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,13 +420,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     token = commands.add_parser("token", help="print a signed bearer token")
-    token.add_argument("--role", required=True, metavar="ROLE", help=f"one of: {', '.join(ROLES)}")
+    token.add_argument("--role", required=True, metavar="ROLE", help=f"one of: {', '.join(TOKEN_ROLES)}")
     token.add_argument("--subject", required=True, metavar="ID", help="who the token is for (the `sub` claim)")
     token.add_argument("--community", help="community id (default HUISHENG_COMMUNITY)")
     token.add_argument(
         "--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS", help=f"lifetime (default {DEFAULT_TTL})"
     )
     token.add_argument("--name", help="display name")
+    token.add_argument(
+        "--grid", action="append", default=[], metavar="G", help="a grid the bearer works (repeatable; `grids` claim)"
+    )
+    token.add_argument(
+        "--team", action="append", default=[], metavar="T", help="a volunteer team of the bearer (repeatable)"
+    )
     token.set_defaults(func=cmd_token)
 
     service = commands.add_parser("service", help="run one process in the foreground")

@@ -52,8 +52,10 @@ class ChildSpec:
     """One process to supervise.
 
     ``health`` says how readiness is probed at ``address``: ``"http"`` (GET
-    ``/health`` and ``/ready`` must both answer 200), ``"mongo"`` (a ``ping``
-    must answer) or ``"none"``. Lower ``layer`` starts first and stops last.
+    ``/health`` and ``/ready`` must both answer 200), ``"live"`` (GET ``/health``
+    must answer 200: a stand-in with no dependencies has no ``/ready``),
+    ``"mongo"`` (a ``ping`` must answer) or ``"none"``. Lower ``layer`` starts
+    first and stops last.
     """
 
     name: str
@@ -243,9 +245,9 @@ def terminate(
 # --------------------------------------------------------------------------- health
 
 
-def http_health(address: str, timeout: float = 1.0) -> tuple[bool, str]:
-    """GET ``address``/health and ``address``/ready; healthy only if both answer 200."""
-    for path in ("/health", "/ready"):
+def http_health(address: str, timeout: float = 1.0, paths: Sequence[str] = ("/health", "/ready")) -> tuple[bool, str]:
+    """GET ``address``/health and ``address``/ready (or ``paths``); healthy only if each answers 200."""
+    for path in paths:
         try:
             with _OPENER.open(address.rstrip("/") + path, timeout=timeout) as response:
                 code = response.status
@@ -256,13 +258,15 @@ def http_health(address: str, timeout: float = 1.0) -> tuple[bool, str]:
             return False, f"GET {path}: {reason}"
         if code != 200:
             return False, f"GET {path} -> {code}"
-    return True, "GET /health, /ready -> 200"
+    return True, f"GET {', '.join(paths)} -> 200"
 
 
 def probe(health: str, address: str | None, timeout: float = 1.0) -> tuple[bool, str]:
     """Probe one child's readiness according to its ``health`` kind."""
     if health == "http" and address:
         return http_health(address, timeout)
+    if health == "live" and address:
+        return http_health(address, timeout, ("/health",))
     if health == "mongo" and address:
         from kernel.cli.infra import mongo_ping  # lazy: pymongo is slow to import
 

@@ -49,7 +49,8 @@ def description(key: str) -> str:
 
 def clean_environ() -> dict[str, str]:
     """Our environment without any platform setting or proxy (the suite sets each itself)."""
-    drop = set(ENVIRONMENT) | {"HUISHENG_PORT_TICKETS", "HUISHENG_PORT_NOTIFY", "HUISHENG_PORT_VOLUNTEERS"}
+    ports = ("TICKETS", "NOTIFY", "VOLUNTEERS", "DIRECTORY", "SMS")
+    drop = set(ENVIRONMENT) | {f"HUISHENG_PORT_{name}" for name in ports}
     proxies = {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}
     return {k: v for k, v in os.environ.items() if k not in drop | proxies}
 
@@ -176,10 +177,12 @@ class Platform(System):
 
     def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer):
         super().__init__(root, node, db)
-        ports = free_ports(5)
+        ports = free_ports(7)
         self.gateway_port = ports[0]
+        # Every port `up` opens is the suite's own, the directory's and the SMS stand-in's included.
         self.env.update({"GATEWAY_PORT": str(ports[0]), "HUISHENG_PORT_TICKETS": str(ports[1]),
-                         "HUISHENG_PORT_NOTIFY": str(ports[2]), "HUISHENG_PORT_VOLUNTEERS": str(ports[3])})
+                         "HUISHENG_PORT_NOTIFY": str(ports[2]), "HUISHENG_PORT_VOLUNTEERS": str(ports[3]),
+                         "HUISHENG_PORT_DIRECTORY": str(ports[5]), "HUISHENG_PORT_SMS": str(ports[6])})
         self.supervised: dict[str, Supervised] = {}
         self._tokens: dict[str, str] = {}
 

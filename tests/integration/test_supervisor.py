@@ -91,7 +91,8 @@ class Platform:
         self.ports: dict[str, int] = {}
         self.entries: list[dict] = []
 
-    def child(self, name: str, mode: str = "ok", delay: float = 0.0, layer: int = 1) -> "Platform":
+    def child(self, name: str, mode: str = "ok", delay: float = 0.0, layer: int = 1,
+              health: str | None = None) -> "Platform":
         port = self.ports[name] = free_port()
         env = {
             "CHILD_NAME": name,
@@ -107,6 +108,7 @@ class Platform:
                 "port": port,
                 "env": env,
                 "layer": layer,
+                **({"health": health} if health else {}),
             }
         )
         return self
@@ -229,6 +231,20 @@ def test_child_that_never_becomes_healthy_fails_the_start_with_its_name_and_log(
     assert not alive(platform.pid("alpha")) and not alive(platform.pid("lazy"))
     assert not (platform.dir / "gateway.pid").exists()  # the last layer never started
     assert platform.state() is None
+
+
+def test_a_live_probed_child_needs_only_health_like_the_sms_standin(platform):
+    # The SMS stand-in has no dependencies and no /ready: `up` probes it with GET /health alone.
+    platform.child("standin", mode="unready", layer=0, health="live").child("alpha")
+
+    result = platform.up("--timeout", "10")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(platform.cli("status", "--json").stdout)
+    rows = {row["name"]: row for row in report["processes"]}
+    assert rows["standin"]["health"] == "healthy" and rows["standin"]["detail"] == "GET /health -> 200"
+    assert rows["alpha"]["detail"] == "GET /health, /ready -> 200"
+    assert report["healthy"]
 
 
 def test_a_dying_child_stops_the_whole_platform(platform):

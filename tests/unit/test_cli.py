@@ -1,5 +1,6 @@
 """The ``huisheng`` command line, without starting the real platform."""
 
+import io
 import json
 import os
 import socket
@@ -12,7 +13,7 @@ import jwt
 import pytest
 
 from kernel.auth import verify_token
-from kernel.cli import infra
+from kernel.cli import directory, infra
 from kernel.cli.main import (
     check_ports_free,
     declare_topology,
@@ -31,7 +32,8 @@ SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Every test gets its own HUISHENG_HOME and none of the caller's platform settings."""
-    for name in ("MONGO_URI", "AMQP_URI", "GATEWAY_PORT", "SECANTUS_PORT", "HUISHENG_COMMUNITY"):
+    for name in ("MONGO_URI", "AMQP_URI", "GATEWAY_PORT", "SECANTUS_PORT", "HUISHENG_COMMUNITY", "SMS_PROVIDER_URL",
+                 "HUISHENG_PORT_SMS", "HUISHENG_ADMIN_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     for process in PROCESSES:
         monkeypatch.delenv(f"HUISHENG_PORT_{process.name.upper()}", raising=False)
@@ -97,6 +99,29 @@ def test_token_with_unknown_role_fails_with_the_list_of_roles(capsys):
     assert captured.out == ""
     assert "unknown role 'mayor'" in captured.err
     assert "resident, grid_worker, volunteer, secretary, ops, admin" in captured.err
+
+
+def test_token_carries_the_grids_and_teams_given(capsys):
+    code = main(["token", "--role", "grid_worker", "--subject", "gw-3", "--grid", "g3", "--grid", "g4",
+                 "--team", "t-elderly"])
+
+    out = capsys.readouterr().out.strip()
+    assert code == 0
+    principal = verify_token(Settings(secret=SECRET), out)
+    assert (principal.grids, principal.teams) == (("g3", "g4"), ("t-elderly",))
+
+
+def test_token_without_grids_or_teams_has_empty_claims(capsys):
+    assert main(["token", "--role", "resident", "--subject", "r-2"]) == 0
+
+    claims = jwt.decode(capsys.readouterr().out.strip(), options={"verify_signature": False})
+    assert (claims["grids"], claims["teams"]) == ([], [])
+
+
+def test_token_refuses_the_integrator_role(capsys):
+    assert main(["token", "--role", "integrator", "--subject", "k-1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "API keys only" in captured.err
 
 
 def test_token_warns_about_the_development_secret(capsys, monkeypatch):
@@ -220,7 +245,7 @@ def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
     settings, specs = platform_plan(load_settings(), os.environ)
 
     by_name = {spec.name: spec for spec in specs}
-    assert [s.name for s in specs] == ["secantus"] + [p.name for p in PROCESSES]
+    assert [s.name for s in specs] == ["secantus", "sms"] + [p.name for p in PROCESSES]
     db = by_name["secantus"]
     assert db.layer == 0 and db.health == "mongo"
     assert db.argv[1:] == (
@@ -240,7 +265,7 @@ def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
     assert tickets.address == "http://127.0.0.1:19101" and tickets.env["HTTP_PORT"] == "19101"
     assert by_name["notify"].env["HTTP_PORT"] == "8102"
     assert gateway.address == "http://127.0.0.1:19000" and gateway.env["GATEWAY_PORT"] == "19000"
-    for spec in specs[1:]:
+    for spec in specs[1:]:  # the stand-in too: it shares the children's environment
         assert spec.env["MONGO_URI"] == settings.mongo_uri
         assert spec.env["PYTHONUNBUFFERED"] == "1"
         assert spec.env["HUISHENG_HOME"] == str(settings.home) and settings.home.is_absolute()
@@ -303,10 +328,167 @@ def test_children_stop_gracefully_before_the_supervisor_kills_them(monkeypatch):
     monkeypatch.delenv("HUISHENG_STOP_TIMEOUT", raising=False)
     assert resolve_stop_timeout(None, os.environ) == 10.0
     _, specs = platform_plan(load_settings(), os.environ, stop_timeout=10.0)
-    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.env} == {"8"}
+    names = {p.name for p in PROCESSES}
+    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.name in names} == {"8"}
 
     monkeypatch.setenv("HUISHENG_STOP_TIMEOUT", "20")  # the user's choice wins, and we wait for it
     assert resolve_stop_timeout(None, os.environ) == 22.0
     assert resolve_stop_timeout(3.0, os.environ) == 3.0
     _, specs = platform_plan(load_settings(), os.environ, stop_timeout=22.0)
-    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.env} == {"20"}
+    assert {s.env["HUISHENG_STOP_TIMEOUT"] for s in specs if s.name in names} == {"20"}
+
+
+# --------------------------------------------------------------------------- the SMS stand-in
+
+
+def test_plan_runs_the_sms_standin_beside_the_database_and_points_notify_at_it(monkeypatch):
+    monkeypatch.setenv("HUISHENG_PORT_SMS", "19190")
+
+    settings, specs = platform_plan(load_settings(), os.environ)
+
+    by_name = {spec.name: spec for spec in specs}
+    sms = by_name["sms"]
+    journal = settings.home / "data" / "sms-journal.jsonl"
+    assert sms.argv == (sys.executable, "-m", "standins.sms", "--host", "127.0.0.1", "--port", "19190",
+                        "--journal", str(journal))
+    assert (sms.layer, sms.health, sms.address) == (0, "live", "http://127.0.0.1:19190")
+    assert sms.env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # `-m standins.sms` imports from this checkout
+    assert settings.sms_provider_url == "http://127.0.0.1:19190/"
+    for process in PROCESSES:
+        assert by_name[process.name].env["SMS_PROVIDER_URL"] == "http://127.0.0.1:19190/"
+
+
+def test_the_sms_standin_listens_on_8190_by_default():
+    _, specs = platform_plan(load_settings(), os.environ)
+
+    assert next(s for s in specs if s.name == "sms").address == "http://127.0.0.1:8190"
+
+
+def test_a_given_sms_provider_is_used_and_no_standin_runs(monkeypatch):
+    monkeypatch.setenv("SMS_PROVIDER_URL", "https://dysmsapi.aliyuncs.com/")
+
+    settings, specs = platform_plan(load_settings(), os.environ)
+
+    assert "sms" not in [s.name for s in specs]
+    assert settings.sms_provider_url == "https://dysmsapi.aliyuncs.com/"
+    assert {s.env["SMS_PROVIDER_URL"] for s in specs if s.env} == {"https://dysmsapi.aliyuncs.com/"}
+
+
+def test_without_infrastructure_no_standin_runs():
+    _, specs = platform_plan(load_settings(), os.environ, infra_enabled=False)
+
+    assert [s.name for s in specs] == [p.name for p in PROCESSES]
+    assert all("SMS_PROVIDER_URL" not in s.env for s in specs)
+
+
+def test_a_taken_sms_port_fails_clearly(monkeypatch):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        monkeypatch.setenv("HUISHENG_PORT_SMS", str(squatter.getsockname()[1]))
+
+        _, specs = platform_plan(load_settings(), os.environ)
+
+        with pytest.raises(infra.InfraError, match="already in use.*HUISHENG_PORT_SMS.*SMS_PROVIDER_URL"):
+            check_ports_free([s for s in specs if s.name == "sms"])
+
+
+def test_status_lists_the_standin_when_nothing_runs(capsys):
+    assert main(["status"]) == 3
+
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("sms "))
+    assert " down " in line and ":8190" in line
+
+
+# --------------------------------------------------------------------------- apikey, admin, directory
+
+
+@pytest.mark.parametrize("argv", [
+    ["apikey", "create"],  # --name is required
+    ["apikey", "revoke"],
+    ["admin", "create", "--name", "王芳"],  # --phone is required
+    ["admin", "create", "--name", "王芳", "--phone", "13812345678", "--password", "x"],  # never an argument
+    ["directory", "import", "buildings", "f.csv"],
+])
+def test_bad_usage_exits_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "usage: huisheng" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["apikey", "create", "--name", "open311"],
+    ["apikey", "list"],
+    ["apikey", "revoke", "open311"],
+    ["directory", "import", "places", str(ROOT / "pyproject.toml")],
+])
+def test_without_a_broker_the_commands_say_the_platform_is_not_running(argv, capsys, monkeypatch):
+    monkeypatch.setenv("AMQP_URI", f"amqp://guest:secret@127.0.0.1:{closed_port()}/")
+
+    code = main(argv)
+
+    captured = capsys.readouterr()
+    assert code == 3
+    assert captured.out == ""
+    assert "is the platform running?" in captured.err and "huisheng up -d" in captured.err
+    assert "secret" not in captured.err  # the broker's password is never shown
+
+
+def test_admin_create_without_a_password_and_no_terminal_asks_for_the_variable(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # not a terminal
+
+    code = main(["admin", "create", "--name", "王芳", "--phone", "13812345678"])
+
+    assert code == 2
+    assert "HUISHENG_ADMIN_PASSWORD" in capsys.readouterr().err
+
+
+def test_the_admin_password_comes_from_the_environment_first():
+    asked = []
+    password = directory.admin_password({"HUISHENG_ADMIN_PASSWORD": "s3cret-Pass"}, prompt=asked.append)
+    assert password == "s3cret-Pass" and asked == []
+
+
+def test_the_admin_password_is_asked_twice_and_must_match():
+    answers = iter(["correct horse", "correct horse"])
+    assert directory.admin_password({}, prompt=lambda _: next(answers), interactive=True) == "correct horse"
+
+    answers = iter(["correct horse", "battery staple"])
+    with pytest.raises(directory.CommandFailed, match="differ") as failure:
+        directory.admin_password({}, prompt=lambda _: next(answers), interactive=True)
+    assert failure.value.code == 2
+
+
+def test_an_import_of_a_missing_file_exits_2_before_any_call(capsys, tmp_path):
+    code = main(["directory", "import", "residents", str(tmp_path / "nowhere.csv")])
+
+    assert code == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_an_import_report_lists_every_rejected_row_and_why():
+    report = {"imported": 0, "rejected": [
+        {"row": 3, "errors": {"phone": ["not a mobile number"], "building": ["unknown building b99"]}},
+        {"row": 7, "errors": {"birth_year": ["must be between 1900 and 2026"]}},
+    ]}
+    text = directory.format_import("residents", report)
+    assert text.splitlines() == [
+        "2 row(s) rejected; nothing was imported:",
+        "  row 3: phone: not a mobile number; building: unknown building b99",
+        "  row 7: birth_year: must be between 1900 and 2026",
+    ]
+    assert directory.format_import("places", {"imported": 12, "rejected": []}) == "imported 12 places"
+
+
+def test_the_key_list_never_shows_a_key_and_says_never_for_unused_keys():
+    table = directory.format_keys([
+        {"name": "hotline-12345", "key_id": "9f8e7d6c", "communities": ["xingqiao", "nanshan"],
+         "created_at": "2026-12-01T08:00:00+00:00", "last_used_at": None, "revoked_at": None,
+         "key": "hsk_9f8e7d6c_must-not-show"},
+    ])
+    header, row = table.splitlines()
+    assert header.split() == ["NAME", "KEY", "ID", "COMMUNITIES", "CREATED", "LAST", "USED", "REVOKED"]
+    assert row.split() == ["hotline-12345", "9f8e7d6c", "xingqiao,nanshan", "2026-12-01T08:00:00+00:00", "never",
+                           "-"]
+    assert "hsk_" not in table

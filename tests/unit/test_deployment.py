@@ -29,6 +29,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 INFRA = ("rabbitmq", "mongo")
 # Observability services that may join the compose file later.
 ALLOWED_EXTRA = ("prometheus", "grafana")
+# Demo stand-ins for outside providers: run from the one image, replaced in production by the provider's endpoint.
+STANDINS = ("sms-standin",)
 PROCESS_NAMES = tuple(p.name for p in PROCESSES)
 
 MIN_STOP_GRACE_SECONDS = 30  # longer than one handler plus the outbox relay's flush
@@ -189,11 +191,11 @@ def test_every_process_has_a_service(services):
 
 
 def test_no_unknown_services(services):
-    known = set(PROCESS_NAMES) | set(INFRA) | set(ALLOWED_EXTRA)
+    known = set(PROCESS_NAMES) | set(INFRA) | set(ALLOWED_EXTRA) | set(STANDINS)
     unknown = sorted(set(services) - known)
     assert not unknown, (
         f"unknown services in docker-compose.yml: {unknown}; a service must be a process of "
-        f"kernel.platform.PROCESSES or one of {sorted(INFRA + ALLOWED_EXTRA)}"
+        f"kernel.platform.PROCESSES or one of {sorted(INFRA + ALLOWED_EXTRA + STANDINS)}"
     )
 
 
@@ -366,6 +368,60 @@ def test_process_restarts_and_stops_gracefully(services, proc):
     assert grace and duration_seconds(grace) >= MIN_STOP_GRACE_SECONDS, (
         f"service {proc.name!r}: stop_grace_period {grace!r} is shorter than {MIN_STOP_GRACE_SECONDS}s; "
         "in-flight handlers would be killed"
+    )
+
+
+def test_the_directory_s_data_key_comes_from_the_operator(services):
+    value = environment_of(service_of(services, "directory")).get("HUISHENG_DATA_KEY") or ""
+    assert re.fullmatch(r"\$\{HUISHENG_DATA_KEY:\?[^}]+\}", value), (
+        "the directory must get HUISHENG_DATA_KEY from the operator and refuse to start without it "
+        f"(${{HUISHENG_DATA_KEY:?...}}); it would otherwise derive it from HUISHENG_SECRET; is {value!r}"
+    )
+
+
+def test_only_the_directory_holds_the_data_key(services):
+    holders = sorted(name for name, service in services.items()
+                     if "HUISHENG_DATA_KEY" in environment_of(service) or "HUISHENG_DATA_KEY" in str(service))
+    assert holders == ["directory"], f"the key that decrypts personal data is given to {holders}"
+
+
+# --------------------------------------------------------------------- compose: the SMS stand-in
+
+
+def standin_port(service: dict) -> int:
+    command = words(service.get("command"))
+    return int(command[command.index("--port") + 1])
+
+
+def test_the_sms_standin_runs_the_standin_module_from_the_one_image(services):
+    standin = service_of(services, "sms-standin")
+    command = words(standin.get("command"))
+    assert command[:3] == ["python", "-m", "standins.sms"], f"sms-standin runs {command}"
+    assert command[command.index("--host") + 1] == "0.0.0.0", "the stand-in must listen beyond its container"
+    assert "--journal" in command
+    images = {services[p.name].get("image") for p in PROCESSES}
+    assert standin.get("image") in images and standin.get("build") in (".", "./")
+    assert standin_port(standin) in container_ports(standin.get("expose"))
+    assert not standin.get("ports"), "the stand-in is for the compose network only"
+
+
+def test_the_sms_standin_is_probed_on_health(services):
+    standin = service_of(services, "sms-standin")
+    text = healthcheck_text(standin)
+    assert f"//127.0.0.1:{standin_port(standin)}/health" in text and "curl" not in text and "wget" not in text
+
+
+def test_the_sms_standin_sets_only_variables_the_code_knows(services):
+    standin = service_of(services, "sms-standin")
+    unknown = sorted((set(environment_of(standin)) | interpolated_names(standin)) - set(ENVIRONMENT))
+    assert not unknown, f"sms-standin sets or substitutes unknown variables: {unknown}"
+
+
+def test_notify_sends_through_the_standin_unless_a_provider_is_given(services):
+    standin = service_of(services, "sms-standin")
+    url = environment_of(service_of(services, "notify")).get("SMS_PROVIDER_URL") or ""
+    assert url == f"${{SMS_PROVIDER_URL:-http://sms-standin:{standin_port(standin)}/}}", (
+        f"notify's SMS_PROVIDER_URL must default to the stand-in and be the operator's to replace; is {url!r}"
     )
 
 

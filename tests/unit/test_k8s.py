@@ -425,3 +425,43 @@ def test_secrets_in_the_repository_are_placeholders():
             elif key != "username" and value != PLACEHOLDER:
                 problems.append(f"{doc['metadata']['name']}.{key} is not {PLACEHOLDER}")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------- the directory and SMS
+
+
+@by_process
+def test_only_the_directory_gets_the_data_key(proc):
+    gets = "HUISHENG_DATA_KEY" in environment(proc)
+    assert gets == (proc.name == "directory"), (
+        f"{proc.name}: HUISHENG_DATA_KEY (it decrypts residents' personal data) must reach the directory's pods "
+        "and no other"
+    )
+
+
+def test_notify_sends_sign_in_codes_through_a_provider_over_https():
+    notify = next(p for p in PROCESSES if p.name == "notify")
+    env = environment(notify)
+    assert (env.get("SMS_PROVIDER_URL") or "").startswith("https://"), (
+        "in a cluster notify must send through the real provider (not the compose stand-in), over https"
+    )
+    for name in ("SMS_ACCESS_KEY_ID", "SMS_ACCESS_KEY_SECRET"):
+        assert env.get(name), f"notify does not get {name}"
+    others = [p for p in PROCESSES if p.name != "notify" and "SMS_ACCESS_KEY_SECRET" in environment(p)]
+    assert not others, f"the SMS account's secret reaches {[p.name for p in others]}"
+
+
+def test_notify_trusts_public_certificates_as_well_as_the_cluster_ca():
+    notify = next(p for p in PROCESSES if p.name == "notify")
+    mounts = {m["mountPath"]: m for m in container_of(notify).get("volumeMounts") or []}
+    bundle = mounts.get("/etc/ssl/certs/ca-certificates.crt")
+    assert bundle, "notify's system CA bundle is not set (amqps:// verifies the broker against it)"
+    spec = pod_spec(deployment_of(notify))
+    writers = [c for c in spec.get("initContainers") or []
+               if any(m["name"] == bundle["name"] for m in c.get("volumeMounts") or [])]
+    assert writers, (
+        "notify's CA bundle must hold the public CAs too (it calls the SMS provider over public TLS): "
+        "an init container must write it"
+    )
+    script = " ".join(writers[0].get("command") or [])
+    assert "/etc/ssl/certs/ca-certificates.crt" in script and "ca.crt" in script

@@ -690,3 +690,19 @@ def test_rabbitmq_management_and_metrics_reach_the_host_loopback(compose_service
 def test_operator_ports_are_loopback_only(compose_services, name):
     open_ports = [p for p in published_ports(compose_services.get(name) or {}) if p[0] != "127.0.0.1"]
     assert not open_ports, f"{name} publishes {open_ports} beyond 127.0.0.1"
+
+
+def test_dashboards_that_list_the_processes_list_every_one():
+    """A panel that picks processes by a job regex (instances up) must not forget a new process."""
+    listing = []
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        for expr in re.findall(r'"expr":\s*"((?:[^"\\]|\\.)*)"', text):
+            expr = json.loads(f'"{expr}"')
+            for regex in matcher_values(expr, "job"):
+                if prom_regex_matches(regex, "gateway"):  # a regex over the platform's processes
+                    listing.append((path.name, regex))
+    assert listing, "no dashboard panel lists the processes by job (the Services dashboard's instances up)"
+    for name, regex in listing:
+        missing = [p.name for p in PROCESSES if not prom_regex_matches(regex, p.name)]
+        assert not missing, f"{name}: job=~{regex!r} leaves out {missing}"

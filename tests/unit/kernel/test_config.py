@@ -32,6 +32,10 @@ CASES = [
     ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("LOG_FORMAT", "console", "log_format", "console"),
     ("HUISHENG_STOP_TIMEOUT", "7.5", "stop_timeout", 7.5),
+    ("CORS_ORIGINS", "https://a.example, https://b.example", "cors_origins", ("https://a.example", "https://b.example")),
+    ("RATE_LIMIT_PER_MINUTE", "100000", "rate_limit_per_minute", 100000),
+    ("RATE_LIMIT_ADDRESS_PER_MINUTE", "50", "rate_limit_address_per_minute", 50),
+    ("AUTH_CODE_PER_MINUTE", "30", "auth_code_per_minute", 30),
     ("HUISHENG_DATA_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "data_key",
      "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
     ("ACCESS_TOKEN_TTL", "60", "access_token_ttl", 60),
@@ -42,6 +46,8 @@ CASES = [
     ("SMS_ACCESS_KEY_SECRET", "s3cret", "sms_access_key_secret", "s3cret"),
     ("SMS_SIGN_NAME", "体育场街道", "sms_sign_name", "体育场街道"),
     ("SMS_TEMPLATE_CODE", "SMS_0001", "sms_template_code", "SMS_0001"),
+    ("SMS_TIMEOUT", "2.5", "sms_timeout", 2.5),
+    ("RETENTION_DAYS", "365", "retention_days", 365),
 ]
 
 
