@@ -15,7 +15,6 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
 
 import eventlet
 from nameko.extensions import DependencyProvider
@@ -39,54 +38,37 @@ log = get_logger(__name__)
 
 
 class Revocations:
-    """The sessions and API keys revoked so far, as the directory's feed reported them.
+    """The sessions and API keys revoked so far, as the directory's feed reported them (by id).
 
     >>> revoked = Revocations()
-    >>> revoked.apply({"sessions": ["s-1"], "api_keys": [{"key_id": "0a1b2c3d", "name": "hotline"}], "until": 5})
+    >>> revoked.apply({"sessions": ["s-1"], "api_keys": ["0a1b2c3d"], "until": 5})
     5.0
-    >>> revoked.session("s-1"), revoked.session("s-2"), revoked.key("0a1b2c3d", "x"), revoked.key("ffffffff", "hotline")
-    (True, False, True, True)
+    >>> revoked.session("s-1"), revoked.session("s-2"), revoked.key("0a1b2c3d"), revoked.key("ffffffff")
+    (True, False, True, False)
     """
 
     def __init__(self) -> None:
-        self.sessions: dict[str, float] = {}
-        self.keys: dict[str, float] = {}  # key ids and "name:<name>"
+        self.sessions: dict[str, float] = {}  # id -> when this gateway heard of it
+        self.keys: dict[str, float] = {}
 
     def apply(self, answer: dict) -> float:
+        """Take one answer of ``directory.revocations``; the time to ask from next."""
         now = time.monotonic()
-        for sid in _names(answer.get("sessions") or (), ("sid", "session", "id")):
-            self.sessions[sid] = now
-        for item in answer.get("api_keys") or ():
-            if isinstance(item, str):
-                self.keys[item] = now
-            elif isinstance(item, dict):
-                if item.get("key_id"):
-                    self.keys[str(item["key_id"])] = now
-                if item.get("name"):
-                    self.keys[f"name:{item['name']}"] = now
+        self.sessions.update(dict.fromkeys(answer.get("sessions") or (), now))
+        self.keys.update(dict.fromkeys(answer.get("api_keys") or (), now))
         self._forget_older_than(now - REVOCATION_MEMORY_SECONDS)
         return float(answer.get("until") or 0)
 
     def session(self, sid: str | None) -> bool:
         return sid is not None and sid in self.sessions
 
-    def key(self, key_id: str | None, name: str | None) -> bool:
-        return (key_id is not None and key_id in self.keys) or (name is not None and f"name:{name}" in self.keys)
+    def key(self, key_id: str | None) -> bool:
+        return key_id is not None and key_id in self.keys
 
     def _forget_older_than(self, cutoff: float) -> None:
         for known in (self.sessions, self.keys):
             for name in [name for name, at in known.items() if at < cutoff]:
                 del known[name]
-
-
-def _names(items: Iterable, keys: tuple[str, ...]) -> list[str]:
-    found = []
-    for item in items:
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            found += [str(item[key]) for key in keys if item.get(key)][:1]
-    return found
 
 
 class Authenticator(DependencyProvider):
@@ -136,8 +118,8 @@ class Authenticator(DependencyProvider):
         """Take one answer of ``directory.revocations``: remember what it revokes, drop cached keys it names."""
         until = self.revoked.apply(answer or {})
         self.since = max(self.since, until)
-        for digest, (principal, key_id, _) in list(self.keys.items()):
-            if self.revoked.key(key_id, principal.subject.removeprefix("key:")):
+        for digest, (_, key_id, _) in list(self.keys.items()):
+            if self.revoked.key(key_id):
                 self.keys.pop(digest, None)
         self.polls += 1
         if self.failing:
@@ -190,7 +172,7 @@ class Authentication:
         if matched is None:
             raise Unauthorized("the API key is not valid", {API_KEY_HEADER: ["invalid"]}, code="api_key_invalid")
         key_id = matched.group(1)
-        if self.provider.revoked.key(key_id, None):
+        if self.provider.revoked.key(key_id):
             raise Unauthorized("the API key has been revoked", {API_KEY_HEADER: ["revoked"]}, code="api_key_revoked")
         digest = hashlib.sha256(key.strip().encode()).hexdigest()
         remembered = self.provider.remembered_key(digest)
@@ -207,6 +189,6 @@ class Authentication:
                                communities=communities)
             key_id = answer.get("key_id") or key_id
             self.provider.remember_key(digest, caller, key_id)
-        if self.provider.revoked.key(key_id, caller.subject.removeprefix("key:")):
+        if self.provider.revoked.key(key_id):
             raise Unauthorized("the API key has been revoked", {API_KEY_HEADER: ["revoked"]}, code="api_key_revoked")
         return caller
