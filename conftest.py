@@ -8,6 +8,6 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-from kernel.publisher import use_pooled_producers  # noqa: E402
+from kernel.patches import use_pooled_producers  # noqa: E402
 
 use_pooled_producers()  # as every service process does (kernel.runner)

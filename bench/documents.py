@@ -26,7 +26,7 @@ BACKLOG_EVENT_TYPE = "ticket.escalated"
 def inbox_message(recipient: str, now: datetime | None = None) -> dict:
     """An inbox message with its ``echo.delivered`` event in its outbox: what notify inserts per echo."""
     from services.notify.domain import compose
-    from services.notify.service import inbox_message as platform_inbox_message
+    from services.notify.domain import inbox_message as platform_inbox_message
 
     now = now or utcnow()
     ticket_id = uuid.uuid4().hex

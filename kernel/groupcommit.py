@@ -1,9 +1,13 @@
 """Group commit: the writes that concurrent workers make go to the database together.
 
+The vocabulary: a :class:`CommitQueue` commits one kind of write (say, inserts into one collection) in
+batches; :class:`CommitQueues` holds a container's queues, one per kind; :class:`GroupCommit` is the
+dependency that gives a service's workers its container's queues.
+
 Every statement costs the database a commit (with ``--sync-on-commit``, a flush to
 disk) and, on SecantusDB, its Python engine's fixed cost per statement: ten inserts
 in one ``insert_many`` cost it about a third of ten ``insert_one``. A worker submits
-its write and waits for the outcome; one writer per kind of write takes everything
+its write and waits for the outcome; one queue per kind of write takes everything
 that queued up while its previous statement ran and sends it as one statement.
 Alone, a write goes at once; under load the batches grow with the queue, so the
 database does less work per write exactly when it is the bottleneck.
@@ -12,14 +16,14 @@ database does less work per write exactly when it is the bottleneck.
 >>> def run(items):
 ...     calls.append(list(items))
 ...     return [item * 2 if item else ValueError("zero") for item in items]
->>> combiner = Combiner("doubles", run)
+>>> queue = CommitQueue("doubles", run)
 >>> pool = eventlet.GreenPool()
->>> outcomes = list(pool.imap(lambda item: _outcome(combiner, item), [1, 2, 0, 3]))
+>>> outcomes = list(pool.imap(lambda item: _outcome(queue, item), [1, 2, 0, 3]))
 >>> outcomes, calls  # four concurrent submits, one run; each submitter gets its own outcome
 ([2, 4, 'ValueError', 6], [[1, 2, 0, 3]])
->>> combiner.submit(5), calls[-1]  # alone, a write goes at once
+>>> queue.submit(5), calls[-1]  # alone, a write goes at once
 (10, [5])
->>> combiner.close()
+>>> queue.close()
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 DEFAULT_LIMIT = 100
 
 
-class CombinerClosed(RuntimeError):
+class CommitQueueClosed(RuntimeError):
     """The container stopped before the write was sent."""
 
 
-class Combiner:
+class CommitQueue:
     """Runs the items submitted by concurrent greenthreads in batches, one ``run`` per batch.
 
     ``run`` gets a list of items and returns one outcome per item, in order: a value,
@@ -70,7 +74,7 @@ class Combiner:
         return done.wait()
 
     def close(self) -> None:
-        """Stop the writer; whoever still waits gets :class:`CombinerClosed`."""
+        """Stop the writer; whoever still waits gets :class:`CommitQueueClosed`."""
         if self._writer is not None:
             self._writer.kill()
             self._writer = None
@@ -83,7 +87,7 @@ class Combiner:
                 break
         for _, done in waiting:
             if not done.ready():
-                done.send_exception(CombinerClosed(f"{self.name}: the service is stopping"))
+                done.send_exception(CommitQueueClosed(f"{self.name}: the service is stopping"))
 
     def _write_forever(self) -> None:
         while True:
@@ -153,69 +157,64 @@ def _write_error(failure: dict) -> WriteError:
     return kind(failure.get("errmsg", "write failed"), failure.get("code"), failure)
 
 
-class GroupCommitter(SharedExtension):
-    """The container's combiners, one per kind of write, closed when the container stops."""
+class CommitQueues(SharedExtension):
+    """The container's commit queues, one per kind of write, closed when the container stops.
+
+    Injected by :class:`GroupCommit` into every worker of the container::
+
+        queues.insert(db.tickets, {"_id": "t1", ...})  # raises DuplicateKeyError like insert_one
+    """
 
     def __init__(self, **kwargs):
-        self._combiners: dict[str, Combiner] = {}
+        self._queues: dict[str, CommitQueue] = {}
         super().__init__(**kwargs)
 
-    def combiner(self, key: str, make_run: Callable[[], BatchRun], *, limit: int = DEFAULT_LIMIT) -> Combiner:
-        """The combiner for ``key``, made on first use with the batch run ``make_run()`` returns."""
-        combiner = self._combiners.get(key)
-        if combiner is None:
-            combiner = self._combiners[key] = Combiner(key, make_run(), limit=limit)
-        return combiner
+    def queue(self, key: str, make_run: Callable[[], BatchRun], *, limit: int = DEFAULT_LIMIT) -> CommitQueue:
+        """The queue for ``key``, made on first use with the batch run ``make_run()`` returns."""
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = CommitQueue(key, make_run(), limit=limit)
+        return queue
+
+    def insert(self, collection: Collection, document: dict) -> None:
+        """Insert one document, committed together with concurrent inserts into the same collection."""
+        self.submit(f"insert:{collection.full_name}", lambda: insert_each(collection), document)
+
+    def submit(self, key: str, make_run: Callable[[], BatchRun], item: Any, *, limit: int = DEFAULT_LIMIT) -> Any:
+        """Submit ``item`` to the queue ``key`` (made with ``make_run()`` on first use) and wait for its outcome."""
+        return self.queue(key, make_run, limit=limit).submit(item)
 
     def stop(self) -> None:
-        for combiner in self._combiners.values():
-            combiner.close()
-        self._combiners = {}
+        for queue in self._queues.values():
+            queue.close()
+        self._queues = {}
 
     kill = stop
 
 
-class Writes:
-    """What a worker gets: submit a write to be combined with its concurrent siblings.
-
-    >>> # writes.insert(db.tickets, {"_id": "t1", ...})  raises DuplicateKeyError like insert_one
-    """
-
-    def __init__(self, committer: GroupCommitter):
-        self._committer = committer
-
-    def insert(self, collection: Collection, document: dict) -> None:
-        """Insert one document, combined with concurrent inserts into the same collection."""
-        self.submit(f"insert:{collection.full_name}", lambda: insert_each(collection), document)
-
-    def submit(self, key: str, make_run: Callable[[], BatchRun], item: Any, *, limit: int = DEFAULT_LIMIT) -> Any:
-        """Submit ``item`` to the combiner ``key`` (made with ``make_run()`` on first use)."""
-        return self._committer.combiner(key, make_run, limit=limit).submit(item)
-
-
 class GroupCommit(DependencyProvider):
-    """Injects :class:`Writes`, shared by the container's workers.
+    """Injects the container's :class:`CommitQueues`, shared by its workers.
 
     Usage::
 
         class TicketsService:
             db = Mongo(...)
-            writes = GroupCommit()
+            commits = GroupCommit()
 
             @rpc
             def create(self, ...):
-                TicketRepository(self.db, self.writes).add(ticket, events)
+                TicketRepository(self.db, self.commits).add(ticket, events)
     """
 
-    committer = GroupCommitter()
+    queues = CommitQueues()
 
-    def get_dependency(self, worker_ctx) -> Writes:
-        return Writes(self.committer)
+    def get_dependency(self, worker_ctx) -> CommitQueues:
+        return self.queues
 
 
-def _outcome(combiner: Combiner, item: Any) -> Any:
+def _outcome(queue: CommitQueue, item: Any) -> Any:
     """For the module's example: an outcome, or the name of the exception raised."""
     try:
-        return combiner.submit(item)
+        return queue.submit(item)
     except Exception as error:
         return type(error).__name__

@@ -2,6 +2,8 @@
 
 >>> mask_text("call 13812345678 about 3号楼2单元401")
 'call 138****5678 about 3号楼2单元401'
+>>> mask_text("ticket 388911f8cf654f13812348950f40792e")  # an id is not a phone
+'ticket 388911f8cf654f13812348950f40792e'
 >>> mask_value("address_string", "兴乔小区3号楼2单元401")
 '兴乔小区***'
 >>> mask_event(None, "info", {"event": "created", "phone": "13812345678", "payload": {"address": "3-2-401"}})
@@ -17,8 +19,12 @@ from typing import Any
 
 import structlog
 
-# A mainland mobile number, with or without +86 / 0086 / 86, written solid or in 3-4-4 groups.
-PHONE = re.compile(r"(?<!\d)((?:\+|00)?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
+# A mainland mobile number, with or without +86 / 0086 / 86, written solid or in 3-4-4 groups, that no ASCII
+# letter or digit touches: the same digits inside an identifier (a hex ticket id, an order number) are not a
+# phone, and masking them would leave ops unable to follow the id through the logs. CJK text may touch it.
+PHONE = re.compile(
+    r"(?<![0-9A-Za-z])((?:\+|00)?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?![0-9A-Za-z])"
+)
 ADDRESS_KEYS = frozenset({"address", "address_string", "address_detail", "home_address"})
 PHONE_KEYS = frozenset({"phone", "mobile", "telephone", "phone_number"})
 NAME_KEYS = frozenset({"resident_name", "full_name", "real_name"})

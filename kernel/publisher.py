@@ -1,9 +1,7 @@
 """Publishing with publisher confirms, for the relay and the reliable handlers.
 
-nameko's ``Publisher`` builds a kombu ``Connection`` on every publish only to look
-up the pooled one; under load that was a fifth of the tickets and notify
-processes' CPU (py-spy, ``make bench --profile``). This publisher resolves its
-producer pool once and takes producers from it.
+This publisher resolves its producer pool once and takes producers from it
+(nameko's own, patched the same way, is in :mod:`kernel.patches`).
 
 Every message is persistent, JSON, ``mandatory`` and confirmed: ``publish``
 returns only once the broker has it, and raises :class:`UndeliverableMessage` if
@@ -18,14 +16,13 @@ that way, instead of a confirm round trip per event.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
-import nameko.amqp.publish
 from kombu import Connection, Exchange, Producer
 from kombu.exceptions import ChannelError
-from kombu.pools import ProducerPool, producers
+from kombu.pools import producers
 from nameko.amqp.publish import UndeliverableMessage
 
 PERSISTENT = 2
@@ -35,7 +32,7 @@ TRANSPORT_OPTIONS = {"confirm_publish": True, "max_retries": 3, "interval_start"
 
 CONFIRM_TIMEOUT_SECONDS = 10.0
 
-__all__ = ["ConfirmedPublisher", "Outgoing", "PipelinedPublisher", "UndeliverableMessage", "pooled_producer"]
+__all__ = ["ConfirmedPublisher", "Outgoing", "PipelinedPublisher", "UndeliverableMessage"]
 
 
 class ConfirmedPublisher:
@@ -163,36 +160,3 @@ class PipelinedPublisher:
     def _on_return(self, error, exchange, routing_key, message) -> None:
         # A returned message is still acked afterwards: remember it until its ack arrives.
         self._returned.add(message.properties.get("message_id"))
-
-
-_POOLS: dict[tuple, ProducerPool] = {}
-_nameko_get_producer = nameko.amqp.publish.get_producer
-
-
-@contextmanager
-def pooled_producer(amqp_uri, confirms=True, ssl=None, login_method=None, transport_options=None) -> Iterator:
-    """nameko's ``get_producer``, with the producer pool looked up once per set of arguments.
-
-    nameko builds a kombu ``Connection`` on every publish (its RPC requests and replies)
-    only to find the pool that equal connections share: a quarter of the gateway's CPU
-    under load. The pool found is the same one; only the lookup is cached.
-    """
-    options = dict(nameko.amqp.publish.DEFAULT_TRANSPORT_OPTIONS if transport_options is None
-                   else transport_options, confirm_publish=confirms)
-    try:
-        key = (amqp_uri, confirms, ssl, login_method, tuple(sorted(options.items())))
-        pool = _POOLS.get(key)
-    except TypeError:  # unhashable options (an ssl dict ...): nameko's own way
-        with _nameko_get_producer(amqp_uri, confirms, ssl, login_method, transport_options) as producer:
-            yield producer
-        return
-    if pool is None:
-        connection = Connection(amqp_uri, transport_options=options, ssl=ssl, login_method=login_method)
-        pool = _POOLS[key] = producers[connection]
-    with pool.acquire(block=True) as producer:
-        yield producer
-
-
-def use_pooled_producers() -> None:
-    """Make nameko's publishers (RPC requests and replies, events) use :func:`pooled_producer`."""
-    nameko.amqp.publish.get_producer = pooled_producer

@@ -20,32 +20,15 @@ from __future__ import annotations
 import eventlet
 from kombu import Connection
 from kombu.exceptions import ChannelError
-from nameko.rpc import MethodProxy, ReplyListener, Rpc, RpcConsumer, RpcProxy, ServiceProxy
+from nameko.rpc import MethodProxy, ReplyListener, Rpc, RpcProxy, ServiceProxy
 
 from kernel.config import settings_of
-from kernel.logging import get_logger
-
-log = get_logger(__name__)
-
-
-class ResilientRpcConsumer(RpcConsumer):
-    """nameko's RPC consumer, except that a reply the broker cannot take does not kill the service.
-
-    When the broker goes away mid-request, publishing the reply raises inside nameko's
-    worker bookkeeping and the whole container dies. The caller has lost its reply queue
-    with the connection anyway; the request stays unacked, so the broker redelivers it.
-    """
-
-    def handle_result(self, message, result, exc_info):
-        try:
-            return super().handle_result(message, result, exc_info)
-        except Exception as error:
-            log.error("rpc.reply_failed", routing_key=message.delivery_info.get("routing_key"),
-                      error=repr(error))
-            return result, exc_info
+from kernel.patches import ResilientRpcConsumer, forget_reply, send_request
 
 
 class ResilientRpc(Rpc):
+    """nameko's ``Rpc`` entrypoint with :class:`kernel.patches.ResilientRpcConsumer`."""
+
     rpc_consumer = ResilientRpcConsumer()
 
 
@@ -84,21 +67,14 @@ class TimedMethodProxy(MethodProxy):
                          expiration=timeout, **options)
 
     def __call__(self, *args, **kwargs):
-        reply = self._call(*args, **kwargs)
+        reply = send_request(self, *args, **kwargs)
         expired = RpcTimeout(self.service_name, self.method_name, self.timeout)
         try:
             with eventlet.Timeout(self.timeout, expired):
                 return reply.result()
         except RpcTimeout:
-            self._forget(reply)
+            forget_reply(self.reply_listener, reply)
             raise
-
-    def _forget(self, reply) -> None:
-        """Drop the pending reply event so an abandoned call does not leak."""
-        events = self.reply_listener._reply_events
-        for correlation_id, event in list(events.items()):
-            if event is reply.reply_event:
-                events.pop(correlation_id, None)
 
 
 class TimedServiceProxy(ServiceProxy):

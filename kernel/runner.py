@@ -25,8 +25,8 @@ from nameko.runners import ServiceRunner  # noqa: E402
 
 from kernel import logging as platform_logging  # noqa: E402
 from kernel.config import Settings  # noqa: E402
+from kernel.patches import use_pooled_producers  # noqa: E402
 from kernel.platform import process  # noqa: E402
-from kernel.publisher import use_pooled_producers  # noqa: E402
 from kernel.topology import declare_all  # noqa: E402
 
 log = platform_logging.get_logger(__name__)

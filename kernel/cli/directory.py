@@ -97,10 +97,10 @@ def call_directory(settings: Settings, method: str, *args: Any, timeout: float |
         )
     quiet_imports()
     from nameko.exceptions import RpcTimeout, UnknownService
-    from nameko.rpc import ServiceProxy
     from nameko.standalone.rpc import ClusterRpcProxy
 
     import kernel.errors  # noqa: F401 - registers the platform's errors, so they arrive as themselves
+    from kernel.patches import expiring_service_proxy
 
     config = {"AMQP_URI": settings.amqp_uri, "serializer": "json"}
     # The correlation id ties the directory's log lines of this command together.
@@ -110,7 +110,7 @@ def call_directory(settings: Settings, method: str, *args: Any, timeout: float |
     try:
         # ClusterProxy makes its ServiceProxy without publish options; ours expires in the broker
         # at the deadline (seconds), as the platform's own RpcClient does.
-        directory = ServiceProxy(proxy._worker_ctx, SERVICE, proxy._reply_listener, expiration=deadline)
+        directory = expiring_service_proxy(proxy, SERVICE, deadline)
         return getattr(directory, method)(*args)
     except UnknownService as error:
         raise CommandFailed(not_running(settings), EXIT_NOT_RUNNING) from error

@@ -1,6 +1,6 @@
 """The ``huisheng`` command line: run, inspect and stop the platform, mint tokens.
 
-    huisheng up [-d]        run every process (foreground, or detached until healthy)
+    huisheng up [-d] [--scale tickets=2]   run every process (foreground, or detached until healthy)
     huisheng down           stop what ``up`` started
     huisheng status         list the processes and their health
     huisheng token ...      print a signed bearer token
@@ -29,6 +29,7 @@ from kernel.cli.supervisor import (
     SUPERVISOR_LOG,
     AlreadyRunning,
     ChildSpec,
+    RestartPolicy,
     Supervisor,
     Target,
     log_path,
@@ -108,16 +109,53 @@ def graceful_stop_env(stop_timeout: float, environ: Mapping[str, str]) -> dict[s
     return {"HUISHENG_STOP_TIMEOUT": f"{max(1.0, stop_timeout - 2.0):g}"}
 
 
+def parse_scale(text: str | Sequence[str] | None) -> dict[str, int]:
+    """``"tickets=2,notify=2"`` (or a list of such) -> ``{"tickets": 2, "notify": 2}``; bad input raises ValueError.
+
+    >>> parse_scale(["tickets=2", "notify=3,gateway=1"])
+    {'tickets': 2, 'notify': 3, 'gateway': 1}
+    """
+    items = [text] if isinstance(text, str) else list(text or [])
+    scale: dict[str, int] = {}
+    for item in ",".join(items).split(","):
+        if not item.strip():
+            continue
+        name, _, count = item.partition("=")
+        name = name.strip()
+        if name not in {p.name for p in PROCESSES} or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"bad scale {item.strip()!r}: want NAME=COUNT, NAME one of "
+                             f"{', '.join(p.name for p in PROCESSES)}, COUNT at least 1")
+        scale[name] = int(count)
+    return scale
+
+
+def instance_name(process: Process, instance: int) -> str:
+    """``tickets`` for the first instance, ``tickets#2`` for the second."""
+    return process.name if instance == 1 else f"{process.name}#{instance}"
+
+
 def process_spec(
-    process: Process, settings: Settings, environ: Mapping[str, str], stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    process: Process,
+    settings: Settings,
+    environ: Mapping[str, str],
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    instance: int = 1,
 ) -> ChildSpec:
-    """How the supervisor launches one platform process (``huisheng service NAME``)."""
+    """How the supervisor launches one instance of a platform process (``huisheng service NAME``).
+
+    Instance ``n`` > 1 listens on ``HUISHENG_PORT_<NAME>_<n>`` (``GATEWAY_PORT_<n>``), else on the first
+    instance's port + 10 × (n - 1).
+    """
     port = process_port(process, environ)
-    extra = {process.http_port_env: str(port), **graceful_stop_env(stop_timeout, environ)}
+    if instance > 1:
+        variable = ("GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}") + f"_{instance}"
+        port = int(environ[variable]) if environ.get(variable) else port + 10 * (instance - 1)
+    extra = {process.http_port_env: str(port), "HUISHENG_INSTANCE": instance_name(process, instance),
+             **graceful_stop_env(stop_timeout, environ)}
     host = settings.gateway_host if process.is_gateway else settings.http_host
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # a wildcard bind is probed on loopback
     return ChildSpec(
-        name=process.name,
+        name=instance_name(process, instance),
         argv=(sys.executable, "-m", "kernel.cli.main", "service", process.name),
         env=child_env(settings, environ, extra),
         address=f"http://{probe_host}:{port}",
@@ -150,7 +188,8 @@ def sms_spec(settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
     journal = settings.home / "data" / "sms-journal.jsonl"
     argv = (sys.executable, "-m", "standins.sms", "--host", "127.0.0.1", "--port", str(port), "--journal", str(journal))
     env = child_env(settings, environ)
-    return ChildSpec(SMS_NAME, argv, env, f"http://127.0.0.1:{port}", "live", layer=0)
+    # Not essential: without it only SMS fails (and notify retries), so giving up on it keeps the platform up.
+    return ChildSpec(SMS_NAME, argv, env, f"http://127.0.0.1:{port}", "live", layer=0, essential=False)
 
 
 def runs_sms_standin(environ: Mapping[str, str], infra_enabled: bool = True) -> bool:
@@ -164,8 +203,13 @@ def platform_plan(
     processes: Sequence[Process] = PROCESSES,
     infra_enabled: bool = True,
     stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    scale: Mapping[str, int] | None = None,
 ) -> tuple[Settings, list[ChildSpec]]:
-    """The settings children get and the specs to supervise (the database and the SMS stand-in first if we run them)."""
+    """The settings children get and the specs to supervise (the database and the SMS stand-in first if we run them).
+
+    ``scale`` runs that many instances of a process (default: ``HUISHENG_SCALE``, else one each).
+    """
+    scale = parse_scale(environ.get("HUISHENG_SCALE")) if scale is None else scale
     specs: list[ChildSpec] = []
     if infra_enabled and not settings.mongo_uri:
         db = database_spec(settings)
@@ -178,7 +222,8 @@ def platform_plan(
         url = f"{sms.address}/"
         environ = {**environ, "SMS_PROVIDER_URL": url}
         settings = replace(settings, sms_provider_url=url)
-    specs += [process_spec(p, settings, environ, stop_timeout) for p in processes]
+    specs += [process_spec(p, settings, environ, stop_timeout, n)
+              for p in processes for n in range(1, scale.get(p.name, 1) + 1)]
     return settings, specs
 
 
@@ -195,6 +240,7 @@ def procfile_specs(path: str, settings: Settings, environ: Mapping[str, str]) ->
                 address=address,
                 health=entry.get("health", "http" if address else "none"),
                 layer=int(entry.get("layer", 1)),
+                essential=bool(entry.get("essential", True)),
             )
         )
     return specs
@@ -239,10 +285,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problem:
         complain(problem)
         return 1
+    try:
+        scale = parse_scale([os.environ.get("HUISHENG_SCALE", ""), *args.scale])
+        RestartPolicy.from_env(os.environ)
+    except ValueError as exc:
+        complain(str(exc))
+        return 2
     if args.procfile:
         specs = procfile_specs(args.procfile, settings, os.environ)
     else:
-        settings, specs = platform_plan(settings, os.environ, PROCESSES, not args.no_infra, args.stop_timeout)
+        settings, specs = platform_plan(settings, os.environ, PROCESSES, not args.no_infra, args.stop_timeout, scale)
     if not args.no_infra:
         infra.ensure_broker(settings.amqp_uri, say=say)
         if any(s.name == DB_NAME for s in specs) and infra.find_secantusd() is None:
@@ -265,6 +317,7 @@ def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[
         stop_timeout=args.stop_timeout,
         echo=not args.daemon_child,  # a daemon's children write their logs themselves
         info={"mongo_uri": settings.mongo_uri},
+        restart=RestartPolicy.from_env(os.environ),
     )
     before_layer = None if args.no_infra else _topology_hook(settings, supervisor.say)
     return supervisor.run(args.timeout, before_layer)
@@ -292,6 +345,8 @@ def up_detached(args: argparse.Namespace, settings: Settings) -> int:
         argv += ["--procfile", str(Path(args.procfile).absolute())]
     if args.no_infra:
         argv.append("--no-infra")
+    for item in args.scale:
+        argv += ["--scale", item]
     # Our own environment, not child_env(): the daemon must decide about MONGO_URI exactly as we did.
     env = dict(os.environ, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = python_path(os.environ)
@@ -327,7 +382,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """``huisheng status [--json]``: 0 if all healthy, 3 if nothing runs, 1 otherwise."""
+    """``huisheng status [--json]``: 0 if all healthy, 3 if nothing runs, 1 otherwise.
+
+    ``--json`` prints one object: ``{"running", "healthy", "supervisor", "phase", "started_at", "mongo_uri",
+    "processes": [{"name", "pid", "alive", "health", "state", "restarts", "detail", "address"}, ...]}``.
+    """
     settings = load_settings()
     _, planned = platform_plan(settings, os.environ)
     report = platform_status(settings.home, planned)
@@ -346,10 +405,11 @@ def format_status(report: Mapping) -> str:
         alive = "alive" if supervisor.get("alive") else "DEAD: nothing restarts or stops these; run `huisheng down`"
         since = report.get("started_at")
         head = f"huisheng: running since {since} (supervisor pid {supervisor.get('pid')}, {alive})"
-    rows = [("NAME", "PID", "ALIVE", "HEALTH", "ADDRESS", "DETAIL")]
+    rows = [("NAME", "PID", "ALIVE", "HEALTH", "RESTARTS", "ADDRESS", "DETAIL")]
     for p in report["processes"]:
         alive = "yes" if p["alive"] else "no"
-        rows.append((p["name"], str(p["pid"] or "-"), alive, p["health"], p["address"] or "-", p["detail"]))
+        rows.append((p["name"], str(p["pid"] or "-"), alive, p["health"], str(p.get("restarts", 0)),
+                     p["address"] or "-", p["detail"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join([head, *lines])
@@ -401,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between SIGTERM and SIGKILL when stopping (default 10, or HUISHENG_STOP_TIMEOUT + 2)",
     )
     up.add_argument("--procfile", metavar="FILE", help="JSON list of processes to run instead of the platform's")
+    up.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="run N instances of a process, the second named NAME#2 (repeatable; also HUISHENG_SCALE=a=2,b=2)",
+    )
     up.add_argument(
         "--no-infra",
         action="store_true",

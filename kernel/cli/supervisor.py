@@ -1,9 +1,12 @@
-"""Foreman-style supervision of the platform's processes.
+"""Supervision of the platform's processes: health-gated start, restarts with back-off, run state.
 
 A :class:`Supervisor` starts a list of :class:`ChildSpec` in layers (database,
 then services, then the gateway), waits for each layer to be healthy, then
-watches them: if any child dies, everything is stopped and the supervisor exits
-non-zero, so a broken platform never looks half alive.
+watches them. A child that dies is started again after a back-off (1 s, 2 s,
+4 s ... up to 30 s, :class:`RestartPolicy`); after ``max_crashes`` crashes within
+``window`` seconds the supervisor gives up on it, says so in its log and in
+``huisheng status`` (state ``gave up``), and if the child is essential stops the
+platform and exits 1, so a broken platform never looks half alive.
 
 Each child runs in its own session (``start_new_session=True``) so that a
 Ctrl-C in the terminal reaches only the supervisor, which then stops the
@@ -14,6 +17,18 @@ Run state is written to ``$HUISHENG_HOME/run/platform.json`` so that
 ``huisheng status`` and ``huisheng down`` work from another shell, and so that
 ``down`` can still stop the children if the supervisor itself was killed.
 The process list is injected, so tests supervise tiny stand-in processes.
+
+Why not supervisord, circus or honcho: honcho stops everything when one process
+dies (what this module did before it restarted children); supervisord and circus
+restart with back-off but start programs by priority without waiting for health
+(the services must not start before the database answers, the gateway not before
+the services are ready), run as their own daemon with their own config file,
+control socket and log files (``up``'s foreground mode with prefixed output, and
+``down`` finding the children of a killed supervisor from the run state, would be
+rebuilt around them), and none is installed here (circus also needs ZeroMQ). What
+they would replace is the restart loop in :meth:`Supervisor.monitor`, about sixty
+lines; the platform's own part (health gating, the embedded database, the run
+state) would stay whichever manager ran the processes.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -64,6 +80,7 @@ class ChildSpec:
     address: str | None = None
     health: str = "http"
     layer: int = 1
+    essential: bool = True  # giving up on it stops the platform
 
     def port(self) -> tuple[str, int] | None:
         """Host and port this child will listen on, if its address names one."""
@@ -71,6 +88,36 @@ class ChildSpec:
             return None
         parts = urlsplit(self.address)
         return (parts.hostname or "127.0.0.1", parts.port) if parts.port else None
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a dead child is started again, and when the supervisor gives up on it.
+
+    >>> policy = RestartPolicy()
+    >>> [policy.delay(n) for n in range(1, 8)]
+    [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    """
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    max_crashes: int = 5  # within `window` seconds: then give up
+    window: float = 120.0
+
+    def delay(self, crashes: int) -> float:
+        """Seconds to wait before the restart that follows the ``crashes``-th crash in the window."""
+        return min(self.max_delay, self.first_delay * 2 ** max(0, crashes - 1))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RestartPolicy:
+        """``HUISHENG_RESTART_DELAY``, ``HUISHENG_RESTART_MAX_DELAY``, ``HUISHENG_RESTART_LIMIT``, ``..._WINDOW``."""
+        defaults = cls()
+        return cls(
+            float(environ.get("HUISHENG_RESTART_DELAY", defaults.first_delay)),
+            float(environ.get("HUISHENG_RESTART_MAX_DELAY", defaults.max_delay)),
+            int(environ.get("HUISHENG_RESTART_LIMIT", defaults.max_crashes)),
+            float(environ.get("HUISHENG_RESTART_WINDOW", defaults.window)),
+        )
 
 
 class StartError(RuntimeError):
@@ -285,7 +332,10 @@ class _Child:
     log_offset: int
     started_at: str
     pump: threading.Thread | None = None
-    record: dict = field(default_factory=dict)
+    state: str = "running"  # "restarting" after a crash, "gave up" after too many
+    restarts: int = 0
+    crashes: deque = field(default_factory=deque)  # monotonic times of recent crashes
+    restart_at: float = 0.0
 
 
 class Supervisor:
@@ -300,6 +350,7 @@ class Supervisor:
         echo: bool = True,
         out: IO[str] | None = None,
         info: Mapping[str, object] | None = None,
+        restart: RestartPolicy | None = None,
     ) -> None:
         self.home = Path(home).absolute()
         self.specs = sorted(specs, key=lambda s: s.layer)  # stable: keeps the given order in a layer
@@ -307,6 +358,7 @@ class Supervisor:
         self.echo = echo
         self.out = out or sys.stdout
         self.info = dict(info or {})
+        self.restart = restart or RestartPolicy()
         self.stop_event = threading.Event()
         self.hurry = threading.Event()
         self.children: dict[str, _Child] = {}
@@ -392,7 +444,7 @@ class Supervisor:
         self.phase = "running"
         self.write_state()
 
-    def spawn(self, spec: ChildSpec) -> None:
+    def spawn(self, spec: ChildSpec, previous: _Child | None = None) -> None:
         """Start one child in its own session, its output to its log (and our output if echoing)."""
         path = log_path(self.home, spec.name)
         with open(path, "ab") as log:
@@ -411,6 +463,8 @@ class Supervisor:
                 start_new_session=True,
             )
         child = _Child(spec, popen, process_identity(popen.pid), offset, _now())
+        if previous is not None:  # a restart keeps the count and the recent crashes
+            child.restarts, child.crashes = previous.restarts + 1, previous.crashes
         if self.echo:
             child.pump = threading.Thread(target=self._pump, args=(child, path), name=f"log-{spec.name}", daemon=True)
             child.pump.start()
@@ -451,18 +505,45 @@ class Supervisor:
                 self.stop_event.wait(POLL_SECONDS)
 
     def monitor(self) -> int:
-        """Watch until a stop is requested (exit 0) or a child dies (exit 1)."""
-        while not self.stop_event.wait(0.5):
-            for name, child in self.children.items():
-                code = child.popen.poll()
-                if code is not None:
-                    if child.pump:
-                        child.pump.join(1.0)  # let its last lines reach the log first
-                    self.say(f"!!! {name} (pid {child.popen.pid}) exited unexpectedly with code {code}")
-                    self.say(format_failure(name, "its last output", self.tail(name)))
-                    self.say("!!! stopping the platform")
-                    return 1
+        """Watch until a stop is requested (exit 0) or the supervisor gives up on an essential child (exit 1).
+
+        A dead child is started again after the policy's back-off; one that crashed ``max_crashes``
+        times within ``window`` seconds is given up on.
+        """
+        while not self.stop_event.wait(POLL_SECONDS):
+            for child in list(self.children.values()):
+                if child.state == "running" and child.popen.poll() is not None:
+                    if not self._crashed(child):
+                        return 1
+                elif child.state == "restarting" and time.monotonic() >= child.restart_at:
+                    self.spawn(child.spec, previous=child)
+                    self.write_state()
         return 0
+
+    def _crashed(self, child: _Child) -> bool:
+        """Record a child's crash and schedule its restart, or give up on it; False to stop the platform."""
+        name, code, now = child.spec.name, child.popen.poll(), time.monotonic()
+        if child.pump:
+            child.pump.join(1.0)  # let its last lines reach the log first
+        self.say(f"!!! {name} (pid {child.popen.pid}) exited unexpectedly with code {code}")
+        self.say(format_failure(name, "its last output", self.tail(name)))
+        child.crashes.append(now)
+        while child.crashes and child.crashes[0] < now - self.restart.window:
+            child.crashes.popleft()
+        crashes = len(child.crashes)
+        if crashes >= self.restart.max_crashes:
+            child.state = "gave up"
+            self.say(f"!!! giving up on {name}: {crashes} crashes within {self.restart.window:g} s")
+            self.write_state()
+            if child.spec.essential:
+                self.say(f"!!! {name} is essential: stopping the platform")
+                return False
+            return True
+        delay = self.restart.delay(crashes)
+        child.state, child.restart_at = "restarting", now + delay
+        self.say(f"restarting {name} in {delay:g} s ({crashes} crash(es) within {self.restart.window:g} s)")
+        self.write_state()
+        return True
 
     def request_stop(self) -> None:
         """Ask the supervisor to stop; asking a second time skips the SIGTERM grace period."""
@@ -485,7 +566,8 @@ class Supervisor:
             self.say("stopping ...")
         for layer in sorted({c.spec.layer for c in self.children.values()}, reverse=True):
             batch = [c for c in self.children.values() if c.spec.layer == layer]
-            targets = [Target(c.spec.name, c.popen.pid, lambda c=c: c.popen.poll() is None) for c in batch]
+            targets = [Target(c.spec.name, c.popen.pid, lambda c=c: c.popen.poll() is None) for c in batch
+                       if c.state == "running"]
             terminate(targets, self.stop_timeout, self.say, self.hurry)
             for child in batch:
                 child.popen.wait()
@@ -523,6 +605,8 @@ class Supervisor:
                 log=str(log_path(self.home, spec.name)),
                 log_offset=child.log_offset if child else 0,
                 started_at=child.started_at if child else None,
+                state=child.state if child else "pending",
+                restarts=child.restarts if child else 0,
             )
             children.append(record)
         state = {
@@ -543,18 +627,23 @@ class Supervisor:
 
 
 def child_report(record: Mapping) -> dict:
-    """Name, pid, alive, health (healthy/unhealthy/down) and address of one recorded child."""
-    alive = pid_alive(record.get("pid"), record.get("identity"))
+    """Name, pid, alive, health (healthy/unhealthy/down), state, restarts and address of one recorded child."""
+    state = record.get("state", "running")
+    alive = state == "running" and pid_alive(record.get("pid"), record.get("identity"))
     if alive:
         ok, detail = probe(record.get("health", "http"), record.get("address"))
         health = "healthy" if ok else "unhealthy"
     else:
-        health, detail = "down", "not running"
+        health = "down"
+        detail = {"restarting": "crashed; restarting", "gave up": "crashed too often; the supervisor gave up"}.get(
+            state, "not running")
     return {
         "name": record["name"],
         "pid": record.get("pid"),
         "alive": alive,
         "health": health,
+        "state": state,
+        "restarts": record.get("restarts", 0),
         "detail": detail,
         "address": record.get("address"),
     }
@@ -565,14 +654,8 @@ def platform_status(home: Path, planned: Sequence[ChildSpec] = ()) -> dict:
     state = read_state(home)
     if state is None:
         rows = [
-            {
-                "name": s.name,
-                "pid": None,
-                "alive": False,
-                "health": "down",
-                "detail": "not running",
-                "address": s.address,
-            }
+            {"name": s.name, "pid": None, "alive": False, "health": "down", "state": "stopped", "restarts": 0,
+             "detail": "not running", "address": s.address}
             for s in planned
         ]
         return {"running": False, "healthy": False, "supervisor": None, "processes": rows}

@@ -1,11 +1,12 @@
-"""Back up a running platform, restore it into a fresh database, and run the platform on that.
+"""Back up a running platform, restore it into a fresh home, and run the platform on that.
 
 Platform A runs (``huisheng up -d``) in a home of its own; a resident's ticket
-gets its echo; ``huisheng backup`` finds A's database in its run state; A stops.
-Platform B has a new home and MONGO_URI unset: ``huisheng restore --embedded``
-starts B's own, empty embedded database just for the restore, then
-``huisheng up -d`` runs B on it. Over HTTP, B shows the same ticket, timeline and
-inbox, and a new ticket gets its echo as well.
+gets its echo; ``huisheng backup`` finds A's database in its run state and has
+SecantusDB write its own archive; A stops. Platform B has a new home and
+MONGO_URI unset: ``huisheng restore`` extracts the archive into B's data
+directory (B is not running, as the restore requires), then ``huisheng up -d``
+runs B on it. Over HTTP, B shows the same ticket, timeline and inbox, and a new
+ticket gets its echo as well.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 HUISHENG = [sys.executable, "-m", "kernel.cli.main"]
-BACKUP = [sys.executable, "-m", "kernel.cli.backup"]  # until `backup` and `restore` are wired into kernel.cli.main
 REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
           "address_string": "兴乔小区3号楼2单元", "lat": 36.8, "long": 118.05}
 
@@ -93,18 +93,18 @@ def test_a_backup_restored_into_a_fresh_database_runs_the_platform_with_its_tick
     messages = inbox(gateway, headers)
     assert [message["ticket_id"] for message in messages] == [ticket["id"]]
 
-    archive = tmp_path / "huisheng.archive.gz"
-    made = run(BACKUP, a, "backup", "--gzip", "--out", str(archive))
+    archive = tmp_path / "huisheng.secantus.tar.gz"
+    made = run(HUISHENG, a, "backup", "--out", str(archive))
     assert made.returncode == 0, made.stdout + made.stderr
     assert "the running platform" in made.stdout and archive.stat().st_size > 0
+    refused = run(HUISHENG, a, "restore", str(archive))
+    assert refused.returncode == 1 and "huisheng down" in refused.stderr  # never under a running platform
     stopped = run(HUISHENG, a, "down")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
-    nothing = run(BACKUP, b, "restore", str(archive))
-    assert nothing.returncode == 1 and "MONGO_URI" in nothing.stderr  # B has no database yet, and says so
-    restored = run(BACKUP, b, "restore", str(archive), "--embedded")
+    restored = run(HUISHENG, b, "restore", str(archive))
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert "tickets.tickets: 1 document" in restored.stdout and "notify.inbox: 1 document" in restored.stdout
+    assert (Path(b["HUISHENG_HOME"]) / "data" / "mongo").is_dir()
 
     gateway = up(b)
     again = requests.get(f"{gateway}/api/v1/tickets/{ticket['id']}", headers=headers, timeout=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,16 +57,60 @@ def token(env: dict, subject: str) -> dict:
     return {"Authorization": f"Bearer {minted.stdout.strip()}"}
 
 
+# What each process (its own /metrics, in its own OS process) must show after one ticket's echo loop.
+OWN_SERIES = {
+    "tickets": 'huisheng_outbox_published_total{collection="tickets",service="tickets"}',
+    "notify": 'huisheng_events_handled_total{outcome="ok",subscription="notify.ticket_events"}',
+    "gateway": 'huisheng_http_requests_total{route="create_ticket",service="gateway",status="201"}',
+}
+
+
+def every_process_exposes_metrics_of_what_it_did(rows: list[dict]) -> None:
+    """Read each platform process's /metrics: each shows its own workers, and only its own."""
+    processes = [row for row in rows if row["name"] not in ("secantus", "sms")]
+    for row in processes:
+        name = row["name"]
+        response = requests.get(f"{row['address']}/metrics", timeout=10)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain"), name
+        text = response.text
+        assert f'entrypoint="readiness_check",outcome="ok",service="{name}"' in text, name  # the supervisor's probes
+        if name in OWN_SERIES:
+            assert OWN_SERIES[name] in text, f"{name}: {OWN_SERIES[name]}"
+        others = [other for other in processes if other["name"] != name]
+        assert not any(f'outcome="ok",service="{other["name"]}"' in text for other in others), name
+
+
+def a_sigkilled_service_comes_back_healthy_on_its_own(env: dict, gateway: str, resident: dict) -> None:
+    """SIGKILL tickets: the supervisor restarts it, status shows ``restarts: 1``, and it serves again."""
+    def tickets_row() -> dict:
+        report = json.loads(huisheng(env, "status", "--json").stdout)
+        return next(row for row in report["processes"] if row["name"] == "tickets")
+
+    before = tickets_row()
+    os.kill(before["pid"], signal.SIGKILL)
+    deadline, row = time.monotonic() + 60, before
+    while time.monotonic() < deadline:
+        row = tickets_row()
+        if row["restarts"] == 1 and row["health"] == "healthy" and row["pid"] != before["pid"]:
+            break
+        time.sleep(0.5)
+    assert (row["restarts"], row["health"], row["state"]) == (1, "healthy", "running"), row
+    assert huisheng(env, "status").returncode == 0  # everything healthy again, nobody touched it
+    created = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=resident, timeout=10)
+    assert created.status_code == 201, created.text
+
+
 def test_up_echo_loop_down_and_data_survives_a_restart(platform_env):
     env = platform_env
     gateway = start(env)
 
     status = huisheng(env, "status", "--json")
     assert status.returncode == 0, status.stdout + status.stderr
-    rows = json.loads(status.stdout)
-    rows = rows["processes"] if isinstance(rows, dict) else rows
-    assert {row["name"] for row in rows} >= {"tickets", "notify", "volunteers", "gateway"}
-    assert all(row["health"] == "healthy" and row["pid"] for row in rows)
+    report = json.loads(status.stdout)  # one shape: an object whose "processes" lists one row per process
+    assert report["running"] and report["healthy"] and isinstance(report["processes"], list)
+    rows = report["processes"]
+    assert {row["name"] for row in rows} >= {"tickets", "notify", "volunteers", "directory", "gateway"}
+    assert all(row["health"] == "healthy" and row["pid"] and row["restarts"] == 0 for row in rows)
 
     resident = token(env, "r-e2e")
     posted_at = time.monotonic()
@@ -86,6 +131,8 @@ def test_up_echo_loop_down_and_data_survives_a_restart(platform_env):
     assert [message["ticket_id"] for message in inbox["items"]] == [ticket_id] and inbox["unread"] == 1
     assert requests.get(f"{gateway}/api/v1/tickets/{ticket_id}", headers=token(env, "r-other"),
                         timeout=10).status_code == 404
+    every_process_exposes_metrics_of_what_it_did(rows)
+    a_sigkilled_service_comes_back_healthy_on_its_own(env, gateway, resident)
 
     stopped = huisheng(env, "down")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

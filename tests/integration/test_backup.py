@@ -1,18 +1,22 @@
-"""``huisheng backup`` / ``huisheng restore`` against real SecantusDB servers.
+"""``huisheng backup`` / ``huisheng restore`` against real SecantusDB servers, and MongoDB's tools' command lines.
 
-The databases are filled by the real tickets, notify and volunteers services
-(the echo loop) and the directory (its demo seed, personal data encrypted), plus
-a collection with options, a large document and unicode.
-The archive is restored into a second, fresh server and every collection's
-options, indexes and documents (byte for byte) are compared.
+The database is filled by the real tickets, notify and volunteers services (the echo loop) and the directory
+(its demo seed, personal data encrypted), plus a collection with options, a large document and unicode. The
+backup is SecantusDB's own (``secantusAdmin.backupArchive``); it is restored with SecantusDB's own
+``secantus-restore-archive`` into a fresh HUISHENG_HOME, a server started on that directory, and every
+collection's options, indexes and documents (byte for byte) compared with the source.
+
+mongodump and mongorestore cannot be installed here: stand-in scripts of those names on PATH record the
+command lines ``huisheng`` builds for MongoDB, which docs/operations.md documents.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,7 @@ from services.directory.service import DirectoryService
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
 from services.volunteers.service import VolunteersService
-from tests.conftest import free_port, secantus_server
+from tests.conftest import free_port, secantus_executable, wait_for_mongo
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +45,47 @@ REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵�
           "address_string": "兴乔小区3号楼2单元"}
 
 
-@pytest.fixture
-def second_mongo():
-    """A fresh SecantusDB server of this test's own: the restore target."""
-    with secantus_server() as uri:
+@pytest.fixture(scope="module")
+def mongo_uri(tmp_path_factory):
+    """This module's own SecantusDB, on disk: an in-memory server has no files to archive."""
+    storage = tmp_path_factory.mktemp("secantus")
+    port = free_port()
+    server = subprocess.Popen(
+        [secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
+         "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+    try:
+        wait_for_mongo(uri)
         yield uri
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture
+def restored_server(tmp_path):
+    """Start a SecantusDB on a restored data directory; yields a function of the directory returning its URI."""
+    servers = []
+
+    def start(storage: Path) -> str:
+        port = free_port()
+        servers.append(subprocess.Popen(
+            [secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
+             "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+        wait_for_mongo(uri)
+        return uri
+
+    yield start
+    for server in servers:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 @pytest.fixture
@@ -70,7 +110,7 @@ def filled(container_factory, settings, service_config, mongo_client, wait_until
     with entrypoint_hook(tickets, "create") as create:
         ids = [create("xingqiao", resident, REPORT)["id"] for resident in residents]
     with entrypoint_hook(containers[2], "list_teams") as list_teams:
-        teams = list_teams("xingqiao", None, 50)  # the first call seeds the ten teams
+        teams = list_teams("xingqiao", None, 50)  # seeded when the service started
         assert len(teams["items"] if isinstance(teams, dict) else teams) == 10
     with entrypoint_hook(containers[3], "list_communities") as list_communities:
         wait_until(lambda: list_communities()["items"])  # the directory seeds an empty database at start
@@ -122,18 +162,22 @@ def run(*argv: str) -> int:
     return backup.main(list(argv))
 
 
-def test_a_backup_restores_every_document_option_and_index_into_a_fresh_server(
-        filled, cli_env, settings, second_mongo, mongo_client, capsys):
+def test_a_backup_restores_every_document_option_and_index_into_a_fresh_home(
+        filled, cli_env, settings, mongo_client, restored_server, monkeypatch, capsys):
     databases, ids = filled
-    archive = cli_env / "platform.archive"
+    archive = cli_env / "platform.secantus.tar.gz"
     assert run("backup", "--out", str(archive)) == 0
-    assert f"{settings.database_name('tickets')}.tickets: 3 documents" in capsys.readouterr().out
+    assert f"backup written to {archive}" in capsys.readouterr().out
+    assert tarfile.is_tarfile(archive)
 
-    assert run("restore", str(archive), "--to-uri", second_mongo) == 0
-    out = capsys.readouterr().out
-    assert "intact: " in out and f"{settings.database_name('volunteers')}.teams: 10 documents, 1 index" in out
+    fresh = cli_env / "fresh"  # another platform's home: MONGO_URI unset, nothing running
+    monkeypatch.delenv("MONGO_URI")
+    monkeypatch.setenv("HUISHENG_HOME", str(fresh))
+    monkeypatch.setenv("SECANTUS_PORT", str(free_port()))
+    assert run("restore", str(archive)) == 0
+    assert "huisheng up -d" in capsys.readouterr().out
 
-    target = connect(second_mongo)
+    target = connect(restored_server(fresh / "data" / "mongo"))
     try:
         for name in SERVICES:
             db_name = settings.database_name(name)
@@ -144,7 +188,6 @@ def test_a_backup_restores_every_document_option_and_index_into_a_fresh_server(
         assert indexes["at_1"]["expireAfterSeconds"] > 0  # TTL
         volunteers = target[settings.database_name("volunteers")]
         assert volunteers.teams.index_information()["by_code"]["unique"] is True
-        assert restored.tickets.index_information()["outbox_since"]["sparse"] is True
         # Documents keep their published events: the restored ledger and checkpoints keep them published.
         assert unpublished(restored, "tickets") == []
         assert unpublished(target[settings.database_name("notify")], "inbox") == []
@@ -153,12 +196,36 @@ def test_a_backup_restores_every_document_option_and_index_into_a_fresh_server(
         target.close()
 
 
-def test_the_directory_is_backed_up_with_its_personal_data_still_encrypted(filled, cli_env, settings, capsys):
-    archive = cli_env / "platform.archive"
+def test_a_restore_keeps_the_previous_data_directory_and_refuses_a_running_database(
+        filled, cli_env, settings, monkeypatch, capsys):
+    archive = cli_env / "platform.secantus.tar.gz"
     assert run("backup", "--out", str(archive)) == 0
-    assert f"{settings.database_name('directory')}.people: " in capsys.readouterr().out
+    home = cli_env / "other"
+    old = home / "data" / "mongo"
+    old.mkdir(parents=True)
+    (old / "WiredTiger").write_text("the data before the restore")
+    monkeypatch.delenv("MONGO_URI")
+    monkeypatch.setenv("HUISHENG_HOME", str(home))
+    monkeypatch.setenv("SECANTUS_PORT", str(free_port()))
+    capsys.readouterr()
 
-    data = archive.read_bytes()
+    assert run("restore", str(archive)) == 0
+
+    kept = [path for path in (home / "data").iterdir() if path.name.startswith("mongo.before-restore-")]
+    assert len(kept) == 1 and (kept[0] / "WiredTiger").read_text() == "the data before the restore"
+    assert (old / "WiredTiger").read_text() != "the data before the restore"
+    assert str(kept[0]) in capsys.readouterr().out
+    monkeypatch.setenv("SECANTUS_PORT", settings.mongo_uri.split(":")[2].split("/")[0])  # a server listens there
+    assert run("restore", str(archive)) == 1
+    assert "stop it first" in capsys.readouterr().err
+
+
+def test_the_directory_is_backed_up_with_its_personal_data_still_encrypted(filled, cli_env, settings, capsys):
+    archive = cli_env / "platform.secantus.tar.gz"
+    assert run("backup", "--out", str(archive)) == 0
+    with tarfile.open(archive) as tar:
+        data = b"".join(tar.extractfile(member).read() for member in tar.getmembers() if member.isfile())
+    assert "兴乔小区".encode() in data  # positive control: the tickets' addresses are stored in clear
     people = [*SEED["residents"], *SEED["staff"]]
     assert len(people) > 10
     for person in people:  # neither the phone (in any spelling) nor the name is readable in the archive
@@ -167,56 +234,60 @@ def test_the_directory_is_backed_up_with_its_personal_data_still_encrypted(fille
             assert text.encode("utf-8") not in data, f"{text!r} is in the backup in clear"
 
 
-def test_restore_refuses_collections_that_hold_documents_unless_dropped(
-        filled, cli_env, settings, second_mongo, capsys):
-    archive = cli_env / "platform.archive.gz"
-    assert run("backup", "--gzip", "--out", str(archive)) == 0
-    assert archive.read_bytes()[:2] == b"\x1f\x8b"
-    assert run("restore", str(archive), "--to-uri", second_mongo) == 0
-    capsys.readouterr()
+def test_a_damaged_archive_is_refused_and_nothing_is_changed(cli_env, monkeypatch, capsys):
+    damaged = cli_env / "damaged.tar.gz"
+    with tarfile.open(damaged, "w:gz") as tar:
+        tar.add(__file__, arcname="not-a-wiredtiger-home.py")
+    monkeypatch.delenv("MONGO_URI")
+    monkeypatch.setenv("SECANTUS_PORT", str(free_port()))
+    home = Path(os.environ["HUISHENG_HOME"])
 
-    assert run("restore", str(archive), "--to-uri", second_mongo) == 1
-    assert "refusing to restore into collections that hold documents" in capsys.readouterr().err
-    assert run("restore", str(archive), "--to-uri", second_mongo, "--drop") == 1  # stdin is no terminal
-    assert "add --yes" in capsys.readouterr().err
-
-    assert run("restore", str(archive), "--to-uri", second_mongo, "--drop", "--yes") == 0
-    target = connect(second_mongo)
-    try:
-        assert target[settings.database_name("tickets")].tickets.count_documents({}) == 3  # replaced, not doubled
-        assert target[settings.database_name("volunteers")].teams.count_documents({}) == 10
-    finally:
-        target.close()
+    assert run("restore", str(damaged)) == 1
+    assert "secantus-restore-archive refused" in capsys.readouterr().err
+    assert not (home / "data" / "mongo").exists() and not (home / "data" / "mongo.restoring").exists()
 
 
-def test_a_damaged_archive_is_refused_before_anything_is_written(filled, cli_env, settings, second_mongo, capsys):
-    archive = cli_env / "platform.archive.gz"
-    assert run("backup", "--gzip", "--service", "tickets", "--out", str(archive)) == 0
-    data = bytearray(gzip.decompress(archive.read_bytes()))
-    at = data.index("兴乔小区".encode())
-    data[at:at + 3] = "回".encode()  # same length: still valid BSON, only the CRC can tell
-    damaged = cli_env / "damaged.archive"
-    damaged.write_bytes(bytes(data))
-    capsys.readouterr()
+# --------------------------------------------------------------------------- MongoDB: mongodump and mongorestore
 
-    assert run("restore", str(damaged), "--to-uri", second_mongo) == 1
-    assert f"CRC mismatch for {settings.database_name('tickets')}.tickets" in capsys.readouterr().err
-    target = connect(second_mongo)
-    try:
-        assert settings.database_name("tickets") not in target.list_database_names()
-    finally:
-        target.close()
+STAND_IN = """#!/bin/sh
+printf '%s\n' "$0" "$@" > "$RECORD.$(basename "$0")"
+"""
 
 
-def test_backup_of_one_service_holds_only_its_database(filled, cli_env, settings, capsys):
-    from kernel.mongo_archive import verify_archive
+@pytest.fixture
+def mongo_tools(tmp_path, monkeypatch):
+    """mongodump and mongorestore stand-ins on PATH; they record their argv. Returns a reader of the record."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mongodump", "mongorestore"):
+        (bin_dir / tool).write_text(STAND_IN)
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("RECORD", str(tmp_path / "argv"))
+    monkeypatch.setattr(backup, "is_secantus", lambda uri: False)  # as a real MongoDB answers buildInfo
+    return lambda tool: (tmp_path / f"argv.{tool}").read_text().splitlines()[1:]
 
-    archive = cli_env / "volunteers.archive"
-    assert run("backup", "--service", "volunteers", "--out", str(archive)) == 0
-    with open(archive, "rb") as stream:
-        prelude, counts = verify_archive(stream)
-    assert {c.db for c in prelude.collections} == {settings.database_name("volunteers")}
-    assert counts == {f"{settings.database_name('volunteers')}.teams": 10}
+
+def test_a_mongodb_backup_and_restore_run_mongodump_and_mongorestore(mongo_tools, cli_env, monkeypatch, capsys):
+    uri = "mongodb://backup:secret@db.example:27017/?replicaSet=rs0"
+    monkeypatch.setenv("MONGO_URI", uri)
+    archive = cli_env / "prod.archive.gz"
+    archive.write_bytes(b"")  # the stand-in writes nothing; the report reads the size
+
+    assert run("backup", "--out", str(archive), "--service", "tickets") == 0
+    prefix = Settings.from_env().database_name("tickets")
+    assert mongo_tools("mongodump") == [f"--uri={uri}", f"--archive={archive}", "--gzip", f"--db={prefix}"]
+    assert run("restore", str(archive), "--drop") == 0
+    assert mongo_tools("mongorestore") == [f"--uri={uri}", f"--archive={archive}", "--gzip", "--drop"]
+    assert "secret" not in capsys.readouterr().out  # the password is never shown
+
+
+def test_without_the_mongodb_tools_the_error_says_where_to_get_them(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("MONGO_URI", "mongodb://db.example:27017/")
+    monkeypatch.setenv("PATH", str(cli_env))  # no mongodump there
+    monkeypatch.setattr(backup, "is_secantus", lambda uri: False)
+    assert run("backup") == 1
+    assert "mongodump not found" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- finding the database
@@ -227,7 +298,7 @@ def test_without_a_database_the_error_says_what_to_do(monkeypatch, tmp_path, cap
     monkeypatch.setenv("HUISHENG_HOME", str(tmp_path / "home"))
     assert run("backup") == 1
     assert "set MONGO_URI" in capsys.readouterr().err
-    assert not (tmp_path / "home" / "backups").exists() or not any((tmp_path / "home" / "backups").iterdir())
+    assert not (tmp_path / "home" / "backups").exists()
 
 
 def test_the_database_of_a_running_platform_comes_from_its_run_state(tmp_path):
@@ -243,16 +314,16 @@ def test_the_database_of_a_running_platform_comes_from_its_run_state(tmp_path):
     assert backup.resolve_uri(settings) == (None, "")  # a stale run state is no database
 
 
-def test_register_adds_both_commands_and_the_default_archive_name(tmp_path):
+def test_register_adds_both_commands_and_the_default_archive_names(tmp_path):
     parser = argparse.ArgumentParser(prog="huisheng")
     backup.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["backup", "--gzip", "--service", "tickets", "--service", "notify"])
-    assert args.service == ["tickets", "notify"] and args.gzip and callable(args.func)
-    args = parser.parse_args(["restore", "x.archive", "--drop", "--yes", "--to-uri", "mongodb://h/"])
-    assert (args.file, args.drop, args.yes, args.to_uri) == ("x.archive", True, True, "mongodb://h/")
+    args = parser.parse_args(["backup", "--service", "tickets", "--embedded"])
+    assert args.service == ["tickets"] and args.embedded and callable(args.func)
+    args = parser.parse_args(["restore", "x.archive", "--drop", "--to-uri", "mongodb://h/"])
+    assert (args.file, args.drop, args.to_uri) == ("x.archive", True, "mongodb://h/")
     with pytest.raises(SystemExit):
         parser.parse_args(["backup", "--service", "gateway"])  # the gateway owns no database
-    path = backup.default_backup_path(Path(tmp_path), compressed=True)
-    assert path.parent == tmp_path / "backups" and path.name.startswith("huisheng-")
-    assert path.name.endswith("Z.archive.gz")
-    assert backup.redact("mongodb://u:secret@h:1/") == "mongodb://u:***@h:1/"
+    secantus = backup.default_backup_path(Path(tmp_path), secantus=True)
+    assert secantus.parent == tmp_path / "backups" and secantus.name.startswith("huisheng-")
+    assert secantus.name.endswith("Z.secantus.tar.gz")
+    assert backup.default_backup_path(Path(tmp_path), secantus=False).name.endswith("Z.archive.gz")

@@ -26,6 +26,11 @@ import http.server, os, signal, sys, time
 mode = os.environ.get("CHILD_MODE", "ok")
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # like nameko reconnecting to a dead broker
+booted = os.environ["CHILD_PIDFILE"] + ".booted"
+if mode == "crash-on-restart" and os.path.exists(booted):
+    print(f"child {os.environ['CHILD_NAME']} cannot start again", flush=True)
+    sys.exit(3)
+open(booted, "w").close()
 with open(os.environ["CHILD_PIDFILE"], "w") as f:
     f.write(str(os.getpid()))
 print(f"child {os.environ['CHILD_NAME']} booting in mode {mode}", flush=True)
@@ -90,9 +95,10 @@ class Platform:
         self.script.write_text(CHILD)
         self.ports: dict[str, int] = {}
         self.entries: list[dict] = []
+        self.extra_env: dict[str, str] = {}
 
     def child(self, name: str, mode: str = "ok", delay: float = 0.0, layer: int = 1,
-              health: str | None = None) -> "Platform":
+              health: str | None = None, essential: bool = True) -> "Platform":
         port = self.ports[name] = free_port()
         env = {
             "CHILD_NAME": name,
@@ -108,6 +114,7 @@ class Platform:
                 "port": port,
                 "env": env,
                 "layer": layer,
+                "essential": essential,
                 **({"health": health} if health else {}),
             }
         )
@@ -125,7 +132,7 @@ class Platform:
         )
 
     def env(self) -> dict:
-        return dict(os.environ, HUISHENG_HOME=str(self.home))
+        return dict(os.environ, HUISHENG_HOME=str(self.home), **self.extra_env)
 
     def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -143,6 +150,11 @@ class Platform:
     def state(self) -> dict | None:
         path = self.home / "run" / "platform.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+    def status(self) -> dict:
+        """``status --json``: one object, its processes by name."""
+        report = json.loads(self.cli("status", "--json").stdout)
+        return {**report, "processes": {row["name"]: row for row in report["processes"]}}
 
     def log(self, name: str) -> str:
         path = self.home / "log" / f"{name}.log"
@@ -247,18 +259,68 @@ def test_a_live_probed_child_needs_only_health_like_the_sms_standin(platform):
     assert report["healthy"]
 
 
-def test_a_dying_child_stops_the_whole_platform(platform):
+def test_a_sigkilled_child_is_restarted_and_healthy_again_without_a_hand_on_it(platform):
     platform.child("alpha").child("beta")
+    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.5"}
+    assert platform.up().returncode == 0
+    supervisor = platform.state()["supervisor"]["pid"]
+    first = platform.pid("alpha")
+    (platform.dir / "alpha.pid").unlink()
+    assert platform.status()["processes"]["alpha"]["restarts"] == 0
+
+    os.kill(first, signal.SIGKILL)
+
+    second = platform.pid("alpha")  # the restarted child writes its pidfile again
+    assert second != first and not alive(first)
+    wait_for(lambda: platform.cli("status").returncode == 0, 15, "the platform is healthy again")
+    report = platform.status()
+    alpha = report["processes"]["alpha"]
+    assert (alpha["pid"], alpha["restarts"], alpha["state"], alpha["health"]) == (second, 1, "running", "healthy")
+    assert report["processes"]["beta"]["restarts"] == 0
+    assert healthy(platform.ports["alpha"]) and alive(supervisor)
+    log = platform.log("supervisor")
+    assert "alpha" in log and "exited unexpectedly" in log and "restarting alpha in 0.5 s" in log
+
+
+def test_a_child_that_keeps_crashing_is_given_up_on_visibly_and_the_rest_runs_on(platform):
+    platform.child("alpha").child("flaky", mode="crash-on-restart", essential=False)
+    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.1", "HUISHENG_RESTART_LIMIT": "3"}
     assert platform.up().returncode == 0
     supervisor = platform.state()["supervisor"]["pid"]
 
-    os.kill(platform.pid("alpha"), signal.SIGKILL)
+    os.kill(platform.pid("flaky"), signal.SIGKILL)
 
-    wait_for(lambda: not alive(supervisor), 10, "supervisor exits after a child died")
-    assert not alive(platform.pid("beta"))
-    log = platform.log("supervisor")
-    assert "alpha" in log and "exited unexpectedly" in log
-    assert platform.cli("status").returncode == 3
+    wait_for(lambda: platform.status()["processes"]["flaky"]["state"] == "gave up", 15, "the supervisor gives up")
+    report = platform.status()
+    flaky = report["processes"]["flaky"]
+    assert (flaky["health"], flaky["restarts"], flaky["alive"]) == ("down", 2, False)
+    assert "gave up" in flaky["detail"]
+    assert not report["healthy"] and report["processes"]["alpha"]["health"] == "healthy" and alive(supervisor)
+    assert platform.cli("status").returncode == 1
+    assert "giving up on flaky: 3 crashes within" in platform.log("supervisor")
+    assert "child flaky cannot start again" in platform.log("flaky")
+
+
+def test_giving_up_on_an_essential_child_stops_the_platform_and_up_exits_non_zero(platform):
+    platform.child("alpha", mode="crash-on-restart").child("beta")
+    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.1", "HUISHENG_RESTART_LIMIT": "2"}
+    output = platform.dir / "foreground.out"
+    with open(output, "w") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "kernel.cli.main", "up", "--no-infra", "--procfile", platform.procfile()],
+            cwd=ROOT, env=platform.env(), stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "processes are healthy" in output.read_text(), 15, "foreground up healthy")
+        beta = platform.pid("beta")
+        os.kill(platform.pid("alpha"), signal.SIGKILL)
+        assert supervisor.wait(20) == 1
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    text = output.read_text()
+    assert "giving up on alpha: 2 crashes within" in text and "alpha is essential: stopping the platform" in text
+    assert not alive(beta) and platform.state() is None
 
 
 def test_down_stops_the_children_of_a_killed_supervisor(platform):

@@ -33,7 +33,7 @@ SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
 def isolated_env(tmp_path, monkeypatch):
     """Every test gets its own HUISHENG_HOME and none of the caller's platform settings."""
     for name in ("MONGO_URI", "AMQP_URI", "GATEWAY_PORT", "SECANTUS_PORT", "HUISHENG_COMMUNITY", "SMS_PROVIDER_URL",
-                 "HUISHENG_PORT_SMS", "HUISHENG_ADMIN_PASSWORD"):
+                 "HUISHENG_PORT_SMS", "HUISHENG_ADMIN_PASSWORD", "HUISHENG_SCALE"):
         monkeypatch.delenv(name, raising=False)
     for process in PROCESSES:
         monkeypatch.delenv(f"HUISHENG_PORT_{process.name.upper()}", raising=False)
@@ -270,6 +270,53 @@ def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
         assert spec.env["PYTHONUNBUFFERED"] == "1"
         assert spec.env["HUISHENG_HOME"] == str(settings.home) and settings.home.is_absolute()
         assert spec.env["AMQP_URI"] == settings.amqp_uri
+
+
+def test_scale_runs_a_second_instance_named_with_a_hash_on_its_own_port(monkeypatch):
+    monkeypatch.setenv("HUISHENG_PORT_TICKETS", "19101")
+    monkeypatch.setenv("GATEWAY_PORT_2", "19500")
+
+    _, specs = platform_plan(load_settings(), os.environ, scale={"tickets": 2, "gateway": 2})
+
+    by_name = {spec.name: spec for spec in specs}
+    assert [s.name for s in specs if s.name.startswith(("tickets", "gateway"))] == [
+        "tickets", "tickets#2", "gateway", "gateway#2"]
+    second = by_name["tickets#2"]
+    assert second.argv == by_name["tickets"].argv  # the same service: the broker shares its queues out
+    assert second.address == "http://127.0.0.1:19111" and second.env["HTTP_PORT"] == "19111"
+    assert (second.env["HUISHENG_INSTANCE"], by_name["tickets"].env["HUISHENG_INSTANCE"]) == ("tickets#2", "tickets")
+    assert by_name["gateway#2"].address == "http://127.0.0.1:19500" and by_name["gateway#2"].layer == 2
+    assert "notify#2" not in by_name
+
+
+def test_scale_comes_from_the_environment_too(monkeypatch):
+    monkeypatch.setenv("HUISHENG_SCALE", "notify=3")
+
+    _, specs = platform_plan(load_settings(), os.environ)
+
+    assert [s.name for s in specs if s.name.startswith("notify")] == ["notify", "notify#2", "notify#3"]
+
+
+@pytest.mark.parametrize("scale", ["tickets", "tickets=0", "nobody=2", "tickets=two"])
+def test_a_bad_scale_is_refused_before_anything_starts(scale, capsys):
+    assert main(["up", "--no-infra", "--scale", scale]) == 2
+    assert "bad scale" in capsys.readouterr().err
+
+
+def test_status_shows_restarts_per_process(capsys, isolated_env):
+    from kernel.cli.supervisor import write_state
+
+    home = isolated_env / "home"
+    write_state(home, {"version": 1, "supervisor": {"pid": None}, "children": [
+        {"name": "tickets#2", "pid": None, "state": "gave up", "restarts": 4, "address": None, "health": "none"}]})
+
+    assert main(["status", "--json"]) == 3  # nothing runs: the state is all that is left
+    report = json.loads(capsys.readouterr().out)
+    row = report["processes"][0]
+    assert (row["name"], row["restarts"], row["state"], row["health"]) == ("tickets#2", 4, "gave up", "down")
+    main(["status"])
+    table = capsys.readouterr().out
+    assert "RESTARTS" in table and any(line.startswith("tickets#2") and " 4 " in line for line in table.splitlines())
 
 
 def test_plan_uses_a_given_mongo_uri_and_starts_no_database(monkeypatch):

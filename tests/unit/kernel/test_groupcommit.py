@@ -1,4 +1,4 @@
-"""The combiner behind group commit: batching, per-item outcomes, failures, shutdown (no I/O)."""
+"""The queue behind group commit: batching, per-item outcomes, failures, shutdown (no I/O)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import eventlet
 import pytest
 from eventlet.event import Event
 
-from kernel.groupcommit import Combiner, CombinerClosed
+from kernel.groupcommit import CommitQueue, CommitQueueClosed
 
 
-def submit_all(combiner: Combiner, items: list) -> list:
+def submit_all(queue: CommitQueue, items: list) -> list:
     """Submit every item from its own greenthread; each one's outcome or the exception it raised."""
     def one(item):
         try:
-            return combiner.submit(item)
+            return queue.submit(item)
         except Exception as error:
             return error
     return list(eventlet.GreenPool().imap(one, items))
@@ -26,10 +26,10 @@ def test_concurrent_submits_share_a_run_and_each_gets_its_own_outcome():
         runs.append(list(items))
         return [item.upper() for item in items]
 
-    combiner = Combiner("upper", run)
-    assert submit_all(combiner, ["a", "b", "c"]) == ["A", "B", "C"]
+    queue = CommitQueue("upper", run)
+    assert submit_all(queue, ["a", "b", "c"]) == ["A", "B", "C"]
     assert runs == [["a", "b", "c"]]
-    combiner.close()
+    queue.close()
 
 
 def test_items_that_queue_during_a_run_go_together_in_the_next():
@@ -41,31 +41,31 @@ def test_items_that_queue_during_a_run_go_together_in_the_next():
             release.wait()  # the first write is slow: the others queue meanwhile
         return list(items)
 
-    combiner = Combiner("slow", run)
-    first = eventlet.spawn(combiner.submit, 1)
+    queue = CommitQueue("slow", run)
+    first = eventlet.spawn(queue.submit, 1)
     eventlet.sleep(0)
-    later = [eventlet.spawn(combiner.submit, item) for item in (2, 3, 4)]
+    later = [eventlet.spawn(queue.submit, item) for item in (2, 3, 4)]
     eventlet.sleep(0)
     release.send()
     assert [first.wait()] + [thread.wait() for thread in later] == [1, 2, 3, 4]
     assert runs == [[1], [2, 3, 4]]
-    combiner.close()
+    queue.close()
 
 
 def test_a_batch_never_exceeds_the_limit():
     runs = []
-    combiner = Combiner("limited", lambda items: runs.append(len(items)) or list(items), limit=3)
-    assert submit_all(combiner, list(range(7))) == list(range(7))
+    queue = CommitQueue("limited", lambda items: runs.append(len(items)) or list(items), limit=3)
+    assert submit_all(queue, list(range(7))) == list(range(7))
     assert runs == [3, 3, 1]
-    combiner.close()
+    queue.close()
 
 
 def test_an_exception_returned_for_one_item_is_raised_in_its_submitter_only():
-    combiner = Combiner("half", lambda items: [ValueError(i) if i % 2 else i for i in items])
-    outcomes = submit_all(combiner, [0, 1, 2])
+    queue = CommitQueue("half", lambda items: [ValueError(i) if i % 2 else i for i in items])
+    outcomes = submit_all(queue, [0, 1, 2])
     assert outcomes[0] == 0 and outcomes[2] == 2
     assert isinstance(outcomes[1], ValueError)
-    combiner.close()
+    queue.close()
 
 
 def test_a_failed_run_fails_every_submitter_of_its_batch_and_the_writer_goes_on():
@@ -77,19 +77,19 @@ def test_a_failed_run_fails_every_submitter_of_its_batch_and_the_writer_goes_on(
             raise ConnectionError("database away")
         return list(items)
 
-    combiner = Combiner("flaky", run)
-    outcomes = submit_all(combiner, ["a", "b"])
+    queue = CommitQueue("flaky", run)
+    outcomes = submit_all(queue, ["a", "b"])
     assert [type(outcome) for outcome in outcomes] == [ConnectionError, ConnectionError]
-    assert combiner.submit("c") == "c"
-    combiner.close()
+    assert queue.submit("c") == "c"
+    queue.close()
 
 
 def test_a_run_returning_the_wrong_number_of_outcomes_fails_the_batch_loudly():
-    combiner = Combiner("short", lambda items: items[:1])
-    outcomes = submit_all(combiner, ["a", "b"])
+    queue = CommitQueue("short", lambda items: items[:1])
+    outcomes = submit_all(queue, ["a", "b"])
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
     assert "1 outcomes for 2 writes" in str(outcomes[0])
-    combiner.close()
+    queue.close()
 
 
 def test_close_fails_whoever_still_waits():
@@ -99,12 +99,12 @@ def test_close_fails_whoever_still_waits():
         started.send()
         never.wait()
 
-    combiner = Combiner("stuck", run)
-    waiting = eventlet.spawn(combiner.submit, "x")
+    queue = CommitQueue("stuck", run)
+    waiting = eventlet.spawn(queue.submit, "x")
     started.wait()
-    queued = eventlet.spawn(combiner.submit, "y")
+    queued = eventlet.spawn(queue.submit, "y")
     eventlet.sleep(0)
-    combiner.close()
+    queue.close()
     for thread in (waiting, queued):
-        with pytest.raises(CombinerClosed):
+        with pytest.raises(CommitQueueClosed):
             thread.wait()

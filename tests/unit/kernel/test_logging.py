@@ -77,6 +77,43 @@ def test_mask_value_keeps_non_personal_values(key, value):
     assert mask_value(key, value) == value
 
 
+@pytest.mark.parametrize("identifier", [
+    pytest.param("388911f8cf654f13812348950f40792e", id="hex-ticket-id"),
+    pytest.param("T13812345678", id="letter-before"),
+    pytest.param("13812345678a", id="letter-after"),
+    pytest.param("evt_13912345678x", id="inside-a-name"),
+    pytest.param("0a13812345678ff", id="hex-around"),
+])
+def test_digit_runs_inside_identifiers_are_not_masked(identifier):
+    assert mask_text(identifier) == identifier
+    assert mask_text(f"ticket {identifier} escalated") == f"ticket {identifier} escalated"
+
+
+def test_ids_and_phones_in_one_line_mask_only_the_phones():
+    ticket = "388911f8cf654f13812348950f40792e"
+    line = f"ticket {ticket} filed by 13812345678 (+86 139-1234-5678), call back on 15987654321."
+    assert mask_text(line) == (
+        f"ticket {ticket} filed by 138****5678 (+86 139****5678), call back on 159****4321."
+    )
+
+
+def test_phones_inside_json_text_are_masked_and_ids_kept():
+    ticket = "388911f8cf654f13812348950f40792e"
+    text = json.dumps({"id": ticket, "contact": {"phone": "13812345678", "alt": "+8613912345678"},
+                       "note": "回拨15987654321"}, ensure_ascii=False)
+    masked = json.loads(mask_text(text))  # still valid JSON
+    assert masked == {"id": ticket, "contact": {"phone": "138****5678", "alt": "+86139****5678"},
+                      "note": "回拨159****4321"}
+
+
+def test_a_logged_event_keeps_its_ids_readable(capsys, restore_logging):
+    configure("tickets")
+    ticket = "388911f8cf654f13812348950f40792e"
+    get_logger("test").info("ticket.created", ticket_id=ticket, payload={"reporter": "13812345678", "ref": ticket})
+    record = json.loads(_lines(capsys)[0])
+    assert record["ticket_id"] == ticket and record["payload"] == {"reporter": "138****5678", "ref": ticket}
+
+
 def test_mask_value_masks_phones_inside_any_text():
     assert mask_value("description", "楼上13812345678漏水") == "楼上138****5678漏水"
 

@@ -2,7 +2,7 @@
 
 from unittest import mock
 
-from kernel.rpc import ResilientRpcConsumer
+from kernel.patches import ResilientRpcConsumer
 
 
 def test_a_reply_the_broker_refuses_neither_raises_nor_acks_the_request():
@@ -33,7 +33,7 @@ def test_a_reply_that_goes_out_acks_the_request():
 def test_nameko_publishers_share_one_producer_pool_per_set_of_arguments():
     import nameko.amqp.publish
 
-    from kernel.publisher import _POOLS, pooled_producer
+    from kernel.patches import _POOLS, pooled_producer
 
     assert nameko.amqp.publish.get_producer is pooled_producer  # installed for the whole suite
     uri = "amqp://guest:guest@127.0.0.1:5672/pool-test"
