@@ -63,3 +63,10 @@ chaos: install
 	mkdir -p var/chaos
 	HUISHENG_CHAOS=1 HUISHENG_CHAOS_REPORT=var/chaos/tallies.txt $(BIN)/python -m pytest tests/chaos \
 		-m "chaos or chaos_smoke" --basetemp=var/chaos/run -v
+
+## the full schemathesis run against /openapi.json (every phase, 100 examples per operation; `make test` runs a
+## bounded one): the same test as tests/integration/test_schemathesis.py with HUISHENG_FUZZ=1
+.PHONY: fuzz
+fuzz: install
+	bash scripts/ensure-rabbitmq.sh
+	HUISHENG_FUZZ=1 $(BIN)/python -m pytest tests/integration/test_schemathesis.py -v -s

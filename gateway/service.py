@@ -13,12 +13,15 @@ from nameko.extensions import DependencyProvider
 from gateway.auth import Authenticator
 from gateway.http import CORS_HEADERS, CORS_METHODS, cors_headers, endpoint, idempotency_key
 from gateway.limits import RateLimits
+from gateway.openapi import allowed_methods
 from gateway.routes.directory import DirectoryRoutes
+from gateway.routes.docs import DocsRoutes
+from gateway.routes.open311 import Open311Routes
 from gateway.routes.tickets import TicketRoutes
 from kernel.auth import Principal
 from kernel.config import Settings, settings_of
 from kernel.context import Context
-from kernel.errors import Forbidden, NotFound
+from kernel.errors import PROBLEM_CONTENT_TYPE, Forbidden, NotFound
 from kernel.health import Health, HealthEndpoints
 from kernel.idempotency import IdempotencyKey
 from kernel.permissions import require
@@ -31,7 +34,7 @@ class SettingsProvider(DependencyProvider):
         return settings_of(self.container.config)
 
 
-class GatewayService(TicketRoutes, DirectoryRoutes, HealthEndpoints):
+class GatewayService(TicketRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, HealthEndpoints):
     name = "gateway"
 
     health = Health(database=False)
@@ -72,5 +75,11 @@ class GatewayService(TicketRoutes, DirectoryRoutes, HealthEndpoints):
     @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
     @endpoint
     def no_such_route(self, request, rest):
-        """Any other /api path: a problem-details 404 rather than the web server's HTML page."""
+        """Any other /api path: a problem-details 404 rather than the web server's HTML page (405 for a known path)."""
+        allowed = allowed_methods(request.path)
+        if allowed:  # the path exists with other methods: RFC 9110 wants 405 and Allow
+            body = {"type": "/problems/method_not_allowed", "title": "Method Not Allowed", "status": 405,
+                    "detail": f"{request.path} answers {', '.join(allowed)}", "code": "method_not_allowed",
+                    "correlation_id": self.context.correlation_id}
+            return 405, body, {"Allow": ", ".join(allowed), "Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
         raise NotFound(f"no route {request.method} {request.path}", code="no_such_route")

@@ -58,6 +58,9 @@ ENVIRONMENT: dict[str, str] = {
     "SMS_TEMPLATE_CODE": "the provider's template code of the sign-in code message",
     "SMS_TIMEOUT": "seconds notify waits for the SMS provider's answer to one request",
     "RETENTION_DAYS": "days after which the personal data of a closed ticket is anonymised",
+    "ESCALATE_AFTER_BOUNCES": "bounces (退单) of a ticket from which each bounce escalates it to the secretary",
+    "SLA_TIMER_SECONDS": "how often the tickets service looks for deadlines reaching a warning (50 %, 75 %) or breach",
+    "SLA_TEST_CLOCK": "1 lets the set_test_clock RPC move the tickets service's clock (tests only; 0 by default)",
 }
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
@@ -108,6 +111,9 @@ class Settings:
     sms_template_code: str = "SMS_HUISHENG_LOGIN"
     sms_timeout: float = 2.0
     retention_days: int = 1095
+    escalate_after_bounces: int = 2
+    sla_timer_seconds: float = 10.0
+    sla_test_clock: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +162,9 @@ class Settings:
             sms_template_code=get("SMS_TEMPLATE_CODE", default.sms_template_code),
             sms_timeout=float(get("SMS_TIMEOUT", default.sms_timeout)),
             retention_days=int(get("RETENTION_DAYS", default.retention_days)),
+            escalate_after_bounces=int(get("ESCALATE_AFTER_BOUNCES", default.escalate_after_bounces)),
+            sla_timer_seconds=float(get("SLA_TIMER_SECONDS", default.sla_timer_seconds)),
+            sla_test_clock=get("SLA_TEST_CLOCK", "0") in ("1", "true", "yes"),
         )
 
     def database_name(self, service: str) -> str:

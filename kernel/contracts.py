@@ -6,7 +6,44 @@ in the kernel: the gateway never imports a service.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
+
+# --------------------------------------------------------------------------------------------- tickets
+# The tickets service's requests (issue #11): docs/api.md documents each action's body.
+
+ATTACHMENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf")
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS_PER_REQUEST = 9
+
+
+class AttachmentSchema(Schema):
+    """A photo or document by reference: where it is stored (https URL), its type and size; never its bytes."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = fields.Url(required=True, schemes={"https"}, validate=validate.Length(max=1000))
+    content_type = fields.String(required=True, validate=validate.OneOf(ATTACHMENT_TYPES))
+    size = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_ATTACHMENT_BYTES))
+
+
+def _attachments() -> fields.List:
+    return fields.List(fields.Nested(AttachmentSchema), load_default=list,
+                       validate=validate.Length(max=MAX_ATTACHMENTS_PER_REQUEST))
 
 
 class CreateTicketSchema(Schema):
@@ -20,6 +57,9 @@ class CreateTicketSchema(Schema):
     address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
     lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
     long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
+    # The directory's building code (b09): routing places the ticket in the building's grid.
+    building = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=32))
+    attachments = _attachments()
 
     @validates_schema(skip_on_field_errors=False)  # report every problem at once
     def _where(self, data, **kwargs):
@@ -27,3 +67,455 @@ class CreateTicketSchema(Schema):
             raise ValidationError("give address_string, or both lat and long", "address_string")
         if (data.get("lat") is None) != (data.get("long") is None):
             raise ValidationError("lat and long go together", "long")
+
+
+# --------------------------------------------------------------------------------------------- the directory
+# Moved from services/directory/schemas.py (which re-exports them): docs/directory.md names the shapes.
+# A phone's format is part of the contract, so its normal form is defined here, where the gateway can use it.
+
+CONSENT_PURPOSES: tuple[str, ...] = ("service_echoes", "sms", "wechat", "broadcasts")
+STAFF_ROLES: tuple[str, ...] = ("grid_worker", "secretary", "ops", "admin")
+_MOBILE = re.compile(r"^1[3-9]\d{9}\Z")
+CODE_FIELD = fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,31}\Z", error="a code like g3"))
+
+
+class InvalidPhone(ValueError):
+    """Not a mainland mobile number."""
+
+
+def normalise_phone(text: Any) -> str:
+    """The 11-digit mainland mobile number in ``text`` (+86/0086/86 and separators allowed).
+
+    >>> normalise_phone("+86 138-0000-1234"), normalise_phone("13800001234")
+    ('13800001234', '13800001234')
+    >>> normalise_phone("12345678901")
+    Traceback (most recent call last):
+    ...
+    kernel.contracts.InvalidPhone: not a mainland mobile number
+    """
+    if not isinstance(text, str | int) or isinstance(text, bool):
+        raise InvalidPhone("not a mainland mobile number")
+    digits = re.sub(r"[\s\-()]", "", str(text).strip())
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
+            digits = digits[len(prefix):]
+            break
+    if not _MOBILE.match(digits):
+        raise InvalidPhone("not a mainland mobile number")
+    return digits
+
+
+class PhoneField(fields.String):
+    """A mainland mobile number, loaded normalised (11 digits)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalise_phone(text)
+        except InvalidPhone as error:
+            raise ValidationError("not a mainland mobile number (1[3-9] and 9 more digits)") from error
+
+
+class ViewerSchema(Schema):
+    """Who is asking, as the gateway authenticated them (an RPC argument, never an HTTP body)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    role = fields.String(required=True)
+    community = fields.String(load_default=None, allow_none=True)
+    grids = fields.List(fields.String(), load_default=list)
+    teams = fields.List(fields.String(), load_default=list)
+
+
+class StaffSchema(Schema):
+    """``POST /api/v1/staff`` and ``directory.create_staff``: a staff member or volunteer.
+
+    >>> from kernel.validation import load
+    >>> staff = {"name": "张伟", "phone": "+86 138 0000 1001", "roles": ["grid_worker"], "grids": ["g1"]}
+    >>> load(StaffSchema(), staff)["phone"]
+    '13800001001'
+    >>> try:
+    ...     load(StaffSchema(), {"name": "张伟", "phone": "123", "roles": ["resident"]})
+    ... except Exception as error:
+    ...     sorted(error.details)
+    ['phone', 'roles']
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    phone = PhoneField(required=True)
+    roles = fields.List(fields.String(validate=validate.OneOf((*STAFF_ROLES, "volunteer"))), required=True,
+                        validate=validate.Length(min=1))
+    grids = fields.List(CODE_FIELD, load_default=list)
+    teams = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=list)
+    email = fields.Email(load_default=None, allow_none=True)
+    password = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=10, max=200),
+                             load_only=True)
+
+    @validates("grids")
+    def _unique(self, value: list[str], **kwargs: Any) -> None:
+        if len(set(value)) != len(value):
+            raise ValidationError("a grid is listed twice")
+
+
+class ConsentSchema(Schema):
+    """``POST /api/v1/me/consents``: the resident grants or withdraws one purpose."""
+
+    class Meta:
+        unknown = RAISE
+
+    purpose = fields.String(required=True, validate=validate.OneOf(CONSENT_PURPOSES))
+    granted = fields.Boolean(required=True)
+
+
+class AuditFiltersSchema(Schema):
+    """``GET /api/v1/audit``'s filters (query parameters)."""
+
+    class Meta:
+        unknown = RAISE
+
+    actor = fields.String(load_default=None, allow_none=True)
+    subject = fields.String(load_default=None, allow_none=True)
+    from_ = fields.AwareDateTime(data_key="from", load_default=None, allow_none=True)
+    to = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @post_load
+    def _plain_keys(self, data: dict, **kwargs: Any) -> dict:
+        data["from"] = data.pop("from_")
+        return data
+
+
+class ImportSchema(Schema):
+    """``directory.import_register``: a spreadsheet of residents, base64."""
+
+    class Meta:
+        unknown = RAISE
+
+    filename = fields.String(required=True, validate=validate.Regexp(r"(?i)^[^/\\]{1,200}\.(csv|xlsx|txt)\Z",
+                                                                       error="a .csv or .xlsx file"))
+    content_base64 = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class SignInCodeSchema(Schema):
+    """``POST /api/v1/auth/code``: text a one-time sign-in code to this phone."""
+
+    class Meta:
+        unknown = RAISE
+
+    phone = fields.String(required=True, metadata={"example": "13800002001"})
+
+
+class SignInSchema(Schema):
+    """``POST /api/v1/auth/token``: the phone, the code it got, and a staff member's password."""
+
+    class Meta:
+        unknown = RAISE
+
+    phone = fields.String(required=True, metadata={"example": "13800002001"})
+    code = fields.String(required=True, metadata={"example": "123456"})
+    password = fields.String(allow_none=True)
+
+
+class RefreshSchema(Schema):
+    """``POST /api/v1/auth/refresh``: a refresh token for a new access token."""
+
+    class Meta:
+        unknown = RAISE
+
+    refresh_token = fields.String(required=True)
+
+
+class ApiKeySchema(Schema):
+    """``POST /api/v1/apikeys``: an integrator's key, scoped to communities (the admin's own by default)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    communities = fields.List(fields.String(), allow_none=True)
+
+
+# ------------------------------------------------------------------------------------------ Open311 GeoReport v2
+# The arguments of GeoReport v2 (wiki.open311.org/GeoReport_v2) as the tickets service applies them; the
+# gateway reads the form or query string into these names (api_key and jurisdiction_id are its own business).
+
+OPEN311_STATUSES: tuple[str, ...] = ("open", "closed")
+OPEN311_WINDOW_DAYS = 90  # GET requests: the default span, and the longest one may ask for
+OPEN311_MAX_REQUESTS = 1000  # GET requests: the most one answer holds
+OPEN311_MAX_IDS = 100  # service_request_id values in one GET requests
+
+
+class Open311RequestSchema(Schema):
+    """``POST /open311/v2/requests``: a location (lat+long, address_string or address_id) and the service's answers.
+
+    The submitter's own details (email, names, phone, device and account ids) are accepted as the
+    spec allows and are not kept: a request filed with an API key is the key's, and people are the
+    directory's business.
+
+    >>> Open311RequestSchema().load({"service_code": "roof_leak", "address_id": "3"})["attributes"]
+    {}
+    >>> Open311RequestSchema().load({"service_code": "roof_leak", "lat": 30.2})
+    Traceback (most recent call last):
+    ...
+    marshmallow.exceptions.ValidationError: {'long': ['lat and long go together']}
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    service_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
+    long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
+    address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
+    address_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+    media_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"},
+                           validate=validate.Length(max=2000))
+    email = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    device_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    account_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    first_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    last_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    attributes = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)), load_default=dict,
+                             validate=validate.Length(max=64))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _where(self, data, **kwargs):
+        if (data.get("lat") is None) != (data.get("long") is None):
+            raise ValidationError("lat and long go together", "long")
+        if data.get("lat") is None and not data.get("address_string") and not data.get("address_id"):
+            raise ValidationError("give lat and long, address_string or address_id", "address_string")
+
+    @validates("attributes")
+    def _answers(self, value, **kwargs):
+        for answer in value.values():
+            answers = answer if isinstance(answer, list) else [answer]
+            if len(answers) > 64 or not all(isinstance(item, str | int | float) and not isinstance(item, bool)
+                                            and len(str(item)) <= 1000 for item in answers):
+                raise ValidationError("each attribute is a value or a list of values (1000 characters at most)")
+
+
+class Open311QuerySchema(Schema):
+    """``GET /open311/v2/requests``: the filters, with the spec's default window of the last 90 days.
+
+    ``service_request_id`` overrides every other argument; otherwise the window is
+    ``[start_date, end_date]`` (the most recent 90 days when neither is given, 90 days from or to
+    the one given), and may not span more than 90 days.
+
+    >>> query = Open311QuerySchema().load({"status": ["open"]})
+    >>> (query["end_date"] - query["start_date"]).days, query["status"]
+    (90, ['open'])
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    service_request_id = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=None,
+                                     validate=validate.Length(min=1, max=OPEN311_MAX_IDS))
+    service_code = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=None,
+                               validate=validate.Length(min=1, max=100))
+    status = fields.List(fields.String(validate=validate.OneOf(OPEN311_STATUSES)), load_default=None,
+                         validate=validate.Length(min=1, max=2))
+    start_date = fields.AwareDateTime(load_default=None, allow_none=True)
+    end_date = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @post_load
+    def _window(self, data, **kwargs):
+        if data["service_request_id"] is None:
+            data["start_date"], data["end_date"] = open311_window(data["start_date"], data["end_date"],
+                                                                  datetime.now(UTC))
+        return data
+
+
+def open311_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The span GET requests searches: GeoReport v2's default of the most recent 90 days, at most 90 days.
+
+    >>> now = datetime(2026, 12, 1, tzinfo=UTC)
+    >>> [moment.date().isoformat() for moment in open311_window(None, None, now)]
+    ['2026-09-02', '2026-12-01']
+    >>> [moment.date().isoformat() for moment in open311_window(datetime(2026, 1, 1, tzinfo=UTC), None, now)]
+    ['2026-01-01', '2026-04-01']
+    >>> open311_window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC), now)
+    Traceback (most recent call last):
+    ...
+    marshmallow.exceptions.ValidationError: {'end_date': ['may not be more than 90 days after start_date']}
+    """
+    span = timedelta(days=OPEN311_WINDOW_DAYS)
+    if start is None and end is None:
+        end = now
+    if start is None:
+        start = end - span
+    elif end is None:
+        end = min(start + span, max(now, start))
+    if end < start:
+        raise ValidationError({"end_date": ["may not be before start_date"]})
+    if end - start > span:
+        raise ValidationError({"end_date": [f"may not be more than {OPEN311_WINDOW_DAYS} days after start_date"]})
+    return start, end
+
+
+# --------------------------------------------------------------------------------------------- ticket actions
+
+TICKET_SOURCES_BY_STAFF: tuple[str, ...] = ("phone_in", "walk_in", "hotline")
+
+
+class StaffCreateTicketSchema(CreateTicketSchema):
+    """Staff entering a report on a resident's behalf (phone-in, walk-in, the hotline's transfer)."""
+
+    on_behalf_of = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    source = fields.String(load_default="phone_in", validate=validate.OneOf(TICKET_SOURCES_BY_STAFF))
+
+
+class TicketActionSchema(Schema):
+    """A body that carries nothing: accept, start, resume."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class DispatchSchema(TicketActionSchema):
+    """To whom: a grid worker (``worker``), a volunteer team (``team``) or an outside unit (``unit``)."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(("worker", "team", "unit")))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class ReasonSchema(TicketActionSchema):
+    """bounce (退单): why it was wrongly dispatched."""
+
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class PauseSchema(ReasonSchema):
+    """pause (延期): the reason is echoed to the resident; ``until`` when work is expected to resume."""
+
+    until = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class ResolveSchema(TicketActionSchema):
+    summary = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class CloseSchema(TicketActionSchema):
+    """close (转办/无法办理): a reason from the domain's list and a note."""
+
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ("not_responsible", "no_further_action", "duplicate", "cancelled")))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class MergeSchema(TicketActionSchema):
+    """merge: this ticket is a duplicate of ``into`` (the master's id or number)."""
+
+    into = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class PlanSchema(TicketActionSchema):
+    """plan: the dated next step (下一步) and who owns it."""
+
+    note = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    owner = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    due_at = fields.AwareDateTime(required=True)
+
+
+class CommentSchema(TicketActionSchema):
+    """A comment: ``internal`` (staff only) or ``resident`` (residents see it and are echoed)."""
+
+    text = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    visibility = fields.String(load_default="internal", validate=validate.OneOf(("internal", "resident")))
+    attachments = _attachments()
+
+
+class CallbackSchema(TicketActionSchema):
+    """The callback (回访) answer: a resident's own, or staff recording one (``resident`` says whose)."""
+
+    outcome = fields.String(required=True, validate=validate.OneOf(
+        ("fixed", "partly_fixed", "not_fixed", "cant_tell", "no_answer")))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    satisfaction = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(
+        ("satisfied", "basically_satisfied", "dissatisfied")))
+    resident = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class PatrolFindingSchema(Schema):
+    """One finding of a patrol round: it becomes a ticket with source ``patrol``."""
+
+    class Meta:
+        unknown = RAISE
+
+    service_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    description = fields.String(required=True, validate=validate.Length(min=2, max=4000))
+    building = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=32))
+    address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
+    lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
+    long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
+    attachments = _attachments()
+
+    @validates_schema(skip_on_field_errors=False)
+    def _where(self, data, **kwargs):
+        if not data.get("address_string") and not data.get("building") and data.get("lat") is None:
+            raise ValidationError("give building, address_string, or lat and long", "building")
+        if (data.get("lat") is None) != (data.get("long") is None):
+            raise ValidationError("lat and long go together", "long")
+
+
+class PatrolSchema(Schema):
+    """A patrol round (巡查): its grid and time, what was checked, what was found (an empty list is a round too)."""
+
+    class Meta:
+        unknown = RAISE
+
+    grid = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    started_at = fields.AwareDateTime(required=True)
+    ended_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    checked = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,
+                          validate=validate.Length(min=1, max=100))
+    findings = fields.List(fields.Nested(PatrolFindingSchema), load_default=list, validate=validate.Length(max=50))
+
+
+class TicketFiltersSchema(Schema):
+    """Staff's list: ``GET /api/v1/tickets?state=&grid=&category=&owner=&source=&overdue=``."""
+
+    class Meta:
+        unknown = RAISE
+
+    state = fields.String(validate=validate.OneOf((
+        "received", "dispatched", "accepted", "in_progress", "paused", "resolved", "confirmed", "reopened",
+        "closed_not_fixed")))
+    grid = fields.String(validate=validate.Length(min=1, max=32))
+    category = fields.String(validate=validate.Length(min=1, max=64))
+    owner = fields.String(validate=validate.Length(min=1, max=64))
+    source = fields.String(validate=validate.OneOf(
+        ("resident", "phone_in", "walk_in", "patrol", "hotline", "open311", "staff")))
+    overdue = fields.Boolean()
+
+
+class CalendarDaySchema(Schema):
+    """One day of a year's working calendar: ``{"date": "YYYY-MM-DD", "name": "春节"}``."""
+
+    class Meta:
+        unknown = RAISE
+
+    date = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}-\d{2}$", error="a date YYYY-MM-DD"))
+    name = fields.String(load_default="", validate=validate.Length(max=50))
+
+
+class CalendarSchema(Schema):
+    """PUT /api/v1/calendar/{year}: the year's public holidays (days off) and make-up working days (调休).
+
+    The tickets service checks the rest: every date in the year, none both a holiday and a working
+    day, each make-up working day a Saturday or Sunday.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    year = fields.Integer(load_default=None, allow_none=True, strict=True)
+    source = fields.String(load_default="", validate=validate.Length(max=300))
+    holidays = fields.List(fields.Nested(CalendarDaySchema), required=True, validate=validate.Length(max=366))
+    workdays = fields.List(fields.Nested(CalendarDaySchema), required=True, validate=validate.Length(max=366))

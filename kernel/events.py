@@ -9,8 +9,8 @@ event while the services upgrade one at a time.
 ...         "category": "房屋设施", "priority": "normal", "description": "漏水", "address_string": "3-2-401",
 ...         "source": "resident", "created_at": "2026-11-26T08:00:00+00:00"}
 >>> version, payload = upcast("ticket.received", 1, wire)
->>> version, payload["attached_residents"]
-(2, ['r1'])
+>>> version, payload["attached_residents"], payload["number"]
+(3, ['r1'], None)
 >>> subscription("notify.ticket_events").queue
 'huisheng.notify.ticket_events'
 """
@@ -87,6 +87,30 @@ class TicketReceivedV2(TicketReceivedV1):
     attached_residents = fields.List(fields.String(), required=True)
 
 
+class TicketReceivedV3(TicketReceivedV2):
+    """Version 3: the short number read over the phone, and where routing placed it (grid, building)."""
+
+    number = fields.String(required=True, allow_none=True)
+    grid = fields.String(required=True, allow_none=True)
+    building = fields.String(required=True, allow_none=True)
+
+
+class PatrolRecordedV1(Schema):
+    """A grid worker's round (巡查): what was checked, and the tickets its findings became (none is fine)."""
+
+    class Meta:
+        unknown = RAISE
+
+    patrol_id = fields.String(required=True)
+    grid = fields.String(required=True)
+    worker = fields.String(required=True)
+    started_at = fields.String(required=True)
+    ended_at = fields.String(load_default=None, allow_none=True)
+    checked = fields.List(fields.String(), required=True)
+    findings = fields.Integer(required=True)
+    ticket_ids = fields.List(fields.String(), required=True)
+
+
 class EchoOutcomePayload(Schema):
     class Meta:
         unknown = RAISE
@@ -112,6 +136,25 @@ class ResidentErasedV1(Schema):
     erased_at = fields.String(required=True)
 
 
+class SlaThresholdV1(Schema):
+    """A ticket's clock reached a threshold: a warning (50 %, 75 %) or its deadline (100 %, a breach)."""
+
+    class Meta:
+        unknown = RAISE
+
+    ticket_id = fields.String(required=True)
+    clock = fields.String(required=True, validate=validate.OneOf(("first_response", "next_update", "resolution")))
+    threshold = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100))
+    due_at = fields.String(required=True)
+    started_at = fields.String(required=True)
+    threshold_at = fields.String(required=True)
+    time_kind = fields.String(required=True, validate=validate.OneOf(("natural", "working")))
+    priority = fields.String(required=True)
+    category = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
+    assignee = fields.Dict(load_default=None, allow_none=True)
+
+
 # --- the catalogue ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -133,6 +176,10 @@ def _v1_to_v2_attached(payload: dict) -> dict:
     return {**payload, "attached_residents": [reporter] if reporter else []}
 
 
+def _v2_to_v3_placed(payload: dict) -> dict:
+    return {"number": None, "grid": None, "building": None, **payload}
+
+
 _TICKET_TRANSITIONS = {
     "ticket.dispatched": "handed to a grid worker, a volunteer team or a unit (派单)",
     "ticket.accepted": "the assignee signed for it (签收)",
@@ -147,22 +194,36 @@ _TICKET_TRANSITIONS = {
     "ticket.escalated": "escalated after repeated bounces (吹哨)",
     "ticket.attached": "another resident reported the same problem and was attached",
     "ticket.callback_recorded": "a callback attempt was recorded",
+    "ticket.commented": "a comment, internal or resident-visible (resident-visible ones are echoed)",
+    "ticket.merged": "closed as a duplicate of a master ticket, which takes its residents (合并)",
+    "ticket.planned": "a dated next step with its owner was set (日清)",
 }
 
 CATALOGUE: dict[str, EventType] = {
     "ticket.received": EventType(
-        "ticket.received", {1: TicketReceivedV1, 2: TicketReceivedV2}, {1: _v1_to_v2_attached},
+        "ticket.received", {1: TicketReceivedV1, 2: TicketReceivedV2, 3: TicketReceivedV3},
+        {1: _v1_to_v2_attached, 2: _v2_to_v3_placed},
         "a request was received (受理)",
     ),
     **{
         name: EventType(name, {1: TicketEventPayload}, {}, description)
         for name, description in _TICKET_TRANSITIONS.items()
     },
+    "sla.warned": EventType(
+        "sla.warned", {1: SlaThresholdV1}, {},
+        "a ticket's first-response, keep-in-loop or resolution clock used a warning share of its time (50 %, 75 %)",
+    ),
+    "sla.breached": EventType(
+        "sla.breached", {1: SlaThresholdV1}, {}, "a ticket's clock passed its deadline (100 %)",
+    ),
     "echo.delivered": EventType(
         "echo.delivered", {1: EchoOutcomePayload}, {}, "an echo reached a resident on a channel"
     ),
     "echo.failed": EventType(
         "echo.failed", {1: EchoOutcomePayload}, {}, "an echo could not be delivered; the reason is recorded"
+    ),
+    "patrol.recorded": EventType(
+        "patrol.recorded", {1: PatrolRecordedV1}, {}, "a grid worker recorded a patrol round (巡查)"
     ),
     "resident.erased": EventType(
         "resident.erased", {1: ResidentErasedV1}, {}, "a resident asked to be forgotten; their personal data is erased"
@@ -251,7 +312,7 @@ class Subscription:
 RESIDENT_VISIBLE_TICKET_EVENTS = (
     "ticket.received", "ticket.dispatched", "ticket.accepted", "ticket.started", "ticket.paused",
     "ticket.resumed", "ticket.resolved", "ticket.confirmed", "ticket.reopened", "ticket.closed",
-    "ticket.attached",
+    "ticket.attached", "ticket.commented",
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
@@ -266,6 +327,10 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "tickets.erasures", ("resident.erased",),
         "anonymise the erased resident in every ticket they reported or are attached to",
+    ),
+    Subscription(
+        "tickets.merges", ("ticket.merged",),
+        "the master of a merge takes the duplicate's residents (converges a merge cut short by a crash)",
     ),
     Subscription(
         "notify.erasures", ("resident.erased",),

@@ -61,9 +61,9 @@ _SELF_RESIDENT = {RESIDENT: S}
 
 PERMISSIONS: dict[str, dict[str, Grant]] = {
     # tickets
-    "tickets.create": {RESIDENT: S, INTEGRATOR: A},
+    "tickets.create": {RESIDENT: S, INTEGRATOR: A} | _TICKET_STAFF,  # staff: phone-in/walk-in on a resident's behalf
     "tickets.read": {RESIDENT: S, GRID_WORKER: G, VOLUNTEER: T, SECRETARY: A, OPS: A, ADMIN: A, INTEGRATOR: A},
-    "tickets.list": {RESIDENT: S},
+    "tickets.list": {RESIDENT: S, VOLUNTEER: T} | _TICKET_STAFF,  # residents their own; staff within their grant
     "tickets.dispatch": _TICKET_STAFF,
     "tickets.accept": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
     "tickets.start": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
@@ -74,7 +74,15 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "tickets.record_callback": _TICKET_STAFF | _SELF_RESIDENT,
     "tickets.close_not_fixed": _TICKET_STAFF,
     "tickets.attach_resident": _TICKET_STAFF | _SELF_RESIDENT,
+    "tickets.merge": _TICKET_STAFF,
+    "tickets.comment": _TICKET_STAFF | _ASSIGNED_VOLUNTEER | _SELF_RESIDENT,
+    "tickets.plan": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    "patrols.record": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
     "services.read": {role: A for role in ROLES},
+    # Open311 GeoReport v2: its GET methods are public (public fields only, no private categories);
+    # a directory API key files requests and reads its communities' requests whole.
+    "open311.create": {INTEGRATOR: A},
+    "open311.read_scoped": {INTEGRATOR: A},
     # notify and volunteers
     "inbox.read": {role: S for role in PEOPLE},
     "volunteer_teams.read": {role: A for role in PEOPLE},
@@ -94,6 +102,9 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "audit.read": {ADMIN: A},
     "sessions.revoke": {ADMIN: A},
     "staff.manage": {ADMIN: A},
+    # the working calendar deadlines count on (holidays, 调休): an admin loads each year; the office and ops read it
+    "calendar.read": {SECRETARY: A, OPS: A, ADMIN: A},
+    "calendar.write": {ADMIN: A},
 }
 """Action -> role -> how far the role reaches. A role not listed may not do the action."""
 

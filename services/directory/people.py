@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from kernel.contracts import InvalidPhone, normalise_phone  # one phone rule for the platform
 from kernel.permissions import Grant, grant_for, may_access
 
 RESIDENT = "resident"
@@ -31,35 +32,9 @@ FLAGS = ("lives_alone", "elderly", "disability", "home_quarantine", "low_income"
 CONSENT_PURPOSES = ("service_echoes", "sms", "wechat", "broadcasts")
 # Personal data of residents who moved out is erased this long after they left (台账 kept a year).
 RETENTION = timedelta(days=365)
+__all__ = ["InvalidPhone", "normalise_phone"]  # re-exported: the importer and credentials take them from here
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}\Z")
 _PERSON_ID = re.compile(r"^p-[0-9a-f]{12}\Z")
-
-
-class InvalidPhone(ValueError):
-    """Not a mainland mobile number."""
-
-
-def normalise_phone(text: str) -> str:
-    """The 11-digit mainland mobile number in ``text`` (+86/0086/86 and separators allowed).
-
-    >>> normalise_phone("0086 13912345678"), normalise_phone("86-139 1234 5678")
-    ('13912345678', '13912345678')
-    >>> normalise_phone("12345678901")
-    Traceback (most recent call last):
-    ...
-    services.directory.people.InvalidPhone: not a mainland mobile number
-    """
-    if not isinstance(text, str | int):
-        raise InvalidPhone("not a mainland mobile number")
-    digits = re.sub(r"[\s\-()]", "", str(text).strip())
-    for prefix in ("+86", "0086", "86"):
-        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
-            digits = digits[len(prefix):]
-            break
-    if not _MOBILE.match(digits):
-        raise InvalidPhone("not a mainland mobile number")
-    return digits
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -16,6 +16,13 @@ from datetime import datetime
 from nameko.timer import timer
 
 from kernel.context import Context
+from kernel.contracts import (  # the request schemas every caller and service share
+    AuditFiltersSchema,
+    ConsentSchema,
+    ImportSchema,
+    StaffSchema,
+    ViewerSchema,
+)
 from kernel.envelope import Envelope, utcnow
 from kernel.errors import Forbidden, NotFound, ValidationFailed
 from kernel.events import current_version
@@ -47,13 +54,6 @@ from services.directory.people import (
 )
 from services.directory.places import Building, Community, Grid, PlaceError, Unit
 from services.directory.repository import PEOPLE, DirectoryRepository, ensure_indexes, phone_hash
-from services.directory.schemas import (
-    AuditFiltersSchema,
-    ConsentSchema,
-    ImportSchema,
-    StaffSchema,
-    ViewerSchema,
-)
 from services.directory.sealing import Sealing
 from services.directory.seed import SeedOnStart
 from services.directory.segments import load_spec, to_filter

@@ -14,18 +14,21 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from kernel.envelope import Envelope, utcnow
+
 TEMPLATES: dict[str, tuple[str, str]] = {
-    "ticket.received": ("您的诉求已受理", "我们已收到您反映的问题（编号 {ticket_id}），将尽快安排处理。"),
-    "ticket.dispatched": ("诉求已派单", "您反映的问题（编号 {ticket_id}）已交由专人办理。"),
-    "ticket.accepted": ("诉求已签收", "承办人已签收您反映的问题（编号 {ticket_id}）。"),
-    "ticket.started": ("诉求办理中", "您反映的问题（编号 {ticket_id}）正在办理。"),
-    "ticket.paused": ("诉求暂缓办理", "您反映的问题（编号 {ticket_id}）暂缓办理，原因：{reason}。"),
-    "ticket.resumed": ("诉求恢复办理", "您反映的问题（编号 {ticket_id}）已恢复办理。"),
-    "ticket.resolved": ("诉求已办结", "您反映的问题（编号 {ticket_id}）已办结，我们将回访确认是否解决。"),
-    "ticket.confirmed": ("感谢您的确认", "您确认问题（编号 {ticket_id}）已解决，感谢您的支持。"),
-    "ticket.reopened": ("诉求重新办理", "您反映问题（编号 {ticket_id}）未解决，我们已重新办理并提高优先级。"),
-    "ticket.closed": ("诉求已结束", "您反映的问题（编号 {ticket_id}）已结束办理，原因：{reason}。"),
-    "ticket.attached": ("已关联到同一问题", "您反映的问题已与编号 {ticket_id} 合并办理，进展会同步告知您。"),
+    "ticket.received": ("您的诉求已受理", "我们已收到您反映的问题（编号 {number}），将尽快安排处理。"),
+    "ticket.dispatched": ("诉求已派单", "您反映的问题（编号 {number}）已交由专人办理。"),
+    "ticket.accepted": ("诉求已签收", "承办人已签收您反映的问题（编号 {number}）。"),
+    "ticket.started": ("诉求办理中", "您反映的问题（编号 {number}）正在办理。"),
+    "ticket.paused": ("诉求暂缓办理", "您反映的问题（编号 {number}）暂缓办理，原因：{reason}。"),
+    "ticket.resumed": ("诉求恢复办理", "您反映的问题（编号 {number}）已恢复办理。"),
+    "ticket.resolved": ("诉求已办结", "您反映的问题（编号 {number}）已办结，我们将回访确认是否解决。"),
+    "ticket.confirmed": ("感谢您的确认", "您确认问题（编号 {number}）已解决，感谢您的支持。"),
+    "ticket.reopened": ("诉求重新办理", "您反映问题（编号 {number}）未解决，我们已重新办理并提高优先级。"),
+    "ticket.closed": ("诉求已结束", "您反映的问题（编号 {number}）已结束办理，原因：{reason}。"),
+    "ticket.attached": ("已关联到同一问题", "您反映的问题已与编号 {number} 合并办理，进展会同步告知您。"),
+    "ticket.commented": ("诉求有新的回复", "关于您反映的问题（编号 {number}）：{text}"),
 }
 
 
@@ -48,13 +51,20 @@ def recipients(event_type: str, payload: dict) -> list[str]:
     """Every attached resident hears of every change; a newly attached one hears of the merge."""
     if event_type == "ticket.attached" and payload.get("resident"):
         return [payload["resident"]]
+    if event_type == "ticket.commented" and (
+            payload.get("visibility") != "resident" or (payload.get("actor") or {}).get("role") == "resident"):
+        return []  # internal notes stay with staff; a resident's own words are not echoed back
     return list(dict.fromkeys(payload.get("attached_residents") or []))
 
 
 def compose(event_type: str, payload: dict) -> list[Echo]:
     """The echoes an event causes. Channel choice will use residents' preferences (directory)."""
     title, body = TEMPLATES[event_type]
-    text = body.format_map(_Blank(payload))
+    # The short number people read over the phone; events from before numbers existed show the id.
+    values = _Blank(payload)
+    if payload.get("number") or payload.get("ticket_id"):
+        values["number"] = payload.get("number") or payload.get("ticket_id")
+    text = body.format_map(values)
     return [Echo(recipient, "inbox", title, text) for recipient in recipients(event_type, payload)]
 
 
@@ -119,3 +129,26 @@ def code_delivery(delivery_id: str, community: str, phone: str, purpose: str, re
         "phone": masked_phone(phone), "status": "requested", "requested_at": requested_at,
         "sent_at": None, "failed_at": None, "provider_id": None, "provider_answer": None, "attempts": 0,
     }
+
+
+def inbox_message(event: Envelope, echo: Echo, now: datetime | None = None) -> tuple[dict, Envelope]:
+    """The stored inbox message for one echo and the ``echo.delivered`` fact it makes true.
+
+    The message's id is ``<event_id>:<recipient>``: the message is the record of the event.
+    """
+    now = now or utcnow()
+    message_id = f"{event.event_id}:{echo.recipient}"
+    message = {
+        "_id": message_id, "community": event.community, "recipient": echo.recipient,
+        "ticket_id": event.payload["ticket_id"], "channel": echo.channel,
+        "title": echo.title, "body": echo.body,
+        "source_event_id": event.event_id, "source_event_type": event.type,
+        "correlation_id": event.correlation_id, "created_at": now, "read_at": None,
+        "delivery": {"status": "delivered", "requested_at": event.occurred_at, "delivered_at": now},
+    }
+    outcome = Envelope.new("echo.delivered", {
+        "echo_id": message_id, "ticket_id": event.payload["ticket_id"], "recipient": echo.recipient,
+        "channel": echo.channel, "source_event_id": event.event_id, "source_event_type": event.type,
+        "at": now.isoformat(), "reason": None,
+    }, community=event.community, correlation_id=event.correlation_id)
+    return message, outcome

@@ -8,7 +8,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from kernel.envelope import Envelope
-from kernel.groupcommit import Writes
+from kernel.groupcommit import CommitQueues
 from kernel.outbox import with_events
 from kernel.pagination import keyset_filter
 
@@ -23,9 +23,9 @@ def ensure_indexes(db: Database) -> None:
 
 
 class InboxRepository:
-    """Inbox messages of the service's database; ``writes`` combines concurrent workers' inserts."""
+    """Inbox messages of the service's database; ``writes`` group-commits concurrent workers' inserts."""
 
-    def __init__(self, db: Database, writes: Writes):
+    def __init__(self, db: Database, writes: CommitQueues):
         self.collection = db[COLLECTION]
         self.writes = writes
 

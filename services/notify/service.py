@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from marshmallow import Schema, fields
-
 from kernel.context import Context
 from kernel.envelope import Envelope, utcnow
 from kernel.errors import ValidationFailed
@@ -18,53 +16,22 @@ from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from kernel.pagination import decode_cursor, page, page_limit
 from kernel.rpc import rpc
-from services.notify.domain import Echo, code_delivery, code_request_errors, compose, masked_phone, national_phone
+from services.notify.domain import (
+    code_delivery,
+    code_request_errors,
+    compose,
+    inbox_message,
+    masked_phone,
+    national_phone,
+)
 from services.notify.repository import COLLECTION, DeliveryRepository, InboxRepository, ensure_indexes
+from services.notify.schemas import INBOX_MESSAGES
 from services.notify.sms import Sms, SmsError
 
 log = get_logger(__name__)
 
 
-class DeliverySchema(Schema):
-    status = fields.String()
-    requested_at = fields.AwareDateTime()
-    delivered_at = fields.AwareDateTime(allow_none=True)
-
-
-class InboxMessageSchema(Schema):
-    id = fields.String(attribute="_id")
-    ticket_id = fields.String()
-    title = fields.String()
-    body = fields.String()
-    channel = fields.String()
-    source_event_type = fields.String()
-    created_at = fields.AwareDateTime()
-    read_at = fields.AwareDateTime(allow_none=True)
-    delivery = fields.Nested(DeliverySchema)
-
-
-INBOX_MESSAGES = InboxMessageSchema(many=True)  # built once: building deep-copies the fields
 EXPORT_PAGE = 200  # messages read at a time for a personal-data export
-
-
-def inbox_message(event: Envelope, echo: Echo) -> tuple[dict, Envelope]:
-    """The stored message for one echo and the ``echo.delivered`` fact it makes true."""
-    now = utcnow()
-    message_id = f"{event.event_id}:{echo.recipient}"
-    message = {
-        "_id": message_id, "community": event.community, "recipient": echo.recipient,
-        "ticket_id": event.payload["ticket_id"], "channel": echo.channel,
-        "title": echo.title, "body": echo.body,
-        "source_event_id": event.event_id, "source_event_type": event.type,
-        "correlation_id": event.correlation_id, "created_at": now, "read_at": None,
-        "delivery": {"status": "delivered", "requested_at": event.occurred_at, "delivered_at": now},
-    }
-    outcome = Envelope.new("echo.delivered", {
-        "echo_id": message_id, "ticket_id": event.payload["ticket_id"], "recipient": echo.recipient,
-        "channel": echo.channel, "source_event_id": event.event_id, "source_event_type": event.type,
-        "at": now.isoformat(), "reason": None,
-    }, community=event.community, correlation_id=event.correlation_id)
-    return message, outcome
 
 
 class NotifyService(HealthEndpoints):

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +87,8 @@ class Service:
     default_priority: str
     keywords: tuple[str, ...] = ()
     fast_lane: bool = False
+    attributes: tuple[Attribute, ...] = ()  # Open311 service definition: what else a report of it asks
+    private: bool = False  # private by nature (elderly care, disputes): never in a public Open311 answer
 
     def to_open311(self) -> dict[str, Any]:
         """The GeoReport v2 ``services`` entry of this service."""
@@ -94,11 +96,122 @@ class Service:
             "service_code": self.code,
             "service_name": self.name,
             "description": self.description,
-            "metadata": False,
+            "metadata": bool(self.attributes),
             "type": "realtime",
             "keywords": ",".join(self.keywords),
             "group": self.category,
         }
+
+    def to_open311_definition(self) -> dict[str, Any]:
+        """The GeoReport v2 service definition: ``{"service_code", "attributes": [...]}`` in their order.
+
+        >>> leak = Catalogue.load().get("roof_leak").to_open311_definition()
+        >>> [(a["code"], a["datatype"], a["required"]) for a in leak["attributes"]][:2]
+        [('floor', 'number', True), ('still_leaking', 'singlevaluelist', True)]
+        """
+        return {"service_code": self.code, "attributes": [attribute.to_open311() for attribute in self.attributes]}
+
+    def check_attributes(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """``attribute[code]=value`` answers checked against the definition: (clean values, errors by field).
+
+        >>> leak = Catalogue.load().get("roof_leak")
+        >>> leak.check_attributes({"floor": "6", "still_leaking": "yes"})
+        ({'floor': 6, 'still_leaking': 'yes'}, {})
+        >>> leak.check_attributes({"floor": "six", "colour": "red"})[1]["attribute[floor]"]
+        ['must be a number']
+        """
+        known = {attribute.code: attribute for attribute in self.attributes}
+        errors = {f"attribute[{code}]": ["not an attribute of this service"] for code in given if code not in known}
+        values: dict[str, Any] = {}
+        for attribute in self.attributes:
+            raw = given.get(attribute.code)
+            if raw is None or raw == "" or raw == []:
+                if attribute.required and attribute.variable:
+                    errors[f"attribute[{attribute.code}]"] = ["required"]
+                continue
+            try:
+                values[attribute.code] = attribute.check(raw)
+            except ValueError as error:
+                errors[f"attribute[{attribute.code}]"] = [str(error)]
+        return values, errors
+
+
+ATTRIBUTE_DATATYPES: tuple[str, ...] = ("string", "number", "datetime", "text", "singlevaluelist", "multivaluelist")
+"""GeoReport v2 attribute datatypes."""
+MAX_ATTRIBUTE_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One field of an Open311 service definition (``values`` are ``(key, name)`` for the list datatypes).
+
+    >>> floor = Attribute("floor", "number", "几楼？", required=True, order=1)
+    >>> floor.check("3"), floor.check(12)
+    (3, 12)
+    >>> Attribute("spots", "multivaluelist", "哪里", order=2, values=(("a", "A"), ("b", "B"))).check(["b", "a"])
+    ['b', 'a']
+    """
+
+    code: str
+    datatype: str
+    description: str
+    required: bool = False
+    order: int = 1
+    datatype_description: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
+    variable: bool = True
+
+    def to_open311(self) -> dict[str, Any]:
+        return {
+            "variable": self.variable, "code": self.code, "datatype": self.datatype, "required": self.required,
+            "datatype_description": self.datatype_description, "order": self.order,
+            "description": self.description, "values": [{"key": key, "name": name} for key, name in self.values],
+        }
+
+    def check(self, raw: Any) -> Any:
+        """The answer in its clean form, or ValueError saying what is wrong with it."""
+        keys = [key for key, _ in self.values]
+        if self.datatype == "multivaluelist":
+            chosen = raw if isinstance(raw, list) else [raw]
+            if not chosen or any(not isinstance(item, str) or item not in keys for item in chosen):
+                raise ValueError(f"each value must be one of {', '.join(keys)}")
+            return list(dict.fromkeys(chosen))
+        if isinstance(raw, list):
+            raise ValueError("give one value")
+        text = str(raw).strip()
+        if len(text) > MAX_ATTRIBUTE_CHARS:
+            raise ValueError(f"longer than {MAX_ATTRIBUTE_CHARS} characters")
+        if self.datatype == "singlevaluelist":
+            if text not in keys:
+                raise ValueError(f"must be one of {', '.join(keys)}")
+            return text
+        if self.datatype == "number":
+            return _number(text)
+        if self.datatype == "datetime":
+            return _datetime_text(text)
+        if self.datatype == "string" and ("\n" in text or "\r" in text):
+            raise ValueError("a string has no line breaks (the datatype text has)")
+        return text
+
+
+def _number(text: str) -> int | float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("must be a number")
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def _datetime_text(text: str) -> str:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date and time with a timezone, like 2026-11-26T08:30:00+08:00") from None
+    if moment.tzinfo is None:
+        raise ValueError("must carry a timezone (Z or +08:00)")
+    return moment.isoformat()
 
 
 @dataclass(frozen=True)
@@ -283,6 +396,9 @@ def _parse_service(raw: Any, where: str) -> Service:
     fast_lane = raw.get("fast_lane", False)
     if not isinstance(fast_lane, bool) or fast_lane != (priority == FAST_LANE_PRIORITY):
         raise _Invalid(f"{where}: fast_lane must be true exactly when default_priority is critical")
+    private = raw.get("private", False)
+    if not isinstance(private, bool):
+        raise _Invalid(f"{where}: private must be true or false")
     return Service(
         code=code,
         name=_text(raw, "service_name", where),
@@ -291,7 +407,45 @@ def _parse_service(raw: Any, where: str) -> Service:
         default_priority=priority,
         keywords=_texts(raw, "keywords", where),
         fast_lane=fast_lane,
+        attributes=_parse_attributes(raw.get("attributes", []), where),
+        private=private,
     )
+
+
+def _parse_attributes(raw: Any, where: str) -> tuple[Attribute, ...]:
+    """A service's Open311 attributes: unique codes and orders, a known datatype, values for the list types."""
+    if not isinstance(raw, list):
+        raise _Invalid(f"{where}: attributes must be a list")
+    attributes = []
+    for index, item in enumerate(raw):
+        at = f"{where}.attributes[{index}]"
+        item = _object(item, at)
+        code = _text(item, "code", at)
+        datatype = item.get("datatype")
+        if datatype not in ATTRIBUTE_DATATYPES:
+            raise _Invalid(f"{at}: datatype {datatype!r} must be one of {', '.join(ATTRIBUTE_DATATYPES)}")
+        values = item.get("values", [])
+        if not isinstance(values, list) or not all(
+                isinstance(v, Mapping) and isinstance(v.get("key"), str) and isinstance(v.get("name"), str)
+                for v in values):
+            raise _Invalid(f"{at}: values must be a list of {{key, name}} strings")
+        if datatype.endswith("valuelist") != bool(values):
+            raise _Invalid(f"{at}: values are given exactly for singlevaluelist and multivaluelist")
+        flags = [item.get(name, default) for name, default in (("required", False), ("variable", True))]
+        if not all(isinstance(flag, bool) for flag in flags):
+            raise _Invalid(f"{at}: required and variable must be true or false")
+        description = item.get("datatype_description")
+        if description is not None and not isinstance(description, str):
+            raise _Invalid(f"{at}: datatype_description must be a string")
+        attributes.append(Attribute(
+            code=code, datatype=datatype, description=_text(item, "description", at), required=flags[0],
+            order=_whole_number(item, "order", at, minimum=1), datatype_description=description,
+            values=tuple((v["key"], v["name"]) for v in values), variable=flags[1]))
+    for name in ("code", "order"):
+        seen = [getattr(attribute, name) for attribute in attributes]
+        if len(seen) != len(set(seen)):
+            raise _Invalid(f"{where}: attribute {name}s must be unique")
+    return tuple(sorted(attributes, key=lambda attribute: attribute.order))
 
 
 def _priority(raw: Mapping[str, Any], key: str, where: str) -> str:

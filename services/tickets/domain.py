@@ -77,7 +77,9 @@ OPEN311_STATUS: dict[str, str] = {
 """Open311 GeoReport v2 ``status`` of each state (keys are ``State``, equal to their plain strings)."""
 
 
-class EventType(StrEnum):
+class TicketEventType(StrEnum):
+    """The types of the events a ticket records (its timeline) and publishes; see kernel.events.CATALOGUE."""
+
     RECEIVED = "ticket.received"
     DISPATCHED = "ticket.dispatched"
     ACCEPTED = "ticket.accepted"
@@ -92,6 +94,9 @@ class EventType(StrEnum):
     BOUNCED = "ticket.bounced"
     ESCALATED = "ticket.escalated"
     ATTACHED = "ticket.attached"
+    COMMENTED = "ticket.commented"
+    MERGED = "ticket.merged"
+    PLANNED = "ticket.planned"
 
 
 class Role(StrEnum):
@@ -102,7 +107,11 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-SOURCES: frozenset[str] = frozenset({"resident", "patrol", "hotline", "open311", "staff"})
+SOURCES: frozenset[str] = frozenset({"resident", "phone_in", "walk_in", "patrol", "hotline", "open311", "staff"})
+STAFF_ENTERED_SOURCES: frozenset[str] = frozenset({"phone_in", "walk_in", "hotline"})
+"""What staff may name as the source of a ticket they enter on a resident's behalf."""
+VISIBILITIES: frozenset[str] = frozenset({"internal", "resident"})
+MAX_ATTACHMENTS = 20  # per ticket, the report's and the comments' together
 ASSIGNEE_KINDS: frozenset[str] = frozenset({"worker", "team", "unit"})
 CLOSE_REASONS: frozenset[str] = frozenset({"not_responsible", "no_further_action", "duplicate", "cancelled"})
 
@@ -127,7 +136,7 @@ REVIEW_BOUNCED_REPEATEDLY = "bounced_repeatedly"
 AUTHORISATION: dict[str, dict[str, Grant]] = {
     command: PERMISSIONS[f"tickets.{command}"]
     for command in ("dispatch", "accept", "start", "pause", "resume", "resolve", "bounce", "record_callback",
-                    "close_not_fixed", "attach_resident")
+                    "close_not_fixed", "attach_resident", "merge", "comment", "plan")
 }
 """Command -> role -> when that role may give it. A role not listed may not give the command."""
 
@@ -142,8 +151,17 @@ ALLOWED_FROM: dict[str, frozenset[State]] = {
     "record_callback": frozenset({State.RESOLVED}),
     "close_not_fixed": OPEN_STATES,
     "attach_resident": OPEN_STATES,
+    "merge": OPEN_STATES,
+    "comment": frozenset(State),
+    "plan": OPEN_STATES,
 }
 """Command -> the states in which it may be given."""
+
+ACTIONS: dict[str, str] = {
+    "dispatch": "dispatch", "accept": "accept", "bounce": "bounce", "start": "start", "pause": "pause",
+    "resume": "resume", "resolve": "resolve", "close": "close_not_fixed", "merge": "merge", "plan": "plan",
+}
+"""The actions of ``POST /tickets/{id}/actions/{action}`` -> the domain command each gives."""
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -231,6 +249,7 @@ class Actor:
     subject: str
     role: str
     teams: tuple[str, ...] = ()
+    grids: tuple[str, ...] = ()  # a grid worker's grids: IF_GRID grants reach tickets in them
 
     def as_payload(self) -> dict[str, str]:
         return {"subject": self.subject, "role": str(self.role)}
@@ -309,6 +328,17 @@ class Ticket:
     resolution_summary: str | None = None
     close_reason: str | None = None
     anonymised_at: datetime | None = None  # when the retention rule anonymised the whole ticket
+    number: str | None = None  # the short number read over the phone (services/tickets/numbers.py)
+    grid: str | None = None  # where it is (directory.locate of its building); None: not placed
+    building: str | None = None  # the directory's building code
+    suggested_owner: str | None = None  # the grid's worker, proposed at intake for the dispatch
+    merged_into: str | None = None  # the master ticket this duplicate was merged into
+    patrol_id: str | None = None  # the patrol round whose finding this ticket is
+    escalated_at: datetime | None = None  # when it was last escalated to the secretary (吹哨)
+    due_at: datetime | None = None  # the resolution deadline (the clocks set it); ``overdue`` lists read it
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # {url, content_type, size, by, at}
+    next_step: dict[str, Any] | None = None  # {note, owner, due_at, by, at}: the dated next step
     version: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
     pending_events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
@@ -330,10 +360,18 @@ class Ticket:
         lat: float | None = None,
         long: float | None = None,
         attached_residents: Iterable[str] | None = None,
+        *,
+        number: str | None = None,
+        grid: str | None = None,
+        building: str | None = None,
+        suggested_owner: str | None = None,
+        attachments: Iterable[Mapping[str, Any]] = (),
+        patrol_id: str | None = None,
     ) -> Ticket:
         """A new ticket in ``received``, with the service's category and default priority.
 
         The reporter is the first attached resident; a patrol finding may have no reporter.
+        ``grid``, ``building`` and ``suggested_owner`` come from routing (directory.locate).
         """
         now = _utc(now)
         _require_text("receive", "id", id)
@@ -347,9 +385,11 @@ class Ticket:
             address_string=address_string, source=source, reporter=reporter,
             created_at=now, updated_at=now, lat=lat, long=long,
             attached_residents=_ordered_residents(reporter, attached_residents or ()),
+            number=number, grid=grid, building=building, suggested_owner=suggested_owner, patrol_id=patrol_id,
         )
+        ticket._add_attachments(attachments, now, reporter)
         ticket._touch(now)
-        ticket._record(EventType.RECEIVED, now, None, {"source": source}, ticket._received_payload())
+        ticket._record(TicketEventType.RECEIVED, now, None, {"source": source}, ticket._received_payload())
         return ticket
 
     # --- commands ---------------------------------------------------------------------------------
@@ -361,19 +401,19 @@ class Ticket:
         previous = self.state
         self._change(now, actor, State.DISPATCHED)
         self.assignee = chosen
-        self._record(EventType.DISPATCHED, now, actor, {"previous_state": previous.value})
+        self._record(TicketEventType.DISPATCHED, now, actor, {"previous_state": previous.value})
 
     def accept(self, now: datetime, actor: Actor) -> None:
         """The assignee signs for the ticket (签收)."""
         now = self._begin("accept", now, actor)
         self._change(now, actor, State.ACCEPTED)
-        self._record(EventType.ACCEPTED, now, actor, {})
+        self._record(TicketEventType.ACCEPTED, now, actor, {})
 
     def start(self, now: datetime, actor: Actor) -> None:
         """Work begins (办理)."""
         now = self._begin("start", now, actor)
         self._change(now, actor, State.IN_PROGRESS)
-        self._record(EventType.STARTED, now, actor, {})
+        self._record(TicketEventType.STARTED, now, actor, {})
 
     def pause(self, reason: str, now: datetime, actor: Actor, *, until: datetime | None = None) -> None:
         """Pause work with a reason the resident is told (延期); ``until`` is the expected resumption."""
@@ -381,13 +421,13 @@ class Ticket:
         _require_reason("pause", reason)
         expected = _utc(until, "until") if until is not None else None
         self._change(now, actor, State.PAUSED)
-        self._record(EventType.PAUSED, now, actor, {"reason": reason.strip(), "until": expected})
+        self._record(TicketEventType.PAUSED, now, actor, {"reason": reason.strip(), "until": expected})
 
     def resume(self, now: datetime, actor: Actor) -> None:
         """Work goes on after a pause."""
         now = self._begin("resume", now, actor)
         self._change(now, actor, State.IN_PROGRESS)
-        self._record(EventType.RESUMED, now, actor, {})
+        self._record(TicketEventType.RESUMED, now, actor, {})
 
     def resolve(self, summary: str, now: datetime, actor: Actor) -> None:
         """Staff say the work is done (办结): provisional until the residents are called back."""
@@ -396,7 +436,7 @@ class Ticket:
         self._change(now, actor, State.RESOLVED)
         self.callback_round += 1
         self.resolution_summary = summary.strip()
-        self._record(EventType.RESOLVED, now, actor, {
+        self._record(TicketEventType.RESOLVED, now, actor, {
             "summary": self.resolution_summary, "callback_round": self.callback_round,
         })
 
@@ -419,14 +459,16 @@ class Ticket:
         self._change(now, actor, State.RECEIVED)
         self.assignee = None
         self.bounce_count += 1
-        self._record(EventType.BOUNCED, now, actor, {
+        self._record(TicketEventType.BOUNCED, now, actor, {
             "reason": reason.strip(), "bounce_count": self.bounce_count,
             "bounced_assignee": bounced_from, "previous_state": previous.value,
         })
         if self.bounce_count >= escalate_after:
             self._flag_for_review(REVIEW_BOUNCED_REPEATEDLY)
-            self._record(EventType.ESCALATED, now, actor, {
+            self.escalated_at = now
+            self._record(TicketEventType.ESCALATED, now, actor, {
                 "reason": "bounced", "bounce_count": self.bounce_count, "threshold": escalate_after,
+                "to_role": Role.SECRETARY.value,
             })
 
     def record_callback(
@@ -473,7 +515,7 @@ class Ticket:
             "resident": respondent, "outcome": outcome, "note": note or "", "satisfaction": satisfaction,
             "at": now, "by": actor.subject, "round": self.callback_round, "attempt": attempt,
         })
-        self._record(EventType.CALLBACK_RECORDED, now, actor, {
+        self._record(TicketEventType.CALLBACK_RECORDED, now, actor, {
             "resident": respondent, "outcome": outcome, "note": note or "", "satisfaction": satisfaction,
             "attempt": attempt, "callback_round": self.callback_round,
             "pending_respondents": self._respondents_in(max_attempts, "pending"),
@@ -495,7 +537,7 @@ class Ticket:
         details = {"reason": reason, "note": note or ""}
         if duplicate_of is not None:
             details["duplicate_of"] = duplicate_of
-        self._record(EventType.CLOSED, now, actor, details)
+        self._record(TicketEventType.CLOSED, now, actor, details)
 
     def attach_resident(self, resident_id: str, now: datetime, actor: Actor) -> None:
         """Attach another reporter of the same problem: they get their own echoes and callback.
@@ -510,7 +552,124 @@ class Ticket:
             return
         self._touch(now, actor)
         self.attached_residents.append(resident_id)
-        self._record(EventType.ATTACHED, now, actor, {"resident": resident_id})
+        self._record(TicketEventType.ATTACHED, now, actor, {"resident": resident_id})
+
+    def comment(
+        self, text: str, visibility: str, now: datetime, actor: Actor, *,
+        attachments: Iterable[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """A note on the ticket, ``internal`` (staff only) or ``resident`` (residents see it; notify echoes it).
+
+        A resident's comment is always resident-visible. Only a resident-visible comment of staff
+        counts as a first response (the resident can see it). Returns the comment as stored.
+        """
+        now = _utc(now)
+        _require_text("comment", "text", text)
+        _require_choice("visibility", visibility, VISIBILITIES)
+        self._check("comment", actor, actor.subject if actor.role == Role.RESIDENT else None)
+        if actor.role == Role.RESIDENT:
+            if actor.subject not in self.attached_residents:
+                raise NotAllowed(actor, "comment", "a resident comments only on their own tickets")
+            visibility = "resident"
+        self._touch(now, actor if visibility == "resident" else None)
+        stored = self._add_attachments(attachments, now, actor.subject)
+        entry = {"id": f"c{len(self.comments) + 1}", "text": text.strip(), "visibility": visibility,
+                 "by": actor.subject, "role": str(actor.role), "at": now, "attachments": stored}
+        self.comments.append(entry)
+        self._record(TicketEventType.COMMENTED, now, actor, {
+            "comment_id": entry["id"], "visibility": visibility, "text": entry["text"],
+            "attachments": len(stored),
+        })
+        return entry
+
+    def plan(self, note: str, owner: str, due_at: datetime, now: datetime, actor: Actor) -> None:
+        """The dated next step (下一步) with its owner: what 日清 asks of every open ticket. Internal."""
+        now = _utc(now)
+        self._check("plan", actor)
+        _require_text("plan", "note", note)
+        _require_text("plan", "owner", owner)
+        due = _utc(due_at, "due_at")
+        self._touch(now)
+        self.next_step = {"note": note.strip(), "owner": owner, "due_at": due, "by": actor.subject, "at": now}
+        self._record(TicketEventType.PLANNED, now, actor, {"note": note.strip(), "owner": owner, "due_at": due})
+
+    def check_merge_target(self, duplicate: Ticket, actor: Actor) -> None:
+        """Whether this ticket may become the master of ``duplicate`` (the actor may merge both, it is open)."""
+        self._check("merge", actor)
+        if duplicate.id == self.id:
+            raise DomainError("a ticket cannot be merged into itself")
+        if duplicate.community != self.community:
+            raise DomainError("tickets of two communities cannot be merged")
+        if self.merged_into is not None:
+            raise DomainError(f"ticket {self.id} was itself merged into {self.merged_into}: merge into that one")
+
+    def merge_into(self, master: Ticket, now: datetime, actor: Actor) -> None:
+        """Close this ticket as a duplicate of ``master`` (合并): the first half of a merge.
+
+        The ticket closes (``closed_not_fixed``, reason ``duplicate``) with ``merged_into`` set, and
+        raises ``ticket.merged`` carrying its residents; the master then takes them with
+        :meth:`absorb` — at once, and again by the handler of ``ticket.merged`` (converging events:
+        see ``TicketsService.merge``). Views of a merged ticket show the master's status.
+        """
+        now = self._begin("merge", now, actor)
+        master.check_merge_target(self, actor)
+        self._change(now, actor, State.CLOSED_NOT_FIXED)
+        self.close_reason = "duplicate"
+        self.merged_into = master.id
+        self._record(TicketEventType.MERGED, now, actor, {"master_id": master.id, "master_number": master.number})
+
+    def absorb(self, duplicate_id: str, residents: Iterable[str], now: datetime, actor: Actor) -> list[str]:
+        """The master's half of a merge: every resident of the duplicate attached, each once; who was new.
+
+        Authorised when the merge was (:meth:`merge_into` checks both tickets), and allowed in any
+        state, so a redelivered ``ticket.merged`` always converges. Repeating it changes nothing.
+        """
+        now = _utc(now)
+        added = [who for who in dict.fromkeys(residents) if who and who not in self.attached_residents]
+        for resident in added:
+            self._touch(now)
+            self.attached_residents.append(resident)
+            self._record(TicketEventType.ATTACHED, now, actor, {"resident": resident, "merged_from": duplicate_id})
+        return added
+
+    def allowed_actions(self, actor: Actor) -> list[str]:
+        """The actions (``ACTIONS``' names) ``actor`` may give now, in the ticket's state.
+
+        >>> from services.tickets.catalogue import Service
+        >>> leak = Service("roof_leak", "房屋漏水", "屋顶漏水", "房屋设施", "urgent")
+        >>> now = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+        >>> ticket = Ticket.receive("T1", "xingqiao", leak, "卫生间漏水", "3-2-401", "r1", "resident", now)
+        >>> ticket.allowed_actions(Actor("s1", "secretary"))
+        ['dispatch', 'close', 'merge', 'plan']
+        >>> ticket.allowed_actions(Actor("r1", "resident"))
+        []
+        """
+        allowed = []
+        for action, command in ACTIONS.items():
+            try:
+                self._check(command, actor)
+            except DomainError:
+                continue
+            allowed.append(action)
+        return allowed
+
+    def may(self, command: str, actor: Actor) -> bool:
+        """Whether ``actor``'s role and relation to the ticket permit ``command`` (whatever the state)."""
+        try:
+            self._authorise(command, actor, actor.subject if actor.role == Role.RESIDENT else None)
+        except NotAllowed:
+            return False
+        return True
+
+    def _add_attachments(self, attachments: Iterable[Mapping[str, Any]], now: datetime,
+                         by: str | None) -> list[dict[str, Any]]:
+        """References (URL, type, size) only: the request schema checks their limits; here their number."""
+        added = [{"url": item["url"], "content_type": item["content_type"], "size": int(item["size"]),
+                  "by": by, "at": now} for item in attachments]
+        if len(self.attachments) + len(added) > MAX_ATTACHMENTS:
+            raise DomainError(f"a ticket holds at most {MAX_ATTACHMENTS} attachments")
+        self.attachments.extend(added)
+        return [dict(item) for item in added]
 
     # --- personal data (PIPL) ----------------------------------------------------------------------
 
@@ -551,6 +710,12 @@ class Ticket:
         self.reporter = erased.get(self.reporter, self.reporter)
         self.attached_residents = [erased.get(who, who) for who in self.attached_residents]
         self.callbacks = [_renamed(entry, erased) for entry in self.callbacks]
+        texts = {entry["text"] for entry in self.comments
+                 if entry.get("by") in erased or (whole and entry.get("role") == Role.RESIDENT)}
+        self.comments = [_renamed({**entry, "text": ERASED_NOTE} if entry["text"] in texts else entry, erased)
+                         for entry in self.comments]
+        self.timeline = [{**entry, "text": ERASED_NOTE} if entry.get("text") in texts else entry
+                         for entry in self.timeline]
         self.timeline = [_renamed(_without_notes(entry, notes), erased) for entry in self.timeline]
         if whole and self.anonymised_at is None:
             self.anonymised_at = now
@@ -650,6 +815,8 @@ class Ticket:
         grant = AUTHORISATION[command].get(actor.role)
         if grant is None:
             raise NotAllowed(actor, command, f"the role {actor.role!r} may not")
+        if grant is Grant.IF_GRID and self.grid is not None and self.grid not in actor.grids:
+            raise NotAllowed(actor, command, f"the ticket is in grid {self.grid}, not one of theirs")
         if grant is Grant.IF_ASSIGNED and not self._is_assigned_to(actor):
             raise NotAllowed(actor, command, "the ticket is not dispatched to them or their team")
         if grant is Grant.IF_SELF and resident != actor.subject:
@@ -674,7 +841,7 @@ class Ticket:
         self.state = state
 
     def _record(
-        self, event_type: EventType, now: datetime, actor: Actor | None,
+        self, event_type: TicketEventType, now: datetime, actor: Actor | None,
         details: dict[str, Any], payload: dict[str, Any] | None = None,
     ) -> None:
         self.timeline.append({
@@ -687,7 +854,8 @@ class Ticket:
 
     def _common_payload(self, now: datetime, actor: Actor | None) -> dict[str, Any]:
         return {
-            "ticket_id": self.id, "community": self.community, "state": self.state,
+            "ticket_id": self.id, "number": self.number, "grid": self.grid,
+            "community": self.community, "state": self.state,
             "service_code": self.service_code, "category": self.category, "priority": self.priority,
             "attached_residents": list(self.attached_residents), "assignee": self.assignee,
             "version": self.version, "occurred_at": now,
@@ -695,13 +863,14 @@ class Ticket:
         }
 
     def _received_payload(self) -> dict[str, Any]:
-        """Exactly the keys of ticket.received v2 in kernel/events.py (its schema rejects others)."""
+        """Exactly the keys of ticket.received v3 in kernel/events.py (its schema rejects others)."""
         return {
             "ticket_id": self.id, "state": self.state, "service_code": self.service_code,
             "category": self.category, "priority": self.priority, "reporter": self.reporter,
             "attached_residents": list(self.attached_residents), "description": self.description,
             "address_string": self.address_string, "lat": self.lat, "long": self.long,
             "source": self.source, "created_at": self.created_at,
+            "number": self.number, "grid": self.grid, "building": self.building,
         }
 
     def _flag_for_review(self, flag: str) -> None:
@@ -765,7 +934,7 @@ class Ticket:
         self.reopen_count += 1
         self.state = State.REOPENED
         self._flag_for_review(f"reopened_{outcome}")
-        self._record(EventType.REOPENED, now, actor, {
+        self._record(TicketEventType.REOPENED, now, actor, {
             "outcome": outcome, "note": note, "previous_priority": previous,
             "priority_raised": self.priority != previous, "reopen_count": self.reopen_count,
         })
@@ -776,7 +945,7 @@ class Ticket:
             self._flag_for_review(REVIEW_CALLBACK_UNANSWERED)
             return
         self.state = State.CONFIRMED
-        self._record(EventType.CONFIRMED, now, actor, {
+        self._record(TicketEventType.CONFIRMED, now, actor, {
             "callback_round": self.callback_round, "fixed_by": fixed_by,
             "unreachable": self._respondents_in(max_attempts, "unreachable"),
         })

@@ -21,13 +21,19 @@ from pymongo.errors import DuplicateKeyError
 
 from kernel.envelope import Envelope
 from kernel.errors import Conflict
-from kernel.groupcommit import Writes
-from kernel.outbox import OUTBOX, push_events, with_events
+from kernel.groupcommit import CommitQueues
+from kernel.idempotency import ensure_idempotency_index
+from kernel.outbox import OUTBOX, SINCE, push_events, with_events
 from kernel.pagination import keyset_filter
-from services.tickets.domain import CLOSED_STATES, Ticket
+from services.tickets import sla
+from services.tickets.domain import CLOSED_STATES, OPEN_STATES, Ticket
+from services.tickets.numbers import COLLECTION as NUMBERS
 
 COLLECTION = "tickets"
+PATROLS = "patrols"  # one document per patrol round, with its outbox (patrol.recorded)
+STAFF_SORT = [("created_at", DESCENDING), ("_id", DESCENDING)]
 ECHOES = "echoes"  # one document per echo outcome event: _id is the event's id
+OPEN311_TOKENS = "open311_tokens"  # Open311 token -> the ticket id it stands for (_id is the token)
 REQUEST_KEYS = uuid.UUID("5d6f0c4e-1f7b-4c55-9a55-6875697368e5")  # the namespace of request-key ticket ids
 
 
@@ -47,9 +53,9 @@ def ticket_id_for(community: str, reporter: str | None, request_key: str | None)
 
 
 class TicketRepository:
-    """Tickets of the service's database; ``writes`` combines concurrent workers' writes."""
+    """Tickets of the service's database; ``writes`` group-commits concurrent workers' writes."""
 
-    def __init__(self, db: Database, writes: Writes):
+    def __init__(self, db: Database, writes: CommitQueues):
         self.collection = db[COLLECTION]
         self.echoes = db[ECHOES]
         self.writes = writes
@@ -60,22 +66,43 @@ class TicketRepository:
         tickets.create_index([("community", ASCENDING), ("attached_residents", ASCENDING),
                               ("created_at", DESCENDING)], name="by_resident")
         tickets.create_index([("community", ASCENDING), ("state", ASCENDING)], name="by_state")
-        # A request key makes the ticket's id (ticket_id_for): a unique index for it would cost
+        # Open311's GET requests: a window of the newest (at most 1000) requests of a community.
+        tickets.create_index([("community", ASCENDING), ("created_at", DESCENDING)], name="by_created")
+        # A request key makes the ticket's id (ticket_id_for): no index of its own, which would cost
         # every write to every ticket (the embedded database checks each index on each write).
-        if "by_request_key" in tickets.index_information():
-            tickets.drop_index("by_request_key")
+        # Staff's lists (list_for_staff): newest first within the community, or within one state, grid or
+        # owner. Other filters (category, source, overdue) narrow what one of these reads; each index costs
+        # every write of a ticket, so there is one per filter a list is mostly asked for, not one per filter.
+        tickets.create_index([("community", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                             name="staff_recent")
+        tickets.create_index([("community", ASCENDING), ("state", ASCENDING), ("created_at", DESCENDING)],
+                             name="staff_state")
+        tickets.create_index([("community", ASCENDING), ("grid", ASCENDING), ("created_at", DESCENDING)],
+                             name="staff_grid")
+        tickets.create_index([("community", ASCENDING), ("assignee.id", ASCENDING), ("created_at", DESCENDING)],
+                             name="staff_owner")
+        # GET /tickets/{number}; unique, so a number is never given to two tickets, whatever happens.
+        tickets.create_index([("community", ASCENDING), ("number", ASCENDING)], name="by_number", unique=True,
+                             partialFilterExpression={"number": {"$type": "string"}})
+        ensure_idempotency_index(db)  # comments and patrols honour Idempotency-Key (kernel/idempotency.py)
+        db[PATROLS].create_index([("community", ASCENDING), ("grid", ASCENDING), ("started_at", DESCENDING)],
+                                 name="by_grid")
         # The only secondary index of the echoes: every index costs every insert of an echo.
         db[ECHOES].create_index([("ticket_id", ASCENDING)], name="by_ticket")
+        sla.ensure_indexes(db, COLLECTION)  # the index of due times; the calendar's seed
 
     def add(self, ticket: Ticket, events: Sequence[Envelope], request_key: str | None = None,
-            request_hash: str | None = None) -> Ticket:
+            request_hash: str | None = None, extra: Mapping[str, Any] | None = None) -> Ticket:
         """Insert a new ticket and its events in one write; returns the ticket that is stored.
 
         A client that retries a create with the same ``request_key`` (its Idempotency-Key)
         gets the ticket of its first attempt back instead of a second ticket: such a
         ticket's id is :func:`ticket_id_for` the key, so the retry's insert collides.
+        ``extra`` are members the ticket does not model (Open311's attributes and media_url).
         """
-        document = ticket.to_document()
+        document = {**(extra or {}), **ticket.to_document()}
+        # The timer looks at a new ticket when its first threshold comes (``extra`` may say when: else now).
+        document.setdefault(sla.NEXT_AT, ticket.created_at)
         if request_key is not None:
             document["request_key"] = request_key
             document["request_hash"] = request_hash  # a retry with another body is refused (422)
@@ -106,6 +133,61 @@ class TicketRepository:
         document = self.collection.find_one({"_id": ticket_id, "community": community})
         return self._with_echoes(community, [document])[0] if document else None
 
+    def by_number(self, community: str, number: str) -> Ticket | None:
+        """The ticket with this short number (``XQ-20261206-0042``), with its echoes."""
+        document = self.collection.find_one({"community": community, "number": number})
+        return self._with_echoes(community, [document])[0] if document else None
+
+    @staticmethod
+    def staff_query(community: str, filters: Mapping[str, Any], scope: Sequence[Mapping[str, Any]],
+                    now: datetime) -> dict:
+        """The filter of a staff list: the asked ``filters`` (equalities) AND every clause of the caller's ``scope``.
+
+        >>> TicketRepository.staff_query("xingqiao", {"state": "received", "owner": "p-1"}, [], datetime(2026, 1, 1))
+        {'community': 'xingqiao', 'state': 'received', 'assignee.id': 'p-1'}
+        """
+        query: dict[str, Any] = {"community": community}
+        for name in ("state", "grid", "category", "source"):
+            if filters.get(name) is not None:
+                query[name] = str(filters[name])
+        if filters.get("owner") is not None:
+            query["assignee.id"] = str(filters["owner"])
+        clauses = [dict(clause) for clause in scope]
+        if filters.get("overdue") is True:
+            query["due_at"] = {"$lt": now}
+            query.setdefault("state", {"$in": sorted(str(state) for state in OPEN_STATES)})
+        elif filters.get("overdue") is False:
+            clauses.append({"$or": [{"due_at": None}, {"due_at": {"$gte": now}}]})
+        if clauses:
+            query["$and"] = clauses
+        return query
+
+    def list_for_staff(self, query: Mapping[str, Any], limit: int, after: Sequence[Any] | None = None
+                       ) -> list[Ticket]:
+        """A page of a staff list, newest first (``after``: the ``(created_at, id)`` the last page ended at)."""
+        keyset = keyset_filter(STAFF_SORT, after)
+        full = {"$and": [dict(query), keyset]} if keyset else dict(query)
+        documents = list(self.collection.find(full, sort=STAFF_SORT, limit=limit))
+        community = query["community"]
+        return self._with_echoes(community, documents)
+
+    def add_patrol(self, document: Mapping[str, Any], events: Sequence[Envelope]) -> bool:
+        """Insert a patrol round with its event; False if it is there already (a retried request)."""
+        try:
+            self.writes.insert(self.collection.database[PATROLS], with_events(dict(document), events))
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def patrol(self, community: str, patrol_id: str) -> dict | None:
+        return self.collection.database[PATROLS].find_one({"_id": patrol_id, "community": community},
+                                                          {OUTBOX: 0, SINCE: 0})
+
+    @property
+    def numbers(self):
+        """The collection of per-day number counters (services/tickets/numbers.py)."""
+        return self.collection.database[NUMBERS]
+
     def save(self, ticket: Ticket, expected_version: int, events: Sequence[Envelope]) -> None:
         """Write a changed ticket and its events in one write, if nobody changed it meanwhile.
 
@@ -114,6 +196,7 @@ class TicketRepository:
         """
         document = ticket.to_document()
         document.pop("_id")
+        document.update(sla.next_at_for_write(ticket.updated_at))  # the change may start or stop a clock
         result = self.collection.update_one(
             {"_id": ticket.id, "community": ticket.community, "version": expected_version},
             push_events({"$set": document}, events),
@@ -195,3 +278,44 @@ class TicketRepository:
         for record in self.echoes.find(query, {"_id": 0, "community": 0}):
             echoes.setdefault(record.pop("ticket_id"), []).append(record)
         return [Ticket.from_document(document, echoes.get(document["_id"], ())) for document in documents]
+
+    # --- Open311 ---------------------------------------------------------------------------------------
+
+    def open311_search(self, community: str, *, ids: Sequence[str] | None = None, start: datetime | None = None,
+                       end: datetime | None = None, service_codes: Sequence[str] | None = None,
+                       hidden_codes: Sequence[str] = (), states: Sequence[str] | None = None,
+                       limit: int = 1000) -> list[dict]:
+        """Raw documents (no outbox) for GET requests: by ids, or in ``[start, end]``, newest first."""
+        query: dict[str, Any] = {"community": community}
+        if ids is not None:
+            query["_id"] = {"$in": list(ids)}
+        else:
+            query["created_at"] = {"$gte": start, "$lte": end}
+        codes: dict[str, Any] = {}
+        if service_codes is not None:
+            codes["$in"] = [code for code in service_codes if code not in hidden_codes]
+        elif hidden_codes:
+            codes["$nin"] = list(hidden_codes)
+        if codes:
+            query["service_code"] = codes
+        if states is not None:
+            query["state"] = {"$in": list(states)}
+        sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        return list(self.collection.find(query, {OUTBOX: 0}, sort=sort, limit=limit))
+
+    def open311_document(self, community: str, ticket_id: str) -> dict | None:
+        """One ticket's raw document (no outbox), for GET requests/{id}."""
+        return self.collection.find_one({"_id": ticket_id, "community": community}, {OUTBOX: 0})
+
+    def add_open311_token(self, community: str, token: str, ticket_id: str, now: datetime) -> None:
+        """Record what an Open311 token stands for, before the ticket is stored (a retry records it again)."""
+        with suppress(DuplicateKeyError):
+            self.collection.database[OPEN311_TOKENS].insert_one(
+                {"_id": token, "community": community, "ticket_id": ticket_id, "created_at": now})
+
+    def open311_token(self, community: str, token: str) -> str | None:
+        """The id of the ticket a token stands for, once that ticket is stored; None otherwise."""
+        record = self.collection.database[OPEN311_TOKENS].find_one({"_id": token, "community": community})
+        if record is None or self.collection.find_one({"_id": record["ticket_id"]}, {"_id": 1}) is None:
+            return None
+        return record["ticket_id"]

@@ -33,6 +33,49 @@ class TimelineEntrySchema(Schema):
     recipient = fields.String()
     reason = fields.String()
     source_event_type = fields.String()
+    visibility = fields.String()  # comments: residents never see internal ones (the service drops them)
+    text = fields.String()
+    outcome = fields.String()
+    summary = fields.String()
+    bounce_count = fields.Integer()
+    to_role = fields.String()  # an escalation's: the secretary
+    master_id = fields.String()  # a merge's
+    master_number = fields.String(allow_none=True)
+    until = fields.AwareDateTime(allow_none=True)
+
+
+class AttachmentViewSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    at = fields.AwareDateTime()
+
+
+class CommentViewSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String()
+    text = fields.String()
+    visibility = fields.String()
+    by = fields.String()
+    role = fields.String()
+    at = fields.AwareDateTime()
+    attachments = fields.List(fields.Nested(AttachmentViewSchema))
+
+
+class NextStepSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    note = fields.String()
+    owner = fields.String()
+    due_at = fields.AwareDateTime()
+    by = fields.String()
+    at = fields.AwareDateTime()
 
 
 class TicketSchema(Schema):
@@ -56,6 +99,23 @@ class TicketSchema(Schema):
     reporter = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+    number = fields.String(allow_none=True)  # XQ-20261206-0042: what people read over the phone
+    version = fields.Integer()  # the ETag: actions send it back in If-Match
+    grid = fields.String(allow_none=True)
+    building = fields.String(allow_none=True)
+    suggested_owner = fields.String(allow_none=True)
+    assignee = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)
+    merged_into = fields.String(allow_none=True)
+    patrol_id = fields.String(allow_none=True)
+    bounce_count = fields.Integer()
+    reopen_count = fields.Integer()
+    close_reason = fields.String(allow_none=True)
+    resolution_summary = fields.String(allow_none=True)
+    escalated_at = fields.AwareDateTime(allow_none=True)
+    due_at = fields.AwareDateTime(allow_none=True)
+    next_step = fields.Nested(NextStepSchema, allow_none=True)
+    comments = fields.List(fields.Nested(CommentViewSchema))
+    attachments = fields.List(fields.Nested(AttachmentViewSchema))
     # The ticket's own entries and its echo outcomes (recorded apart), in time order: Ticket.history.
     timeline = fields.List(fields.Nested(TimelineEntrySchema), attribute="history")
 

@@ -9,7 +9,7 @@ import pytest
 from nameko.testing.services import entrypoint_hook
 
 from kernel.envelope import utcnow
-from kernel.groupcommit import GroupCommitter, Writes
+from kernel.groupcommit import CommitQueues
 from services.tickets.domain import Ticket
 from services.tickets.repository import TicketRepository, ticket_id_for
 from services.tickets.service import CATALOGUE, TicketsService, envelopes
@@ -32,9 +32,9 @@ def test_a_retried_create_publishes_the_event_of_a_first_attempt_that_committed_
     first = Ticket.receive(ticket_id_for("xingqiao", "r-1", "k-1"), "xingqiao", CATALOGUE.get("roof_leak"),
                            REPORT["description"], REPORT["address_string"], "r-1", "resident", utcnow())
     events = envelopes(first, "first-attempt")
-    committer = GroupCommitter()
-    TicketRepository(mongo_client[settings.database_name("tickets")], Writes(committer)).add(first, events, "k-1")
-    committer.stop()
+    queues = CommitQueues()
+    TicketRepository(mongo_client[settings.database_name("tickets")], queues).add(first, events, "k-1")
+    queues.stop()
     eventlet.sleep(0.5)  # several sweeps
     assert depth(settings.amqp_uri, QUEUE) == 0
 
@@ -45,3 +45,20 @@ def test_a_retried_create_publishes_the_event_of_a_first_attempt_that_committed_
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
     [(published, _)] = drain(settings.amqp_uri, QUEUE)
     assert (published["event_id"], published["type"]) == (events[0].event_id, "ticket.received")
+
+
+def test_two_processes_number_tickets_uniquely_from_blocks_of_one_counter(container_factory, settings, mongo_client):
+    processes = [container_factory(TicketsService, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}"))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    numbers = []
+    for _ in range(6):
+        for process in processes:
+            with entrypoint_hook(process, "create") as create:
+                numbers.append(create("xingqiao", "r-1", REPORT)["number"])
+    assert len(set(numbers)) == 12
+    sequences = sorted(int(number.rsplit("-", 1)[1]) for number in numbers)
+    assert sequences[0] == 1 and sequences[-1] <= 20  # two blocks of ten: gaps allowed, no overlap
+    [counter] = mongo_client[settings.database_name("tickets")]["ticket_numbers"].find()
+    assert counter["last"] == 20

@@ -14,6 +14,11 @@ def received_v2():
 
 
 @pytest.fixture
+def received_v3(received_v2):
+    return {**received_v2, "number": "XQ-20261126-0001", "grid": "g3", "building": "b09"}
+
+
+@pytest.fixture
 def received_v1(received_v2):
     return {key: value for key, value in received_v2.items() if key != "attached_residents"}
 

@@ -48,6 +48,9 @@ CASES = [
     ("SMS_TEMPLATE_CODE", "SMS_0001", "sms_template_code", "SMS_0001"),
     ("SMS_TIMEOUT", "2.5", "sms_timeout", 2.5),
     ("RETENTION_DAYS", "365", "retention_days", 365),
+    ("ESCALATE_AFTER_BOUNCES", "3", "escalate_after_bounces", 3),
+    ("SLA_TIMER_SECONDS", "0.5", "sla_timer_seconds", 0.5),
+    ("SLA_TEST_CLOCK", "1", "sla_test_clock", True),
 ]
 
 

@@ -20,7 +20,7 @@ def errors(data):
 
 def test_an_address_is_enough():
     assert load({**BASE, "address_string": "3号楼2单元401"}) == {
-        **BASE, "address_string": "3号楼2单元401", "lat": None, "long": None}
+        **BASE, "address_string": "3号楼2单元401", "lat": None, "long": None, "building": None, "attachments": []}
 
 
 @pytest.mark.parametrize("lat,long", [(36.8, 118.05), (0, 0), (-90, -180), (90, 180)])

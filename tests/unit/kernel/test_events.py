@@ -37,8 +37,8 @@ def test_every_catalogue_entry_has_an_upcaster_below_its_current_version():
         assert set(event_type.upcasters) == set(range(1, event_type.current)), event_type.name
 
 
-def test_current_version_of_ticket_received_is_2_and_of_transitions_1():
-    assert current_version("ticket.received") == 2
+def test_current_version_of_ticket_received_is_3_and_of_transitions_1():
+    assert current_version("ticket.received") == 3
     assert current_version("ticket.paused") == 1
     assert current_version("echo.delivered") == 1
 
@@ -48,20 +48,20 @@ def test_current_version_of_an_unknown_type_raises():
         current_version("ticket.vanished")
 
 
-def test_validate_outgoing_accepts_the_current_version(received_v2):
-    event = envelope("ticket.received", received_v2, version=2)
+def test_validate_outgoing_accepts_the_current_version(received_v3):
+    event = envelope("ticket.received", received_v3, version=3)
     assert validate_outgoing(event) is event
 
 
 def test_validate_outgoing_rejects_an_old_version(received_v1):
-    with pytest.raises(MalformedEvent, match="version 2"):
+    with pytest.raises(MalformedEvent, match="version 3"):
         validate_outgoing(envelope("ticket.received", received_v1, version=1))
 
 
-def test_validate_outgoing_rejects_an_invalid_payload(received_v2):
-    del received_v2["attached_residents"]
+def test_validate_outgoing_rejects_an_invalid_payload(received_v3):
+    del received_v3["attached_residents"]
     with pytest.raises(MalformedEvent) as caught:
-        validate_outgoing(envelope("ticket.received", received_v2, version=2))
+        validate_outgoing(envelope("ticket.received", received_v3, version=3))
     assert "attached_residents" in caught.value.errors
 
 
@@ -70,11 +70,12 @@ def test_validate_outgoing_rejects_an_unknown_type():
         validate_outgoing(envelope("ticket.vanished", {}))
 
 
-def test_validate_incoming_upcasts_received_v1_to_v2(received_v1):
+def test_validate_incoming_upcasts_received_v1_to_v3(received_v1):
     event = envelope("ticket.received", received_v1, version=1)
     upcasted = validate_incoming(event)
-    assert upcasted.version == 2
+    assert upcasted.version == 3
     assert upcasted.payload["attached_residents"] == ["r1"]
+    assert (upcasted.payload["number"], upcasted.payload["grid"], upcasted.payload["building"]) == (None, None, None)
     assert (upcasted.event_id, upcasted.correlation_id) == (event.event_id, event.correlation_id)
     assert "attached_residents" not in event.payload  # the original is untouched
 
@@ -88,11 +89,12 @@ def test_upcasting_received_v1_without_a_reporter_attaches_nobody(received_v1, r
 
 def test_upcasting_received_v1_with_no_reporter_key_attaches_nobody(received_v1):
     del received_v1["reporter"]
-    assert upcast("ticket.received", 1, received_v1) == (2, {**received_v1, "attached_residents": []})
+    assert upcast("ticket.received", 1, received_v1) == (
+        3, {**received_v1, "attached_residents": [], "number": None, "grid": None, "building": None})
 
 
-def test_validate_incoming_returns_a_current_event_unchanged(received_v2):
-    event = envelope("ticket.received", received_v2, version=2)
+def test_validate_incoming_returns_a_current_event_unchanged(received_v3):
+    event = envelope("ticket.received", received_v3, version=3)
     assert validate_incoming(event) is event
 
 
@@ -107,7 +109,7 @@ def test_validate_incoming_rejects_an_unknown_type():
         validate_incoming(envelope("ticket.vanished", {}))
 
 
-@pytest.mark.parametrize("version", [3, 99])
+@pytest.mark.parametrize("version", [4, 99])
 def test_validate_incoming_rejects_an_unknown_version(received_v2, version):
     with pytest.raises(UnknownEventType, match=f"no version {version}"):
         validate_incoming(envelope("ticket.received", received_v2, version=version))

@@ -9,7 +9,9 @@ TEMPLATED = sorted(TEMPLATES)
 
 
 def payload(**extra):
-    return {"ticket_id": "T-0001", "state": "received", "attached_residents": ["r1", "r2"], **extra}
+    # visibility: what ticket.commented carries (only resident-visible comments are echoed)
+    return {"ticket_id": "T-0001", "state": "received", "attached_residents": ["r1", "r2"], "visibility": "resident",
+            **extra}
 
 
 def test_every_resident_visible_event_has_a_template():

@@ -17,7 +17,6 @@ from services.tickets.domain import (
     CallbackAttemptsExhausted,
     DomainError,
     DomainEvent,
-    EventType,
     InvalidAssignee,
     InvalidLocation,
     InvalidTime,
@@ -29,6 +28,7 @@ from services.tickets.domain import (
     RespondentRequired,
     State,
     Ticket,
+    TicketEventType,
     UnknownChoice,
     raise_priority,
 )
@@ -130,6 +130,7 @@ def test_receive_raises_ticket_received_with_exactly_the_published_keys():
         "priority": "urgent", "reporter": "r1", "attached_residents": ["r1"],
         "description": "卫生间天花板漏水", "address_string": "3号楼2单元401", "lat": 36.8, "long": 118.05,
         "source": "resident", "created_at": "2026-11-26T08:00:00+00:00",
+        "number": None, "grid": None, "building": None,
     })
     assert ticket.pull_events() == []
 
@@ -228,6 +229,9 @@ def _command(name: str):
         "record_callback": lambda t: t.record_callback("fixed", "", at(1), SECRETARY),
         "close_not_fixed": lambda t: t.close_not_fixed("cancelled", "", at(1), SECRETARY),
         "attach_resident": lambda t: t.attach_resident("r9", at(1), SECRETARY),
+        "merge": lambda t: t.merge_into(new_ticket(id="T9"), at(1), SECRETARY),
+        "comment": lambda t: t.comment("在跟进", "internal", at(1), SECRETARY),
+        "plan": lambda t: t.plan("明早上门", "w1", at(600), at(1), SECRETARY),
     }[name]
 
 
@@ -617,7 +621,13 @@ def _busy_ticket() -> Ticket:
 def test_every_event_type_occurs_in_a_busy_life():
     types = {event.type for event in _busy_ticket().pull_events()}
     types |= {event.type for event in drive(new_ticket(), "close").pull_events()}
-    assert types == {event_type.value for event_type in EventType}
+    master, duplicate = new_ticket(id="T0"), new_ticket(reporter="r7")
+    duplicate.comment("已联系物业", "resident", at(1), SECRETARY)
+    duplicate.plan("明早上门查看", "w1", at(600), at(2), SECRETARY)
+    duplicate.merge_into(master, at(3), SECRETARY)
+    master.absorb(duplicate.id, duplicate.attached_residents, at(3), SECRETARY)
+    types |= {event.type for ticket in (master, duplicate) for event in ticket.pull_events()}
+    assert types == {event_type.value for event_type in TicketEventType}
 
 
 def test_every_payload_is_json_ready_and_carries_the_common_keys():

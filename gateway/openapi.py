@@ -1,0 +1,447 @@
+"""The gateway's API document: OpenAPI 3.1, built from the request schemas of :mod:`kernel.contracts` (apispec).
+
+The routes are not listed by hand: :func:`routes` walks :class:`gateway.service.GatewayService` for its ``@http``
+entrypoints, and :data:`OPERATIONS` describes each by handler name (summary, body schema, query parameters,
+permission, success answer). A route without a description still appears (flagged ``x-undocumented``) and
+``tests/unit/test_openapi.py`` fails until it is described, so a new route cannot be forgotten.
+
+Every operation lists each status it can answer: its success, and the problem details (RFC 9457, one
+``Problem`` schema, as :func:`gateway.http.problem` renders it) of every failure the gateway or the service
+behind it can produce — which ones follows from what the operation does (:func:`error_statuses`):
+
+>>> error_statuses(OPERATIONS["create_ticket"], path_params=False, method="POST")
+[400, 401, 403, 409, 413, 422, 429, 503, 504]
+>>> error_statuses(OPERATIONS["health_check"], path_params=False)
+[]
+>>> document()["paths"]["/api/v1/tickets/{ticket_id}"]["get"]["responses"]["404"]["content"]
+{'application/problem+json': {'schema': {'$ref': '#/components/schemas/Problem'}}}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+
+from gateway.http import (
+    API_KEY_HEADER,
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+    MAX_BODY_BYTES,
+    MAX_QUERY_VALUE_CHARS,
+)
+from kernel import contracts
+from kernel.pagination import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT
+from kernel.permissions import PERMISSIONS
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+SUCCESS = (200, 201, 202, 204)
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request: not JSON, too deep, "
+           "or a malformed header", 401: "Unauthorized: no valid bearer token or API key",
+           403: "Forbidden: this role may not do this", 404: "Not Found (also: not yours to see)",
+           409: "Conflict: the state does not allow it, or a retry with the same Idempotency-Key is running",
+           413: f"Content Too Large: a body over {MAX_BODY_BYTES} bytes",
+           422: "Unprocessable Content: a field, a query parameter or an Idempotency-Key reused with another body",
+           415: "Unsupported Media Type: not form-encoded",
+           429: "Too Many Requests: wait Retry-After seconds", 503: "Service Unavailable: a service it needs is down",
+           504: "Gateway Timeout: a service did not answer in time"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one gateway handler does, for the document."""
+
+    summary: str
+    tag: str
+    ok: int = 200
+    answer: str | dict = "Object"  # a component name or an inline schema
+    body: type[Schema] | None = None
+    bodies: tuple[str, ...] = ()  # names in kernel.contracts, any of which the body may be (added by others)
+    query: tuple[str, ...] = ()
+    action: str | None = None  # the permission table's action: 403 for roles without it
+    auth: bool = True
+    calls: bool = True  # calls a service: 503/504 possible
+    not_found: bool = False  # 404 besides the path parameters' own
+    conflict: bool = False  # 409 besides the Idempotency-Key's own
+    invalid: bool = False  # 422 besides the body's and the query's
+    refuses: bool = False  # 401 without authentication (wrong credentials at sign-in)
+    open311: bool = False  # GeoReport v2: JSON or XML by the path's format; errors in the spec's format
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+ACTION_NAMES = ("dispatch", "accept", "bounce", "start", "pause", "resume", "resolve", "close", "merge")
+
+OPERATIONS: dict[str, Operation] = {
+    # --- tickets (gateway/routes/tickets.py) ---
+    "list_services": Operation("The service catalogue of the caller's community", "tickets", answer="Page",
+                               query=("cursor", "limit"), action="services.read"),
+    "create_ticket": Operation("Report a matter (a resident; an integrator's key for a caller)", "tickets", 201,
+                               answer="Ticket", body=contracts.CreateTicketSchema, action="tickets.create",
+                               description="`service_code` must be one of the catalogue's (422 otherwise)."),
+    "list_my_tickets": Operation("The resident's own tickets", "tickets", answer="Page", query=("cursor", "limit"),
+                                 action="tickets.list"),
+    "get_ticket": Operation("One ticket with its timeline", "tickets", answer="Ticket", action="tickets.read"),
+    "my_inbox": Operation("The caller's echoes (in-app inbox)", "notify", answer="Page", query=("cursor", "limit"),
+                          action="inbox.read"),
+    "list_volunteer_teams": Operation("The community's volunteer teams", "volunteers", answer="Page",
+                                      query=("cursor", "limit"), action="volunteer_teams.read"),
+    "get_calendar": Operation("The year's working calendar (404 while not loaded)", "tickets", action="calendar.read",
+                              not_found=True),
+    "put_calendar": Operation("Load or replace the year's working calendar", "tickets", body=contracts.CalendarSchema,
+                              action="calendar.write"),
+    "act_on_ticket": Operation("One step of a ticket's lifecycle; 409 carries `state` and `allowed_actions`",
+                               "tickets", action="tickets.read", conflict=True, invalid=True,
+                               bodies=("DispatchSchema", "ReasonSchema", "PauseSchema", "ResolveSchema",
+                                       "CloseSchema", "MergeSchema", "PlanSchema", "TicketActionSchema"),
+                               description="The body depends on the action (kernel/contracts.py: dispatch → "
+                                           "Dispatch, pause → Pause, resolve → Resolve, close → Close, merge → "
+                                           "Merge, plan → Plan, bounce → Reason, others → TicketAction)."),
+    "comment_on_ticket": Operation("An internal or resident-visible comment", "tickets", 201, action="tickets.read",
+                                   bodies=("CommentSchema",), conflict=True),
+    "ticket_callback": Operation("The resident's answer, or staff recording a phone callback", "tickets",
+                                 action="tickets.record_callback", bodies=("CallbackSchema",), conflict=True),
+    "record_patrol": Operation("A grid worker's patrol; each finding becomes a ticket", "tickets", 201,
+                               action="patrols.record", bodies=("PatrolSchema",)),
+    # --- sign-in (gateway/routes/directory.py) ---
+    "request_code": Operation("Text a one-time sign-in code to a phone", "sign-in", 202,
+                              answer={"type": "object", "properties": {"sent": {"type": "boolean"}}},
+                              body=contracts.SignInCodeSchema, auth=False, invalid=True),
+    "sign_in": Operation("Sign in with the code (and a staff member's password)", "sign-in", answer="Tokens",
+                         body=contracts.SignInSchema, auth=False, invalid=True, refuses=True),
+    "refresh": Operation("A new access token for a refresh token", "sign-in", answer="Tokens",
+                         body=contracts.RefreshSchema, auth=False, invalid=True, refuses=True),
+    "sign_out": Operation("End the caller's session", "sign-in", 204),
+    # --- me ---
+    "me": Operation("Who the caller is", "me", action="me.read", not_found=True),
+    "export_me": Operation("Everything the platform holds about the caller", "me", action="me.export",
+                           not_found=True),
+    "erase_me": Operation("Erase the caller's personal data (tickets stay, anonymised)", "me", action="me.erase",
+                          not_found=True, conflict=True),
+    "record_consent": Operation("Grant or withdraw consent to one purpose", "me", 201, body=contracts.ConsentSchema,
+                                action="consents.write", not_found=True),
+    # --- the register ---
+    "list_residents": Operation("Residents the caller may see (grid workers: their grids)", "register",
+                                answer="Page", query=("cursor", "limit", "grid", "building", "flag"),
+                                action="residents.list"),
+    "get_resident": Operation("One person of the register", "register", action="residents.read"),
+    "place_tree": Operation("The community's grids, buildings and units", "places", action="places.read",
+                            not_found=True),
+    "list_communities": Operation("Every community of the platform", "places", answer="Page", action="places.read"),
+    "locate": Operation("The grid and workers of a building code", "places", action="places.read", invalid=True),
+    "audit": Operation("The audit trail (admins)", "administration", answer="Page",
+                       query=("cursor", "limit", "actor", "subject", "from", "to"), action="audit.read"),
+    # --- administration ---
+    "list_api_keys": Operation("Integrators' API keys (never the secret)", "administration", answer="Page",
+                               action="apikeys.manage"),
+    "create_api_key": Operation("A new API key: its secret is shown once", "administration", 201,
+                                body=contracts.ApiKeySchema, action="apikeys.manage", invalid=True),
+    "revoke_api_key": Operation("Revoke an API key (refused within a second)", "administration",
+                                action="apikeys.manage", invalid=True),
+    "revoke_person": Operation("End every session of a person", "administration", action="sessions.revoke",
+                               invalid=True),
+    "create_staff": Operation("Add a staff member or volunteer", "administration", 201, body=contracts.StaffSchema,
+                              action="staff.manage"),
+    # --- Open311 GeoReport v2 (gateway/routes/open311.py): `api_key` (a directory API key) for POST only ---
+    "open311_services": Operation("GeoReport v2: the service list", "open311", auth=False, open311=True),
+    "open311_service_definition": Operation("GeoReport v2: a service's attributes", "open311", auth=False,
+                                            open311=True),
+    "open311_create_request": Operation("GeoReport v2: file a request (form-encoded, api_key required)", "open311",
+                                        auth=False, open311=True),
+    "open311_list_requests": Operation("GeoReport v2: requests (90 days by default)", "open311", auth=False,
+                                       open311=True),
+    "open311_get_request": Operation("GeoReport v2: one request", "open311", auth=False, open311=True),
+    "open311_token": Operation("GeoReport v2: the request id of a token", "open311", auth=False, open311=True),
+    # --- the document itself and the operations endpoints (no authentication) ---
+    "openapi_document": Operation("This document", "documentation", answer="Object", auth=False, calls=False),
+    "docs_page": Operation("The API's documentation page (Swagger UI, served locally)", "documentation",
+                           answer={"type": "string"}, auth=False, calls=False),
+    "docs_asset": Operation("A file of the documentation page", "documentation", answer={"type": "string"},
+                            auth=False, calls=False),
+    "health_check": Operation("Liveness", "operations", auth=False, calls=False),
+    "readiness_check": Operation("Readiness: 503 while the broker is unreachable", "operations", auth=False,
+                                 calls=False, extra={503: "Object"}),
+    "metrics_exposition": Operation("Prometheus metrics", "operations", answer={"type": "string"}, auth=False,
+                                    calls=False),
+}
+"""Handler name -> its description. The catch-all 404 and the CORS preflight are not operations."""
+
+NOT_OPERATIONS = frozenset({"no_such_route", "preflight", "open311_no_such_route"})
+OPEN311_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504)
+CONTENT_TYPES = {"docs_page": "text/html", "metrics_exposition": "text/plain"}
+ASSET_TYPES = ("text/css", "text/javascript")
+PATH_VALUES = {("docs_asset", "name"): ["swagger-ui.css", "swagger-ui-bundle.js", "init.js"],
+               ("act_on_ticket", "action"): [*ACTION_NAMES, "plan"],
+               **{(name, "fmt"): ["json", "xml"] for name in ("open311_services", "open311_service_definition",
+                                                              "open311_create_request", "open311_list_requests",
+                                                              "open311_get_request", "open311_token")}}
+FREE_FORM = {"health_check", "readiness_check", "metrics_exposition", "docs_page", "docs_asset", "openapi_document"}
+
+QUERY = {
+    "cursor": {"description": "`next_cursor` of the previous page", "schema": {
+        "type": "string", "maxLength": MAX_CURSOR_CHARS}},  # empty: none
+    "limit": {"description": "page size", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                                     "default": DEFAULT_LIMIT}},
+    "from": {"description": "entries at or after (ISO 8601 with a zone)", "schema": {
+        "type": "string", "format": "date-time"}},
+    "to": {"description": "entries before (ISO 8601 with a zone)", "schema": {"type": "string", "format": "date-time"}},
+}
+_TEXT_FILTER = {"schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_CHARS}}  # empty: no filter
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+COMPONENTS: dict[str, dict] = {
+    "Problem": {
+        "type": "object", "description": "RFC 9457 problem details; `errors` holds per-field messages (422).",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string", "examples": ["/problems/validation_failed"]},
+            "title": {"type": "string"}, "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"}, "code": {"type": "string"}, "correlation_id": NULLABLE_STRING,
+            "errors": {"type": "object", "additionalProperties": True}}},
+    "Page": {
+        "type": "object", "description": "A page of a list: pass `next_cursor` back as `?cursor=` (null: the last).",
+        "required": ["items", "next_cursor"],
+        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "next_cursor": NULLABLE_STRING}},
+    "Ticket": {
+        "type": "object", "required": ["id"],
+        "properties": {"id": {"type": "string"}, "service_code": {"type": "string"}, "state": {"type": "string"},
+                       "status": {"type": "string"}, "description": {"type": "string"},
+                       "timeline": {"type": "array", "items": {"type": "object"}}}},
+    "Tokens": {
+        "type": "object",
+        "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"},
+                       "token_type": {"type": "string"}, "expires_in": {"type": "integer"}}},
+    "Object": {"type": "object"},
+    "Open311Errors": {"type": "array", "description": "GeoReport v2 errors: `[{\"code\", \"description\"}]`",
+                      "items": {"type": "object", "properties": {"code": {"type": "integer"},
+                                                                 "description": {"type": "string"}}}},
+}
+HEADERS = {
+    "CorrelationId": {"description": "the request's correlation id (the client's, or a new one)", "required": True,
+                      "schema": {"type": "string"}},
+    "RetryAfter": {"description": "seconds to wait", "required": True, "schema": {"type": "string",
+                                                                                   "pattern": r"^\d+$"}},
+    "WWWAuthenticate": {"required": True, "schema": {"type": "string"}},
+}
+
+
+# ------------------------------------------------------------------------------------------------- routes
+
+def routes(service: type | None = None) -> Iterator[tuple[str, str, str]]:
+    """``(handler name, method, werkzeug rule)`` of every ``@http`` entrypoint of the gateway.
+
+    >>> ("get_ticket", "GET", "/api/v1/tickets/<string:ticket_id>") in set(routes())
+    True
+    """
+    if service is None:
+        from gateway.service import GatewayService  # the service imports this module's route
+
+        service = GatewayService
+    for name in sorted(dir(service)):
+        for entrypoint in getattr(getattr(service, name, None), ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if hasattr(entrypoint, "url") and hasattr(entrypoint, "method"):
+                for method in entrypoint.method.split(","):
+                    yield name, method.strip().upper(), entrypoint.url
+
+
+_RULE_PARAMETER = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
+
+
+def openapi_path(rule: str) -> tuple[str, list[str]]:
+    """A werkzeug rule as an OpenAPI path, and its parameters' names.
+
+    >>> openapi_path("/api/v1/tickets/<string:ticket_id>/actions/<action>")
+    ('/api/v1/tickets/{ticket_id}/actions/{action}', ['ticket_id', 'action'])
+    """
+    return _RULE_PARAMETER.sub(r"{\2}", rule), [match[1] for match in _RULE_PARAMETER.findall(rule)]
+
+
+def error_statuses(operation: Operation, path_params: bool, method: str = "GET") -> list[int]:
+    """The problem statuses ``operation`` can answer, from what it does."""
+    statuses: set[int] = set()
+    if operation.auth:
+        statuses |= {401, 429}
+        if method == "POST":  # an Idempotency-Key: malformed 400, reused with another body 422, running 409
+            statuses |= {400, 409, 422}
+    if operation.action:
+        statuses.add(403)
+    if operation.body is not None or operation.bodies:
+        statuses |= {400, 413, 422, 429}
+    if operation.query:
+        statuses.add(422)
+    if path_params or operation.not_found:
+        statuses.add(404)
+    if operation.conflict:
+        statuses.add(409)
+    if operation.refuses:
+        statuses.add(401)
+    if operation.invalid:
+        statuses.add(422)
+    if operation.calls:
+        statuses |= {503, 504}
+    if not operation.auth and operation.calls:
+        statuses.add(429)  # the sign-in routes are limited per client address
+    return sorted(statuses)
+
+
+# ----------------------------------------------------------------------------------------------- document
+
+def _schema_name(schema: type[Schema]) -> str:
+    return schema.__name__.removesuffix("Schema")
+
+
+def _response(operation: Operation, name: str, status: int) -> dict:
+    if status == 204:
+        return {"description": REASONS[204], "headers": {CORRELATION_HEADER: {"$ref": "#/components/headers/"
+                                                                                    "CorrelationId"}}}
+    answer = operation.extra.get(status, operation.answer)
+    schema = {"$ref": f"#/components/schemas/{answer}"} if isinstance(answer, str) else answer
+    types = ASSET_TYPES if name == "docs_asset" else (CONTENT_TYPES.get(name, JSON),)
+    response: dict[str, Any] = {"description": REASONS.get(status, "OK"),
+                                "content": {media: {"schema": schema} for media in types}}
+    if name not in FREE_FORM:
+        response["headers"] = {CORRELATION_HEADER: {"$ref": "#/components/headers/CorrelationId"}}
+    return response
+
+
+def _problem(status: int) -> dict:
+    headers = {CORRELATION_HEADER: {"$ref": "#/components/headers/CorrelationId"}}
+    if status in (429, 503, 504):
+        headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+    if status == 401:
+        headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWWAuthenticate"}
+    return {"description": REASONS[status], "headers": headers,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _path_schema(name: str, param: str) -> dict:
+    values = PATH_VALUES.get((name, param))
+    return {"type": "string", "enum": values} if values else {"type": "string", "minLength": 1, "maxLength": 128}
+
+
+def _roles(action: str) -> str:
+    return ", ".join(PERMISSIONS[action])
+
+
+def _operation(spec: APISpec, name: str, method: str, params: list[str]) -> dict:
+    described = OPERATIONS.get(name)
+    if described is None:  # still in the document; the unit test fails until it is described
+        described = Operation(f"{name} (not described yet)", "undocumented", answer="Object",
+                              extra={}, invalid=True, not_found=True, conflict=True)
+    operation: dict[str, Any] = {"operationId": name, "summary": described.summary, "tags": [described.tag]}
+    text = [described.description] if described.description else []
+    if described.action:
+        text.append(f"Roles: {_roles(described.action)} (action `{described.action}`).")
+    if text:
+        operation["description"] = " ".join(text)
+    parameters: list[dict] = [{"name": param, "in": "path", "required": True, "schema": _path_schema(name, param)}
+                              for param in params]
+    for query in described.query:
+        parameters.append({"name": query, "in": "query", "required": False, **QUERY.get(query, _TEXT_FILTER)})
+    if method == "POST" and described.auth:
+        parameters.append({"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                           "description": "a retry with the same key and body has no second effect",
+                           "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}})
+    if parameters:
+        operation["parameters"] = parameters
+    if described.body is not None:
+        if _schema_name(described.body) not in spec.components.schemas:
+            spec.components.schema(_schema_name(described.body), schema=described.body)
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {
+            "$ref": f"#/components/schemas/{_schema_name(described.body)}"}}}}
+    if described.bodies:
+        refs = []
+        for schema_name in described.bodies:
+            schema = getattr(contracts, schema_name, None)
+            if schema is None:  # not in the contracts (yet): the body is described as an object
+                continue
+            if _schema_name(schema) not in spec.components.schemas:
+                spec.components.schema(_schema_name(schema), schema=schema)
+            refs.append({"$ref": f"#/components/schemas/{_schema_name(schema)}"})
+        body_schema = refs[0] if len(refs) == 1 else {"anyOf": refs} if refs else {"type": "object"}
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body_schema}}}
+    responses = {str(described.ok): _response(described, name, described.ok)}
+    for status, answer in described.extra.items():
+        if answer is not None and status not in PROBLEM_STATUSES:
+            responses[str(status)] = _response(described, name, status)
+    for status in error_statuses(described, bool(params), method):
+        responses.setdefault(str(status), _problem(status))
+    if described.open311:
+        any_json = {"oneOf": [{"type": "array"}, {"type": "object"}]}
+        responses = {"200": {"description": "OK (the format of the path)", "content": {
+            JSON: {"schema": any_json}, "text/xml": {"schema": {"type": "string"}}}}}
+        for status in OPEN311_ERRORS:
+            responses[str(status)] = {"description": REASONS[status], "content": {
+                JSON: {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
+                "text/xml": {"schema": {"type": "string"}}}}
+        if method == "POST":
+            operation["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "required": ["api_key", "service_code"], "properties": {
+                    "api_key": {"type": "string"}, "service_code": {"type": "string"},
+                    "jurisdiction_id": {"type": "string"}, "description": {"type": "string"},
+                    "address_string": {"type": "string"}, "lat": {"type": "number"}, "long": {"type": "number"}},
+                    "additionalProperties": {"type": "string"}}}}}
+    if name == "readiness_check":
+        responses["503"] = _response(described, name, 503)
+    operation["responses"] = responses
+    operation["security"] = [{"bearer": []}, {"apiKey": []}] if described.auth else []
+    if name not in OPERATIONS:
+        operation["x-undocumented"] = True
+    return operation
+
+
+@cache
+def document() -> dict:
+    """The OpenAPI 3.1 document of the gateway (built once per process)."""
+    spec = APISpec(title="Huisheng 回声 API", version="1", openapi_version=OPENAPI_VERSION,
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "Every resident request gets an echo. Lists answer `{\"items\": [...], "
+                                        "\"next_cursor\"}`; errors are RFC 9457 problem details."})
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": API_KEY_HEADER})
+    for name, schema in COMPONENTS.items():
+        spec.components.schema(name, schema)
+    for name, header in HEADERS.items():
+        spec.components.header(name, header)
+    paths: dict[str, dict[str, dict]] = {}
+    for name, method, rule in routes():
+        if name in NOT_OPERATIONS or method in ("OPTIONS", "HEAD"):
+            continue
+        path, params = openapi_path(rule)
+        paths.setdefault(path, {})[method.lower()] = _operation(spec, name, method, params)
+    for path, operations in sorted(paths.items()):
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+@cache
+def _route_map() -> Map:
+    return Map([Rule(rule, methods=[method], endpoint=name) for name, method, rule in routes()
+                if name not in NOT_OPERATIONS], strict_slashes=False)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the gateway serves at ``path``, for a 405's ``Allow`` (empty when the path is unknown).
+
+    >>> allowed_methods("/api/v1/me"), allowed_methods("/api/v1/nothing")
+    (['DELETE', 'GET'], [])
+    """
+    try:
+        _route_map().bind("gateway").match(path, method="NO-SUCH-METHOD")
+    except MethodNotAllowed as error:
+        return sorted(method for method in error.valid_methods or () if method not in ("HEAD", "OPTIONS"))
+    except HTTPException:
+        return []
+    return []
