@@ -119,9 +119,9 @@ def relay_rows(raw: Mapping) -> list[Figure]:
         Figure("platform.backlog_drain_rate", f"backlog drain, {events:,} events", drain.get("rate"), "events/s",
                baseline=publish, baseline_label="raw publish, beside it",
                target=DRAIN_TARGET, details={"complete": drain.get("complete"),
-                                             "inserted_before_due": drain.get("inserted_before_due")},
-               note="" if drain.get("inserted_before_due", True) else
-               "the backlog was still being written when it fell due: the relay competed with the writes"),
+                                             "relays_paused": drain.get("relays_paused")},
+               note="" if drain.get("relays_paused", 1) else
+               "no tickets process was paused while the backlog was written: the drain overlapped the writes"),
         Figure("platform.backlog_db_cpu_per_event", "backlog drain: SecantusDB CPU per event",
                dig(drain, "cpu_ms_per_event", "secantus"), "ms",
                details={"all_processes_ms": dig(drain, "cpu_ms_per_event", "system")}),

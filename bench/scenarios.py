@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,12 +36,7 @@ from bench.tap import EventTap
 from kernel.config import Settings
 from kernel.ledger import unpublished
 
-# The backlog is written before it becomes due: tickets go into SecantusDB at 400-1,500 a second
-# (five indexes each), so the margin grows with the backlog. A run whose inserts did not finish in
-# time says so (inserted_before_due) in its results.
-BACKLOG_MARGIN_SECONDS = 3.0
-BACKLOG_PER_INSTANT = 500  # backlog documents staged in the same millisecond (less than a sweep's page)
-BACKLOG_INSERT_RATE = 400.0
+BACKLOG_PER_INSTANT = 500  # backlog documents staged in the same millisecond, as writes pile up in an outage
 INSERT_BATCH = 1000
 NOT_THE_SYSTEM = frozenset({"harness", "loadgen"})  # the benchmark's own processes
 
@@ -137,26 +134,31 @@ def paced(ctx: Context, stack: Stack, rate: float | None = None, phase: str = "p
 def backlog(ctx: Context, stack: Stack, on_due: Callable[[], None] | None = None) -> dict:
     """Write N tickets whose events are unpublished (as after a broker outage); time the relay's drain.
 
-    They were staged within a few milliseconds of each other (:data:`BACKLOG_PER_INSTANT` to a
-    millisecond, as writes pile up during an outage), so they become due for the sweep at about
-    the same instant; the clock runs from the first of them falling due until the last reached
-    the tap, and the outbox is checked clean.
+    The relay reads what was committed in commit order (a change stream), so a backlog written while
+    it runs would be drained as it is written. The tickets processes are therefore stopped (SIGSTOP)
+    while the backlog is inserted, as a relay that could not publish during an outage, and continued
+    (SIGCONT) once it is all in. The relay then reads the backlog and leaves each event to its writer
+    for the grace period before it publishes it itself: the clock runs from the end of that grace
+    period until the last event reached the tap, and the outbox is checked clean.
     """
     count, prefix = ctx.config.backlog_events, f"bench-backlog-{uuid.uuid4().hex[:8]}-"
     grace = Settings.from_env(stack.env).outbox_grace_seconds
     documents = backlog_tickets(count, datetime.now(UTC), prefix)
-    last = due_after(BACKLOG_MARGIN_SECONDS + count / BACKLOG_INSERT_RATE)
-    instants = -(-count // BACKLOG_PER_INSTANT)
-    since = last - timedelta(milliseconds=instants - 1)
+    since = datetime.now(UTC)
     for index, document in enumerate(documents):
-        # the event's stamp too: a stamp older than the checkpoint counts as published
         staged_at(document, since + timedelta(milliseconds=index // BACKLOG_PER_INSTANT))
     tickets = EchoStore.of(ctx.client, stack).tickets
+    relays = [pid for name, pid in stack.pids().items() if name.split("#")[0] == "tickets"]
     mark, inserting = ctx.tap.mark(), time.time()
-    for start in range(0, count, INSERT_BATCH):
-        tickets.insert_many(documents[start:start + INSERT_BATCH])
-    inserted, due = time.time(), since.timestamp() + grace
-    raw_publish = [bracketing_publish(ctx, stack, until=due - 1.0)]
+    _signal_all(relays, signal.SIGSTOP)
+    try:
+        for start in range(0, count, INSERT_BATCH):
+            tickets.insert_many(documents[start:start + INSERT_BATCH])
+        inserted = time.time()
+        raw_publish = [bracketing_publish(ctx, stack)]
+    finally:
+        _signal_all(relays, signal.SIGCONT)
+    due = time.time() + grace
     time.sleep(max(0.0, due - time.time()))
     if on_due:
         on_due()
@@ -166,11 +168,17 @@ def backlog(ctx: Context, stack: Stack, on_due: Callable[[], None] | None = None
     cleaned_at = _wait_clean(tickets, time.time() + 30)
     raw_publish.append(bracketing_publish(ctx, stack))
     summary = analysis.drain_summary(count, due, arrivals, cleaned_at)
-    summary.update(insert_seconds=inserted - inserting, inserted_before_due=inserted < due, grace_seconds=grace,
+    summary.update(insert_seconds=inserted - inserting, relays_paused=len(relays), grace_seconds=grace,
                    event_type=documents[0]["_outbox"][0]["type"], cpu=cpu,
                    cpu_ms_per_event=cpu_ms_per_item(cpu, len(arrivals)), raw_publish=raw_publish,
                    raw_publish_rate=_mean([r["rate"] for r in raw_publish if r and r.get("rate")]))
     return summary
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def bracketing_publish(ctx: Context, stack: Stack, until: float | None = None) -> dict | None:
@@ -185,12 +193,6 @@ def bracketing_publish(ctx: Context, stack: Stack, until: float | None = None) -
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def due_after(seconds: float) -> datetime:
-    """A time ``seconds`` from now, at millisecond precision (what the database stores)."""
-    since = datetime.now(UTC) + timedelta(seconds=seconds)
-    return since.replace(microsecond=since.microsecond // 1000 * 1000)
 
 
 def _wait_published(tap: EventTap, mark: int, prefix: str, count: int, deadline: float) -> dict[str, float]:

@@ -1,16 +1,24 @@
-"""Which outbox events the broker confirmed: the ledger, and each outbox collection's checkpoint.
+"""Which outbox events are published: the ledger, and each outbox collection's resume point.
 
 A document keeps the events it was written with (under ``_outbox``, each stamped with
-the time it was staged) and the time of its latest staging (``_outbox_since``); the
-relay never updates it again. What is published is recorded instead, one ledger
-document per confirmed batch, and each collection has a checkpoint: every event
-staged before it is published. So a state change costs the database one write, not
-a write and a settle (on the embedded database an update costs two to three inserts).
+the time it was staged, and the document with the time of its latest staging under
+``_outbox_since``); the relay never updates it again. What the broker confirmed is
+recorded in the **ledger** instead, one document per batch of ids.
 
-An event of a document is *unpublished* when it was staged at or after its
-collection's checkpoint and no ledger document lists it. The relay's sweep publishes
-those older than the grace period and moves the checkpoint past them; ``huisheng ops
-outbox``, the fault suite and the benchmarks ask :func:`unpublished` the same question.
+Which writes exist is learnt in the database's commit order, from a change stream on
+each outbox collection (:func:`read_changes`), never from the writers' clocks: a write
+is seen when it commits, however late that is after its staging and whatever clock its
+writer has. Each collection has a **resume point** (``_outbox_checkpoints``): a change
+stream resume token such that every event of every change up to it is published. Next
+to it, ``since``: a lower bound on the staging stamps of what may still be unpublished
+(the server's time of that change less :data:`FALLBACK_LOOKBACK`), which only the
+fallback scan reads, when the token itself is no longer usable (the oplog was cut short:
+SecantusDB keeps 100,000 entries or an hour, an operator resized a replica set's).
+
+An event is *unpublished* when a change after the resume point carries it and no ledger
+document lists it (:func:`unpublished`: what ``huisheng ops outbox``, the fault suite and
+the benchmarks ask). The relay (:mod:`kernel.outbox`) answers the same question as it
+tails the stream.
 
 This module has no eventlet or nameko in it, so the CLI can import it.
 
@@ -25,22 +33,45 @@ This module has no eventlet or nameko in it, so the CLI can import it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bson import Timestamp
 from pymongo import ASCENDING
+from pymongo.collection import Collection as MongoCollection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 OUTBOX = "_outbox"
 SINCE = "_outbox_since"
-STAGED = "_staged"  # in each outbox entry: when it was written; never published
+STAGED = "_staged"  # in each outbox entry: when it was written (the writer's clock); never published
 OUTBOX_INDEX = "outbox_since"
 LEDGER = "_outbox_published"
 CHECKPOINTS = "_outbox_checkpoints"
-# Ledger entries only matter between a checkpoint and the present; a checkpoint held back
+# Ledger entries only matter between a resume point and the present; a point held back
 # longer than this (an event the broker keeps refusing) costs duplicates once it moves, not losses.
 LEDGER_RETENTION_SECONDS = 3600
 LOOKUP_CHUNK = 500  # event ids per ledger query
+# How far before its resume point the fallback scan reads: the one bound left, and only on the
+# degraded path (a lost resume token). A write staged longer than this before it committed, or
+# on a writer whose clock is that far behind, could be missed by the scan. Shorter than the
+# ledger's retention, so the ledger still knows what of it was published (few duplicates).
+FALLBACK_LOOKBACK = timedelta(minutes=15)
+# The server cannot resume from the token: its history was cut short, or the token is not one it reads.
+RESUME_LOST_CODES = frozenset({286, 280, 260, 9})  # ChangeStreamHistoryLost, ChangeStreamFatalError,
+# InvalidResumeToken, FailedToParse (SecantusDB's answer to a token it cannot decode)
+# Only writes can carry events; the projection keeps deletes, drops and large documents off the wire.
+STREAM_PIPELINE = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}},
+    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1,
+                  f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}},
+]
+STREAM_BATCH = 1000
+
+
+class ResumePointLost(Exception):
+    """The change stream cannot resume from the stored token: fall back to a scan."""
 
 
 def ensure_ledger_indexes(db: Database) -> None:
@@ -52,8 +83,6 @@ def ensure_ledger_indexes(db: Database) -> None:
     """
     ledger = db[LEDGER]
     ledger.create_index("ids", name="by_event")
-    if "expiry" in ledger.index_information():  # the TTL index of an earlier version
-        ledger.drop_index("expiry")
     ledger.create_index("at", name="by_age")
 
 
@@ -80,21 +109,129 @@ def published_among(db: Database, event_ids: Iterable[str]) -> set[str]:
     return found.intersection(wanted)
 
 
+# --------------------------------------------------------------------------- resume points
+
+
+def resume_point(db: Database, collection_name: str) -> dict | None:
+    """The stored point of a collection: ``{"token", "at", "since"}`` (any may be missing), or None."""
+    return db[CHECKPOINTS].find_one({"_id": collection_name})
+
+
 def checkpoint(db: Database, collection_name: str) -> datetime | None:
-    """Every event of ``collection_name`` staged before this time is published (None: no sweep yet)."""
-    document = db[CHECKPOINTS].find_one({"_id": collection_name})
-    return _aware(document["since"]) if document else None
+    """The fallback scan's lower bound: no unpublished event was staged before it (None: scan everything)."""
+    document = resume_point(db, collection_name)
+    return _aware(document["since"]) if document and document.get("since") else None
 
 
 def advance_checkpoint(db: Database, collection_name: str, since: datetime) -> None:
-    """Move the checkpoint forward to ``since``; never back (two relays may sweep at once)."""
+    """Move the scan's lower bound forward to ``since``; never back (two relays may move it at once)."""
     db[CHECKPOINTS].update_one({"_id": collection_name}, {"$max": {"since": since}}, upsert=True)
 
 
-def staged_since(document: dict, since: datetime | None) -> list[dict]:
-    """The events of a document staged at or after ``since``: the older ones are published.
+def save_resume_point(db: Database, collection_name: str, token: dict, at: Timestamp, wall: datetime) -> bool:
+    """Store ``token`` (the change at cluster time ``at``, at server time ``wall``, and all before it are
+    published) unless a relay already stored a later one; True if stored.
 
-    An entry without a stamp (written before the ledger existed) always counts.
+    Two relays tail the same collection: the point only moves forward, by cluster time
+    (a token is opaque), and the scan's bound with it.
+    """
+    update = {"$set": {"token": token, "at": at}, "$max": {"since": _aware(wall) - FALLBACK_LOOKBACK}}
+    try:
+        stored = db[CHECKPOINTS].update_one(
+            {"_id": collection_name, "$or": [{"at": {"$lt": at}}, {"at": {"$exists": False}}]}, update, upsert=True)
+    except DuplicateKeyError:  # the document exists with a later point: the upsert's insert collided
+        return False
+    return stored.modified_count + (1 if stored.upserted_id is not None else 0) > 0
+
+
+@dataclass
+class Change:
+    """One committed write of an outbox collection, as the stream gives it."""
+
+    token: dict
+    at: Timestamp | None
+    wall: datetime | None
+    document_id: object
+    events: list[dict]
+
+
+def events_of(change: dict) -> list[dict]:
+    """The outbox entries a change wrote: a new document's, or those an update appended.
+
+    An update may name the array (its first events) or its new positions; a
+    replacement gives the whole document (its older events too: the ledger filters them).
+
+    >>> events_of({"operationType": "insert", "fullDocument": {"_id": 1, "_outbox": [{"event_id": "a"}]}})
+    [{'event_id': 'a'}]
+    >>> events_of({"operationType": "update", "updateDescription": {"updatedFields": {
+    ...     "_outbox.2": {"event_id": "c"}, "_outbox.1": {"event_id": "b"}, "state": "x"}}})
+    [{'event_id': 'b'}, {'event_id': 'c'}]
+    >>> events_of({"operationType": "update", "updateDescription": {"updatedFields": {"state": "x"}}})
+    []
+    """
+    if change.get("operationType") in ("insert", "replace"):
+        return list((change.get("fullDocument") or {}).get(OUTBOX) or [])
+    fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+    found: list[tuple[int, list[dict]]] = []
+    for key, value in fields.items():
+        if key == OUTBOX:
+            found.append((-1, list(value or [])))
+        elif key.startswith(OUTBOX + ".") and key[len(OUTBOX) + 1:].isdigit() and isinstance(value, dict):
+            found.append((int(key[len(OUTBOX) + 1:]), [value]))
+    return [event for _, events in sorted(found, key=lambda item: item[0]) for event in events]
+
+
+def as_change(raw: dict) -> Change:
+    wall = raw.get("wallTime")
+    return Change(raw["_id"], raw.get("clusterTime"), _aware(wall) if wall else None,
+                  (raw.get("documentKey") or {}).get("_id"), events_of(raw))
+
+
+def open_stream(collection: MongoCollection, token: dict | None, await_ms: int = 1):
+    """A change stream of the collection's writes, resumed after ``token`` (from now if None).
+
+    Raises :class:`ResumePointLost` if the server cannot resume from the token.
+    """
+    try:
+        stream = collection.watch(STREAM_PIPELINE, resume_after=token, batch_size=STREAM_BATCH,
+                                  max_await_time_ms=await_ms)
+    except OperationFailure as error:
+        if token is not None and error.code in RESUME_LOST_CODES:
+            raise ResumePointLost(f"{collection.name}: {error.details.get('codeName', error.code)}") from error
+        raise
+    return stream
+
+
+def next_changes(stream, limit: int) -> Iterator[Change]:
+    """The changes the stream has now, up to ``limit``; stops at the first empty answer (caught up).
+
+    A resumed stream may only learn on its first read that its point is gone.
+    """
+    for _ in range(limit):
+        try:
+            raw = stream.try_next()
+        except OperationFailure as error:
+            if error.code in RESUME_LOST_CODES:
+                raise ResumePointLost(str(error.details.get("codeName", error.code))) from error
+            raise
+        if raw is None:
+            return
+        yield as_change(raw)
+
+
+def read_changes(collection: MongoCollection, token: dict, limit: int = 1_000_000) -> list[Change]:
+    """Every change after ``token`` committed by now (raises :class:`ResumePointLost`)."""
+    with open_stream(collection, token) as stream:
+        return list(next_changes(stream, limit))
+
+
+# --------------------------------------------------------------------------- what is unpublished
+
+
+def staged_since(document: dict, since: datetime | None) -> list[dict]:
+    """The events of a document staged at or after ``since`` (the scan's bound).
+
+    An entry without a stamp always counts.
     """
     events = document.get(OUTBOX) or []
     if since is None:
@@ -122,19 +259,42 @@ def pending_events(db: Database, documents: Iterable[dict], since: datetime | No
     return pending
 
 
-def unpublished(db: Database, collection_name: str, until: datetime | None = None) -> list[dict]:
-    """Documents of the collection with events neither the ledger nor the checkpoint accounts for.
+def scan(db: Database, collection_name: str, since: datetime | None) -> list[dict]:
+    """The fallback: documents staged at or after ``since`` (every one with an outbox if None), oldest first."""
+    query = {SINCE: {"$gte": since} if since else {"$exists": True}}
+    return list(db[collection_name].find(query, {OUTBOX: 1, SINCE: 1}).sort(SINCE, ASCENDING))
 
-    Each comes back as ``{"_id", "_outbox_since", "_outbox": [its unpublished events]}``,
-    oldest first; ``until`` leaves out documents staged later.
+
+def unpublished(db: Database, collection_name: str) -> list[dict]:
+    """Documents of the collection with events written after its resume point that the ledger does not list.
+
+    Read from the change stream after the stored token (commit order: a late commit is
+    there); if there is no token, or the server cannot resume from it, from a scan of the
+    documents staged since the point's ``since``. Each comes back as ``{"_id",
+    "_outbox_since", "_outbox": [its unpublished events]}``, oldest staging first.
     """
-    since = checkpoint(db, collection_name)
-    query: dict = {SINCE: {"$gte": since} if since else {"$exists": True}}
-    if until is not None:
-        query[SINCE]["$lte"] = until
-    documents = db[collection_name].find(query, {OUTBOX: 1, SINCE: 1}).sort(SINCE, ASCENDING)
-    return [{"_id": document["_id"], SINCE: _aware(document[SINCE]), OUTBOX: events}
-            for document, events in pending_events(db, documents, since)]
+    point = resume_point(db, collection_name) or {}
+    documents: list[dict] | None = None
+    if point.get("token"):
+        try:
+            changes = read_changes(db[collection_name], point["token"])
+        except ResumePointLost:
+            documents = None
+        else:
+            merged: dict = {}
+            for change in changes:
+                merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
+            documents = [doc for doc in merged.values() if doc[OUTBOX]]
+            since = None
+    if documents is None:
+        since = checkpoint(db, collection_name)
+        documents = scan(db, collection_name, since)
+    found = []
+    for document, events in pending_events(db, documents, since):
+        stamps = [_aware(event[STAGED]) for event in events if STAGED in event]
+        latest = _aware(document[SINCE]) if document.get(SINCE) else max(stamps, default=None)
+        found.append({"_id": document["_id"], SINCE: latest, OUTBOX: events})
+    return sorted(found, key=lambda d: d[SINCE] or datetime.min.replace(tzinfo=UTC))
 
 
 def _aware(moment: datetime) -> datetime:

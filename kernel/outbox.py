@@ -6,11 +6,30 @@ time of its latest staging under ``_outbox_since``), so the change and its event
 are saved atomically: no dual write, and on SecantusDB a single-document write
 costs a third of a transaction. Right after the write the relay publishes them
 with publisher confirms. It never writes the document again: what the broker
-confirmed goes into a ledger, one document per batch, and a sweep takes whatever
-was left behind (a crash between the write and the publish, a broker outage) once
-it is older than a grace period, then moves its collection's checkpoint past it
-(see :mod:`kernel.ledger`). A consumer may therefore see an event twice, never
-zero times: consumers dedupe on ``event_id``.
+confirmed goes into a ledger, one document per batch (see :mod:`kernel.ledger`).
+
+What its writer's publish left behind (a crash between the write and the publish,
+a broker outage) is found in **commit order**, from a change stream on each outbox
+collection, never by the writers' clocks: a write is seen when the database applies
+it, however long after its staging (an election, a stalled network: the fault suite
+holds one back 10 s) and whatever its writer's clock says (two hosts, two clocks).
+The relay holds each change for a grace delay counted on its *own* clock from when
+it received it, so the writer's immediate publish usually wins; then it publishes
+the change's events that neither it (it remembers a minute of confirms) nor the
+ledger knows, and stores a resume token past every change all of whose events are
+published. A relay that restarts resumes from that token; two instances of a
+service tail the same collections and store the same point (it only moves
+forward), so an event may be published by both, never by neither. A consumer may
+therefore see an event twice, never zero times: consumers dedupe on ``event_id``.
+
+If the server cannot resume from the token (its oplog was cut short: SecantusDB
+keeps 100,000 entries or an hour; an operator resized a replica set's), the relay
+opens a new stream at the present *first*, then scans the documents staged since
+the point's bound (:data:`kernel.ledger.FALLBACK_LOOKBACK` before it), so whatever
+commits meanwhile is in one or the other; it logs ``outbox.resume_lost`` and counts
+``huisheng_outbox_resume_lost_total``.
+
+How the stream is read depends on the server, behind one seam, :class:`StreamReading`.
 
 >>> from kernel.envelope import Envelope
 >>> event = Envelope.new("echo.failed", {"echo_id": "e", "ticket_id": "t", "recipient": "r",
@@ -29,12 +48,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import eventlet
+from bson import Timestamp
 from eventlet.queue import LightQueue
 from nameko.extensions import DependencyProvider, SharedExtension
-from pymongo import ASCENDING
+from prometheus_client import Counter
+from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from kernel.config import settings_of
@@ -45,12 +68,19 @@ from kernel.ledger import (
     OUTBOX,
     SINCE,
     STAGED,
-    advance_checkpoint,
+    Change,
+    ResumePointLost,
     checkpoint,
     ensure_ledger_indexes,
-    pending_events,
+    next_changes,
+    open_stream,
     prune_ledger,
+    published_among,
     record_published,
+    resume_point,
+    save_resume_point,
+    scan,
+    staged_since,
 )
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
@@ -58,24 +88,98 @@ from kernel.mongo import MongoClientProvider
 from kernel.publisher import Outgoing, PipelinedPublisher
 from kernel.topology import EVENTS
 
-__all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "ensure_indexes", "push_events", "staged",
-           "with_events"]
+__all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "StreamReading", "ensure_indexes", "push_events",
+           "staged", "with_events"]
 
 SWEEP_BATCH = 500  # documents whose events are published as one pipelined batch
-SWEEP_READ = 2000  # documents a sweep aims to read at once (see OutboxRelay._read_slice)
-FIRST_SLICE = timedelta(seconds=5)  # the span of time a sweep first reads, resized after every read
-LONGEST_SLICE = timedelta(hours=1)
+MAX_PENDING = 20_000  # changes held in memory at most (a broker outage): the stream is read on once they go
 # Confirmed ids are written to the ledger in one document this often (at most a quarter of the
-# grace period, so that another relay's sweep finds them there): a statement per interval, not per batch.
+# grace delay, so that another relay finds them there before it would publish them itself).
 LEDGER_SECONDS = 0.5
+SAVE_SECONDS = 1.0  # the resume point is stored this often at most
 PRUNE_SECONDS = 60.0  # the ledger is pruned of entries past their retention this often
 FLUSH_BATCH = 200  # documents the flusher publishes as one batch at most
-# The relay remembers what it published itself for this long, so that its sweep (whose window is
-# the grace period plus one interval behind) rarely has to ask the ledger.
+# The relay remembers what it published itself for this long, so that its stream (a grace delay
+# behind) rarely has to ask the ledger.
 REMEMBER_SECONDS = 60.0
-ONE_TICK = timedelta(milliseconds=1)  # the database keeps times to the millisecond
+
+OUTBOX_FALLBACKS = Counter("huisheng_outbox_resume_lost_total",
+                           "Times a relay could not resume its change stream and scanned instead",
+                           ["service", "collection"])
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamReading:
+    """How the relay reads a change stream: THE seam for the embedded server's costs.
+
+    On MongoDB a ``getMore`` waits on the server for new changes (``await_ms``) and the
+    relay reads again at once. On SecantusDB every waiting ``getMore`` is a polling loop
+    in its Python engine and each answer a round trip per write, which cost the writes
+    beside it a fifth of their rate per relay: there the relay asks without waiting,
+    once per ``poll_seconds`` (the sweep interval), and takes everything committed
+    meanwhile in one batch. The grace delay makes the latency of either irrelevant.
+
+    A caught-up stream's own position (its post-batch resume token) is stored on
+    MongoDB, so a quiet collection's point stays inside the oplog. SecantusDB's can name
+    the database's ``$cmd`` namespace (after an index build) and it then refuses to
+    resume from it: there only tokens of changes are stored (``idle_positions``), and a
+    collection quiet for longer than its oplog lasts falls back to a (small) scan.
+
+    >>> StreamReading.for_server({"setName": "secantus"}, poll_seconds=1.0)
+    StreamReading(poll_seconds=1.0, await_ms=1, idle_positions=False)
+    >>> StreamReading.for_server({"setName": "rs0"}, poll_seconds=1.0)
+    StreamReading(poll_seconds=0.02, await_ms=500, idle_positions=True)
+    """
+
+    poll_seconds: float
+    await_ms: int
+    idle_positions: bool
+
+    @classmethod
+    def for_server(cls, hello: dict, poll_seconds: float) -> StreamReading:
+        if hello.get("setName") == "secantus":
+            return cls(poll_seconds=poll_seconds, await_ms=1, idle_positions=False)
+        return cls(poll_seconds=0.02, await_ms=500, idle_positions=True)
+
+    @classmethod
+    def of(cls, client: MongoClient, poll_seconds: float) -> StreamReading:
+        return cls.for_server(client.admin.command("hello"), poll_seconds)
+
+
+@dataclass
+class _Pending:
+    change: Change
+    received: float  # time.monotonic() when this relay read it
+
+
+@dataclass
+class _Tail:
+    """One collection's stream and what the relay read from it and has not yet seen published."""
+
+    stream: object = None
+    pending: deque = field(default_factory=deque)
+    safe: Change | None = None  # the latest change that all before it are published with
+    last: Change | None = None  # the latest change read
+    at: Timestamp | None = None  # cluster time of the latest point known safe
+    saved: float = 0.0
+    saved_token: dict | None = None
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        self.pending.clear()  # re-read from the stored point: nothing past it is lost, some is read twice
+        self.safe = self.last = None
+        if stream is not None:
+            with suppress(Exception):  # a dead connection has nothing to close
+                stream.close()
+
+
+def _operation_time(collection: Collection) -> Timestamp | None:
+    """The server's cluster time now (the stream just opened is at or before it)."""
+    with collection.database.client.start_session() as session:
+        collection.database.command("ping", session=session)
+        return session.operation_time
 
 
 def staged(envelopes: Iterable[Envelope], at: datetime | None = None) -> list[dict]:
@@ -121,7 +225,7 @@ def ensure_indexes(collection: Collection) -> None:
 
 
 class OutboxRelay(SharedExtension):
-    """Publishes outbox events of one container, at once after a write and by a periodic sweep."""
+    """Publishes outbox events of one container, at once after a write and from the collections' change streams."""
 
     def __init__(self, **kwargs):
         self.collection_names: set[str] = set()
@@ -132,7 +236,8 @@ class OutboxRelay(SharedExtension):
         self._published: set[str] = set()  # event ids the broker confirmed lately
         self._confirmed: deque[tuple[float, str]] = deque()  # (when, monotonic; event id), oldest first
         self._unrecorded: list[str] = []  # confirmed, not yet in the ledger
-        self._slices: dict[str, timedelta] = {}  # collection -> the span of time its next sweep reads
+        self._tails: dict[str, _Tail] = {}  # collection -> its stream and what was read from it
+        self.fallbacks = 0  # resume points lost (also a metric)
         super().__init__(**kwargs)
 
     mongo = MongoClientProvider()
@@ -141,6 +246,7 @@ class OutboxRelay(SharedExtension):
         settings = settings_of(self.container.config)
         self.settings = settings
         self.record_every = min(LEDGER_SECONDS, settings.outbox_grace_seconds / 4)
+        self.grace = settings.outbox_grace_seconds
         # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
         # events nobody is bound to in a visible queue instead of dropping them. One publisher
         # per greenthread that publishes: the flusher's and the sweep's.
@@ -159,7 +265,8 @@ class OutboxRelay(SharedExtension):
         return self._collections
 
     def start(self) -> None:
-        self._sweeper = self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweep")
+        self.source = StreamReading.of(self.mongo.client, self.settings.outbox_sweep_seconds)
+        self._sweeper = self.container.spawn_managed_thread(self._tail_forever, identifier="outbox-tail")
         self._recorder = self.container.spawn_managed_thread(self._record_forever, identifier="outbox-ledger")
         self._flusher = self.container.spawn_managed_thread(self._flush_forever, identifier="outbox-flush")
 
@@ -176,6 +283,8 @@ class OutboxRelay(SharedExtension):
             if thread is not None:
                 thread.kill()
         self._sweeper = self._recorder = self._flusher = None
+        for tail in self._tails.values():
+            tail.close()
         for publisher in (self._flush_publisher, self._sweep_publisher):
             if publisher is not None:
                 publisher.close()
@@ -278,75 +387,130 @@ class OutboxRelay(SharedExtension):
         while self._confirmed and self._confirmed[0][0] < before:
             self._published.discard(self._confirmed.popleft()[1])
 
-    def sweep(self) -> bool:
-        """Publish what is older than the grace period and still unpublished, a slice per collection.
+    # ------------------------------------------------------------------ the commit-ordered source
 
-        Returns True if a collection has more waiting than one slice took (a backlog).
-        """
-        cutoff = utcnow() - timedelta(seconds=self.settings.outbox_grace_seconds)
-        more = [self._sweep_slice(name, collection, cutoff) for name, collection in self.collections().items()]
-        return any(more)
+    def _tail_forever(self) -> None:
+        pruned = time.monotonic()
+        while True:
+            started = time.monotonic()
+            busy = False
+            for name in self.collections():
+                try:
+                    busy = self.tail(name) or busy
+                except Exception as error:  # the stream is reopened from the stored point next round
+                    log.warning("outbox.tail_failed", collection=name, error=repr(error))
+                    self._tails[name].close()
+            if started - pruned >= PRUNE_SECONDS:
+                try:
+                    prune_ledger(self.mongo.database(self.container.service_name))
+                    pruned = started
+                except Exception as error:
+                    log.warning("outbox.prune_failed", error=repr(error))
+            pause = self.source.poll_seconds - (time.monotonic() - started)
+            eventlet.sleep(0 if busy else max(0.02, pause))  # a backlog is worked off without pausing
 
-    def _sweep_slice(self, name: str, collection: Collection, cutoff: datetime) -> bool:
-        """One slice of time of a collection's documents, from its checkpoint on, no later than ``cutoff``.
+    def tail(self, name: str) -> bool:
+        """One round on a collection: read what committed since, publish what is past the grace delay
+        and still unpublished, store the new resume point. True if more is waiting (a backlog)."""
+        tail = self._tails.setdefault(name, _Tail())
+        collection = self.collections()[name]
+        if tail.stream is None:
+            self._open(name, collection, tail)
+        now = time.monotonic()
+        room = MAX_PENDING - len(tail.pending)
+        for change in next_changes(tail.stream, room) if room > 0 else ():
+            tail.pending.append(_Pending(change, now))
+            tail.last = change
+        more = self._publish_ready(name, collection, tail, now - self.grace)
+        self._save(name, collection, tail)
+        return more or len(tail.pending) >= MAX_PENDING
 
-        Every unpublished event of the slice is published (a batch of :data:`SWEEP_BATCH`
-        documents at a time); once all are confirmed the checkpoint moves past the slice,
-        else to the first document whose events the broker did not confirm. True if the
-        slice ended before ``cutoff``.
-        """
-        db = collection.database
-        since = checkpoint(db, name)
-        documents, next_since = self._read_slice(name, collection, since, cutoff)
-        pending = pending_events(db, documents, since, known=self._published)
-        failed_since = None
-        for start in range(0, len(pending), SWEEP_BATCH):
-            batch = pending[start:start + SWEEP_BATCH]
-            confirmed = self._publish_batch([events for _, events in batch])
+    def _open(self, name: str, collection: Collection, tail: _Tail) -> None:
+        """Resume the stream from the stored point; if that is gone, scan from the point's bound."""
+        point = resume_point(collection.database, name) or {}
+        reason = None
+        if point.get("token"):
+            try:
+                tail.stream = open_stream(collection, point["token"], self.source.await_ms)
+                tail.at = point.get("at")
+                return
+            except ResumePointLost as lost:
+                reason = str(lost)
+        self._fall_back(name, collection, tail, reason)
+
+    def _fall_back(self, name: str, collection: Collection, tail: _Tail, reason: str | None) -> None:
+        """Open the stream at the present first, then scan: whatever commits meanwhile is in one or the other."""
+        tail.stream = open_stream(collection, None, self.source.await_ms)
+        tail.at = _operation_time(collection)
+        since = checkpoint(collection.database, name)
+        documents = scan(collection.database, name, since)
+        start = tail.stream.resume_token if self.source.idle_positions else None
+        now = time.monotonic()
+        for document in documents:  # published ones are filtered when they are due, as the stream's are
+            events = staged_since(document, since)
+            if events:
+                tail.pending.append(_Pending(Change(start, tail.at, None, document["_id"], events), now))
+        if reason is not None:  # not a first start (nor a quiet collection's on SecantusDB): a loss
+            self.fallbacks += 1
+            labelled(OUTBOX_FALLBACKS, self.container.service_name, name).inc()
+            log.warning("outbox.resume_lost", collection=name, reason=reason, scanned=len(documents),
+                        since=since.isoformat() if since else None)
+        else:
+            log.info("outbox.scanned", collection=name, scanned=len(documents),
+                     since=since.isoformat() if since else None)
+
+    def _publish_ready(self, name: str, collection: Collection, tail: _Tail, due: float) -> bool:
+        """Publish the unpublished events of changes received before ``due``, in commit order, a batch of
+        :data:`SWEEP_BATCH` at a time; the resume point moves past every change all of whose events the
+        broker confirmed (or the ledger lists). True if due changes are left (a backlog, or a refusal)."""
+        while tail.pending and tail.pending[0].received <= due:
+            batch = []
+            for item in tail.pending:
+                if item.received > due or len(batch) == SWEEP_BATCH:
+                    break
+                batch.append(item)
+            candidates = [(item, [e for e in item.change.events if e["event_id"] not in self._published])
+                          for item in batch]
+            asked = [event["event_id"] for _, events in candidates for event in events]
+            known = published_among(collection.database, asked) if asked else set()
+            waiting = [(item, [e for e in events if e["event_id"] not in known]) for item, events in candidates]
+            to_publish = [events for _, events in waiting if events]
+            confirmed = self._publish_batch(to_publish) if to_publish else set()
             labelled(PUBLISHED, self.container.service_name, name).inc(len(confirmed))
-            failed = [document for document, events in batch
-                      if any(event["event_id"] not in confirmed for event in events)]
-            if failed:
-                failed_since = failed[0][SINCE]
-                break  # the broker refused one: the rest waits for the next sweep
-        if failed_since is None and pending:
-            log.info("outbox.swept", collection=name, documents=len(pending),
-                     events=sum(len(events) for _, events in pending))
-        more = next_since < cutoff
-        if failed_since is not None:
-            next_since, more = failed_since, False
-        if since is None or next_since > since:
-            advance_checkpoint(db, name, next_since)
-        self._gauge(name, pending if failed_since is not None else [], failed_since)
-        return more
+            if to_publish:
+                log.info("outbox.swept", collection=name, documents=len(to_publish),
+                         events=sum(len(events) for events in to_publish), confirmed=len(confirmed))
+            for item, events in waiting:
+                if any(event["event_id"] not in confirmed for event in events):
+                    self._gauge(name, tail)
+                    return False  # the broker refused one: this change and what follows wait for the next round
+                tail.pending.popleft()
+                tail.safe = item.change
+        self._gauge(name, tail)
+        return bool(tail.pending) and tail.pending[0].received <= due
 
-    def _read_slice(self, name: str, collection: Collection, since: datetime | None,
-                    cutoff: datetime) -> tuple[list[dict], datetime]:
-        """The documents staged from ``since`` until the slice's end, and that end (excluded).
-
-        The database reads a whole range of its index whatever the limit (SecantusDB
-        fetches every document of the range before it sorts or limits), so a read is
-        bounded by time, not by a count: each collection's slice is resized after every
-        read to hold about :data:`SWEEP_READ` documents (at least a millisecond, the
-        database's resolution, so a slice always moves on).
-        """
-        if since is None:  # no sweep yet: from the oldest document
-            oldest = collection.find_one({SINCE: {"$lte": cutoff}}, {SINCE: 1}, sort=[(SINCE, ASCENDING)])
-            if oldest is None:
-                return [], cutoff
-            since = oldest[SINCE]
-        width = self._slices.get(name, FIRST_SLICE)
-        end = min(cutoff, since + width)
-        documents = list(collection.find({SINCE: {"$gte": since, "$lt": end}}, {OUTBOX: 1, SINCE: 1}))
-        if len(documents) > SWEEP_READ:
-            width = max(ONE_TICK, width * SWEEP_READ / len(documents) // ONE_TICK * ONE_TICK)
-        elif len(documents) < SWEEP_READ // 4 and end < cutoff:
-            width = min(LONGEST_SLICE, width * 2)
-        self._slices[name] = width
-        return documents, end
+    def _save(self, name: str, collection: Collection, tail: _Tail) -> None:
+        """Store the resume point, every :data:`SAVE_SECONDS` at most: the stream's own position once
+        nothing read is pending, else the last change published with all before it."""
+        now = time.monotonic()
+        if now - tail.saved < SAVE_SECONDS:
+            return
+        if not tail.pending and tail.stream is not None:  # everything read is published
+            token = tail.stream.resume_token if self.source.idle_positions else (
+                tail.last.token if tail.last is not None else None)
+            at = tail.last.at if tail.last is not None else None
+        elif tail.safe is not None:
+            token, at = tail.safe.token, tail.safe.at
+        else:
+            return
+        at = max(filter(None, (at, tail.at)), default=None)
+        if token is None or token == tail.saved_token or at is None:
+            return
+        save_resume_point(collection.database, name, token, at, at.as_datetime())  # the server's clock
+        tail.saved, tail.saved_token, tail.safe, tail.at = now, token, None, at
 
     def _publish_batch(self, outboxes: list[list[dict]]) -> set[str]:
-        """Publish a swept batch; the ids the broker confirmed (none if the connection failed)."""
+        """Publish a batch from the stream; the ids the broker confirmed (none if the connection failed)."""
         try:
             return self._publish_documents(self._sweep_publisher, outboxes)
         except Exception as error:
@@ -354,26 +518,13 @@ class OutboxRelay(SharedExtension):
             log.warning("outbox.sweep_publish_failed", error=repr(error))
             return set()
 
-    def _gauge(self, name: str, pending: list, oldest: datetime | None) -> None:
-        """Documents the sweep could not publish, and how long the oldest of them has waited."""
-        lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
-        labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(pending))
-        labelled(OUTBOX_OLDEST, self.container.service_name, name).set(max(0.0, lag))
-
-    def _sweep_forever(self) -> None:
-        pruned = time.monotonic()
-        while True:
-            started = time.monotonic()
-            backlog = False
-            try:
-                backlog = self.sweep()
-                if started - pruned >= PRUNE_SECONDS:
-                    prune_ledger(self.mongo.database(self.container.service_name))
-                    pruned = started
-            except Exception as error:
-                log.warning("outbox.sweep_failed", error=repr(error))
-            pause = self.settings.outbox_sweep_seconds - (time.monotonic() - started)
-            eventlet.sleep(0 if backlog else max(0.05, pause))  # a backlog is swept without pausing
+    def _gauge(self, name: str, tail: _Tail) -> None:
+        """Changes past the grace delay still waiting, and how long the oldest has waited (on this relay's
+        own clock: the time it was received, not its writer's stamp)."""
+        now = time.monotonic()
+        late = [item for item in tail.pending if item.received <= now - self.grace]
+        labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(late))
+        labelled(OUTBOX_OLDEST, self.container.service_name, name).set(now - late[0].received if late else 0.0)
 
 
 class Outbox(DependencyProvider):

@@ -597,8 +597,8 @@ def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime
     """Every outbox collection of every service's database, with what the broker has not confirmed.
 
     A document keeps its events after they are published; :func:`kernel.ledger.unpublished`
-    (the question the relay's sweep asks) tells the events neither the ledger nor the
-    collection's checkpoint accounts for.
+    (the question the relay asks) tells the events written after the collection's resume
+    point, in commit order, that the ledger does not list.
     """
     from kernel.ledger import unpublished
     from kernel.platform import PROCESSES

@@ -59,9 +59,20 @@ def test_old_entries_are_pruned_and_recent_ones_kept(db):
 
 
 def test_the_ledger_has_no_ttl_index(db):
-    db[LEDGER].drop_indexes()
-    db[LEDGER].create_index("at", name="expiry", expireAfterSeconds=3600)  # as an earlier version made it
-    ensure_ledger_indexes(db)
     indexes = db[LEDGER].index_information()
     assert sorted(indexes) == ["_id_", "by_age", "by_event"]
     assert not any("expireAfterSeconds" in spec for spec in indexes.values())
+
+
+def test_a_resume_point_only_moves_forward_by_cluster_time(db):
+    from bson import Timestamp
+
+    from kernel.ledger import FALLBACK_LOOKBACK, resume_point, save_resume_point
+
+    wall = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    assert save_resume_point(db, "things", {"_data": "b"}, Timestamp(200, 1), wall)
+    assert not save_resume_point(db, "things", {"_data": "a"}, Timestamp(100, 1), wall)  # a slower relay
+    assert resume_point(db, "things")["token"] == {"_data": "b"}
+    assert checkpoint(db, "things") == wall - FALLBACK_LOOKBACK  # the scan's bound, a lookback before it
+    assert save_resume_point(db, "things", {"_data": "c"}, Timestamp(200, 2), wall + timedelta(seconds=1))
+    assert resume_point(db, "things")["token"] == {"_data": "c"}

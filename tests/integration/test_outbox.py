@@ -1,25 +1,45 @@
-"""The outbox relay: an event saved while the broker is away is published once it is back.
+"""The outbox relay on the real broker and database: published right after the write, and otherwise
+found in commit order from the change stream, whatever the write's latency or its writer's clock.
 
-The relay never writes a document again: what the broker confirmed goes into the
-ledger, and the sweep moves each collection's checkpoint past what it published.
+The relay never writes a document again: what the broker confirmed goes into the ledger,
+and each collection's resume point moves past what is published.
 """
 
 from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import replace
+from datetime import timedelta
 
 import eventlet
 import pytest
 from nameko.testing.services import dummy, entrypoint_hook
 
-from kernel.config import Settings
-from kernel.ledger import checkpoint, published_among, record_published, unpublished
-from kernel.mongo import Mongo
-from kernel.outbox import OUTBOX, SINCE, STAGED, Outbox, push_events, with_events
+from kernel.events import validate_incoming
+from kernel.ledger import (
+    CHECKPOINTS,
+    ResumePointLost,
+    published_among,
+    read_changes,
+    record_published,
+    resume_point,
+    unpublished,
+)
+from kernel.mongo import Mongo, connect
+from kernel.outbox import OUTBOX, SINCE, STAGED, Outbox, OutboxRelay, push_events, with_events
+from tests.conftest import free_port, secantus_executable, wait_for_mongo
 from tests.support.broker import depth, drain
 from tests.support.events import ticket_received
 from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 QUEUE = "huisheng.notify.ticket_events"
+
+
+def received(ticket_id: str | None = None):
+    """A ``ticket.received`` at the catalogue's current version."""
+    return validate_incoming(ticket_received(ticket_id))
 
 
 class Writer:
@@ -38,39 +58,63 @@ class Writer:
         self.outbox.flush_soon("things", event.payload["ticket_id"])
 
 
+def relay_of(container) -> OutboxRelay:
+    [relay] = [ext for ext in container.extensions if isinstance(ext, OutboxRelay)]
+    return relay
+
+
+def published_ids(settings) -> list[str]:
+    return [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)]
+
+
+def resumed_past(db, name: str = "things") -> bool:
+    """True once nothing is unpublished: after the stored resume point, or since the scan's bound."""
+    return unpublished(db, name) == []
+
+
+def tailing(container) -> bool:
+    """True once the relay has its change stream open on ``things``."""
+    tail = relay_of(container)._tails.get("things")
+    return tail is not None and tail.stream is not None
+
+
+def saved_point(db, name: str = "things") -> dict | None:
+    point = resume_point(db, name)
+    return point if point and point.get("token") else None
+
+
 def test_an_event_saved_while_the_broker_is_down_is_published_when_it_is_back(
         container_factory, settings, mongo_client, wait_until, request):
     proxy = TcpProxy.before_broker(settings.amqp_uri)
     request.addfinalizer(proxy.stop)
-    cut_off = Settings(**{**settings.__dict__, "amqp_uri": proxy.amqp_uri(settings.amqp_uri)})
+    cut_off = replace(settings, amqp_uri=proxy.amqp_uri(settings.amqp_uri))
     container = container_factory(Writer, cut_off.nameko_config())
     container.start()
     things = mongo_client[settings.database_name("tickets")].things
     proxy.cut()
 
-    event = ticket_received()
+    event = received()
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
 
     stored = things.find_one({"_id": event.payload["ticket_id"]})
     assert [e["event_id"] for e in stored[OUTBOX]] == [event.event_id]  # the write did not wait for the broker
-    eventlet.sleep(1.0)  # several sweeps run while the broker is unreachable
+    eventlet.sleep(1.0)  # several rounds of the relay while the broker is unreachable
     assert depth(settings.amqp_uri, QUEUE) == 0
-    assert things.find_one({"_id": event.payload["ticket_id"]})[OUTBOX]  # still kept, not dropped
+    assert [d["_id"] for d in unpublished(things.database, "things")] == [event.payload["ticket_id"]]
 
     proxy.restore()
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=15)
-    [(body, _)] = drain(settings.amqp_uri, QUEUE)
-    assert body["event_id"] == event.event_id
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=15)
+    assert set(published_ids(settings)) == {event.event_id}
     database = things.database
     wait_until(lambda: unpublished(database, "things") == [] and published_among(database, [event.event_id]))
     assert things.find_one({"_id": event.payload["ticket_id"]}) == stored  # never written again
 
 
-def test_an_event_is_published_right_after_its_write(container_factory, settings, mongo_client, wait_until):
+def test_an_event_is_published_right_after_its_write(container_factory, settings, wait_until):
     container = container_factory(Writer, settings.nameko_config())
     container.start()
-    event = ticket_received()
+    event = received()
 
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
@@ -94,35 +138,28 @@ def test_an_event_nobody_listens_to_lands_in_the_unrouted_queue(container_factor
     wait_until(lambda: depth(settings.amqp_uri, "huisheng.unrouted") == 1, timeout=5)
 
 
-def relay_of(container):
-    from kernel.outbox import OutboxRelay
-
-    [relay] = [ext for ext in container.extensions if isinstance(ext, OutboxRelay)]
-    return relay
-
-
 def test_a_published_event_goes_to_the_ledger_and_its_document_is_not_written_again(
         container_factory, settings, mongo_client, wait_until):
     container = container_factory(Writer, settings.nameko_config())
     container.start()
     things = mongo_client[settings.database_name("tickets")].things
-    event = ticket_received()
+    event = received()
 
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
 
     wait_until(lambda: published_among(things.database, [event.event_id]) == {event.event_id}, timeout=5)
     stored = things.find_one({"_id": event.payload["ticket_id"]})
-    wait_until(lambda: swept_past(things, stored[SINCE]), timeout=5)
-    eventlet.sleep(0.5)  # more sweeps pass over it
-    assert depth(settings.amqp_uri, QUEUE) == 1  # published once
+    wait_until(lambda: resumed_past(things.database), timeout=5)
+    eventlet.sleep(0.8)  # more rounds pass over it, past the grace delay
+    assert depth(settings.amqp_uri, QUEUE) == 1  # published once: the stream found it in the relay's memory
     assert things.find_one({"_id": event.payload["ticket_id"]}) == stored
 
 
-def test_the_sweep_publishes_what_neither_this_relay_nor_the_ledger_knows(
+def test_the_first_start_publishes_what_neither_this_relay_nor_the_ledger_knows(
         container_factory, settings, mongo_client, wait_until):
     things = mongo_client[settings.database_name("tickets")].things
-    by_another_relay, lost_in_a_crash = ticket_received(), ticket_received()
+    by_another_relay, lost_in_a_crash = received(), received()
     for event in (by_another_relay, lost_in_a_crash):  # written, then the writer died before its flush
         things.insert_one(with_events({"_id": event.payload["ticket_id"]}, [event]))
     record_published(things.database, [by_another_relay.event_id])  # another instance published this one
@@ -131,22 +168,22 @@ def test_the_sweep_publishes_what_neither_this_relay_nor_the_ledger_knows(
     container.start()
 
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
-    wait_until(lambda: unpublished(things.database, "things") == [], timeout=5)
+    wait_until(lambda: resumed_past(things.database), timeout=5)
     eventlet.sleep(0.5)
-    assert [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE)] == [lost_in_a_crash.event_id]
+    assert published_ids(settings) == [lost_in_a_crash.event_id]
 
 
-def test_events_staged_before_the_checkpoint_are_not_published_again_with_a_new_one(
+def test_a_later_event_of_a_document_is_published_without_its_earlier_ones(
         container_factory, settings, mongo_client, wait_until):
     things = mongo_client[settings.database_name("tickets")].things
-    first = ticket_received()
+    first = received()
     document_id = first.payload["ticket_id"]
-    second = ticket_received(document_id)
+    second = received(document_id)
     container = container_factory(Writer, settings.nameko_config())
     container.start()
     with entrypoint_hook(container, "save") as save:
         save(first.to_wire())
-    wait_until(lambda: swept_past(things, things.find_one({"_id": document_id})[SINCE]), timeout=5)
+    wait_until(lambda: resumed_past(things.database), timeout=5)
     drain(settings.amqp_uri, QUEUE)
 
     # A later change to the same document, its event written and never flushed (its writer died).
@@ -154,43 +191,168 @@ def test_events_staged_before_the_checkpoint_are_not_published_again_with_a_new_
 
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
     eventlet.sleep(0.5)
-    assert [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE)] == [second.event_id]
+    assert published_ids(settings) == [second.event_id]
     assert [e["event_id"] for e in things.find_one({"_id": document_id})[OUTBOX]] == [
         first.event_id, second.event_id]  # the document keeps what it emitted
 
 
-def swept_past(collection, moment) -> bool:
-    """True once the collection's checkpoint is later than ``moment``."""
-    reached = checkpoint(collection.database, collection.name)
-    return reached is not None and reached > moment.replace(tzinfo=reached.tzinfo)
-
-
-def test_a_backlog_larger_than_a_sweep_is_published_once(
-        container_factory, settings, mongo_client, wait_until, monkeypatch):
-    from datetime import timedelta
-
-    import kernel.outbox
-    from kernel.envelope import utcnow
-
-    monkeypatch.setattr(kernel.outbox, "SWEEP_READ", 40)
-    monkeypatch.setattr(kernel.outbox, "SWEEP_BATCH", 20)
+def test_a_write_committed_long_after_its_staging_while_the_broker_was_away_is_published(
+        container_factory, settings, mongo_client, wait_until, request):
+    """The case a clock-based checkpoint missed: staged at t, applied at t + 3 s (ten grace delays),
+    and its writer's own publish failed. The stream sees it when it commits."""
+    broker, database = TcpProxy.before(settings.amqp_uri), TcpProxy.before(settings.mongo_uri)
+    request.addfinalizer(broker.stop)
+    request.addfinalizer(database.stop)
+    behind = replace(settings, amqp_uri=broker.amqp_uri(settings.amqp_uri),
+                     mongo_uri=database.mongo_uri(settings.mongo_uri))
+    container = container_factory(Writer, behind.nameko_config())
+    container.start()
     things = mongo_client[settings.database_name("tickets")].things
-    long_ago = (utcnow() - timedelta(minutes=5)).replace(microsecond=0)  # what is found when the broker is back
-    # 70 staged in one millisecond (more than a read aims at), then 90 over nine seconds: slices shrink and grow
-    instants = [long_ago] * 70 + [long_ago + timedelta(milliseconds=100 * (1 + n)) for n in range(90)]
-    events = [ticket_received() for _ in instants]
-    documents = []
-    for event, at in zip(events, instants, strict=True):
-        document = with_events({"_id": event.payload["ticket_id"]}, [event])
-        document[OUTBOX][0][STAGED] = document[SINCE] = at
-        documents.append(document)
-    things.insert_many(documents)
+    wait_until(lambda: tailing(container), timeout=5)
+    event = received()
+
+    broker.cut()
+    database.hold()
+    def write() -> None:
+        with entrypoint_hook(container, "save") as save:
+            save(event.to_wire())
+
+    writing = eventlet.spawn(write)
+    eventlet.sleep(3.0)
+    assert things.find_one({"_id": event.payload["ticket_id"]}) is None  # not applied yet
+    database.release()
+    writing.wait()
+    stored = things.find_one({"_id": event.payload["ticket_id"]})
+    assert stored is not None
+    eventlet.sleep(1.0)  # the flush failed; the relay holds the change, its broker away
+    assert depth(settings.amqp_uri, QUEUE) == 0
+
+    broker.restore()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=15)
+    assert set(published_ids(settings)) == {event.event_id}
+    wait_until(lambda: resumed_past(things.database), timeout=10)
+    point = wait_until(lambda: saved_point(things.database), timeout=5)
+    assert point["at"].as_datetime() - stored[SINCE] > timedelta(seconds=2)  # committed late (a 1 s clock)
+
+
+def test_a_restarted_relay_resumes_from_its_stored_point(container_factory, settings, mongo_client, wait_until):
+    things = mongo_client[settings.database_name("tickets")].things
     container = container_factory(Writer, settings.nameko_config())
     container.start()
+    before = received()
+    with entrypoint_hook(container, "save") as save:
+        save(before.to_wire())
+    wait_until(lambda: resumed_past(things.database) and saved_point(things.database), timeout=5)
+    container.stop()
+    assert published_ids(settings) == [before.event_id]
 
-    wait_until(lambda: unpublished(things.database, "things") == [], timeout=60)
-    published = [body["event_id"] for body, _ in drain(settings.amqp_uri, QUEUE, limit=5000)]
-    assert sorted(published) == sorted(e.event_id for e in events)  # every one, once
-    relay = relay_of(container)
-    assert relay.published(events[-1].event_id)
-    assert relay._slices["things"] >= timedelta(milliseconds=1)
+    while_down = [received() for _ in range(3)]  # written while no relay runs, never flushed
+    for event in while_down:
+        things.insert_one(with_events({"_id": event.payload["ticket_id"]}, [event]))
+    assert {d["_id"] for d in unpublished(things.database, "things")} == {e.payload["ticket_id"] for e in while_down}
+
+    restarted = container_factory(Writer, settings.nameko_config())
+    restarted.start()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 3, timeout=5)
+    wait_until(lambda: resumed_past(things.database), timeout=5)
+    eventlet.sleep(0.5)
+    assert sorted(published_ids(settings)) == sorted(e.event_id for e in while_down)  # not `before` again
+    assert relay_of(restarted).fallbacks == 0
+
+
+def test_two_relays_publish_everything_one_of_them_cannot(
+        container_factory, settings, mongo_client, wait_until, request):
+    proxy = TcpProxy.before_broker(settings.amqp_uri)
+    request.addfinalizer(proxy.stop)
+    healthy = container_factory(Writer, settings.nameko_config())
+    cut_off = container_factory(Writer, replace(settings, amqp_uri=proxy.amqp_uri(settings.amqp_uri)).nameko_config())
+    healthy.start()
+    cut_off.start()
+    things = mongo_client[settings.database_name("tickets")].things
+    proxy.cut()
+
+    events = [received() for _ in range(20)]
+    with entrypoint_hook(cut_off, "save") as save:  # the instance whose broker is away writes them all
+        for event in events:
+            save(event.to_wire())
+
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= len(events), timeout=10)
+    wait_until(lambda: resumed_past(things.database), timeout=10)
+    published = published_ids(settings)
+    assert set(published) == {e.event_id for e in events}  # all of them, by the other instance's stream
+    assert relay_of(healthy).published(events[-1].event_id)
+
+
+def test_a_backlog_larger_than_a_batch_and_the_memory_is_published_once(
+        container_factory, settings, mongo_client, wait_until, monkeypatch, request):
+    import kernel.outbox
+
+    monkeypatch.setattr(kernel.outbox, "SWEEP_BATCH", 20)
+    monkeypatch.setattr(kernel.outbox, "MAX_PENDING", 50)
+    proxy = TcpProxy.before_broker(settings.amqp_uri)
+    request.addfinalizer(proxy.stop)
+    container = container_factory(Writer, replace(settings, amqp_uri=proxy.amqp_uri(settings.amqp_uri)).nameko_config())
+    container.start()
+    things = mongo_client[settings.database_name("tickets")].things
+    wait_until(lambda: tailing(container), timeout=5)
+    proxy.cut()
+    events = [received() for _ in range(160)]
+    things.insert_many([with_events({"_id": e.payload["ticket_id"]}, [e]) for e in events])  # never flushed
+    eventlet.sleep(1.0)
+
+    proxy.restore()
+    wait_until(lambda: resumed_past(things.database), timeout=60)
+    assert sorted(published_ids(settings)) == sorted(e.event_id for e in events)  # every one, once
+
+
+@pytest.fixture
+def short_oplog_uri():
+    """A SecantusDB of this test's own whose oplog keeps 50 entries (SecantusDB's 100,000, scaled down)."""
+    port = free_port()
+    server = subprocess.Popen([secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path",
+                               ":memory:", "--log-level", "WARNING", "--oplog-max-entries", "50"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+    wait_for_mongo(uri)
+    yield uri
+    server.terminate()
+    server.wait(10)
+
+
+def test_a_lost_resume_point_falls_back_to_a_scan_that_misses_nothing(
+        container_factory, settings, short_oplog_uri, wait_until):
+    settings = replace(settings, mongo_uri=short_oplog_uri)
+    client = connect(short_oplog_uri)
+    things = client[settings.database_name("tickets")].things
+    container = container_factory(Writer, settings.nameko_config())
+    container.start()
+    first = received()
+    with entrypoint_hook(container, "save") as save:
+        save(first.to_wire())
+    token = wait_until(lambda: saved_point(things.database), timeout=5)["token"]
+    container.stop()
+    drain(settings.amqp_uri, QUEUE)
+
+    late = received()  # staged ten minutes ago on its writer's clock, committed now, never flushed
+    document = with_events({"_id": late.payload["ticket_id"]}, [late])
+    document[SINCE] = document[OUTBOX][0][STAGED] = document[SINCE] - timedelta(minutes=10)
+    things.insert_one(document)
+    deadline = time.monotonic() + 30
+    while True:  # a burst elsewhere pushes the point out of the oplog (it is pruned lazily)
+        client[settings.database_name("tickets")].other.insert_many([{"n": n} for n in range(100)])
+        try:
+            read_changes(things, token)
+        except ResumePointLost:
+            break
+        assert time.monotonic() < deadline, "the oplog never dropped the resume point"
+        eventlet.sleep(0.3)
+    assert [d["_id"] for d in unpublished(things.database, "things")] == [late.payload["ticket_id"]]
+
+    restarted = container_factory(Writer, settings.nameko_config())
+    restarted.start()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=10)
+    assert published_ids(settings) == [late.event_id]
+    assert relay_of(restarted).fallbacks == 1
+    wait_until(lambda: resumed_past(things.database), timeout=10)
+    assert things.database[CHECKPOINTS].count_documents({}) == 1
+    client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from kernel.envelope import Envelope
+from kernel.events import current_version
 
 
 def ticket_received(ticket_id: str | None = None, residents=("r-1",), community: str = "xingqiao",
@@ -15,4 +16,5 @@ def ticket_received(ticket_id: str | None = None, residents=("r-1",), community:
         "priority": "normal", "description": "屋顶漏水", "address_string": "3号楼2单元401",
         "lat": None, "long": None, "source": "resident", "reporter": residents[0] if residents else None,
         "attached_residents": list(residents), "created_at": "2026-11-26T08:00:00+00:00",
-    }, community=community, version=2)
+        "number": None, "grid": None, "building": None,
+    }, community=community, version=current_version("ticket.received"))
