@@ -1,4 +1,4 @@
-"""What the volunteers service answers: its teams as the API shows them."""
+"""What the volunteers service answers: its teams as the API shows them (volunteers and tasks: service.py views)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ class TeamSchema(Schema):
     code = fields.String()
     name = fields.String()
     skills = fields.List(fields.String())
-    members = fields.Integer(dump_default=0)
+    members = fields.Integer(dump_default=0)  # active volunteers in the team (counted on each read)
+    leaders = fields.List(fields.String(), dump_default=list)  # volunteers' person ids
 
 
 TEAMS = TeamSchema(many=True)
