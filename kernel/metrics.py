@@ -46,6 +46,16 @@ ECHO_LATENCY = Histogram(
     "huisheng_echo_latency_seconds", "From a ticket change to its echo being delivered, by channel",
     ["channel"], buckets=LATENCY_BUCKETS,
 )
+ECHO_STAGE_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+ECHO_STAGE_LATENCY = Histogram(
+    "huisheng_echo_stage_seconds",
+    "From a ticket change to each stage of its echo (sent, delivered, read), by channel",
+    ["channel", "stage"], buckets=ECHO_STAGE_BUCKETS,
+)
+SILENT_TICKETS = Gauge(
+    "huisheng_silent_tickets",
+    "Tickets with a resident-relevant change whose echo was neither delivered nor accounted for in time",
+)
 GROUP_COMMIT_SIZE = Histogram(
     "huisheng_group_commit_writes", "Writes sent to the database in one statement, by kind of write",
     ["write"], buckets=(1, 2, 4, 8, 16, 32, 64, 128),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kernel.envelope import Envelope, utcnow
+from services.notify.templates import facts, render
 
 TEMPLATES: dict[str, tuple[str, str]] = {
     "ticket.received": ("您的诉求已受理", "我们已收到您反映的问题（编号 {number}），将尽快安排处理。"),
@@ -29,6 +30,13 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "ticket.closed": ("诉求已结束", "您反映的问题（编号 {number}）已结束办理，原因：{reason}。"),
     "ticket.attached": ("已关联到同一问题", "您反映的问题已与编号 {number} 合并办理，进展会同步告知您。"),
     "ticket.commented": ("诉求有新的回复", "关于您反映的问题（编号 {number}）：{text}"),
+    # volunteers (kernel.events.RESIDENT_VISIBLE_VOLUNTEER_EVENTS); a wish's number is the wish's id
+    "volunteer.accepted": ("志愿者正在赶来",
+                           "志愿者已接下您的诉求（编号 {number}），正在赶来。到达时请告知签到码 {check_in_code}。"),
+    "volunteer.checked_in": ("志愿者已到达", "志愿者已到达并开始服务（编号 {number}）。"),
+    "volunteer.checked_out": ("志愿服务已完成", "志愿者已完成服务（编号 {number}），欢迎您为这次帮助评分。"),
+    "wish.claimed": ("微心愿已被认领", "您的微心愿“{title}”（编号 {number}）已有志愿者认领。"),
+    "wish.fulfilled": ("微心愿已实现", "志愿者已帮您实现微心愿“{title}”（编号 {number}），请确认并评分。"),
 }
 
 
@@ -42,11 +50,6 @@ class Echo:
     body: str
 
 
-class _Blank(dict):
-    def __missing__(self, key: str) -> str:
-        return "—"
-
-
 def recipients(event_type: str, payload: dict) -> list[str]:
     """Every attached resident hears of every change; a newly attached one hears of the merge."""
     if event_type == "ticket.attached" and payload.get("resident"):
@@ -57,15 +60,14 @@ def recipients(event_type: str, payload: dict) -> list[str]:
     return list(dict.fromkeys(payload.get("attached_residents") or []))
 
 
-def compose(event_type: str, payload: dict) -> list[Echo]:
-    """The echoes an event causes. Channel choice will use residents' preferences (directory)."""
-    title, body = TEMPLATES[event_type]
-    # The short number people read over the phone; events from before numbers existed show the id.
-    values = _Blank(payload)
-    if payload.get("number") or payload.get("ticket_id"):
-        values["number"] = payload.get("number") or payload.get("ticket_id")
-    text = body.format_map(values)
-    return [Echo(recipient, "inbox", title, text) for recipient in recipients(event_type, payload)]
+def compose(event_type: str, payload: dict, channel: str = "inbox") -> list[Echo]:
+    """The echoes an event causes, rendered for ``channel`` (Jinja2, sandboxed: :mod:`services.notify.templates`).
+
+    Only whitelisted facts of the ticket reach the text (its short number, a reason, a resident-visible
+    comment ...), and phone numbers in them are masked.
+    """
+    title, text = render(event_type, channel, facts(payload))
+    return [Echo(recipient, channel, title, text) for recipient in recipients(event_type, payload)]
 
 
 # --- sign-in codes by SMS ----------------------------------------------------------------------------

@@ -24,3 +24,77 @@ class InboxMessageSchema(Schema):
 
 
 INBOX_MESSAGES = InboxMessageSchema(many=True)  # built once: building deep-copies the fields
+
+
+INBOX_MESSAGE = InboxMessageSchema()
+
+
+class AnswerSchema(Schema):
+    """What one attempt came to, as the provider answered (never the address it went to)."""
+
+    at = fields.AwareDateTime()
+    status = fields.String()
+    code = fields.String(allow_none=True)
+    message = fields.String(allow_none=True)
+    http_status = fields.Integer(allow_none=True)
+    retryable = fields.Boolean(allow_none=True)
+    reason = fields.String(allow_none=True)
+
+
+class StepSchema(Schema):
+    """One step of an echo's plan: its delivery record on that channel."""
+
+    channel = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    started_at = fields.AwareDateTime(allow_none=True)
+    deadline_at = fields.AwareDateTime(allow_none=True)
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+    sent_at = fields.AwareDateTime(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    read_at = fields.AwareDateTime(allow_none=True)
+    failed_at = fields.AwareDateTime(allow_none=True)
+    provider_id = fields.String(allow_none=True)
+    answers = fields.List(fields.Nested(AnswerSchema))
+
+
+class EchoViewSchema(Schema):
+    """An echo as staff see it: whom (a person id), about what, each step, and why it waits if it does."""
+
+    id = fields.String(attribute="_id")
+    ticket_id = fields.String()
+    recipient = fields.String()
+    source_event_type = fields.String()
+    status = fields.String()
+    current = fields.Integer()
+    reason = fields.String(allow_none=True)
+    critical = fields.Boolean()
+    occurred_at = fields.AwareDateTime()
+    not_before = fields.AwareDateTime(allow_none=True)
+    proof_due_at = fields.AwareDateTime()
+    delivered_at = fields.AwareDateTime(allow_none=True)
+    read_at = fields.AwareDateTime(allow_none=True)
+    failed_at = fields.AwareDateTime(allow_none=True)
+    silent_at = fields.AwareDateTime(allow_none=True)
+    steps = fields.List(fields.Nested(StepSchema))
+
+
+class TaskSchema(Schema):
+    """A human step: phone or visit the resident (their phone masked; the register has the rest)."""
+
+    id = fields.String(attribute="_id")
+    ticket_id = fields.String()
+    number = fields.String(allow_none=True)
+    recipient = fields.String()
+    grid = fields.String(allow_none=True)
+    title = fields.String()
+    body = fields.String()
+    status = fields.String()
+    created_at = fields.AwareDateTime()
+    done_at = fields.AwareDateTime(allow_none=True)
+    done_by = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+
+
+ECHO_VIEWS = EchoViewSchema(many=True)
+TASKS = TaskSchema(many=True)
