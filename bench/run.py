@@ -35,6 +35,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench import baselines, scenarios
+from bench import reports as bench_reports
 from bench.analysis import combine_slots
 from bench.figures import build_figures, creation_ratio
 from bench.infra import BenchError, DatabaseServer, Vhost, ensure_wrk
@@ -183,7 +184,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                      "var/bench/quick.json for --quick)")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), metavar="PHASES",
                         help="run only these phases (comma-separated: warmup, c8, c32, paced, light, backlog, "
-                             "memory, profile); for experiments — the results go to var/bench/only.json")
+                             "memory, profile, reports); for experiments — the results go to var/bench/only.json")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, wrk output, profiles)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     return parser.parse_args(argv)
@@ -231,6 +232,11 @@ def summarize_run(raw: dict, machine: dict, config: Config, started: float, work
 def main(argv: list[str] | None = None) -> int:
     """Run, report, write the results; 0 if every phase ran (and, with --strict, every target passed)."""
     args = parse_args(argv)
+    if args.only and "reports" in args.only:  # the reports' answer times (bench/reports.py) need no stacks
+        code = bench_reports.main(["--sizes", "10000"] if args.quick else [])
+        args.only.discard("reports")
+        if not args.only:
+            return code
     config = replace(QUICK if args.quick else FULL, profile_seconds=args.profile)
     output = args.output or (QUICK_RESULTS if args.quick else ONLY_RESULTS if args.only else RESULTS)
     work = REPO_ROOT / "var" / "bench" / time.strftime("run-%Y%m%d-%H%M%S")
@@ -256,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     document = summarize_run(raw, machine, config, started, work)
     write_results(document, output)
     say(f"results written to {output}")
+    if not args.only:  # the reports' answer times at 100,000 and 1,000,000 tickets (a quick run: 10,000)
+        bench_reports.main(["--sizes", "10000"] if args.quick else [])
     if raw.get("errors"):
         say("some phases failed: " + "; ".join(raw["errors"]))
         return 1

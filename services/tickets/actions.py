@@ -8,8 +8,8 @@ means, which error it becomes, and what a caller sees of a ticket:
 - a domain error becomes a platform error (:func:`platform_error`): a state that does not allow the
   action is a 409 ``invalid_transition`` whose details carry ``state`` and ``allowed_actions``
   (for this caller); a role or relation that does not allow it a 403; bad values a 422;
-- a stale write (the ticket's version is not the one the caller read) is a 409 ``stale_version``
-  that the gateway answers as 412 Precondition Failed (:data:`STALE_VERSION`).
+- a stale write (the ticket's version is not the one the caller's If-Match named) is a 412
+  ``stale_version`` (:data:`STALE_VERSION`).
 
 >>> actor_of({"subject": "p-1", "role": "grid_worker", "grids": ["g3"], "teams": []})
 Actor(subject='p-1', role='grid_worker', teams=(), grids=('g3',))
@@ -37,7 +37,7 @@ from kernel.contracts import (
     ResolveSchema,
     TicketActionSchema,
 )
-from kernel.errors import Conflict, Forbidden, PlatformError, ValidationFailed
+from kernel.errors import Conflict, Forbidden, PlatformError, PreconditionFailed, ValidationFailed
 from kernel.permissions import Grant, grant_for
 from services.tickets.domain import (
     ACTIONS,
@@ -51,7 +51,7 @@ from services.tickets.domain import (
     UnknownChoice,
 )
 
-STALE_VERSION = "stale_version"  # the code of a 409 the gateway answers as 412
+STALE_VERSION = "stale_version"  # the code of a 412: the caller's If-Match names an older version
 INVALID_TRANSITION = "invalid_transition"
 RESIDENT_HIDDEN_TYPES = frozenset({"ticket.planned", "ticket.bounced", "ticket.escalated", "ticket.merged"})
 
@@ -126,10 +126,10 @@ def platform_error(error: DomainError, ticket: Ticket, actor) -> PlatformError:
     return ValidationFailed(str(error), {"_schema": [str(error)]})
 
 
-def stale(ticket: Ticket, expected: int) -> Conflict:
-    return Conflict(f"ticket {ticket.id} is at version {ticket.version}, not {expected}: reload it",
-                    {"version": ticket.version, "expected": expected, "state": ticket.state.value},
-                    code=STALE_VERSION)
+def stale(ticket: Ticket, expected: int) -> PreconditionFailed:
+    return PreconditionFailed(f"ticket {ticket.id} is at version {ticket.version}, not {expected}: reload it",
+                              {"version": ticket.version, "expected": expected, "state": ticket.state.value},
+                              code=STALE_VERSION)
 
 
 def staff_scope(viewer: Mapping[str, Any]) -> list[dict[str, Any]] | None:

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kernel.contracts import CALENDAR_YEARS
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DATA_DIR: Path = Path(__file__).with_name("data") / "calendar"
 OFFICE_START, OFFICE_END = time(8, 30), time(17, 30)
 MONDAY_TO_FRIDAY: tuple[int, ...] = (0, 1, 2, 3, 4)
-FIRST_YEAR, LAST_YEAR = 2000, 2100  # years an admin may load
+FIRST_YEAR, LAST_YEAR = CALENDAR_YEARS  # years an admin may load (the contract the gateway documents)
 SEARCH_DAYS = 3700  # a deadline further than ten years away means a calendar without working days
 
 

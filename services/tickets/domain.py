@@ -336,6 +336,8 @@ class Ticket:
     patrol_id: str | None = None  # the patrol round whose finding this ticket is
     escalated_at: datetime | None = None  # when it was last escalated to the secretary (吹哨)
     due_at: datetime | None = None  # the resolution deadline (the clocks set it); ``overdue`` lists read it
+    response_due_at: datetime | None = None  # the first-response deadline, set at intake (the 响应率 counts it)
+    callback_due_at: datetime | None = None  # when the callback (回访) is due: set on resolve, cleared once it settles
     comments: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)  # {url, content_type, size, by, at}
     next_step: dict[str, Any] | None = None  # {note, owner, due_at, by, at}: the dated next step
@@ -439,6 +441,10 @@ class Ticket:
         self._record(TicketEventType.RESOLVED, now, actor, {
             "summary": self.resolution_summary, "callback_round": self.callback_round,
         })
+
+    def schedule_callback(self, due_at: datetime) -> None:
+        """When the residents are to be called back (回访): the service sets it on resolve, from the calendar."""
+        self.callback_due_at = _utc(due_at, "due_at")
 
     def bounce(
         self, reason: str, now: datetime, actor: Actor, *,
@@ -933,6 +939,7 @@ class Ticket:
         self.priority_raises += int(self.priority != previous)
         self.reopen_count += 1
         self.state = State.REOPENED
+        self.callback_due_at = None  # the round's callback is over: the next resolve schedules another
         self._flag_for_review(f"reopened_{outcome}")
         self._record(TicketEventType.REOPENED, now, actor, {
             "outcome": outcome, "note": note, "previous_priority": previous,
@@ -945,6 +952,7 @@ class Ticket:
             self._flag_for_review(REVIEW_CALLBACK_UNANSWERED)
             return
         self.state = State.CONFIRMED
+        self.callback_due_at = None
         self._record(TicketEventType.CONFIRMED, now, actor, {
             "callback_round": self.callback_round, "fixed_by": fixed_by,
             "unreachable": self._respondents_in(max_attempts, "unreachable"),

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -25,7 +25,7 @@ from kernel.groupcommit import CommitQueues
 from kernel.idempotency import ensure_idempotency_index
 from kernel.outbox import OUTBOX, SINCE, push_events, with_events
 from kernel.pagination import keyset_filter
-from services.tickets import sla
+from services.tickets import readmodel, sla
 from services.tickets.domain import CLOSED_STATES, OPEN_STATES, Ticket
 from services.tickets.numbers import COLLECTION as NUMBERS
 
@@ -34,6 +34,11 @@ PATROLS = "patrols"  # one document per patrol round, with its outbox (patrol.re
 STAFF_SORT = [("created_at", DESCENDING), ("_id", DESCENDING)]
 ECHOES = "echoes"  # one document per echo outcome event: _id is the event's id
 OPEN311_TOKENS = "open311_tokens"  # Open311 token -> the ticket id it stands for (_id is the token)
+# What the reports read of a ticket (reports.ticket_line, the clearance): never its people or its text.
+REPORT_FIELDS = {"number": 1, "state": 1, "grid": 1, "category": 1, "priority": 1, "assignee": 1, "next_step.owner": 1,
+                 "next_step.due_at": 1, "suggested_owner": 1, "created_at": 1, "due_at": 1, "bounce_count": 1,
+                 "reopen_count": 1, "updated_at": 1}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REQUEST_KEYS = uuid.UUID("5d6f0c4e-1f7b-4c55-9a55-6875697368e5")  # the namespace of request-key ticket ids
 
 
@@ -90,6 +95,11 @@ class TicketRepository:
         # The only secondary index of the echoes: every index costs every insert of an echo.
         db[ECHOES].create_index([("ticket_id", ASCENDING)], name="by_ticket")
         sla.ensure_indexes(db, COLLECTION)  # the index of due times; the calendar's seed
+        # The weekly review reads what changed since the week began, and the daily clearance what closed that day.
+        tickets.create_index([("community", ASCENDING), ("updated_at", DESCENDING)], name="by_updated")
+        # Overdue lists (staff's ``overdue=true``, the weekly review): ``due_at`` is None once no clock runs.
+        tickets.create_index([("community", ASCENDING), ("due_at", ASCENDING)], name="by_due")
+        readmodel.ensure_indexes(db)  # the reports' counters
 
     def add(self, ticket: Ticket, events: Sequence[Envelope], request_key: str | None = None,
             request_hash: str | None = None, extra: Mapping[str, Any] | None = None) -> Ticket:
@@ -278,6 +288,60 @@ class TicketRepository:
         for record in self.echoes.find(query, {"_id": 0, "community": 0}):
             echoes.setdefault(record.pop("ticket_id"), []).append(record)
         return [Ticket.from_document(document, echoes.get(document["_id"], ())) for document in documents]
+
+    # --- reports (services/tickets/reports.py) -----------------------------------------------------------
+    # The embedded database plans a query with a second ``$in`` (grids, states) as a collection scan: each
+    # query here names one index range, and the grids of a grid worker's report are kept in Python.
+
+    @staticmethod
+    def _in_grids(documents, grids: Sequence[str] | None) -> list[dict]:
+        if grids is None:
+            return list(documents)
+        wanted = set(grids)
+        return [document for document in documents if document.get("grid") in wanted]
+
+    @staticmethod
+    def report_open_query(community: str) -> dict[str, Any]:
+        """Open tickets of the community: the ``by_state`` index's range."""
+        return {"community": community, "state": {"$in": sorted(str(state) for state in OPEN_STATES)}}
+
+    def open_for_report(self, community: str, grids: Sequence[str] | None) -> list[dict]:
+        """What the daily clearance reads of every open ticket (no timeline, no outbox)."""
+        return self._in_grids(self.collection.find(self.report_open_query(community), REPORT_FIELDS), grids)
+
+    @staticmethod
+    def report_closed_query(community: str, start: datetime, end: datetime) -> dict[str, Any]:
+        return {"community": community, "updated_at": {"$gte": start, "$lt": end}}
+
+    def closed_between(self, community: str, start: datetime, end: datetime, grids: Sequence[str] | None) -> int:
+        """How many tickets were closed (last changed while closed) in ``[start, end)``: the ``by_updated`` index."""
+        closed = {str(state) for state in CLOSED_STATES}
+        found = self.collection.find(self.report_closed_query(community, start, end), {"state": 1, "grid": 1})
+        return sum(document.get("state") in closed for document in self._in_grids(found, grids))
+
+    @staticmethod
+    def report_overdue_query(community: str, cutoff: datetime) -> dict[str, Any]:
+        """Tickets whose resolution deadline passed before ``cutoff``: the ``by_due`` index's range (bounded
+        below, so the tickets with no deadline, which sort first, are not read)."""
+        return {"community": community, "due_at": {"$gt": EPOCH, "$lt": cutoff}}
+
+    def for_weekly_review(self, community: str, ids: Sequence[str], cutoff: datetime,
+                          grids: Sequence[str] | None) -> list[dict]:
+        """The tickets of a weekly review, each once: those marked for it (``ids``), the overdue, and those
+        awaiting a callback (the unanswered are among them); three index ranges, never all that changed."""
+        fields = {**REPORT_FIELDS, "review_flags": 1, "community": 1}
+        still_open = {str(state) for state in OPEN_STATES} - {"resolved"}
+        found: dict[str, dict] = {}
+        if ids:  # by _id alone: the embedded database scans the collection for an _id $in beside another field
+            for document in self.collection.find({"_id": {"$in": list(ids)}}, fields):
+                if document.get("community") == community:
+                    found[document["_id"]] = document
+        for document in self.collection.find(self.report_overdue_query(community, cutoff), fields):
+            if document.get("state") in still_open:
+                found.setdefault(document["_id"], document)
+        for document in self.collection.find({"community": community, "state": "resolved"}, fields):
+            found.setdefault(document["_id"], document)
+        return self._in_grids(found.values(), grids)
 
     # --- Open311 ---------------------------------------------------------------------------------------
 

@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields
 
-from kernel.contracts import CreateTicketSchema
+from kernel.contracts import CreateTicketSchema, ViewerSchema  # one viewer schema: the contracts'
 
 __all__ = ["CreateTicketSchema", "TicketSchema", "ViewerSchema"]
-
-
-class ViewerSchema(Schema):
-    """Who is asking, as the gateway authenticated them."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    subject = fields.String(required=True)
-    role = fields.String(required=True)
-    community = fields.String(load_default=None)  # None: the community the call names
-    grids = fields.List(fields.String(), load_default=list)
-    teams = fields.List(fields.String(), load_default=list)
 
 
 class TimelineEntrySchema(Schema):
@@ -113,6 +100,8 @@ class TicketSchema(Schema):
     resolution_summary = fields.String(allow_none=True)
     escalated_at = fields.AwareDateTime(allow_none=True)
     due_at = fields.AwareDateTime(allow_none=True)
+    response_due_at = fields.AwareDateTime(allow_none=True)
+    callback_due_at = fields.AwareDateTime(allow_none=True)
     next_step = fields.Nested(NextStepSchema, allow_none=True)
     comments = fields.List(fields.Nested(CommentViewSchema))
     attachments = fields.List(fields.Nested(AttachmentViewSchema))

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, timedelta
 
 from nameko.dependency_providers import Config
+from nameko.exceptions import MethodNotFound
 from nameko.exceptions import UnknownService as NoSuchService
 from nameko.timer import timer
 
@@ -21,7 +22,7 @@ from kernel.contracts import (
     TicketFiltersSchema,
 )
 from kernel.envelope import Envelope, utcnow
-from kernel.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from kernel.errors import Conflict, Forbidden, NotFound, PlatformError, ValidationFailed
 from kernel.events import current_version
 from kernel.groupcommit import GroupCommit
 from kernel.handlers import handles
@@ -31,11 +32,11 @@ from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import OUTBOX, Outbox
 from kernel.pagination import decode_cursor, encode_cursor, page, page_limit
-from kernel.permissions import may_access
+from kernel.permissions import Grant, grant_for, may_access
 from kernel.rpc import RpcClient, RpcTimeout, rpc
 from kernel.validation import load
 from services.tickets import actions as lifecycle
-from services.tickets import clocks, sla
+from services.tickets import clocks, reports, sla
 from services.tickets.calendar import FIRST_YEAR, LAST_YEAR, SHANGHAI, CalendarInvalid, YearCalendar
 from services.tickets.catalogue import Catalogue, Duration, Service, UnknownService
 from services.tickets.domain import (
@@ -47,6 +48,7 @@ from services.tickets.domain import (
     impersonal_address,
 )
 from services.tickets.numbers import NUMBER, TicketNumbers
+from services.tickets.readmodel import ReadModel, clock_response_due
 from services.tickets.repository import COLLECTION, PATROLS, TicketRepository, ticket_id_for
 from services.tickets.schemas import CreateTicketSchema, TicketSchema, ViewerSchema
 from services.tickets.sla import CALENDARS_CACHE, MISSING, SLA_MARKS, CalendarStore, DeadlineWatch, SlaClock, sla_timer
@@ -66,6 +68,7 @@ RETENTION_SWEEP_SECONDS = 3600  # how often the retention job looks for closed t
 EXPORT_PAGE = 200  # tickets read at a time for a personal-data export
 RETENTION_BATCH = 200  # tickets one retention run anonymises at most
 ANONYMISE_ATTEMPTS = 3  # reads of a ticket an anonymisation tries before its handler retries later
+VOLUNTEERS_TIMEOUT = 2.0  # the weekly review asks volunteers for coverage gaps; it is shown without them if late
 
 
 def pseudonym() -> str:
@@ -201,6 +204,7 @@ class TicketsService(HealthEndpoints):
     outbox = Outbox(collections=[COLLECTION, SLA_MARKS, PATROLS])  # the marks carry sla.warned / sla.breached
     numbers = TicketNumbers()  # short numbers, from blocks reserved per process (services/tickets/numbers.py)
     directory = RpcClient("directory", timeout=DIRECTORY_TIMEOUT)  # routing: directory.me, directory.locate
+    volunteers = RpcClient("volunteers", timeout=VOLUNTEERS_TIMEOUT)  # the weekly review's coverage gaps
     sla_clock = SlaClock()  # the wall clock, movable in tests (SLA_TEST_CLOCK)
     context = Context()
     config = Config()  # the retention period (Settings.retention_days)
@@ -253,6 +257,7 @@ class TicketsService(HealthEndpoints):
             number=self.numbers.next(self.tickets.numbers, community),
         )
         clocks.at_intake(ticket)  # the fast lane: escalated to the secretary at once
+        self._set_deadlines(ticket)
         events = envelopes(ticket, self.context.correlation_id)
         stored = self.tickets.add(ticket, events, request_key, request_hash, extra=self._first_look(ticket))
         if stored is not ticket:  # a concurrent attempt with the same key stored it first
@@ -308,8 +313,13 @@ class TicketsService(HealthEndpoints):
         if action == "merge":
             return self._merge(community, ticket_id, request, viewer, expected_version)
         escalate_after = settings_of(self.config).escalate_after_bounces
-        ticket, _ = self._change(community, ticket_id, viewer, expected_version, lambda ticket, actor, now: (
-            lifecycle.apply_action(ticket, action, request, now, actor, escalate_after)))
+
+        def command(ticket: Ticket, actor, now) -> None:
+            lifecycle.apply_action(ticket, action, request, now, actor, escalate_after)
+            if action == "resolve":  # the callback (回访): the catalogue's due (the next working day's close)
+                ticket.schedule_callback(clocks.due_after(CATALOGUE.callback.due, now, self._calendar()))
+
+        ticket, _ = self._change(community, ticket_id, viewer, expected_version, command)
         return self._view(ticket, self._viewer(community, viewer))
 
     @rpc
@@ -424,6 +434,7 @@ class TicketsService(HealthEndpoints):
                 address_string=finding.get("address_string") or finding.get("building"),
                 lat=finding.get("lat"), long=finding.get("long"), attachments=finding["attachments"],
                 number=self.numbers.next(self.tickets.numbers, community), patrol_id=patrol_id, **placed)
+            self._set_deadlines(ticket)
             events = envelopes(ticket, self.context.correlation_id)
             self.tickets.add(ticket, events)
             self.outbox.flush_soon(COLLECTION, ticket.id, events)
@@ -591,6 +602,25 @@ class TicketsService(HealthEndpoints):
             entry["reason"] = payload["reason"]
         self.tickets.record_echo(event.community, payload["ticket_id"], entry)
 
+    # Like an echo, each volunteer step has its own record keyed by the event's id (helper N, issue #13).
+    @handles("tickets.volunteer_events", dedupe="effects")
+    def on_volunteer_event(self, event: Envelope) -> None:
+        """Show a ticket's volunteer task on its timeline: offered (with reasons), accepted, declined, in, out.
+
+        The resident's check-in code is left out: the assigned volunteer reads this timeline too.
+        """
+        payload = event.payload
+        if payload["subject"] != "ticket":
+            return
+        entry = {"type": event.type, "at": event.occurred_at, "event_id": event.event_id,
+                 "volunteer": payload["volunteer_id"], "task_id": payload["assignment_id"]}
+        entry.update({key: payload[key] for key in ("reasons", "reason", "minutes", "auto_closed", "confirmed_by")
+                      if payload.get(key) not in (None, [], False)})
+        details = payload.get("reasons") or ([f"{payload['minutes']} min"] if payload.get("minutes") is not None
+                                             else []) + ([payload["reason"]] if payload.get("reason") else [])
+        entry["summary"] = f"{payload['volunteer_id']}: {', '.join(details)}" if details else payload["volunteer_id"]
+        self.tickets.record_echo(event.community, payload["ticket_id"], entry)
+
     # --- personal data (PIPL) ----------------------------------------------------------------------
 
     @handles("tickets.erasures")
@@ -677,8 +707,11 @@ class TicketsService(HealthEndpoints):
             ticket = Ticket.receive(
                 id=ticket_id, community=community, service=service,
                 description=(request["description"] or "").strip() or service.name, address_string=address,
-                reporter=reporter, source="open311", now=utcnow(), lat=request["lat"], long=request["long"])
+                reporter=reporter, source="open311", now=utcnow(), lat=request["lat"], long=request["long"],
+                number=self.numbers.next(self.tickets.numbers, community),
+                **self._open311_route(community, reporter, request["address_id"]))
             clocks.at_intake(ticket)  # the fast lane: escalated to the secretary at once
+            self._set_deadlines(ticket)
             events = envelopes(ticket, self.context.correlation_id)
             extra = {"attributes": values, "media_url": request["media_url"], "address_id": request["address_id"],
                      **self._first_look(ticket)}
@@ -803,6 +836,131 @@ class TicketsService(HealthEndpoints):
             raise Forbidden("the deadline clock is the wall clock here (SLA_TEST_CLOCK is off)")
         self.sla_clock.move(self.db, offset_seconds)
         return {"now": self.sla_clock.now(self.db).isoformat()}
+
+    def _set_deadlines(self, ticket: Ticket) -> None:
+        """A new ticket's first-response and resolution deadlines (``response_due_at``, ``due_at``), from its clocks."""
+        calendar = self._calendar()
+        running = clocks.running_clocks(ticket, clocks.policy_for(CATALOGUE, ticket.priority, ticket.category),
+                                        calendar)
+        ticket.due_at = sla.resolution_due(running)
+        ticket.response_due_at = next((clock.due_at for clock in running if clock.name == clocks.FIRST_RESPONSE),
+                                      None)
+
+    def _open311_route(self, community: str, reporter: str | None, address_id: str | None) -> dict:
+        """Routing of an Open311 request: its ``address_id`` as the building; an id the directory does not know
+        leaves the request unplaced (an integrator's ids are its own), as a directory that does not answer does."""
+        try:
+            return self._route(community, reporter, address_id)
+        except ValidationFailed:
+            return self._route(community, reporter, None)
+
+    # --- 日清周议 and the three rates (reports.py: what counts; readmodel.py: the counters) -----------------
+
+    def _read_model(self) -> ReadModel:
+        return ReadModel(self.db, clock_response_due(CATALOGUE, self._calendar()))
+
+    def _report_grids(self, community: str, viewer: dict, grid: str | None) -> tuple[dict, list[str] | None]:
+        """Who asks and the grids their report covers (None: the whole community); 403 outside their reach."""
+        viewer = self._viewer(community, viewer)
+        grant = grant_for("reports.read", viewer["role"])
+        if grant is None:
+            raise Forbidden(f"the role {viewer['role']} may not read reports", {"action": ["reports.read"]})
+        if grid is not None and (not isinstance(grid, str) or not grid.strip()):
+            raise ValidationFailed("the request is not valid", {"grid": ["a grid's code"]})
+        if grant is Grant.IF_GRID:
+            mine = list(viewer.get("grids") or [])
+            if grid is not None and grid not in mine:
+                raise Forbidden(f"grid {grid} is not one of yours", {"grid": [grid]})
+            return viewer, [grid] if grid is not None else mine
+        return viewer, [grid] if grid is not None else None
+
+    def _clearance_hour(self) -> int:
+        hour = settings_of(self.config).daily_clearance_hour
+        return hour if 0 <= hour <= 23 else reports.DEFAULT_CLEARANCE_HOUR
+
+    @rpc
+    def daily_report(self, community: str, viewer: dict, date: str | None = None, grid: str | None = None) -> dict:
+        """日清 of ``date`` (default today, Asia/Shanghai) at the clearance hour: the uncleared list per grid and owner.
+
+        The tickets are taken as they are now (an earlier date shows today's tickets against that day's hour).
+        """
+        _, grids = self._report_grids(community, viewer, grid)
+        now = utcnow()
+        day = _report_day(date, now)
+        moment = reports.clearance_moment(day, self._clearance_hour())
+        documents = self.tickets.open_for_report(community, grids)
+        closed = self.tickets.closed_between(community, reports.day_start(day),
+                                             reports.day_start(day + timedelta(days=1)), grids)
+        return {**reports.daily_report(day, moment, documents, closed), "grids": grids}
+
+    @rpc
+    def weekly_report(self, community: str, viewer: dict, week: str | None = None, grid: str | None = None) -> dict:
+        """周议 of ``week`` (``YYYY-Www``, default this week): the review agenda."""
+        _, grids = self._report_grids(community, viewer, grid)
+        now = utcnow()
+        try:
+            monday, sunday = reports.parse_week(week if week not in (None, "") else reports.current_week(now))
+        except reports.ReportQueryInvalid as invalid:
+            raise ValidationFailed("the request is not valid", invalid.problems) from invalid
+        span = reports.Week(monday, sunday)
+        model = self._read_model()
+        marks = model.marked(community, monday, sunday, grids)
+        documents = self.tickets.for_weekly_review(community, list(marks), min(now, span.end), grids)
+        repeats = reports.repeat_problems(model.read(
+            community, sunday - timedelta(days=reports.REPEAT_DAYS - 1), sunday, grids, buildings=True))
+        gaps = self._coverage_gaps(community, span)
+        return {**reports.weekly_agenda(span, now, documents, repeats, gaps, marks), "grids": grids}
+
+    def _coverage_gaps(self, community: str, span) -> dict:
+        """What volunteers reports as the week's coverage gaps (its RPC ``coverage_gaps``, asked with the week's
+        Monday: ``{"gaps": [{"skill", "grid", "available", "needed"}]}``), or an empty list and a note why not."""
+        try:
+            found = self.volunteers.coverage_gaps(community, span.monday.isoformat())
+        except (NoSuchService, RpcTimeout, MethodNotFound, PlatformError) as error:
+            return {"items": [], "note": f"volunteers did not report coverage gaps ({type(error).__name__})"}
+        gaps = found.get("gaps") if isinstance(found, dict) else None
+        return {"items": list(gaps or []), "note": None if isinstance(gaps, list) else "no gaps in the answer"}
+
+    @rpc
+    def rates_report(self, community: str, viewer: dict, start: str | None = None, end: str | None = None,
+                     grid: str | None = None, category: str | None = None) -> dict:
+        """响应率, 解决率 (beside it what staff claimed) and 满意率 over ``[start, end]`` (days, inclusive,
+        Asia/Shanghai; default the last 30 days), read from the counters (readmodel.py)."""
+        _, grids = self._report_grids(community, viewer, grid)
+        try:
+            first, last = reports.rate_period(start, end, utcnow())
+        except reports.ReportQueryInvalid as invalid:
+            raise ValidationFailed("the request is not valid", invalid.problems) from invalid
+        if category is not None and (not isinstance(category, str) or not category.strip()):
+            raise ValidationFailed("the request is not valid", {"category": ["a category's name"]})
+        totals = self._read_model().totals(community, first, last, grids, category)
+        return {"from": first.isoformat(), "to": last.isoformat(), "grids": grids, "category": category,
+                **reports.rates(totals)}
+
+    @rpc
+    def rebuild_reports(self, community: str | None = None) -> dict:
+        """The read model anew from the tickets (``huisheng reports rebuild`` does it straight on the database)."""
+        return self._read_model().rebuild(utcnow(), community)
+
+    # Keyed by the ticket, not the event: each event recomputes the ticket's facts and applies the difference
+    # in one transaction (readmodel.py), so a redelivery or a reordering changes nothing.
+    @handles("tickets.reports", dedupe="effects")
+    def on_report_event(self, event: Envelope) -> None:
+        """Bring the reports' counters up to date with the ticket the event is about."""
+        if event.type == "sla.breached" and event.payload.get("clock") != clocks.FIRST_RESPONSE:
+            return  # only the first-response deadline passing changes what the ticket counts for
+        # The deadline clock's "now" (the wall clock, or the test clock the timer also reads).
+        self._read_model().apply(event.community, event.payload["ticket_id"], self.sla_clock.now(self.db))
+
+
+def _report_day(text, now):
+    """The day a daily report is of: ``text`` (YYYY-MM-DD), default today in Asia/Shanghai; 422 if unreadable."""
+    if text in (None, ""):
+        return now.astimezone(SHANGHAI).date()
+    try:
+        return reports.parse_day(text, "date")
+    except reports.ReportQueryInvalid as invalid:
+        raise ValidationFailed("the request is not valid", invalid.problems) from invalid
 
 
 def _calendar_year(year) -> int:

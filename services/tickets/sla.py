@@ -47,9 +47,18 @@ from kernel.logging import get_logger
 from kernel.outbox import with_events
 from services.tickets.calendar import WorkingCalendar, YearCalendar, shipped_years
 from services.tickets.catalogue import Catalogue
-from services.tickets.clocks import crossings, next_check, percents_of, policy_for, running_clocks, sla_event
+from services.tickets.clocks import (
+    RESOLUTION,
+    crossings,
+    next_check,
+    percents_of,
+    policy_for,
+    running_clocks,
+    sla_event,
+)
 from services.tickets.domain import Ticket
 
+DUE_AT = "due_at"  # on a ticket document: the resolution deadline (the ticket's ``due_at``)
 NEXT_AT = "sla_next_at"  # on a ticket document: when the timer should look at it next
 DEADLINES = "sla_clocks"  # on a ticket document: its running clocks as the timer last computed them
 SLA_MARKS = "sla_marks"  # one record per (ticket, clock, start, threshold) reached, with its event
@@ -72,6 +81,11 @@ def ensure_indexes(db: Database, tickets: str) -> None:
     db[tickets].create_index(NEXT_AT, sparse=True, name="by_sla_next_at")
     db[SLA_MARKS].create_index([("ticket_id", ASCENDING)], name="by_ticket")
     CalendarStore(db).seed()
+
+
+def resolution_due(clocks: Iterable) -> datetime | None:
+    """The deadline of the running resolution clock, None when it does not run (resolved, closed)."""
+    return next((clock.due_at for clock in clocks if clock.name == RESOLUTION), None)
 
 
 def next_at_for_write(moment: datetime) -> dict:
@@ -281,8 +295,9 @@ class DeadlineWatch:
                      due_at=crossing.clock.due_at.isoformat())
         upcoming = next_check(clocks, self.calendar, now, self.percents)
         view = [clock.to_view(self.calendar, self.percents) for clock in clocks]
-        update = {"$set": {DEADLINES: view, NEXT_AT: _ceil_ms(upcoming)}} if upcoming else {
-            "$set": {DEADLINES: view}, "$unset": {NEXT_AT: ""}}
+        # ``due_at`` is the running resolution clock's deadline (None once none runs): what ``overdue`` lists read.
+        update = {"$set": {DEADLINES: view, NEXT_AT: _ceil_ms(upcoming), DUE_AT: resolution_due(clocks)}} if upcoming \
+            else {"$set": {DEADLINES: view, DUE_AT: resolution_due(clocks)}, "$unset": {NEXT_AT: ""}}
         # Only if nobody changed the ticket meanwhile: a change set NEXT_AT to its own time, which must stay.
         self.tickets.update_one({"_id": ticket.id, "version": ticket.version}, update)
         return fired
