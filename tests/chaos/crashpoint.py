@@ -22,7 +22,11 @@ import kernel.runner  # noqa: F401  (monkey-patches eventlet first, as `huisheng
 CRASH_EXIT = 137
 POINTS = {
     # service: [(module, class, method, wrote(result, args): did this call write?)]
-    "notify": [("services.notify.repository", "InboxRepository", "deliver", lambda result, args: result)],
+    # notify stores an inbox message, then the echo carrying its echo.delivered (EchoRepository.create returns
+    # True for a new one); older versions did both in InboxRepository.deliver. Whichever exists is armed.
+    "notify": [("services.notify.repository", "InboxRepository", "deliver", lambda result, args: result),
+               ("services.notify.repository", "EchoRepository", "create",
+                lambda result, args: result is True and bool(args[1]))],
     "tickets": [("services.tickets.repository", "TicketRepository", "add", lambda result, args: result is args[0]),
                 # record_echo(community, ticket_id, entry) inserts the echo's record (a redelivery collides)
                 ("services.tickets.repository", "TicketRepository", "record_echo", lambda result, args: True)],
@@ -34,9 +38,13 @@ def arm(service: str, after: int) -> None:
     import importlib
 
     written = [0]
+    armed = 0
     for module_name, class_name, method_name, wrote in POINTS[service]:
-        cls = getattr(importlib.import_module(module_name), class_name)
-        original = getattr(cls, method_name)
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        original = getattr(cls, method_name, None)
+        if original is None:  # not in this version of the service
+            continue
+        armed += 1
 
         def crashing(self, *args, _original=original, _wrote=wrote, **kwargs):
             result = _original(self, *args, **kwargs)
@@ -48,6 +56,8 @@ def arm(service: str, after: int) -> None:
             return result
 
         setattr(cls, method_name, crashing)
+    if not armed:  # a crash point that silently vanished would make the deterministic scenario a no-op
+        raise SystemExit(f"crashpoint: none of {service}'s write methods exists: update tests/chaos/crashpoint.py")
 
 
 def main(argv: list[str]) -> int:

@@ -126,3 +126,78 @@ def crawl(instances, seconds: float, running: float = 0.02, stopped: float = 0.4
             time.sleep(running)
     finally:
         resume(instances)
+
+
+def kill_cluster_node(system, cluster, notes: list[str]) -> Fault:
+    """On a three-node cluster: with a backlog in the queues (notify paused), SIGKILL the node that leads the
+    most of the platform's quorum queues, resume notify, start the node again (it rejoins with its data)."""
+
+    def fault(load: LoadGenerator) -> None:
+        consumers = system.instances("notify")
+        pause(consumers)
+        load.run_for(BROKER_BACKLOG_SECONDS)
+        in_broker = sum(system.backlog().values())
+        victim = cluster.busiest(system.vhost)
+        led = cluster.leaders(system.vhost)[victim.name]
+        killed_at = load.now()
+        victim.kill()
+        resume(consumers)
+        load.run_for(BROKER_DOWN_SECONDS)
+        started = time.monotonic()
+        victim.start()
+        members = cluster.wait_members(len(cluster.nodes), 120)
+        notes.append(f"node {victim.name.split('@')[0]} (leader of {led} queues) SIGKILLed at t={killed_at:.1f} s "
+                     f"with {in_broker} messages in the queues; down {BROKER_DOWN_SECONDS:g} s + "
+                     f"{time.monotonic() - started:.1f} s to restart and rejoin ({len(members)} running)")
+
+    return fault
+
+
+def in_sequence(*faults: Fault) -> Fault:
+    """One fault after the other, under the same load."""
+
+    def fault(load: LoadGenerator) -> None:
+        for each in faults:
+            each(load)
+
+    return fault
+
+
+SUPERVISOR_HEAL_TIMEOUT = 60.0
+
+
+def kill_supervised(system, names: tuple[str, ...], notes: list[str]) -> Fault:
+    """SIGKILL the instance ``huisheng up`` supervises of each of ``names``, under load, and wait (without a
+    hand on it) until the supervisor has it running and healthy again under a new pid."""
+
+    def fault(load: LoadGenerator) -> None:
+        for name in names:
+            load.run_for(KILL_INTERVAL)
+            victim = system.refresh()[name]
+            killed_at = load.now()
+            victim.kill()
+            system.killed[name] = system.killed.get(name, 0) + 1
+            started = time.monotonic()
+
+            def healed(name=name, old=victim.pid):
+                child = system.refresh().get(name)
+                return child if child and child.pid != old and child.alive() and child.health == "healthy" else None
+
+            back = _poll(healed, SUPERVISOR_HEAL_TIMEOUT)
+            took = time.monotonic() - started
+            notes.append(f"SIGKILLed supervised {name} (pid {victim.pid}) at t={killed_at:.1f} s; "
+                         + (f"the supervisor had it healthy again in {took:.1f} s (pid {back.pid}, "
+                            f"restarts={back.restarts})" if back else
+                            f"NOT back within {SUPERVISOR_HEAL_TIMEOUT:g} s"))
+
+    return fault
+
+
+def _poll(check, timeout: float, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

@@ -157,16 +157,27 @@ class ServiceInstance(Process):
 
 
 class Supervised:
-    """A process ``huisheng up`` runs: we know only its pid (from ``huisheng status --json``)."""
+    """A process ``huisheng up`` runs: what ``huisheng status --json`` says of it (pid, state, restarts)."""
 
-    def __init__(self, label: str, pid: int, address: str | None, log: Path):
+    def __init__(self, label: str, pid: int, address: str | None, log: Path, state: str = "running",
+                 restarts: int = 0, health: str | None = None):
         self.label = label
         self.pid = pid
         self.address = address
         self.log = log
+        self.state = state  # "running", "restarting" (crashed, back-off), "gave up"
+        self.restarts = restarts
+        self.health = health
 
     def alive(self) -> bool:
-        return pid_alive(self.pid)
+        return self.state == "running" and self.pid is not None and pid_alive(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL its process group (each child runs in a session of its own), as the OOM killer would."""
+        if self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def pause(self) -> None:
         signal_pid(self.pid, signal.SIGSTOP)

@@ -29,6 +29,7 @@ from urllib.error import HTTPError, URLError
 
 SCRIPTS = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT = 90.0
+SCHEDULER_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _LIVE_NODES: set[RabbitNode] = set()
 
@@ -73,13 +74,24 @@ def server_script() -> Path | None:
 class RabbitNode:
     """One RabbitMQ node: ``start``, ``kill`` (SIGKILL), ``restart``, ``stop``, and its management API."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, name: str | None = None, cookie: str | None = None, prometheus: bool = False):
+        """``name``, ``cookie`` and ``prometheus`` are for a cluster's nodes (:mod:`tests.chaos.cluster`): a node
+        name of their own, one Erlang cookie for all, and the Prometheus plugin on a port of each node's own."""
         self.root = Path(root)
-        self.name = f"huisheng-chaos-{uuid.uuid4().hex[:8]}@localhost"
-        self.amqp_port, self.management_port, self.dist_port = free_ports(3)
+        self.name = name or f"huisheng-chaos-{uuid.uuid4().hex[:8]}@localhost"
+        self.prometheus = prometheus
+        self._pick_ports()
+        self.cookie = cookie
         self.process: subprocess.Popen | None = None
         self.script = server_script()
         self.starts = 0
+
+    def _pick_ports(self) -> None:
+        self.amqp_port, self.management_port, self.dist_port, prometheus_port = free_ports(4)
+        self.prometheus_port = prometheus_port if self.prometheus else None
+
+    def ports(self) -> tuple[int, ...]:
+        return tuple(p for p in (self.amqp_port, self.management_port, self.dist_port, self.prometheus_port) if p)
 
     # ------------------------------------------------------------------ files and environment
 
@@ -91,9 +103,17 @@ class RabbitNode:
             f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
             "collect_statistics_interval = 500\n"
             "log.console = false\nlog.file.level = warning\n"
+            + (f"prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {self.prometheus_port}\n"
+               if self.prometheus_port else "")
         )
-        (self.root / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        plugins = "rabbitmq_management" + (",rabbitmq_prometheus" if self.prometheus_port else "")
+        (self.root / "enabled_plugins").write_text(f"[{plugins}].\n")
         (self.root / "rabbitmq-env.conf").write_text("ERL_EPMD_ADDRESS=127.0.0.1\n")
+        if self.cookie is not None:  # nodes of one cluster (and their rabbitmqctl) share it
+            cookie = self.root / ".erlang.cookie"
+            if not cookie.exists():
+                cookie.write_text(self.cookie)
+                cookie.chmod(0o400)
 
     def env(self) -> dict[str, str]:
         """Every location of the node inside ``root``; HOME too, so its Erlang cookie is ours."""
@@ -107,7 +127,9 @@ class RabbitNode:
             "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
             "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"), "RABBITMQ_LOG_BASE": str(self.root / "log"),
             "RABBITMQ_PID_FILE": str(self.root / "rabbitmq.pid"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            # Loopback only; and schedulers that sleep when idle instead of busy-waiting (on 2 shared cores,
+            # three nodes spinning would take CPU from everything else).
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} " + SCHEDULER_ARGS,
         }
 
     @property
@@ -123,7 +145,11 @@ class RabbitNode:
         """Boot the node (same name and data as before, if it ran already) and wait until it serves."""
         if self.script is None:
             raise BrokerUnavailable("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
-        for port in (self.amqp_port, self.management_port, self.dist_port):
+        if self.starts == 0 and any(port_open(port) for port in self.ports()):
+            # Picked free at construction, taken since (an outgoing connection's ephemeral port, say): a node
+            # that never ran can take others, nobody knows its ports yet. A restart keeps them.
+            self._pick_ports()
+        for port in self.ports():
             if port_open(port):
                 raise BrokerUnavailable(f"port {port} of the chaos node is taken by another program")
         self._write_files()
@@ -155,6 +181,11 @@ class RabbitNode:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """``rabbitmqctl -n NODE ARGS`` with the node's environment (its cookie)."""
+        return subprocess.run([str(self.script.parent / "rabbitmqctl"), "-n", self.name, *args], env=self.env(),
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def kill(self) -> None:
         """SIGKILL the whole node (the script and ``beam.smp``): no goodbye to clients, no flush."""

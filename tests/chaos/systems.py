@@ -5,14 +5,19 @@ Both run against the suite's own RabbitMQ node (a vhost each) and a SecantusDB
 server of the test's own, on free loopback ports. Each process has two
 instances competing on the same queues: for the platform, the one ``huisheng
 up`` supervises and an *extra* one the suite starts with ``huisheng service
-NAME``. The supervisor treats a dead child as fatal (Foreman semantics), so the
-suite kills and restarts the extras: the supervised instance keeps serving, as a
-surviving replica does in production, and picks up whatever the killed one left
-unacknowledged.
+NAME``. Most faults kill and restart the extras, so that the suite chooses when
+an instance comes back: the supervised instance keeps serving, as a surviving
+replica does in production, and picks up whatever the killed one left
+unacknowledged. The supervisor restarts a crashed child itself, with back-off
+(giving up after repeated crashes): a scenario may SIGKILL a supervised instance
+and let ``huisheng up`` bring it back (:func:`tests.chaos.faults.kill_supervised`);
+any other restart the supervisor reports (``restarts`` in ``huisheng status
+--json``) is a crash nobody caused, and fails the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -184,6 +189,7 @@ class Platform(System):
                          "HUISHENG_PORT_NOTIFY": str(ports[2]), "HUISHENG_PORT_VOLUNTEERS": str(ports[3]),
                          "HUISHENG_PORT_DIRECTORY": str(ports[5]), "HUISHENG_PORT_SMS": str(ports[6])})
         self.supervised: dict[str, Supervised] = {}
+        self.killed: dict[str, int] = {}  # supervised children a fault SIGKILLed on purpose, by name
         self._tokens: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the CLI
@@ -202,8 +208,30 @@ class Platform(System):
     def read_status(self) -> dict[str, Supervised]:
         report = json.loads(self.cli("status", "--json").stdout)
         logs = self.root / "home" / "log"
-        return {p["name"]: Supervised(p["name"], p["pid"], p["address"], logs / f"{p['name']}.log")
-                for p in report["processes"] if p.get("pid")}
+        return {p["name"]: Supervised(p["name"], p["pid"], p["address"], logs / f"{p['name']}.log",
+                                      state=p.get("state", "running"), restarts=int(p.get("restarts") or 0),
+                                      health=p.get("health"))
+                for p in report["processes"]}
+
+    def refresh(self) -> dict[str, Supervised]:
+        """Read the supervisor's view again (pids change when it restarts a child); the old one if it cannot."""
+        with contextlib.suppress(ValueError, KeyError, TypeError, OSError, subprocess.SubprocessError):
+            self.supervised = self.read_status()
+        return self.supervised
+
+    def dead(self) -> list[str]:
+        if self.supervised:
+            self.refresh()
+        return super().dead()
+
+    def crashes(self) -> list[str]:
+        """The extras' dead containers, and restarts of supervised children that no fault caused."""
+        found = super().crashes()
+        for name, child in (self.refresh() if self.supervised else {}).items():
+            unexplained = child.restarts - self.killed.get(name, 0)
+            if unexplained > 0:
+                found.append(f"{name}: restarted {unexplained} time(s) by the supervisor after a crash nobody caused")
+        return found
 
     def down(self) -> tuple[float, subprocess.CompletedProcess]:
         """``huisheng down``: how long it took and what it said."""
@@ -212,7 +240,8 @@ class Platform(System):
         return time.monotonic() - started, done
 
     def restart(self) -> None:
-        """What an operator does after a crash: ``huisheng down``, ``huisheng up -d``, restart dead extras."""
+        """What an operator does when the platform did not heal itself: ``huisheng down``, ``huisheng up -d``,
+        restart dead extras."""
         self.down()
         self.up()
         for name, instance in self.extras.items():

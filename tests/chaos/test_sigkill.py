@@ -11,13 +11,16 @@ surviving replica would, and gets what the killed one left unacknowledged.
 The deterministic case comes last: an extra started through
 ``tests.chaos.crashpoint`` exits (like SIGKILL) right after its 25th write and
 before that write's ack or reply, so the window is hit for certain.
+
+The supervised instances are killed too, in a scenario of their own: nobody
+restarts them but ``huisheng up`` itself (issue #16: a local runner that heals itself).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.chaos.faults import crash_after_writes, kill_in_turn
+from tests.chaos.faults import crash_after_writes, kill_in_turn, kill_supervised
 from tests.chaos.harness import Scenario, assert_clean, competing_note, run
 
 
@@ -48,3 +51,19 @@ def test_every_service_killed_several_times(platform, record):
     record(tally)
     crashed = sum(1 for note in notes if " exited with 137 " in note)
     assert_clean(tally, *([] if crashed == 2 else [f"only {crashed} of 2 crash points were reached"]))
+
+
+@pytest.mark.chaos
+def test_supervised_instances_killed_are_brought_back_by_huisheng_up(platform, record):
+    """SIGKILL the instance ``huisheng up`` runs of each service; the supervisor alone restarts it."""
+    notes: list[str] = []
+    scenario = Scenario("sigkill supervised tickets/notify/volunteers/gateway, healed by huisheng up",
+                        kill_supervised(platform, ("tickets", "notify", "volunteers", "gateway"), notes),
+                        rate=30.0, notes=notes)
+    tally = run(scenario, platform)
+    tally.notes.append(competing_note(platform, tally.records))
+    record(tally)
+    unhealed = [note for note in notes if "NOT back" in note]
+    restarts = {name: child.restarts for name, child in platform.refresh().items() if name in platform.killed}
+    assert_clean(tally, *unhealed,
+                 *[f"{name} shows {count} restarts, not 1" for name, count in restarts.items() if count != 1])
