@@ -1,7 +1,7 @@
 # One image for every Huisheng process. The container's command picks the process:
 #   huisheng service tickets | notify | volunteers | directory | gateway
-# (see kernel/platform.py PROCESSES and docker-compose.yml). The compose file's demo SMS
-# stand-in runs from it too: python -m standins.sms.
+# (see kernel/platform.py PROCESSES and docker-compose.yml). The compose file's demo SMS and
+# WeChat stand-ins run from it too: python -m standins.sms, python -m standins.wechat.
 
 FROM python:3.11-slim
 
@@ -9,6 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
+
+# A CJK font the volunteers' PDF service records embed (services/volunteers/records.py).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-zenhei \
+ && rm -rf /var/lib/apt/lists/*
 
 # Unprivileged user with a fixed numeric id (so runtimes can verify "non-root").
 RUN groupadd --system --gid 10001 huisheng \

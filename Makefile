@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run up down status test test-unit lint install clean
+.PHONY: run up down status test test-unit test-browser screenshots lint install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,20 @@ status:
 ## the test suite: unit, integration (real RabbitMQ + SecantusDB), end-to-end, doctests, lint
 test: install
 	bash scripts/ensure-rabbitmq.sh
+	bash scripts/ensure-system-packages.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/browser
+
+## the web console in a real headless Chromium (Debian's chromium + chromium-driver), a pytest process of its own
+test-browser: install
+	bash scripts/ensure-rabbitmq.sh
+	$(BIN)/python -m pytest tests/browser
+
+## the console's main pages as docs/screenshots/*.png (the browser tests, keeping their screenshots)
+screenshots: install
+	bash scripts/ensure-rabbitmq.sh
+	HUISHENG_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/browser
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit kernel services gateway
@@ -55,11 +67,15 @@ bench-quick: install
 	$(BENCH_DEPS)
 	$(BIN)/python -m bench --quick
 
-## the fault suite (tests/chaos, about 8 minutes): SIGKILLed services, a killed broker (a RabbitMQ node of the
-## suite's own) and database, poison messages, back-pressure, graceful shutdown, the naive pipeline as a positive
-## control; prints the tallies, writes them to var/chaos/tallies.txt, keeps every process's log in var/chaos/run
+## the fault suite (tests/chaos, about 20 minutes): SIGKILLed services (extras, and supervised ones that `huisheng
+## up` must bring back), a killed broker (a RabbitMQ node of the suite's own) and database, poison messages,
+## back-pressure, graceful shutdown, the outbox relay under a 10 s late commit and 10 s clock skew (libfaketime),
+## a three-node RabbitMQ cluster with quorum queues losing a node, the naive pipeline as a positive control;
+## prints the tallies, writes them to var/chaos/tallies.txt, keeps every process's log in var/chaos/run
 .PHONY: chaos
 chaos: install
+	@command -v faketime >/dev/null 2>&1 || echo "chaos: faketime is not installed (apt-get install -y faketime):" \
+		"the skewed-clock scenarios will be skipped"
 	mkdir -p var/chaos
 	HUISHENG_CHAOS=1 HUISHENG_CHAOS_REPORT=var/chaos/tallies.txt $(BIN)/python -m pytest tests/chaos \
 		-m "chaos or chaos_smoke" --basetemp=var/chaos/run -v

@@ -151,7 +151,7 @@ class Authentication:
     def principal(self, request, action: str | None = None) -> Principal:
         """The caller (bearer token or ``X-API-Key``): 401 if unproven or revoked, 403 if ``action`` is not theirs."""
         key = request.headers.get(API_KEY_HEADER)
-        caller = self._by_key(key) if key is not None else self._by_token(request.headers.get("Authorization"))
+        caller = self.by_key(key) if key is not None else self._by_token(request.headers.get("Authorization"))
         if action is not None:
             require(action, caller.role)
         return caller
@@ -167,7 +167,8 @@ class Authentication:
                                code="token_revoked")
         return caller
 
-    def _by_key(self, key: str) -> Principal:
+    def by_key(self, key: str) -> Principal:
+        """The integrator an API key belongs to (``X-API-Key``, or Open311's ``api_key``): 401 if unknown or revoked."""
         matched = API_KEY_PATTERN.fullmatch(key.strip())
         if matched is None:
             raise Unauthorized("the API key is not valid", {API_KEY_HEADER: ["invalid"]}, code="api_key_invalid")

@@ -23,11 +23,13 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, UnknownService
+from werkzeug.routing import PathConverter, Rule
 
 from kernel.config import Settings
 from kernel.errors import (
     PROBLEM_CONTENT_TYPE,
     BadRequest,
+    NotFound,
     PayloadTooLarge,
     PlatformError,
     ServiceUnavailable,
@@ -39,6 +41,7 @@ from kernel.logging import get_logger
 from kernel.metrics import HTTP_REQUESTS, labelled
 from kernel.pagination import page_limit
 from kernel.rpc import RpcTimeout, has_listeners
+from kernel.web import HttpEntrypoint
 
 CORRELATION_HEADER = "X-Correlation-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -49,6 +52,7 @@ MAX_STRING_CHARS = 10_000
 MAX_ARRAY_ITEMS = 1_000
 MAX_OBJECT_MEMBERS = 256
 MAX_QUERY_VALUE_CHARS = 512
+MAX_PATH_VALUE_CHARS = 128  # an id, a code or a name in a path: longer names nothing (404), as the document says
 LIMITS = {"body_bytes": MAX_BODY_BYTES, "depth": MAX_JSON_DEPTH, "string_chars": MAX_STRING_CHARS,
           "array_items": MAX_ARRAY_ITEMS, "object_members": MAX_OBJECT_MEMBERS}
 RETRY_AFTER_SECONDS = 5
@@ -62,12 +66,48 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-CORS_METHODS = "GET, POST, DELETE, OPTIONS"
-CORS_HEADERS = f"Authorization, Content-Type, {API_KEY_HEADER}, {IDEMPOTENCY_HEADER}, {CORRELATION_HEADER}"
+CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+CORS_HEADERS = (f"Authorization, Content-Type, {API_KEY_HEADER}, {IDEMPOTENCY_HEADER}, {CORRELATION_HEADER}, "
+                "If-Match")  # If-Match: a ticket's actions send back the ETag they read
+CORS_EXPOSED = f"{CORRELATION_HEADER}, Retry-After, ETag"
 
+_DIGITS = re.compile(r"[0-9]{1,6}")
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 log = get_logger(__name__)
+
+
+# --------------------------------------------------------------------------------------------- routes
+
+class AnyPath(PathConverter):
+    """``<path:...>`` that matches every character: werkzeug's stops at a newline (``%0A``), and a path that
+    matches no rule gets the web server's HTML 404 instead of problem details."""
+
+    regex = "(?s:[^/].*?)"
+
+
+class GatewayRule(Rule):
+    """A rule whose ``path`` converter is :class:`AnyPath`.
+
+    >>> from werkzeug.routing import Map
+    >>> Map([GatewayRule("/api/<path:rest>", endpoint="catch_all")]).bind("gateway").match("/api/v1/x\\ny")
+    ('catch_all', {'rest': 'v1/x\\ny'})
+    """
+
+    def get_converter(self, variable_name, converter_name, args, kwargs):
+        if converter_name == "path":
+            return AnyPath(self.map, *args, **kwargs)
+        return super().get_converter(variable_name, converter_name, args, kwargs)
+
+
+class GatewayEntrypoint(HttpEntrypoint):
+    """``@http`` for the gateway's routes with a ``<path:...>`` (catch-alls, the console's files)."""
+
+    def get_url_rule(self) -> Rule:
+        return GatewayRule(self.url, methods=self.method.split(","))
+
+
+http = GatewayEntrypoint.decorator
 
 
 # --------------------------------------------------------------------------------------------- bodies
@@ -170,8 +210,14 @@ def query(request, name: str) -> str | None:
 
 
 def paging(request) -> tuple[str | None, int]:
-    """``cursor`` and ``limit`` of a list request (limit 1..100, default 20; 422 otherwise)."""
-    return query(request, "cursor"), page_limit(query(request, "limit"))
+    """``cursor`` and ``limit`` of a list request (limit 1..100, default 20; 422 otherwise).
+
+    The document says ``limit`` is an integer: ASCII digits, nothing else (not empty, no spaces, no "²").
+    """
+    limit = query(request, "limit")
+    if limit is not None and not _DIGITS.fullmatch(limit):
+        raise ValidationFailed("the request is not valid", {"limit": ["must be a whole number from 1 to 100"]})
+    return query(request, "cursor"), page_limit(limit)
 
 
 # -------------------------------------------------------------------------------------------- answers
@@ -197,6 +243,7 @@ def endpoint(method: Callable) -> Callable:
             correlation_id = uuid.uuid4().hex
         self.context.adopt(correlation_id)
         try:
+            _check_path_values(kwargs)
             status, headers, body = _answer(self, method, request, *args, **kwargs)
         except PlatformError as error:
             status, headers, body = problem(error, correlation_id)
@@ -211,13 +258,27 @@ def endpoint(method: Callable) -> Callable:
     return wrapper
 
 
+def _check_path_values(values: dict[str, Any]) -> None:
+    """404 for a path value longer than any id: the services need not each bound what they look up.
+
+    >>> _check_path_values({"ticket_id": "T-1"})
+    >>> _check_path_values({"ticket_id": "x" * 129})
+    Traceback (most recent call last):
+    ...
+    kernel.errors.NotFound: ('no such resource', {'ticket_id': ['at most 128 characters']})
+    """
+    for name, value in values.items():
+        if name != "rest" and isinstance(value, str) and len(value) > MAX_PATH_VALUE_CHARS:  # rest: a catch-all's
+            raise NotFound("no such resource", {name: [f"at most {MAX_PATH_VALUE_CHARS} characters"]})
+
+
 def cors_headers(settings: Settings, request) -> dict[str, str]:
     """CORS is closed unless the origin is one of ``CORS_ORIGINS``: then it may call, with credentials."""
     origin = request.headers.get("Origin")
     if not origin or origin not in settings.cors_origins:
         return {}
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin", "Access-Control-Allow-Credentials": "true",
-            "Access-Control-Expose-Headers": f"{CORRELATION_HEADER}, Retry-After"}
+            "Access-Control-Expose-Headers": CORS_EXPOSED}
 
 
 def _answer(self, method, request, *args, **kwargs) -> tuple[int, dict, str]:

@@ -122,7 +122,7 @@ def error_answer(error: PlatformError, fmt: str) -> tuple[int, str, bytes]:
     """A platform error in the spec's error format: ``(HTTP status, content type, body)``.
 
     The spec: 404 for what does not exist, 403 for a missing or wrong ``api_key``, 400 for any
-    other request that cannot be fulfilled; statuses about the server's state (413, 415, 429,
+    other request that cannot be fulfilled; statuses about the request's form or the server's state (405, 413, 415, 429,
     503, 504) keep their meaning. One error per field, each with a readable description.
 
     >>> from kernel.errors import ValidationFailed, Unauthorized
@@ -143,12 +143,12 @@ def error_answer(error: PlatformError, fmt: str) -> tuple[int, str, bytes]:
 def open311_status(status: int) -> int:
     """The HTTP status GeoReport v2 answers for a platform error's status.
 
-    >>> [open311_status(s) for s in (401, 403, 404, 409, 422, 413, 429, 503)]
-    [403, 403, 404, 400, 400, 413, 429, 503]
+    >>> [open311_status(s) for s in (401, 403, 404, 405, 409, 422, 413, 429, 503)]
+    [403, 403, 404, 405, 400, 400, 413, 429, 503]
     """
     if status in (401, 403):
         return 403
-    if status in (404, 413, 415, 429) or status >= 500:
+    if status in (404, 405, 413, 415, 429) or status >= 500:
         return status
     return 400
 

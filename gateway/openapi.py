@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -39,7 +39,11 @@ from gateway.http import (
     MAX_BODY_BYTES,
     MAX_QUERY_VALUE_CHARS,
 )
+from gateway.routes.console import CONSOLE_OPERATIONS
+from gateway.routes.console import TYPES as CONSOLE_TYPES
+from gateway.routes.volunteers import VOLUNTEER_OPERATIONS
 from kernel import contracts
+from kernel.contracts import CALENDAR_YEARS
 from kernel.pagination import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT
 from kernel.permissions import PERMISSIONS
 
@@ -47,11 +51,15 @@ OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 SUCCESS = (200, 201, 202, 204)
-PROBLEM_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 412, 413, 422, 429, 503, 504)
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request: not JSON, too deep, "
            "or a malformed header", 401: "Unauthorized: no valid bearer token or API key",
            403: "Forbidden: this role may not do this", 404: "Not Found (also: not yours to see)",
            409: "Conflict: the state does not allow it, or a retry with the same Idempotency-Key is running",
+           405: "Method Not Allowed: the path serves the methods of `Allow`",
+           412: "Precondition Failed: `If-Match` names a version that is no longer current (`version`: the current "
+                "one, also in `ETag`)",
+           414: "URI Too Long: a request line over 8 KiB, refused by the web server before the gateway (no body)",
            413: f"Content Too Large: a body over {MAX_BODY_BYTES} bytes",
            422: "Unprocessable Content: a field, a query parameter or an Idempotency-Key reused with another body",
            415: "Unsupported Media Type: not form-encoded",
@@ -78,43 +86,149 @@ class Operation:
     invalid: bool = False  # 422 besides the body's and the query's
     refuses: bool = False  # 401 without authentication (wrong credentials at sign-in)
     open311: bool = False  # GeoReport v2: JSON or XML by the path's format; errors in the spec's format
+    actions: tuple[tuple[str, str], ...] = ()  # (variant, permission) when each variant has its own (ticket actions)
+    stale: bool = False  # a write with If-Match: 412 with the current version on a stale one
+    etag: bool = False  # the answer carries the ticket's version as ETag
+    path_schemas: dict = field(default_factory=dict)  # a path parameter's schema, when not a plain string
+    query_specs: dict = field(default_factory=dict)  # a query parameter's own description, over QUERY's
+    body_optional: bool = False  # no body at all is an empty one
+    body_schema: dict | None = None  # an inline JSON Schema of a body no contract names (the gateway checks members)
+    header_params: tuple[dict, ...] = ()  # request headers it reads (OpenAPI parameter objects, "in": "header")
     description: str = ""
     extra: dict = field(default_factory=dict)
 
 
-ACTION_NAMES = ("dispatch", "accept", "bounce", "start", "pause", "resume", "resolve", "close", "merge")
+ACTION_NAMES = ("dispatch", "accept", "bounce", "start", "pause", "resume", "resolve", "close", "merge", "plan")
+# The permission each action is checked against (gateway/routes/tickets.py): closing unfixed is its own right.
+ACTION_PERMISSIONS = {name: f"tickets.{'close_not_fixed' if name == 'close' else name}" for name in ACTION_NAMES}
+TICKET_FILTERS = {
+    "state": {"description": "the lifecycle state", "schema": {"type": "string", "enum": [
+        "received", "dispatched", "accepted", "in_progress", "paused", "resolved", "confirmed", "reopened",
+        "closed_not_fixed"]}},
+    "grid": {"description": "a grid's code", "schema": {"type": "string", "minLength": 1, "maxLength": 32}},
+    "category": {"description": "a category of the catalogue", "schema": {"type": "string", "minLength": 1,
+                                                                          "maxLength": 64}},
+    "owner": {"description": "the assignee's id", "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+    "source": {"description": "how it came in", "schema": {"type": "string", "enum": [
+        "resident", "phone_in", "walk_in", "patrol", "hotline", "open311", "staff"]}},
+    "overdue": {"description": "past its deadline and still open", "schema": {"type": "boolean"}},
+}
+
+CALENDAR_YEAR = {"type": "integer", "minimum": CALENDAR_YEARS[0], "maximum": CALENDAR_YEARS[1]}
+_TEXT_FILTER = {"schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_CHARS}}  # empty: no filter
+REPORT_DAY = {"schema": {"type": "string", "anyOf": [{"format": "date"}, {"const": ""}]}}  # empty: the default
+REPORT_WEEK = {"description": "an ISO week such as 2026-W49 (default, or empty: this week)",
+               "schema": {"type": "string", "pattern": r"^(\d{4}-W\d{2})?$"}}
+OPEN311_READ = ("Public (the spec's GET methods): without a key, public fields only and no private categories; "
+                "a directory API key (`api_key`) sees its communities whole.")
 
 OPERATIONS: dict[str, Operation] = {
     # --- tickets (gateway/routes/tickets.py) ---
     "list_services": Operation("The service catalogue of the caller's community", "tickets", answer="Page",
                                query=("cursor", "limit"), action="services.read"),
-    "create_ticket": Operation("Report a matter (a resident; an integrator's key for a caller)", "tickets", 201,
-                               answer="Ticket", body=contracts.CreateTicketSchema, action="tickets.create",
-                               description="`service_code` must be one of the catalogue's (422 otherwise)."),
-    "list_my_tickets": Operation("The resident's own tickets", "tickets", answer="Page", query=("cursor", "limit"),
-                                 action="tickets.list"),
-    "get_ticket": Operation("One ticket with its timeline", "tickets", answer="Ticket", action="tickets.read"),
+    "create_ticket": Operation("Report a matter (a resident; staff on a resident's behalf; an integrator's key)",
+                               "tickets", 201, answer="Ticket", action="tickets.create", etag=True,
+                               bodies=("CreateTicketSchema", "StaffCreateTicketSchema"),
+                               description="`service_code` must be one of the catalogue's (422 otherwise). A "
+                                           "resident and an integrator send CreateTicket; staff (grid worker, "
+                                           "secretary, admin) send StaffCreateTicket: a phone-in or walk-in, "
+                                           "`on_behalf_of` naming the resident. The answer's `ETag` is its version."),
+    "list_my_tickets": Operation("Tickets: a resident's own; staff's within their reach, filtered", "tickets",
+                                 answer="Page", query=("cursor", "limit", *TICKET_FILTERS), action="tickets.list",
+                                 description="Residents get their own tickets (the filters do not apply); staff "
+                                             "the tickets of their grids, assignments or community."),
+    "get_ticket": Operation("One ticket with its timeline (by id or number)", "tickets", answer="Ticket",
+                            action="tickets.read", etag=True,
+                            description="The `ETag` is the ticket's version: send it back as `If-Match` with an "
+                                        "action, a comment or a callback."),
     "my_inbox": Operation("The caller's echoes (in-app inbox)", "notify", answer="Page", query=("cursor", "limit"),
                           action="inbox.read"),
     "list_volunteer_teams": Operation("The community's volunteer teams", "volunteers", answer="Page",
                                       query=("cursor", "limit"), action="volunteer_teams.read"),
     "get_calendar": Operation("The year's working calendar (404 while not loaded)", "tickets", action="calendar.read",
-                              not_found=True),
+                              not_found=True, invalid=True, path_schemas={"year": CALENDAR_YEAR}),
     "put_calendar": Operation("Load or replace the year's working calendar", "tickets", body=contracts.CalendarSchema,
-                              action="calendar.write"),
+                              action="calendar.write", path_schemas={"year": CALENDAR_YEAR},
+                              description="Every date must be in the year; a make-up working day (调休) is a "
+                                          "Saturday or Sunday (422 otherwise)."),
     "act_on_ticket": Operation("One step of a ticket's lifecycle; 409 carries `state` and `allowed_actions`",
-                               "tickets", action="tickets.read", conflict=True, invalid=True,
+                               "tickets", actions=tuple(ACTION_PERMISSIONS.items()), conflict=True, invalid=True,
+                               stale=True, etag=True, body_optional=True,
                                bodies=("DispatchSchema", "ReasonSchema", "PauseSchema", "ResolveSchema",
                                        "CloseSchema", "MergeSchema", "PlanSchema", "TicketActionSchema"),
                                description="The body depends on the action (kernel/contracts.py: dispatch → "
                                            "Dispatch, pause → Pause, resolve → Resolve, close → Close, merge → "
-                                           "Merge, plan → Plan, bounce → Reason, others → TicketAction)."),
-    "comment_on_ticket": Operation("An internal or resident-visible comment", "tickets", 201, action="tickets.read",
-                                   bodies=("CommentSchema",), conflict=True),
+                                           "Merge, plan → Plan, bounce → Reason, others → TicketAction; an "
+                                           "empty body is an empty TicketAction). `If-Match: \"<version>\"` "
+                                           "(the ETag of the ticket read) makes it conditional: 412 `stale_version` "
+                                           "when the ticket has moved on, with the current `version` and `ETag`."),
+    "comment_on_ticket": Operation("An internal or resident-visible comment", "tickets", 201, action="tickets.comment",
+                                   bodies=("CommentSchema",), conflict=True, stale=True, etag=True,
+                                   description="`If-Match` as for an action (412 `stale_version` when stale)."),
     "ticket_callback": Operation("The resident's answer, or staff recording a phone callback", "tickets",
-                                 action="tickets.record_callback", bodies=("CallbackSchema",), conflict=True),
+                                 action="tickets.record_callback", bodies=("CallbackSchema",), conflict=True,
+                                 stale=True, etag=True,
+                                 description="`If-Match` as for an action (412 `stale_version` when stale)."),
     "record_patrol": Operation("A grid worker's patrol; each finding becomes a ticket", "tickets", 201,
                                action="patrols.record", bodies=("PatrolSchema",)),
+    # --- notify (gateway/routes/notify.py) ---
+    "get_my_preferences": Operation("The caller's echo preferences (the defaults until set)", "notify",
+                                    action="preferences.read"),
+    "put_my_preferences": Operation("Replace the caller's echo preferences", "notify",
+                                    bodies=("PreferencesSchema",), action="preferences.write",
+                                    description="Critical tickets bypass quiet hours and digests regardless."),
+    "read_my_message": Operation("The read receipt of one inbox message (404 if not the caller's)", "notify",
+                                 action="inbox.read"),
+    "list_echoes": Operation("Every echo of one ticket, each step of its plan", "notify", query=("ticket_id",),
+                             action="echoes.read", not_found=True,
+                             query_specs={"ticket_id": {"description": "the ticket (required: 422 without it)",
+                                                        "required": True, "schema": {
+                                                            "type": "string", "minLength": 1,
+                                                            "maxLength": MAX_QUERY_VALUE_CHARS}}}),
+    "list_echo_tasks": Operation("Human steps to do: phone or visit a resident", "notify", answer="Page",
+                                 query=("cursor", "limit", "task_status"), action="echo_tasks.read",
+                                 query_specs={"task_status": {"name": "status", "description": "open (default) or "
+                                                              "done", "schema": {"type": "string",
+                                                                                 "enum": ["", "open", "done"]}}}),
+    "complete_echo_task": Operation("The worker phoned or visited: the echo is delivered", "notify",
+                                    bodies=("TaskDoneSchema",), action="echo_tasks.complete", conflict=True,
+                                    body_optional=True,
+                                    description="The body (a `note`) is optional."),
+    "create_broadcast": Operation("A notice to a segment of the community, fanned out in batches", "notify", 201,
+                                  bodies=("BroadcastSchema",), action="broadcasts.create",
+                                  description="An empty `segment` is the whole community; `critical` bypasses "
+                                              "quiet hours and digests."),
+    "get_broadcast": Operation("A broadcast's progress: targeted, delivered, read, failed", "notify",
+                               action="broadcasts.read"),
+    "sms_receipts": Operation("The SMS provider's delivery receipts (Aliyun SmsReport), signed", "notify",
+                              auth=False, refuses=True, invalid=True,
+                              body_schema={"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+                              header_params=(
+                                  {"name": "X-Huisheng-Timestamp", "in": "header", "required": False,
+                                   "schema": {"type": "string"}, "description": "when it was signed (seconds)"},
+                                  {"name": "X-Huisheng-Signature", "in": "header", "required": False,
+                                   "schema": {"type": "string"}, "description": "HMAC of timestamp and body with "
+                                                                                "SMS_RECEIPT_SECRET"}),
+                              description="No bearer token: the provider signs the push (401 `bad_signature` "
+                                          "when unsigned, wrongly signed or stale)."),
+    "silent_tickets": Operation("Tickets whose change was neither echoed nor accounted for in time", "reports",
+                                action="reports.echoes"),
+    "echo_latency": Operation("p50/p95 seconds from a change to sent, delivered and read, by channel", "reports",
+                              action="reports.echoes"),
+    # --- 日清周议 and the three rates (services/tickets/reports.py) ---
+    "daily_report": Operation("日清: the day's uncleared tickets per grid and owner", "reports",
+                              query=("date", "grid"), action="reports.read", invalid=True,
+                              query_specs={"grid": _TEXT_FILTER, "date": REPORT_DAY | {
+                                  "description": "the day (default today, Asia/Shanghai)"}}),
+    "weekly_report": Operation("周议: the week's review agenda", "reports", query=("week", "grid"),
+                               action="reports.read", invalid=True,
+                               query_specs={"week": REPORT_WEEK, "grid": _TEXT_FILTER}),
+    "rates_report": Operation("响应率, 解决率, 满意率 over a span of days", "reports",
+                              query=("from", "to", "grid", "category"), action="reports.read", invalid=True,
+                              query_specs={"from": REPORT_DAY | {"description": "the first day (default 30 days "
+                                                                              "ago)"},
+                                           "to": REPORT_DAY | {"description": "the last day, inclusive"},
+                                           "grid": _TEXT_FILTER, "category": _TEXT_FILTER}),
     # --- sign-in (gateway/routes/directory.py) ---
     "request_code": Operation("Text a one-time sign-in code to a phone", "sign-in", 202,
                               answer={"type": "object", "properties": {"sent": {"type": "boolean"}}},
@@ -155,21 +269,34 @@ OPERATIONS: dict[str, Operation] = {
     "create_staff": Operation("Add a staff member or volunteer", "administration", 201, body=contracts.StaffSchema,
                               action="staff.manage"),
     # --- Open311 GeoReport v2 (gateway/routes/open311.py): `api_key` (a directory API key) for POST only ---
-    "open311_services": Operation("GeoReport v2: the service list", "open311", auth=False, open311=True),
+    "open311_services": Operation("GeoReport v2: the service list", "open311", auth=False, open311=True,
+                                  query=("jurisdiction_id", "api_key"), description=OPEN311_READ),
     "open311_service_definition": Operation("GeoReport v2: a service's attributes", "open311", auth=False,
-                                            open311=True),
+                                            open311=True, query=("jurisdiction_id", "api_key"),
+                                            description=OPEN311_READ),
     "open311_create_request": Operation("GeoReport v2: file a request (form-encoded, api_key required)", "open311",
-                                        auth=False, open311=True),
+                                        201, auth=False, open311=True,
+                                        description="201 with `service_request_id` and `service_notice`; 202 with "
+                                                    "a `token` when the ticket is still being stored (follow it "
+                                                    "with GET tokens/{token}). A wrong or missing api_key: 403."),
     "open311_list_requests": Operation("GeoReport v2: requests (90 days by default)", "open311", auth=False,
-                                       open311=True),
-    "open311_get_request": Operation("GeoReport v2: one request", "open311", auth=False, open311=True),
-    "open311_token": Operation("GeoReport v2: the request id of a token", "open311", auth=False, open311=True),
+                                       open311=True, query=("jurisdiction_id", "api_key", "service_request_id",
+                                                            "service_code", "status", "start_date", "end_date"),
+                                       description=OPEN311_READ + " `service_request_id`, `service_code` and "
+                                                   "`status` are comma-delimited lists; the window is the last 90 "
+                                                   "days by default and at most 90 days (400 beyond)."),
+    "open311_get_request": Operation("GeoReport v2: one request", "open311", auth=False, open311=True,
+                                     query=("jurisdiction_id", "api_key"), description=OPEN311_READ),
+    "open311_token": Operation("GeoReport v2: the request id of a token", "open311", auth=False, open311=True,
+                               query=("jurisdiction_id", "api_key"), description=OPEN311_READ),
     # --- the document itself and the operations endpoints (no authentication) ---
     "openapi_document": Operation("This document", "documentation", answer="Object", auth=False, calls=False),
     "docs_page": Operation("The API's documentation page (Swagger UI, served locally)", "documentation",
                            answer={"type": "string"}, auth=False, calls=False),
     "docs_asset": Operation("A file of the documentation page", "documentation", answer={"type": "string"},
                             auth=False, calls=False),
+    "favicon": Operation("The site's icon (the documentation page's)", "documentation", answer={"type": "string"},
+                         auth=False, calls=False),
     "health_check": Operation("Liveness", "operations", auth=False, calls=False),
     "readiness_check": Operation("Readiness: 503 while the broker is unreachable", "operations", auth=False,
                                  calls=False, extra={503: "Object"}),
@@ -177,17 +304,36 @@ OPERATIONS: dict[str, Operation] = {
                                     calls=False),
 }
 """Handler name -> its description. The catch-all 404 and the CORS preflight are not operations."""
+# The volunteers' routes come described with them (gateway/routes/volunteers.py); a second answer of their own:
+# the same phone registered again is 200, an import with rejected rows 200 with its report.
+OPERATIONS.update({name: Operation(**spec) for described in (VOLUNTEER_OPERATIONS, CONSOLE_OPERATIONS)
+                   for name, spec in described.items()})
+for _name in ("register_volunteer", "import_volunteers"):
+    OPERATIONS[_name] = replace(OPERATIONS[_name], extra={200: OPERATIONS[_name].answer})
+_VOLUNTEER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+OPERATIONS["merge_volunteers"] = replace(OPERATIONS["merge_volunteers"], body_schema={
+    "type": "object", "required": ["keep", "drop"], "additionalProperties": False,
+    "properties": {"keep": _VOLUNTEER_ID, "drop": _VOLUNTEER_ID}})
+OPERATIONS["set_volunteer_status"] = replace(OPERATIONS["set_volunteer_status"], body_schema={
+    "type": "object", "required": ["status"], "additionalProperties": False,
+    "properties": {"status": {"type": "string", "enum": ["active", "paused"]}}})
 
-NOT_OPERATIONS = frozenset({"no_such_route", "preflight", "open311_no_such_route"})
-OPEN311_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504)
-CONTENT_TYPES = {"docs_page": "text/html", "metrics_exposition": "text/plain"}
-ASSET_TYPES = ("text/css", "text/javascript")
-PATH_VALUES = {("docs_asset", "name"): ["swagger-ui.css", "swagger-ui-bundle.js", "init.js"],
-               ("act_on_ticket", "action"): [*ACTION_NAMES, "plan"],
+NOT_OPERATIONS = frozenset({"no_such_route", "preflight", "open311_no_such_route", "open311_options"})
+OPEN311_ERRORS = (400, 403, 404, 429, 503, 504)  # the spec's 400/403/404; a 401, 409 or 422 of ours answers 400/403
+OPEN311_POST_ERRORS = (413, 415)
+CONTENT_TYPES: dict[str, tuple[str, ...]] = {
+    "docs_page": ("text/html",), "metrics_exposition": ("text/plain",), "favicon": ("image/png",),
+    "docs_asset": ("text/css", "text/javascript", "image/png"), "console_page": ("text/html",),
+    "console_asset": tuple(sorted({media.split(";")[0] for media in CONSOLE_TYPES.values()})),
+}
+PATH_VALUES = {("docs_asset", "name"): ["swagger-ui.css", "index.css", "swagger-ui-bundle.js", "init.js",
+                                        "favicon-32x32.png", "favicon-16x16.png"],
+               ("act_on_ticket", "action"): list(ACTION_NAMES),
                **{(name, "fmt"): ["json", "xml"] for name in ("open311_services", "open311_service_definition",
                                                               "open311_create_request", "open311_list_requests",
                                                               "open311_get_request", "open311_token")}}
-FREE_FORM = {"health_check", "readiness_check", "metrics_exposition", "docs_page", "docs_asset", "openapi_document"}
+FREE_FORM = {"health_check", "readiness_check", "metrics_exposition", "docs_page", "docs_asset", "openapi_document",
+             "favicon", "console_page", "console_asset"}
 
 QUERY = {
     "cursor": {"description": "`next_cursor` of the previous page", "schema": {
@@ -197,8 +343,23 @@ QUERY = {
     "from": {"description": "entries at or after (ISO 8601 with a zone)", "schema": {
         "type": "string", "format": "date-time"}},
     "to": {"description": "entries before (ISO 8601 with a zone)", "schema": {"type": "string", "format": "date-time"}},
+    **TICKET_FILTERS,
+    "jurisdiction_id": {"description": "the community (this platform's by default; a key's own)", "schema": {
+        "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}},
+    "api_key": {"description": "a directory API key (integrators)", "schema": {"type": "string", "maxLength": 200}},
+    # GeoReport v2's optional arguments: an empty value is as good as none
+    # (and an empty item of a comma-delimited list is left out: "a,,b" is a and b)
+    "service_request_id": {"description": "comma-delimited request ids (overrides the other filters)", "schema": {
+        "type": "string", "pattern": r"^[^,]{0,64}(,[^,]{0,64}){0,99}$"}},
+    "service_code": {"description": "comma-delimited service codes", "schema": {
+        "type": "string", "pattern": r"^[^,]{0,64}(,[^,]{0,64}){0,99}$"}},
+    "status": {"description": "open, closed, or open,closed", "schema": {
+        "type": "string", "enum": ["", "open", "closed", "open,closed", "closed,open"]}},
+    "start_date": {"description": "requests at or after (ISO 8601 with a zone)", "schema": {
+        "type": "string", "anyOf": [{"format": "date-time"}, {"const": ""}]}},
+    "end_date": {"description": "requests at or before (ISO 8601 with a zone)", "schema": {
+        "type": "string", "anyOf": [{"format": "date-time"}, {"const": ""}]}},
 }
-_TEXT_FILTER = {"schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_CHARS}}  # empty: no filter
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 COMPONENTS: dict[str, dict] = {
@@ -224,6 +385,9 @@ COMPONENTS: dict[str, dict] = {
         "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"},
                        "token_type": {"type": "string"}, "expires_in": {"type": "integer"}}},
     "Object": {"type": "object"},
+    "StaleVersion": {"allOf": [{"$ref": "#/components/schemas/Problem"}, {
+        "type": "object", "required": ["version"], "description": "412 `stale_version`: reload, then retry",
+        "properties": {"version": {"type": "integer", "description": "the ticket's current version"}}}]},
     "Open311Errors": {"type": "array", "description": "GeoReport v2 errors: `[{\"code\", \"description\"}]`",
                       "items": {"type": "object", "properties": {"code": {"type": "integer"},
                                                                  "description": {"type": "string"}}}},
@@ -234,6 +398,8 @@ HEADERS = {
     "RetryAfter": {"description": "seconds to wait", "required": True, "schema": {"type": "string",
                                                                                    "pattern": r"^\d+$"}},
     "WWWAuthenticate": {"required": True, "schema": {"type": "string"}},
+    "ETag": {"description": "the ticket's version (`\"7\"`): send it back as `If-Match`", "required": True,
+             "schema": {"type": "string", "pattern": r'^"\d+"$'}},
 }
 
 
@@ -275,16 +441,18 @@ def error_statuses(operation: Operation, path_params: bool, method: str = "GET")
         statuses |= {401, 429}
         if method == "POST":  # an Idempotency-Key: malformed 400, reused with another body 422, running 409
             statuses |= {400, 409, 422}
-    if operation.action:
+    if operation.action or operation.actions:
         statuses.add(403)
-    if operation.body is not None or operation.bodies:
+    if operation.body is not None or operation.bodies or operation.body_schema:
         statuses |= {400, 413, 422, 429}
     if operation.query:
-        statuses.add(422)
+        statuses |= {414, 422}  # 414: the web server's, for a request line over its limit
     if path_params or operation.not_found:
         statuses.add(404)
     if operation.conflict:
         statuses.add(409)
+    if operation.stale:
+        statuses.add(412)
     if operation.refuses:
         statuses.add(401)
     if operation.invalid:
@@ -298,6 +466,41 @@ def error_statuses(operation: Operation, path_params: bool, method: str = "GET")
 
 # ----------------------------------------------------------------------------------------------- document
 
+FORM = "application/x-www-form-urlencoded"
+_FORM_TEXT = {"type": "string", "maxLength": 4000}  # gateway.open311.MAX_FIELD_CHARS
+OPEN311_FORM = {
+    "type": "object", "required": ["api_key", "service_code"], "additionalProperties": False,
+    "description": "GeoReport v2's arguments; a service's attributes as `attribute[code]=value` (a list: "
+                   "`attribute[code][]`, repeated). A location: lat+long, address_string or address_id. An "
+                   "argument the spec does not name is refused (400).",
+    "properties": {name: _FORM_TEXT for name in (
+        "api_key", "jurisdiction_id", "service_code", "lat", "long", "address_string", "address_id", "email",
+        "device_id", "account_id", "first_name", "last_name", "phone", "description", "media_url")},
+    "patternProperties": {r"^attribute\[[^\[\]]{1,64}\](\[\])?$": _FORM_TEXT},
+}
+_OPEN311_BODY = {JSON: {"schema": {"oneOf": [{"type": "array"}, {"type": "object"}]}},
+                 "text/xml": {"schema": {"type": "string"}}}
+_OPEN311_ERROR = {JSON: {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
+                  "text/xml": {"schema": {"type": "string"}}}
+
+
+def _open311_responses(described: Operation, method: str) -> dict:
+    """GeoReport v2's answers: the path's format (`.json` or `.xml`), errors as the spec's error list."""
+    if method == "POST":
+        responses = {"201": {"description": "Created: `service_request_id` and `service_notice`",
+                             "content": _OPEN311_BODY},
+                     "202": {"description": "Accepted: a `token` to follow (GET tokens/{token})",
+                             "content": _OPEN311_BODY}}
+    else:
+        responses = {"200": {"description": "OK (in the format of the path)", "content": _OPEN311_BODY}}
+    statuses = [*OPEN311_ERRORS, *(OPEN311_POST_ERRORS if method == "POST" else ())]
+    for status in sorted(statuses):
+        responses[str(status)] = {"description": REASONS[status], "content": _OPEN311_ERROR}
+    if described.query:
+        responses["414"] = _problem(414)
+    return responses
+
+
 def _schema_name(schema: type[Schema]) -> str:
     return schema.__name__.removesuffix("Schema")
 
@@ -308,16 +511,24 @@ def _response(operation: Operation, name: str, status: int) -> dict:
                                                                                     "CorrelationId"}}}
     answer = operation.extra.get(status, operation.answer)
     schema = {"$ref": f"#/components/schemas/{answer}"} if isinstance(answer, str) else answer
-    types = ASSET_TYPES if name == "docs_asset" else (CONTENT_TYPES.get(name, JSON),)
+    types = CONTENT_TYPES.get(name, (JSON,))
     response: dict[str, Any] = {"description": REASONS.get(status, "OK"),
                                 "content": {media: {"schema": schema} for media in types}}
     if name not in FREE_FORM:
         response["headers"] = {CORRELATION_HEADER: {"$ref": "#/components/headers/CorrelationId"}}
+    if operation.etag and 200 <= status < 300:
+        response["headers"]["ETag"] = {"$ref": "#/components/headers/ETag"}
     return response
 
 
 def _problem(status: int) -> dict:
+    if status == 414:  # eventlet's own answer: no body, none of our headers
+        return {"description": REASONS[414]}
     headers = {CORRELATION_HEADER: {"$ref": "#/components/headers/CorrelationId"}}
+    if status == 412:
+        headers["ETag"] = {"$ref": "#/components/headers/ETag"}
+        return {"description": REASONS[412], "headers": headers,
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/StaleVersion"}}}}
     if status in (429, 503, 504):
         headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
     if status == 401:
@@ -326,7 +537,10 @@ def _problem(status: int) -> dict:
             "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
-def _path_schema(name: str, param: str) -> dict:
+def _path_schema(name: str, param: str) -> dict:  # lengths: gateway.http.MAX_PATH_VALUE_CHARS
+    described = OPERATIONS.get(name)
+    if described is not None and param in described.path_schemas:
+        return described.path_schemas[param]
     values = PATH_VALUES.get((name, param))
     return {"type": "string", "enum": values} if values else {"type": "string", "minLength": 1, "maxLength": 128}
 
@@ -337,23 +551,33 @@ def _roles(action: str) -> str:
 
 def _operation(spec: APISpec, name: str, method: str, params: list[str]) -> dict:
     described = OPERATIONS.get(name)
-    if described is None:  # still in the document; the unit test fails until it is described
-        described = Operation(f"{name} (not described yet)", "undocumented", answer="Object",
-                              extra={}, invalid=True, not_found=True, conflict=True)
+    if described is None:  # still in the document, with every answer it might give; the unit test fails meanwhile
+        described = Operation(f"{name} (not described yet)", "undocumented", answer="Object", action="undescribed",
+                              invalid=True, not_found=True, conflict=True,
+                              bodies=("object",) if method in ("POST", "PUT", "PATCH") else (), body_optional=True)
     operation: dict[str, Any] = {"operationId": name, "summary": described.summary, "tags": [described.tag]}
     text = [described.description] if described.description else []
-    if described.action:
+    if described.action in PERMISSIONS:
         text.append(f"Roles: {_roles(described.action)} (action `{described.action}`).")
+    if described.actions:
+        text.append("Roles: " + "; ".join(f"{variant}: {_roles(permission)} (`{permission}`)"
+                                          for variant, permission in described.actions) + ". Others: 403.")
     if text:
         operation["description"] = " ".join(text)
     parameters: list[dict] = [{"name": param, "in": "path", "required": True, "schema": _path_schema(name, param)}
                               for param in params]
     for query in described.query:
-        parameters.append({"name": query, "in": "query", "required": False, **QUERY.get(query, _TEXT_FILTER)})
+        spec_of = described.query_specs.get(query) or QUERY.get(query, _TEXT_FILTER)
+        parameters.append({"name": query, "in": "query", "required": False, **spec_of})  # spec_of may rename it
     if method == "POST" and described.auth:
         parameters.append({"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
                            "description": "a retry with the same key and body has no second effect",
                            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}})
+    parameters.extend(described.header_params)
+    if described.stale:
+        parameters.append({"name": "If-Match", "in": "header", "required": False,
+                           "description": "the ETag of the ticket read (`\"7\"`); `*` or none: unconditional",
+                           "schema": {"type": "string", "pattern": r'^(\*|(W/)?"\d{1,12}")$'}})
     if parameters:
         operation["parameters"] = parameters
     if described.body is not None:
@@ -371,7 +595,11 @@ def _operation(spec: APISpec, name: str, method: str, params: list[str]) -> dict
                 spec.components.schema(_schema_name(schema), schema=schema)
             refs.append({"$ref": f"#/components/schemas/{_schema_name(schema)}"})
         body_schema = refs[0] if len(refs) == 1 else {"anyOf": refs} if refs else {"type": "object"}
-        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body_schema}}}
+        operation["requestBody"] = {"required": not described.body_optional,
+                                    "content": {JSON: {"schema": body_schema}}}
+    if described.body_schema is not None:
+        operation["requestBody"] = {"required": not described.body_optional,
+                                    "content": {JSON: {"schema": described.body_schema}}}
     responses = {str(described.ok): _response(described, name, described.ok)}
     for status, answer in described.extra.items():
         if answer is not None and status not in PROBLEM_STATUSES:
@@ -379,20 +607,9 @@ def _operation(spec: APISpec, name: str, method: str, params: list[str]) -> dict
     for status in error_statuses(described, bool(params), method):
         responses.setdefault(str(status), _problem(status))
     if described.open311:
-        any_json = {"oneOf": [{"type": "array"}, {"type": "object"}]}
-        responses = {"200": {"description": "OK (the format of the path)", "content": {
-            JSON: {"schema": any_json}, "text/xml": {"schema": {"type": "string"}}}}}
-        for status in OPEN311_ERRORS:
-            responses[str(status)] = {"description": REASONS[status], "content": {
-                JSON: {"schema": {"$ref": "#/components/schemas/Open311Errors"}},
-                "text/xml": {"schema": {"type": "string"}}}}
+        responses = _open311_responses(described, method)
         if method == "POST":
-            operation["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "required": ["api_key", "service_code"], "properties": {
-                    "api_key": {"type": "string"}, "service_code": {"type": "string"},
-                    "jurisdiction_id": {"type": "string"}, "description": {"type": "string"},
-                    "address_string": {"type": "string"}, "lat": {"type": "number"}, "long": {"type": "number"}},
-                    "additionalProperties": {"type": "string"}}}}}
+            operation["requestBody"] = {"required": True, "content": {FORM: {"schema": OPEN311_FORM}}}
     if name == "readiness_check":
         responses["503"] = _response(described, name, 503)
     operation["responses"] = responses

@@ -11,13 +11,23 @@ from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
 from gateway.auth import Authenticator
-from gateway.http import CORS_HEADERS, CORS_METHODS, cors_headers, endpoint, idempotency_key
+from gateway.http import (
+    CORS_HEADERS,
+    CORS_METHODS,
+    cors_headers,
+    endpoint,
+    http,  # its <path:...> matches a newline too
+    idempotency_key,
+)
 from gateway.limits import RateLimits
 from gateway.openapi import allowed_methods
+from gateway.routes.console import ConsoleRoutes
 from gateway.routes.directory import DirectoryRoutes
 from gateway.routes.docs import DocsRoutes
+from gateway.routes.notify import NotifyRoutes
 from gateway.routes.open311 import Open311Routes
 from gateway.routes.tickets import TicketRoutes
+from gateway.routes.volunteers import VolunteerRoutes
 from kernel.auth import Principal
 from kernel.config import Settings, settings_of
 from kernel.context import Context
@@ -26,7 +36,6 @@ from kernel.health import Health, HealthEndpoints
 from kernel.idempotency import IdempotencyKey
 from kernel.permissions import require
 from kernel.rpc import RpcClient
-from kernel.web import http
 
 
 class SettingsProvider(DependencyProvider):
@@ -34,7 +43,8 @@ class SettingsProvider(DependencyProvider):
         return settings_of(self.container.config)
 
 
-class GatewayService(TicketRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, HealthEndpoints):
+class GatewayService(TicketRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, NotifyRoutes, VolunteerRoutes,
+                     ConsoleRoutes, HealthEndpoints):
     name = "gateway"
 
     health = Health(database=False)
@@ -66,11 +76,17 @@ class GatewayService(TicketRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, H
     @http("OPTIONS", "/api/<path:rest>")
     @endpoint
     def preflight(self, request, rest):
-        """A browser's CORS preflight: allowed for the configured origins only."""
+        """OPTIONS: the path's ``Allow``; for a browser's CORS preflight, allowed for the configured origins only."""
+        allowed = allowed_methods(request.path)
+        if not allowed:
+            raise NotFound(f"no route {request.path}", code="no_such_route")
+        headers = {"Allow": ", ".join([*allowed, "OPTIONS"])}
+        if request.headers.get("Origin") is None:  # not a preflight: RFC 9110's OPTIONS, what the path serves
+            return 204, None, headers
         if not cors_headers(self.settings, request):
             raise Forbidden("this origin may not call the API", {"Origin": ["not allowed"]}, code="cors_forbidden")
-        return 204, None, {"Access-Control-Allow-Methods": CORS_METHODS, "Access-Control-Allow-Headers": CORS_HEADERS,
-                           "Access-Control-Max-Age": "600"}
+        return 204, None, {**headers, "Access-Control-Allow-Methods": CORS_METHODS,
+                           "Access-Control-Allow-Headers": CORS_HEADERS, "Access-Control-Max-Age": "600"}
 
     @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
     @endpoint

@@ -57,7 +57,31 @@ ENVIRONMENT: dict[str, str] = {
     "SMS_SIGN_NAME": "the SMS signature (签名) registered with the provider",
     "SMS_TEMPLATE_CODE": "the provider's template code of the sign-in code message",
     "SMS_TIMEOUT": "seconds notify waits for the SMS provider's answer to one request",
+    "SMS_ECHO_TEMPLATE_CODE": "the provider's template code of an echo (parameters ticket_id and title)",
+    "SMS_RECEIPT_SECRET": "HMAC-SHA256 key the SMS provider's delivery receipts are signed with "
+                          "(X-Huisheng-Signature over timestamp and body, as the outbound webhooks)",
+    "NOTIFY_TIMER_SECONDS": "how often notify retries, falls back and reconciles echoes (its timer)",
+    "ECHO_PROOF_SECONDS": "seconds after a ticket change by which its echo must be delivered or a reason recorded; "
+                          "later, the ticket counts as silent",
+    "NOTIFY_RETRY_DELAYS": "comma-separated seconds between attempts on a failing echo channel (back-off)",
+    "NOTIFY_MAX_ATTEMPTS": "attempts on one echo channel before the echo falls back to the next",
+    "NOTIFY_STEP_DEADLINES": "per channel, seconds a step may take to be delivered before the next is tried "
+                             "(channel=seconds, comma-separated; e.g. sms=600,human=28800)",
+    "NOTIFY_TIMEZONE": "time zone of quiet hours and digests (IANA name)",
+    "SMTP_HOST": "SMTP server notify sends e-mail echoes through",
+    "SMTP_PORT": "port of the SMTP server",
+    "SMTP_FROM": "sender address of e-mail echoes",
+    "SMTP_TIMEOUT": "seconds notify waits for the SMTP server",
+    "WECHAT_API_URL": "base URL of WeChat's API (api.weixin.qq.com; the local stand-in by default)",
+    "WECHAT_APPID": "the WeChat mini program's AppID",
+    "WECHAT_SECRET": "the WeChat mini program's AppSecret",
+    "WECHAT_TEMPLATE_ID": "the subscription message template an echo is sent with",
+    "WECHAT_TIMEOUT": "seconds notify waits for WeChat's answer",
+    "WEBHOOK_SECRET": "HMAC-SHA256 key that signs outbound webhooks (X-Huisheng-Signature)",
+    "WEBHOOK_TIMEOUT": "seconds notify waits for a webhook receiver",
     "RETENTION_DAYS": "days after which the personal data of a closed ticket is anonymised",
+    "DAILY_CLEARANCE_HOUR": "hour (0-23, Asia/Shanghai) of the daily clearance (日清) the daily report is taken at",
+    "HUISHENG_PDF_FONT": "a .ttf/.ttc CJK font the volunteers' PDF records embed (default: Debian's WenQuanYi Zen Hei)",
     "ESCALATE_AFTER_BOUNCES": "bounces (退单) of a ticket from which each bounce escalates it to the secretary",
     "SLA_TIMER_SECONDS": "how often the tickets service looks for deadlines reaching a warning (50 %, 75 %) or breach",
     "SLA_TEST_CLOCK": "1 lets the set_test_clock RPC move the tickets service's clock (tests only; 0 by default)",
@@ -69,6 +93,27 @@ DEFAULT_SECRET = "huisheng-development-secret-change-me"
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def _deadlines(text: str) -> tuple[tuple[str, float], ...]:
+    """``sms=600,human=28800`` as ``(("sms", 600.0), ("human", 28800.0))``; a malformed part is an error.
+
+    >>> _deadlines("sms=600, human=28800")
+    (('sms', 600.0), ('human', 28800.0))
+    """
+    pairs = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        channel, separator, seconds = part.partition("=")
+        if not separator or not channel.strip():
+            raise ValueError(f"NOTIFY_STEP_DEADLINES: expected channel=seconds, got {part!r}")
+        pairs.append((channel.strip(), float(seconds)))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -110,7 +155,28 @@ class Settings:
     sms_sign_name: str = "兴乔社区"
     sms_template_code: str = "SMS_HUISHENG_LOGIN"
     sms_timeout: float = 2.0
+    sms_echo_template_code: str = "SMS_HUISHENG_ECHO"
+    sms_receipt_secret: str = "huisheng-dev-sms-receipts"
+    notify_timer_seconds: float = 2.0
+    echo_proof_seconds: float = 900.0
+    notify_retry_delays: tuple[float, ...] = (5.0, 30.0, 120.0)
+    notify_max_attempts: int = 3
+    notify_step_deadlines: tuple[tuple[str, float], ...] = ()
+    notify_timezone: str = "Asia/Shanghai"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_from: str = "huisheng@localhost"
+    smtp_timeout: float = 5.0
+    wechat_api_url: str = "http://127.0.0.1:8191"
+    wechat_appid: str = "wx-huisheng-dev"
+    wechat_secret: str = "huisheng-dev-wechat-secret"
+    wechat_template_id: str = "HUISHENG_ECHO"
+    wechat_timeout: float = 2.0
+    webhook_secret: str = "huisheng-dev-webhook-secret"
+    webhook_timeout: float = 3.0
     retention_days: int = 1095
+    daily_clearance_hour: int = 17
+    pdf_font: str | None = None
     escalate_after_bounces: int = 2
     sla_timer_seconds: float = 10.0
     sla_test_clock: bool = False
@@ -161,7 +227,28 @@ class Settings:
             sms_sign_name=get("SMS_SIGN_NAME", default.sms_sign_name),
             sms_template_code=get("SMS_TEMPLATE_CODE", default.sms_template_code),
             sms_timeout=float(get("SMS_TIMEOUT", default.sms_timeout)),
+            sms_echo_template_code=get("SMS_ECHO_TEMPLATE_CODE", default.sms_echo_template_code),
+            sms_receipt_secret=get("SMS_RECEIPT_SECRET", default.sms_receipt_secret),
+            notify_timer_seconds=float(get("NOTIFY_TIMER_SECONDS", default.notify_timer_seconds)),
+            echo_proof_seconds=float(get("ECHO_PROOF_SECONDS", default.echo_proof_seconds)),
+            notify_retry_delays=_floats(get("NOTIFY_RETRY_DELAYS", "")) or default.notify_retry_delays,
+            notify_max_attempts=int(get("NOTIFY_MAX_ATTEMPTS", default.notify_max_attempts)),
+            notify_step_deadlines=_deadlines(get("NOTIFY_STEP_DEADLINES", "")),
+            notify_timezone=get("NOTIFY_TIMEZONE", default.notify_timezone),
+            smtp_host=get("SMTP_HOST", default.smtp_host),
+            smtp_port=int(get("SMTP_PORT", default.smtp_port)),
+            smtp_from=get("SMTP_FROM", default.smtp_from),
+            smtp_timeout=float(get("SMTP_TIMEOUT", default.smtp_timeout)),
+            wechat_api_url=get("WECHAT_API_URL", default.wechat_api_url),
+            wechat_appid=get("WECHAT_APPID", default.wechat_appid),
+            wechat_secret=get("WECHAT_SECRET", default.wechat_secret),
+            wechat_template_id=get("WECHAT_TEMPLATE_ID", default.wechat_template_id),
+            wechat_timeout=float(get("WECHAT_TIMEOUT", default.wechat_timeout)),
+            webhook_secret=get("WEBHOOK_SECRET", default.webhook_secret),
+            webhook_timeout=float(get("WEBHOOK_TIMEOUT", default.webhook_timeout)),
             retention_days=int(get("RETENTION_DAYS", default.retention_days)),
+            daily_clearance_hour=int(get("DAILY_CLEARANCE_HOUR", default.daily_clearance_hour)),
+            pdf_font=get("HUISHENG_PDF_FONT", None),
             escalate_after_bounces=int(get("ESCALATE_AFTER_BOUNCES", default.escalate_after_bounces)),
             sla_timer_seconds=float(get("SLA_TIMER_SECONDS", default.sla_timer_seconds)),
             sla_test_clock=get("SLA_TEST_CLOCK", "0") in ("1", "true", "yes"),

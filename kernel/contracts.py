@@ -505,6 +505,9 @@ class CalendarDaySchema(Schema):
     name = fields.String(load_default="", validate=validate.Length(max=50))
 
 
+CALENDAR_YEARS: tuple[int, int] = (2000, 2100)  # the years an admin may load a working calendar for
+
+
 class CalendarSchema(Schema):
     """PUT /api/v1/calendar/{year}: the year's public holidays (days off) and make-up working days (调休).
 
@@ -519,3 +522,225 @@ class CalendarSchema(Schema):
     source = fields.String(load_default="", validate=validate.Length(max=300))
     holidays = fields.List(fields.Nested(CalendarDaySchema), required=True, validate=validate.Length(max=366))
     workdays = fields.List(fields.Nested(CalendarDaySchema), required=True, validate=validate.Length(max=366))
+
+
+# ----------------------------------------------------------------------------------------- volunteers
+# The volunteers service's requests (issue #13). Skill codes and slot rules are checked by the service
+# (services/volunteers/domain.py), which owns their list.
+
+class SlotSchema(Schema):
+    """A weekly slot: ``day`` 0 (Monday) to 6, ``start``/``end`` ``HH:MM`` local; an end before the start runs
+    past midnight."""
+
+    class Meta:
+        unknown = RAISE
+
+    day = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
+    start = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d\Z"))
+    end = fields.String(required=True, validate=validate.Regexp(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)\Z"))
+
+
+class AvailabilityExceptionSchema(Schema):
+    """A date off (``available: false``) or extra hours on a date (``available: true`` with start and end)."""
+
+    class Meta:
+        unknown = RAISE
+
+    date = fields.Date(required=True)
+    available = fields.Boolean(load_default=False)
+    start = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d\Z"))
+    end = fields.String(load_default=None, allow_none=True,
+                        validate=validate.Regexp(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)\Z"))
+
+    @validates_schema
+    def _hours_when_available(self, data: dict, **kwargs: Any) -> None:
+        if data.get("available") and not (data.get("start") and data.get("end")):
+            raise ValidationError("extra hours need start and end", "start")
+
+
+class VolunteerSchema(Schema):
+    """``POST /api/v1/volunteers``: register a volunteer (a person new to the directory is added there).
+
+    >>> from kernel.validation import load
+    >>> load(VolunteerSchema(), {"name": "李四", "phone": "13800001234", "skills": ["plumbing"]})["status"]
+    'active'
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    phone = PhoneField(required=True)
+    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+    skills = fields.List(fields.String(validate=validate.Length(max=32)), load_default=list,
+                         validate=validate.Length(max=20))
+    teams = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
+                        validate=validate.Length(max=10))
+    party_member = fields.Boolean(load_default=False)
+    partner_unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    availability = fields.List(fields.Nested(SlotSchema), load_default=list, validate=validate.Length(max=50))
+    exceptions = fields.List(fields.Nested(AvailabilityExceptionSchema), load_default=list,
+                             validate=validate.Length(max=100))
+    status = fields.String(load_default="active", validate=validate.OneOf(("active", "paused")))
+
+
+class VolunteerFiltersSchema(Schema):
+    """``GET /api/v1/volunteers?skill=&grid=&team=&available_at=``."""
+
+    class Meta:
+        unknown = RAISE
+
+    skill = fields.String(validate=validate.Length(max=32))
+    grid = fields.String(validate=validate.Length(max=32))
+    team = fields.String(validate=validate.Length(max=64))
+    available_at = fields.AwareDateTime()
+
+
+class OfferAnswerSchema(Schema):
+    """A volunteer's answer to an offer: ``accept`` or ``decline``."""
+
+    class Meta:
+        unknown = RAISE
+
+    answer = fields.String(required=True, validate=validate.OneOf(("accept", "decline")))
+
+
+class CheckInSchema(Schema):
+    """A check-in: the resident's 6-digit code (a volunteer), or a staff member's confirmation (no code)."""
+
+    class Meta:
+        unknown = RAISE
+
+    code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^\d{6}\Z"))
+
+
+class ManualHoursSchema(Schema):
+    """``POST /api/v1/volunteers/{id}/hours``: hours served outside a task (capped; kept apart as "manual")."""
+
+    class Meta:
+        unknown = RAISE
+
+    minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, 24 * 60))
+    date = fields.Date(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=2, max=300))
+
+
+class HoursCorrectionSchema(Schema):
+    """A correction of a task's credit or a manual entry, by ``delta_minutes``, with a reason; nothing is deleted."""
+
+    class Meta:
+        unknown = RAISE
+
+    target = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    delta_minutes = fields.Integer(required=True, strict=True, validate=validate.Range(-24 * 60, 24 * 60))
+    reason = fields.String(required=True, validate=validate.Length(min=2, max=300))
+
+
+class RatingSchema(Schema):
+    """A resident's rating of the help they had (1-5); it goes to the volunteer's record, not to 满意率."""
+
+    class Meta:
+        unknown = RAISE
+
+    rating = fields.Integer(required=True, strict=True, validate=validate.Range(1, 5))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class WishSchema(Schema):
+    """``POST /api/v1/wishes``: a resident's 微心愿."""
+
+    class Meta:
+        unknown = RAISE
+
+    title = fields.String(required=True, validate=validate.Length(min=2, max=60))
+    description = fields.String(load_default="", validate=validate.Length(max=1000))
+    skill = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
+
+
+class RecordQuerySchema(Schema):
+    """A service record's period (local dates, both included) and format."""
+
+    class Meta:
+        unknown = RAISE
+
+    start = fields.Date(required=True, data_key="from")
+    end = fields.Date(required=True, data_key="to")
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "pdf")))
+
+    @validates_schema
+    def _ordered(self, data: dict, **kwargs: Any) -> None:
+        if data["end"] < data["start"] or (data["end"] - data["start"]).days > 366:
+            raise ValidationError("a period of at most a year, from before to", "to")
+
+
+# --------------------------------------------------------------------------------------------- notify
+# The notify service's requests (issue #12).
+
+ECHO_CHANNELS: tuple[str, ...] = ("inbox", "sms", "wechat", "email", "webhook")
+"""Channels a person may choose, in order; the human step (a grid worker's call) always ends the plan."""
+_CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
+
+
+class QuietHoursSchema(Schema):
+    """Local times (``HH:MM``, the community's time zone); the span may cross midnight (22:00-07:00)."""
+
+    class Meta:
+        unknown = RAISE
+
+    start = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
+    end = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
+
+
+class DigestSchema(Schema):
+    """One digest a day at a local time: non-critical echoes on push channels wait for it."""
+
+    class Meta:
+        unknown = RAISE
+
+    at = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
+
+
+class PreferencesSchema(Schema):
+    """``PUT /api/v1/me/preferences``: channels in order, quiet hours, a daily digest, a webhook receiver."""
+
+    class Meta:
+        unknown = RAISE
+
+    channels = fields.List(fields.String(validate=validate.OneOf(ECHO_CHANNELS)), required=True,
+                           validate=validate.Length(min=1, max=len(ECHO_CHANNELS)))
+    quiet_hours = fields.Nested(QuietHoursSchema, load_default=None, allow_none=True)
+    digest = fields.Nested(DigestSchema, load_default=None, allow_none=True)
+    webhook_url = fields.Url(load_default=None, allow_none=True, schemes={"https", "http"}, require_tld=False,
+                             validate=validate.Length(max=500))
+
+    @validates("channels")
+    def _once_each(self, value: list[str], **kwargs: Any) -> None:
+        if len(set(value)) != len(value):
+            raise ValidationError("a channel is listed twice")
+
+    @validates_schema
+    def _webhook_needs_a_url(self, data: dict, **kwargs: Any) -> None:
+        if "webhook" in data.get("channels", ()) and not data.get("webhook_url"):
+            raise ValidationError("the webhook channel needs a webhook_url", "webhook_url")
+
+
+class TaskDoneSchema(Schema):
+    """``POST /api/v1/echo-tasks/{id}/done``: the grid worker phoned or visited; what they noted."""
+
+    class Meta:
+        unknown = RAISE
+
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+class BroadcastSchema(Schema):
+    """``POST /api/v1/broadcasts``: a notice to a segment (``directory.segment``'s spec: grid, building, ages,
+    flags ...); an empty segment is the whole community."""
+
+    class Meta:
+        unknown = RAISE
+
+    title = fields.String(required=True, validate=validate.Length(min=2, max=40))
+    body = fields.String(required=True, validate=validate.Length(min=2, max=1000))
+    segment = fields.Dict(load_default=dict)
+    critical = fields.Boolean(load_default=False)

@@ -2,7 +2,7 @@
 
 nameko turns an exception raised by an RPC method into a ``RemoteError`` unless
 its class is registered; these are registered, so the gateway receives the same
-class with the same structured details and can answer 401, 404, 409, 422 or 429 with them.
+class with the same structured details and can answer 401, 404, 409, 412, 422 or 429 with them.
 
 >>> error = ValidationFailed("the request is not valid", {"description": ["Missing data."]})
 >>> error.code, error.status, error.details
@@ -94,6 +94,29 @@ class NotFound(PlatformError):
 @deserialize_to_instance
 class Conflict(PlatformError):
     code, status, title = "conflict", 409, "Conflict"
+
+
+@deserialize_to_instance
+class PreconditionFailed(PlatformError):
+    """A write's ``If-Match`` names a version that is no longer current: reload, then retry (RFC 9110, 412).
+
+    Not a 409: a 409 says the state does not allow the change, whereas this says the client's copy is stale.
+    ``details["version"]`` is the current version (RPC carries it as text: :attr:`current_version` reads it back).
+
+    >>> error = PreconditionFailed("reload it", {"version": "4", "expected": "3"}, code="stale_version")
+    >>> error.status, error.code, error.current_version
+    (412, 'stale_version', 4)
+    """
+
+    code, status, title = "precondition_failed", 412, "Precondition Failed"
+
+    @property
+    def current_version(self) -> int | None:
+        value = self.details.get("version")
+        try:
+            return int(value) if value is not None and not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            return None
 
 
 @deserialize_to_instance

@@ -126,6 +126,34 @@ class EchoOutcomePayload(Schema):
     reason = fields.String(load_default=None, allow_none=True)
 
 
+class TicketSilentV1(Schema):
+    """A resident-relevant ticket change whose echo was neither delivered nor accounted for in time."""
+
+    class Meta:
+        unknown = RAISE
+
+    ticket_id = fields.String(required=True)
+    echo_id = fields.String(required=True)
+    recipient = fields.String(required=True)
+    source_event_id = fields.String(required=True)
+    source_event_type = fields.String(required=True)
+    occurred_at = fields.String(required=True)
+    proof_due_at = fields.String(required=True)
+    status = fields.String(required=True)
+    channel = fields.String(required=True)
+
+
+class BroadcastRequestedV1(Schema):
+    """Staff asked for a notice to a segment of the community; notify fans it out in batches."""
+
+    class Meta:
+        unknown = RAISE
+
+    broadcast_id = fields.String(required=True)
+    segment = fields.Dict(required=True)
+    critical = fields.Boolean(required=True)
+
+
 class ResidentErasedV1(Schema):
     """A resident asked to be forgotten; consumers erase or anonymise what they hold about them."""
 
@@ -153,6 +181,65 @@ class SlaThresholdV1(Schema):
     category = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(TICKET_STATES))
     assignee = fields.Dict(load_default=None, allow_none=True)
+
+
+class VolunteerRegisteredV1(Schema):
+    """A person joined the volunteer registry (or changed their registration); no name or phone travels."""
+
+    class Meta:
+        unknown = RAISE
+
+    volunteer_id = fields.String(required=True)
+    grid = fields.String(required=True, allow_none=True)
+    teams = fields.List(fields.String(), required=True)
+    skills = fields.List(fields.String(), required=True)
+    party_member = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("active", "paused")))
+    at = fields.String(required=True)
+
+
+class VolunteerTaskV1(Schema):
+    """One step of a volunteer task (a ticket's or a 微心愿's): offered, accepted, declined, checked in or out.
+
+    ``ticket_id`` is what residents' echoes and the ticket's timeline file it under: the ticket's id, or the
+    wish's for a wish (``subject`` says which). ``reason`` is a decline's (``declined``/``timed_out``);
+    ``check_in_code`` goes to the resident with the acceptance and nowhere else.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    assignment_id = fields.String(required=True)
+    subject = fields.String(required=True, validate=validate.OneOf(("ticket", "wish")))
+    ticket_id = fields.String(required=True)
+    number = fields.String(load_default=None, allow_none=True)
+    volunteer_id = fields.String(required=True)
+    team = fields.String(load_default=None, allow_none=True)
+    attached_residents = fields.List(fields.String(), required=True)
+    at = fields.String(required=True)
+    reasons = fields.List(fields.String(), load_default=list)
+    reason = fields.String(load_default=None, allow_none=True)
+    check_in_code = fields.String(load_default=None, allow_none=True)
+    minutes = fields.Integer(load_default=None, allow_none=True)
+    auto_closed = fields.Boolean(load_default=False)
+    confirmed_by = fields.String(load_default=None, allow_none=True)
+
+
+class WishV1(Schema):
+    """A resident's 微心愿: published, claimed, fulfilled (``ticket_id`` is the wish's id, for echoes)."""
+
+    class Meta:
+        unknown = RAISE
+
+    wish_id = fields.String(required=True)
+    ticket_id = fields.String(required=True)
+    resident = fields.String(required=True)
+    attached_residents = fields.List(fields.String(), required=True)
+    title = fields.String(required=True)
+    skill = fields.String(load_default=None, allow_none=True)
+    grid = fields.String(load_default=None, allow_none=True)
+    volunteer_id = fields.String(load_default=None, allow_none=True)
+    at = fields.String(required=True)
 
 
 # --- the catalogue ---------------------------------------------------------------------------------
@@ -199,6 +286,19 @@ _TICKET_TRANSITIONS = {
     "ticket.planned": "a dated next step with its owner was set (日清)",
 }
 
+_VOLUNTEER_STEPS = {
+    "volunteer.offered": "a volunteer was asked to take a task, with the reasons they were chosen",
+    "volunteer.accepted": "the volunteer took the task and is on the way (志愿者接单)",
+    "volunteer.declined": "the volunteer declined, or the offer timed out; the next candidate is asked",
+    "volunteer.checked_in": "the volunteer arrived (the resident's code, or a staff confirmation)",
+    "volunteer.checked_out": "the volunteer finished; the minutes credited (capped; marked if closed automatically)",
+}
+_WISH_STEPS = {
+    "wish.published": "a resident's small wish was published (微心愿)",
+    "wish.claimed": "a volunteer claimed the wish (认领)",
+    "wish.fulfilled": "the volunteer fulfilled the wish (圆梦)",
+}
+
 CATALOGUE: dict[str, EventType] = {
     "ticket.received": EventType(
         "ticket.received", {1: TicketReceivedV1, 2: TicketReceivedV2, 3: TicketReceivedV3},
@@ -222,12 +322,31 @@ CATALOGUE: dict[str, EventType] = {
     "echo.failed": EventType(
         "echo.failed", {1: EchoOutcomePayload}, {}, "an echo could not be delivered; the reason is recorded"
     ),
+    "echo.read": EventType(
+        "echo.read", {1: EchoOutcomePayload}, {}, "a resident read an echo (the in-app inbox's read receipt)"
+    ),
+    "ticket.silent": EventType(
+        "ticket.silent", {1: TicketSilentV1}, {},
+        "notify's reconciler found a ticket change whose echo was not delivered, nor a reason recorded, in time",
+    ),
+    "broadcast.requested": EventType(
+        "broadcast.requested", {1: BroadcastRequestedV1}, {},
+        "staff asked for a notice to a segment (a grid, a building, residents over 60 ...)",
+    ),
     "patrol.recorded": EventType(
         "patrol.recorded", {1: PatrolRecordedV1}, {}, "a grid worker recorded a patrol round (巡查)"
     ),
     "resident.erased": EventType(
         "resident.erased", {1: ResidentErasedV1}, {}, "a resident asked to be forgotten; their personal data is erased"
     ),
+    "volunteer.registered": EventType(
+        "volunteer.registered", {1: VolunteerRegisteredV1}, {}, "a person joined the volunteer registry (志愿者注册)"
+    ),
+    **{
+        name: EventType(name, {1: VolunteerTaskV1}, {}, description)
+        for name, description in _VOLUNTEER_STEPS.items()
+    },
+    **{name: EventType(name, {1: WishV1}, {}, description) for name, description in _WISH_STEPS.items()},
 }
 
 
@@ -315,13 +434,27 @@ RESIDENT_VISIBLE_TICKET_EVENTS = (
     "ticket.attached", "ticket.commented",
 )
 
+# What residents hear of their volunteers (notify's templates carry the words).
+RESIDENT_VISIBLE_VOLUNTEER_EVENTS = (
+    "volunteer.accepted", "volunteer.checked_in", "volunteer.checked_out", "wish.claimed", "wish.fulfilled",
+)
+
+# What can change what a ticket counts for in the reports (services/tickets/reports.py): its receipt, the first
+# response (any staff action), resolutions, callbacks, reopenings, closures; sla.breached for a first response
+# that did not come in time (the handler ignores the other clocks).
+REPORTED_TICKET_EVENTS = (
+    "ticket.received", "ticket.dispatched", "ticket.accepted", "ticket.started", "ticket.paused", "ticket.resumed",
+    "ticket.resolved", "ticket.callback_recorded", "ticket.confirmed", "ticket.reopened", "ticket.closed",
+    "ticket.commented", "ticket.merged", "ticket.bounced", "sla.breached",
+)
+
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
-        "notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS,
+        "notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS + RESIDENT_VISIBLE_VOLUNTEER_EVENTS,
         "echo every change a resident should know about to every attached resident",
     ),
     Subscription(
-        "tickets.echo_outcomes", ("echo.delivered", "echo.failed"),
+        "tickets.echo_outcomes", ("echo.delivered", "echo.failed", "echo.read"),
         "record each echo's outcome on the ticket's timeline",
     ),
     Subscription(
@@ -333,8 +466,34 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         "the master of a merge takes the duplicate's residents (converges a merge cut short by a crash)",
     ),
     Subscription(
+        "notify.staff_events", ("ticket.dispatched", "sla.warned", "sla.breached"),
+        "tell the grid worker a ticket is dispatched to, and of its deadline warnings and breaches",
+    ),
+    Subscription(
+        "notify.broadcasts", ("broadcast.requested",),
+        "fan a broadcast out to its segment in batches, on a queue of its own so ticket echoes are not held back",
+    ),
+    Subscription(
         "notify.erasures", ("resident.erased",),
         "remove the erased resident's inbox messages",
+    ),
+    Subscription(
+        "volunteers.erasures", ("resident.erased",),
+        "anonymise the erased person in volunteer tasks and 微心愿; an erased volunteer leaves the registry",
+    ),
+    Subscription(
+        "volunteers.dispatches", ("ticket.dispatched",),
+        "a ticket dispatched to a volunteer team: propose volunteers and offer it to the best one",
+    ),
+    Subscription(
+        "tickets.volunteer_events",
+        ("volunteer.offered", "volunteer.accepted", "volunteer.declined", "volunteer.checked_in",
+         "volunteer.checked_out"),
+        "show each step of a ticket's volunteer task on its timeline",
+    ),
+    Subscription(
+        "tickets.reports", REPORTED_TICKET_EVENTS,
+        "keep the reports' counters (day x community x grid x category) up to date with each ticket that changed",
     ),
 )
 

@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,7 @@ def page_limit(limit: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMI
         return default
     if isinstance(limit, bool):
         limit = None
-    elif isinstance(limit, str) and limit.strip().isdigit() and len(limit.strip()) <= 6:
+    elif isinstance(limit, str) and re.fullmatch(r"[0-9]{1,6}", limit.strip()):  # not isdigit(): "²" is a digit
         limit = int(limit.strip())
     if not isinstance(limit, int) or not 1 <= limit <= maximum:
         raise ValidationFailed("the request is not valid", {"limit": [f"must be a whole number from 1 to {maximum}"]})

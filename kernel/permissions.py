@@ -85,7 +85,30 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "open311.read_scoped": {INTEGRATOR: A},
     # notify and volunteers
     "inbox.read": {role: S for role in PEOPLE},
+    "preferences.read": {role: S for role in PEOPLE},
+    "preferences.write": {role: S for role in PEOPLE},
+    "echoes.read": {GRID_WORKER: G, SECRETARY: A, OPS: A, ADMIN: A},  # each step of a ticket's echoes
+    "echo_tasks.read": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},  # human steps: phone or visit a resident
+    "echo_tasks.complete": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "reports.echoes": {SECRETARY: A, OPS: A, ADMIN: A},  # silent tickets, echo latency
+    "broadcasts.create": {SECRETARY: A, ADMIN: A},  # a notice to a segment of the community
+    "broadcasts.read": {SECRETARY: A, ADMIN: A},
     "volunteer_teams.read": {role: A for role in PEOPLE},
+    # volunteers (issue #13): the office manages the registry; a volunteer answers their own offers and tasks
+    "volunteers.list": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "volunteers.register": {SECRETARY: A, ADMIN: A},
+    "volunteers.import": {SECRETARY: A, ADMIN: A},
+    "volunteers.manage": {SECRETARY: A, ADMIN: A},  # pause, merge duplicates, manual hours, corrections
+    "volunteers.confirm_presence": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},  # check-in/out without the code
+    "volunteers.records": {VOLUNTEER: S, SECRETARY: A, ADMIN: A},
+    "volunteers.coverage": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "volunteering.me": {VOLUNTEER: S},
+    "volunteering.respond": {VOLUNTEER: S},  # accept or decline an offer, check in and out
+    "volunteering.rate": {RESIDENT: S},
+    "wishes.publish": {RESIDENT: S},
+    "wishes.read": {role: A for role in PEOPLE},
+    "wishes.claim": {VOLUNTEER: S},
+    "wishes.confirm": {RESIDENT: S},
     # the directory: places
     "places.read": {role: A for role in ROLES},
     "places.import": {SECRETARY: A, ADMIN: A},
@@ -105,6 +128,8 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     # the working calendar deadlines count on (holidays, 调休): an admin loads each year; the office and ops read it
     "calendar.read": {SECRETARY: A, OPS: A, ADMIN: A},
     "calendar.write": {ADMIN: A},
+    # 日清周议 and the three rates: the office community-wide, grid workers their grids' (services/tickets/reports.py)
+    "reports.read": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
 }
 """Action -> role -> how far the role reaches. A role not listed may not do the action."""
 

@@ -43,5 +43,6 @@ def process(name: str) -> Process:
 
 
 LOCAL_PORT_VARIABLES: tuple[str, ...] = tuple(
-    f"HUISHENG_PORT_{p.name.upper()}" for p in PROCESSES if not p.is_gateway) + ("HUISHENG_PORT_SMS",)
-"""The ports ``huisheng up`` gives each service's /health and the SMS stand-in (a second platform sets them all)."""
+    f"HUISHENG_PORT_{p.name.upper()}" for p in PROCESSES if not p.is_gateway
+) + ("HUISHENG_PORT_SMS", "HUISHENG_PORT_WECHAT")
+"""The ports ``huisheng up`` gives each service's /health and the stand-ins (a second platform sets them all)."""

@@ -21,12 +21,15 @@ from gateway.http import (
     API_KEY_HEADER,
     CLIENT_ID_PATTERN,
     CORRELATION_HEADER,
+    CORS_HEADERS,
     SECURITY_HEADERS,
     cors_headers,
+    http,  # its <path:...> matches a newline too
     idempotency_key,
     query,
 )
 from gateway.open311 import FORMATS, comma_list, error_answer, read_form, render, request_arguments
+from gateway.openapi import allowed_methods
 from kernel.auth import Principal
 from kernel.errors import (
     BadRequest,
@@ -41,7 +44,6 @@ from kernel.logging import get_logger
 from kernel.metrics import HTTP_REQUESTS, labelled
 from kernel.permissions import allowed, require
 from kernel.rpc import RpcTimeout, has_listeners
-from kernel.web import http
 
 PREFIX = "/open311/v2"
 JURISDICTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -67,7 +69,7 @@ def open311_endpoint(method):
         self.context.adopt(correlation_id)
         # The catch-all route has no format: answer in the one its path asks for, else XML (the spec's required one).
         fmt = kwargs["fmt"] if "fmt" in kwargs else ("json" if request.path.endswith(".json") else "xml")
-        retry_after = None
+        retry_after = allow = None
         try:
             if fmt not in FORMATS:
                 raise NotFound(f"no format {str(fmt)[:20]!r}: use .json or .xml", {"format": ["json or xml"]})
@@ -77,7 +79,11 @@ def open311_endpoint(method):
             status, content_type, body = error_answer(error, fmt)
             if isinstance(error, TooManyRequests):
                 retry_after = error.retry_after
+            if isinstance(error, MethodNotAllowed):
+                allow = ", ".join([*error.allowed, "OPTIONS"])
         headers = {"Content-Type": content_type, CORRELATION_HEADER: correlation_id, **SECURITY_HEADERS}
+        if allow is not None:
+            headers["Allow"] = allow
         if status in (429, 503, 504):
             headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
         if request.headers.get(API_KEY_HEADER) or "api_key" in request.args:
@@ -132,7 +138,7 @@ class Open311Routes:
         if not key:
             return None
         try:
-            caller = self.auth._by_key(key)  # the same verification as X-API-Key (directory.verify_api_key)
+            caller = self.auth.by_key(key)  # the same verification as X-API-Key (directory.verify_api_key)
         except PlatformError as error:
             if error.status != 401:
                 raise
@@ -222,8 +228,37 @@ class Open311Routes:
     @http("GET,POST,PUT,PATCH,DELETE", "/open311/<path:rest>")
     @open311_endpoint
     def open311_no_such_route(self, request, rest):
-        """Any other Open311 path: a 404 in the spec's error format (XML, its required format)."""
+        """Any other Open311 path or method: 404 (or 405 with ``Allow``) in the spec's error format."""
+        allowed = allowed_methods(request.path)
+        if allowed:
+            raise MethodNotAllowed(f"{request.path[:200]} answers {', '.join(allowed)}", allowed)
         raise NotFound(f"no route {request.method} {request.path[:200]}", {"path": ["no such resource"]})
+
+    @http("OPTIONS", "/open311/<path:rest>")
+    def open311_options(self, request, rest):
+        """OPTIONS: the methods the path serves in ``Allow`` (the catch-all's methods are not the path's)."""
+        allowed = allowed_methods(request.path)
+        correlation_id = uuid.uuid4().hex
+        headers = {CORRELATION_HEADER: correlation_id, **SECURITY_HEADERS, **cors_headers(self.settings, request)}
+        if not allowed:
+            fmt = "json" if request.path.endswith(".json") else "xml"
+            status, content_type, body = error_answer(NotFound(f"no route {request.path[:200]}"), fmt)
+            return status, {**headers, "Content-Type": content_type}, body.decode("utf-8")
+        allow = ", ".join([*allowed, "OPTIONS"])
+        if request.headers.get("Origin") is not None and "Access-Control-Allow-Origin" in headers:
+            headers |= {"Access-Control-Allow-Methods": allow, "Access-Control-Allow-Headers": CORS_HEADERS,
+                        "Access-Control-Max-Age": "600"}
+        return 204, {**headers, "Allow": allow}, ""
+
+
+class MethodNotAllowed(PlatformError):
+    """A known Open311 path asked with a method it does not serve: 405 with ``Allow`` (RFC 9110)."""
+
+    code, status, title = "method_not_allowed", 405, "Method Not Allowed"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message, {"method": [f"use {', '.join(allowed)}"]})
+        self.allowed = allowed
 
 
 def _communities(caller: Principal) -> tuple[str, ...]:

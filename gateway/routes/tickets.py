@@ -6,7 +6,7 @@ import re
 
 from gateway.http import endpoint, idempotency_key, json_body, paging, query
 from kernel.contracts import CalendarSchema
-from kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound, ValidationFailed
+from kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound, PlatformError, PreconditionFailed, ValidationFailed
 from kernel.permissions import require
 from kernel.validation import load
 from kernel.web import http
@@ -16,6 +16,7 @@ CALENDAR_BODY = CalendarSchema()  # built once: building a schema costs more tha
 TICKET_ACTIONS = ("dispatch", "accept", "bounce", "start", "pause", "resume", "resolve", "close", "merge", "plan")
 TICKET_FILTERS = ("state", "grid", "category", "owner", "source", "overdue")
 STAFF_ENTRY_ROLES = ("grid_worker", "secretary", "admin")
+_YEAR = re.compile(r"\d{1,4}")
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,12})"\s*$')
 
 
@@ -42,29 +43,33 @@ def expected_version(request) -> int | None:
     return int(matched.group(1)) if matched else -1
 
 
-def problem_answer(self, status: int, title: str, error: Conflict, **extra) -> tuple[int, dict, dict]:
-    """A problem-details answer with members of its own at the top (``state``, ``allowed_actions``)."""
-    body = {**error.to_problem(self.context.correlation_id), "status": status, "title": title, **extra}
-    return status, body, {"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
+def problem_answer(self, error: PlatformError, **extra) -> tuple[int, dict, dict]:
+    """A problem-details answer with members of its own at the top (``state``, ``allowed_actions``, ``version``)."""
+    body = {**error.to_problem(self.context.correlation_id), **extra}
+    return error.status, body, {"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
 
 
 def acted(self, call) -> tuple[int, dict, dict]:
-    """Run an action's RPC: 200 with the ticket and its ETag; 409 with ``state`` and ``allowed_actions``;
-    412 on a stale If-Match (body: ``version``, the current one)."""
+    """Run a write's RPC: 200 with the ticket and its ETag; 409 with ``state`` and ``allowed_actions``;
+    412 :class:`~kernel.errors.PreconditionFailed` on a stale If-Match (``version``: the current one, and its ETag)."""
     try:
         ticket = call()
     except Conflict as error:
-        details = error.details or {}
-        if error.code == "stale_version":
-            version = int(details["version"])  # RPC carries an error's details as text
-            body = problem_answer(self, 412, "Precondition Failed", error, code="stale_version",
-                                  type="/problems/stale_version", version=version)
-            return body[0], body[1], {**body[2], "ETag": f'"{version}"'}
         if error.code == "invalid_transition":
-            return problem_answer(self, 409, "Conflict", error, state=details.get("state"),
+            details = error.details or {}
+            return problem_answer(self, error, state=details.get("state"),
                                   allowed_actions=details.get("allowed_actions", []))
         raise
+    except PreconditionFailed as error:
+        return stale_answer(self, error)
     return 200, ticket, etag(ticket)
+
+
+def stale_answer(self, error: PreconditionFailed) -> tuple[int, dict, dict]:
+    """412 with the current version, in the body and as the ETag the client's next If-Match sends."""
+    version = error.current_version
+    status, body, headers = problem_answer(self, error, version=version)
+    return status, body, {**headers, **etag({"version": version})}
 
 
 class TicketRoutes:
@@ -167,20 +172,67 @@ class TicketRoutes:
         cursor, limit = paging(request)
         return 200, self.volunteers.list_teams(caller.community, cursor=cursor, limit=limit)
 
-    @http("GET", "/api/v1/calendar/<int:year>")
+    @http("GET", "/api/v1/calendar/<string:year>")
     @endpoint
     def get_calendar(self, request, year):
         """The year's working calendar (public holidays, 调休 working days); 404 while it is not loaded."""
         self.caller(request, "calendar.read")
-        return 200, self.tickets.get_calendar(year)
+        return 200, self.tickets.get_calendar(calendar_year(year))
 
-    @http("PUT", "/api/v1/calendar/<int:year>")
+    @http("PUT", "/api/v1/calendar/<string:year>")
     @endpoint
     def put_calendar(self, request, year):
         """Load or replace the year's calendar (body: kernel.contracts.CalendarSchema); clears its ops warning."""
         caller = self.caller(request, "calendar.write")
+        year = calendar_year(year)
         body = load(CALENDAR_BODY, json_body(request))
         return 200, self.tickets.put_calendar(year, body, by=caller.subject)
+
+    # --- 日清周议 and the three rates (helper M; services/tickets/reports.py says what counts) ----------------
+
+    @http("GET", "/api/v1/reports/daily")
+    @endpoint
+    def daily_report(self, request):
+        """日清: ``?date=YYYY-MM-DD`` (default today, Asia/Shanghai) ``&grid=``; the uncleared per grid and owner."""
+        caller = self.caller(request, "reports.read")
+        return 200, self.tickets.daily_report(caller.community, caller.viewer(), date=query(request, "date"),
+                                              grid=query(request, "grid"))
+
+    @http("GET", "/api/v1/reports/weekly")
+    @endpoint
+    def weekly_report(self, request):
+        """周议: ``?week=YYYY-Www`` (default this week) ``&grid=``; the review agenda."""
+        caller = self.caller(request, "reports.read")
+        return 200, self.tickets.weekly_report(caller.community, caller.viewer(), week=query(request, "week"),
+                                               grid=query(request, "grid"))
+
+    @http("GET", "/api/v1/reports/rates")
+    @endpoint
+    def rates_report(self, request):
+        """响应率, 解决率, 满意率: ``?from=&to=`` (days, inclusive; default the last 30) ``&grid=&category=``."""
+        caller = self.caller(request, "reports.read")
+        return 200, self.tickets.rates_report(caller.community, caller.viewer(), start=query(request, "from"),
+                                              end=query(request, "to"), grid=query(request, "grid"),
+                                              category=query(request, "category"))
+
+
+def calendar_year(text: str) -> int:
+    """The ``{year}`` of a calendar path: digits, else no such resource (404).
+
+    The route takes any segment rather than ``<int:year>``: a path that matches no route gets the web
+    server's HTML page, and every answer of the API is problem details. The tickets service checks the
+    range (:data:`CALENDAR_YEARS`, 422 outside it).
+
+    >>> calendar_year("2027")
+    2027
+    >>> calendar_year("next")
+    Traceback (most recent call last):
+    ...
+    kernel.errors.NotFound: ("no calendar year 'next'", {'year': ['an integer such as 2027']}, 'no_such_route')
+    """
+    if not _YEAR.fullmatch(text):
+        raise NotFound(f"no calendar year {text[:16]!r}", {"year": ["an integer such as 2027"]}, code="no_such_route")
+    return int(text)
 
 
 def _object(body) -> dict:

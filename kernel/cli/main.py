@@ -6,6 +6,7 @@
     huisheng token ...      print a signed bearer token
     huisheng service NAME   run one process in the foreground (what ``up`` launches)
     huisheng apikey | admin | directory ...   the running platform's register (kernel/cli/directory.py)
+    huisheng reports rebuild    the reports' counters anew from the tickets (kernel/cli/reports.py)
 
 Only the standard library and small clients are imported here: ``service``
 imports ``kernel.runner`` lazily because that module monkey-patches eventlet,
@@ -20,7 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kernel.auth import DEFAULT_TTL, TOKEN_ROLES, issue_token
@@ -171,30 +172,43 @@ def database_spec(settings: Settings) -> ChildSpec:
     return ChildSpec(DB_NAME, tuple(argv), None, infra.secantus_uri(settings.secantus_port), "mongo", layer=0)
 
 
-def sms_port(environ: Mapping[str, str]) -> int:
-    """The stand-in's port: HUISHENG_PORT_SMS, else 8190."""
-    value = environ.get("HUISHENG_PORT_SMS")
-    return int(value) if value else SMS_DEFAULT_PORT
-
-
-def sms_spec(settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
-    """The SMS provider stand-in: answers notify's signed requests and journals what it was asked to send.
+@dataclass(frozen=True)
+class StandIn:
+    """A local stand-in of an outside provider (standins/), run by ``up`` unless its URL is configured.
 
     Infrastructure of a local run, like the embedded database (layer 0): production points
-    SMS_PROVIDER_URL at the real provider, and then ``up`` does not start it. It has no
-    dependencies, hence no ``/ready``: its health is ``GET /health``.
+    ``url_variable`` at the real provider, and then ``up`` does not start it. It has no
+    dependencies, hence no ``/ready``: its health is ``GET /health``. Not essential: without
+    it only that channel fails (and notify falls back), so giving up on it keeps the platform up.
     """
-    port = sms_port(environ)
-    journal = settings.home / "data" / "sms-journal.jsonl"
-    argv = (sys.executable, "-m", "standins.sms", "--host", "127.0.0.1", "--port", str(port), "--journal", str(journal))
-    env = child_env(settings, environ)
-    # Not essential: without it only SMS fails (and notify retries), so giving up on it keeps the platform up.
-    return ChildSpec(SMS_NAME, argv, env, f"http://127.0.0.1:{port}", "live", layer=0, essential=False)
+
+    name: str
+    module: str
+    default_port: int
+    url_variable: str  # the setting that names the provider
+    setting: str  # the Settings field of that URL
+    journal: bool = False  # keeps a journal in $HUISHENG_HOME/data (what it was asked to send)
+
+    def port(self, environ: Mapping[str, str]) -> int:
+        value = environ.get(f"HUISHENG_PORT_{self.name.upper()}")
+        return int(value) if value else self.default_port
+
+    def runs(self, environ: Mapping[str, str], infra_enabled: bool = True) -> bool:
+        return infra_enabled and not environ.get(self.url_variable)
+
+    def spec(self, settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
+        port = self.port(environ)
+        argv = [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(port)]
+        if self.journal:
+            argv += ["--journal", str(settings.home / "data" / f"{self.name}-journal.jsonl")]
+        return ChildSpec(self.name, tuple(argv), child_env(settings, environ), f"http://127.0.0.1:{port}", "live",
+                         layer=0, essential=False)
 
 
-def runs_sms_standin(environ: Mapping[str, str], infra_enabled: bool = True) -> bool:
-    """``up`` runs the stand-in when it runs infrastructure and nobody named a provider."""
-    return infra_enabled and not environ.get("SMS_PROVIDER_URL")
+STAND_INS: tuple[StandIn, ...] = (
+    StandIn(SMS_NAME, "standins.sms", SMS_DEFAULT_PORT, "SMS_PROVIDER_URL", "sms_provider_url", journal=True),
+    StandIn("wechat", "standins.wechat", 8191, "WECHAT_API_URL", "wechat_api_url"),
+)
 
 
 def platform_plan(
@@ -215,13 +229,14 @@ def platform_plan(
         db = database_spec(settings)
         specs.append(db)
         settings = replace(settings, mongo_uri=db.address)
-    if runs_sms_standin(environ, infra_enabled):
-        sms = sms_spec(settings, environ)
-        specs.append(sms)
-        # notify (and anyone else) reaches the provider through SMS_PROVIDER_URL: point it at the stand-in.
-        url = f"{sms.address}/"
-        environ = {**environ, "SMS_PROVIDER_URL": url}
-        settings = replace(settings, sms_provider_url=url)
+    for stand_in in STAND_INS:
+        if stand_in.runs(environ, infra_enabled):
+            spec = stand_in.spec(settings, environ)
+            specs.append(spec)
+            # notify reaches the provider through its URL setting: point it at the stand-in.
+            url = f"{spec.address}/"
+            environ = {**environ, stand_in.url_variable: url}
+            settings = replace(settings, **{stand_in.setting: url})
     specs += [process_spec(p, settings, environ, stop_timeout, n)
               for p in processes for n in range(1, scale.get(p.name, 1) + 1)]
     return settings, specs
@@ -253,8 +268,9 @@ def check_ports_free(specs: Sequence[ChildSpec]) -> None:
         if endpoint and infra.port_in_use(*endpoint):
             if spec.name == DB_NAME:
                 hint = "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
-            elif spec.name == SMS_NAME:
-                hint = "set HUISHENG_PORT_SMS to a free port, or SMS_PROVIDER_URL to use that provider"
+            elif stand_in := next((s for s in STAND_INS if s.name == spec.name), None):
+                hint = (f"set HUISHENG_PORT_{stand_in.name.upper()} to a free port, or {stand_in.url_variable} "
+                        "to use that provider")
             else:
                 hint = f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
             raise infra.InfraError(
@@ -310,7 +326,7 @@ def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[
     if any(s.name == DB_NAME for s in specs):
         (settings.home / "data" / "mongo").mkdir(parents=True, exist_ok=True)
     if any(s.name == SMS_NAME for s in specs):
-        (settings.home / "data").mkdir(parents=True, exist_ok=True)  # the stand-in's journal
+        (settings.home / "data").mkdir(parents=True, exist_ok=True)  # the SMS stand-in's journal
     supervisor = Supervisor(
         settings.home,
         specs,
@@ -443,7 +459,7 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
 # which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup", "kernel.cli.directory")
+COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup", "kernel.cli.directory", "kernel.cli.reports")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from kernel.contracts import InvalidPhone, normalise_phone  # one phone rule for the platform
+# One phone rule for the platform; re-exported here for the importer and credentials.
+from kernel.contracts import InvalidPhone, normalise_phone  # noqa: F401
 from kernel.permissions import Grant, grant_for, may_access
 
 RESIDENT = "resident"
@@ -32,7 +33,6 @@ FLAGS = ("lives_alone", "elderly", "disability", "home_quarantine", "low_income"
 CONSENT_PURPOSES = ("service_echoes", "sms", "wechat", "broadcasts")
 # Personal data of residents who moved out is erased this long after they left (台账 kept a year).
 RETENTION = timedelta(days=365)
-__all__ = ["InvalidPhone", "normalise_phone"]  # re-exported: the importer and credentials take them from here
 
 _PERSON_ID = re.compile(r"^p-[0-9a-f]{12}\Z")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import requests
@@ -140,6 +141,49 @@ def test_cors_is_open_only_to_configured_origins(gateway, settings):
     plain = requests.get(f"{gateway}/api/v1/services", headers={**bearer(settings), "Origin": "https://evil.example"},
                          timeout=5)
     assert "Access-Control-Allow-Origin" not in plain.headers
+    # a ticket's write is conditional: the browser may send If-Match and read the ETag it gets back
+    assert "If-Match" in good.headers["Access-Control-Allow-Headers"]
+    assert "PUT" in good.headers["Access-Control-Allow-Methods"]
+    read = requests.get(f"{gateway}/api/v1/services", headers={**bearer(settings), "Origin": "https://app.example"},
+                        timeout=5)
+    assert "ETag" in read.headers["Access-Control-Expose-Headers"].split(", ")
+
+
+def test_options_without_an_origin_answers_what_the_path_serves(gateway):
+    known = requests.options(f"{gateway}/api/v1/tickets", timeout=5)
+    assert known.status_code == 204 and known.headers["Allow"] == "GET, POST, OPTIONS"
+    assert "Access-Control-Allow-Origin" not in known.headers
+    year = requests.options(f"{gateway}/api/v1/calendar/2027", timeout=5)
+    assert year.headers["Allow"] == "GET, PUT, OPTIONS"
+    assert_problem(requests.options(f"{gateway}/api/v1/no/such/thing", timeout=5), 404, "no_such_route")
+
+
+def test_a_calendar_year_that_is_not_a_number_is_a_problem_404(gateway, settings):
+    headers = bearer(settings, role="admin", subject="a-1")
+    for method in ("GET", "PUT"):
+        response = requests.request(method, f"{gateway}/api/v1/calendar/next%0Ayear", json={}, headers=headers,
+                                    timeout=5)
+        assert assert_problem(response, 404, "no_such_route")["errors"] == {"year": ["an integer such as 2027"]}
+
+
+def test_the_docs_page_and_every_file_it_links_are_served_locally(gateway):
+    page = requests.get(f"{gateway}/docs", timeout=5)
+    assert page.status_code == 200 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    linked = re.findall(r'(?:href|src)="(/docs/[^"]+)"', page.text)
+    assert {"/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/init.js", "/docs/favicon-32x32.png"} <= set(
+        linked)
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from the internet
+    for path in linked:
+        response = requests.get(f"{gateway}{path}", timeout=10)
+        assert response.status_code == 200 and response.content, path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"], path
+    icon = requests.get(f"{gateway}/docs/favicon-32x32.png", timeout=5)
+    assert icon.headers["Content-Type"] == "image/png" and icon.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert requests.get(f"{gateway}/favicon.ico", timeout=5).content == icon.content
+    css = requests.get(f"{gateway}/docs/swagger-ui.css", timeout=5)
+    assert css.headers["Content-Type"] == "text/css; charset=utf-8" and ".swagger-ui" in css.text
+    assert requests.get(f"{gateway}/docs/../../etc/passwd", timeout=5).status_code == 404
+    assert_problem(requests.get(f"{gateway}/docs/secrets.txt", timeout=5), 404, "no_such_file")
 
 
 def test_idempotency_same_key_other_body_is_422(gateway, settings, mongo_client):
@@ -206,3 +250,21 @@ def test_a_json_body_is_parsed_once_and_unknown_fields_refused(gateway, settings
     response = requests.post(f"{gateway}/api/v1/tickets", data=json.dumps({**REPORT, "reporter": "r-2"}),
                              headers={**bearer(settings), "Content-Type": "application/json"}, timeout=5)
     assert "reporter" in assert_problem(response, 422, "validation_failed")["errors"]
+
+
+def test_a_newline_in_a_path_still_answers_problem_details(gateway, settings):
+    # werkzeug's <path:...> stops at a newline: without gateway.http.AnyPath these were its HTML 404 page
+    assert_problem(requests.get(f"{gateway}/api/v1/no%0Awhere", timeout=5), 404, "no_such_route")
+    assert_problem(requests.get(f"{gateway}/console/js%0A/app.js", timeout=5), 404, "no_such_file")
+    open311 = requests.get(f"{gateway}/open311/v2/no%0Athing.json", timeout=5)
+    assert open311.status_code == 404 and open311.json()[0]["code"] == 404
+
+
+@pytest.mark.parametrize("limit", ["", " 5", "²", "5.0", "-1", "101"])
+def test_a_page_size_is_digits_from_1_to_100(gateway, settings, limit):
+    response = requests.get(f"{gateway}/api/v1/services", params={"limit": limit}, headers=bearer(settings),
+                            timeout=5)
+    assert assert_problem(response, 422, "validation_failed")["errors"] == {
+        "limit": ["must be a whole number from 1 to 100"]}
+    assert requests.get(f"{gateway}/api/v1/services", params={"limit": "5"}, headers=bearer(settings),
+                        timeout=5).status_code == 200

@@ -274,3 +274,20 @@ def test_get_requests_filters_and_the_90_day_default_window(platform, mongo_clie
     xml_error(get(platform, "/requests.xml", start_date="yesterday"), 400)
     json_error(get(platform, "/requests.json", status="pending"), 400)
     json_error(get(platform, "/requests.json", jurisdiction_id="<script>"), 400)
+
+
+# --- methods: what each path serves (RFC 9110's Allow), in the spec's error format ------------------------------
+
+def test_options_and_other_methods_name_exactly_what_each_path_serves(platform):
+    base = platform["url"] + V2
+    for path, allow in (("/requests.json", "GET, POST, OPTIONS"), ("/services.xml", "GET, OPTIONS"),
+                        ("/services/roof_leak.json", "GET, OPTIONS"), ("/tokens/abc.json", "GET, OPTIONS"),
+                        ("/requests/XQ-1.xml", "GET, OPTIONS")):
+        options = requests.options(base + path, timeout=10)
+        assert options.status_code == 204 and options.headers["Allow"] == allow, path
+    wrong = requests.put(f"{base}/requests.json", data={"service_code": "roof_leak"}, timeout=10)
+    assert json_error(wrong, 405)[0]["code"] == 405 and wrong.headers["Allow"] == "GET, POST, OPTIONS"
+    deleted = requests.delete(f"{base}/services.xml", timeout=10)
+    assert xml_error(deleted, 405).find("error/code").text == "405" and deleted.headers["Allow"] == "GET, OPTIONS"
+    unknown = requests.options(f"{base}/nothing.json", timeout=10)
+    assert json_error(unknown, 404)[0]["code"] == 404 and "Allow" not in unknown.headers

@@ -245,7 +245,7 @@ def test_plan_starts_the_database_first_and_the_gateway_last(monkeypatch):
     settings, specs = platform_plan(load_settings(), os.environ)
 
     by_name = {spec.name: spec for spec in specs}
-    assert [s.name for s in specs] == ["secantus", "sms"] + [p.name for p in PROCESSES]
+    assert [s.name for s in specs] == ["secantus", "sms", "wechat"] + [p.name for p in PROCESSES]
     db = by_name["secantus"]
     assert db.layer == 0 and db.health == "mongo"
     assert db.argv[1:] == (
@@ -438,6 +438,20 @@ def test_a_taken_sms_port_fails_clearly(monkeypatch):
 
         with pytest.raises(infra.InfraError, match="already in use.*HUISHENG_PORT_SMS.*SMS_PROVIDER_URL"):
             check_ports_free([s for s in specs if s.name == "sms"])
+
+
+def test_the_wechat_standin_runs_unless_a_wechat_api_is_named(monkeypatch):
+    monkeypatch.setenv("HUISHENG_PORT_WECHAT", "19191")
+    settings, specs = platform_plan(load_settings(), os.environ)
+    wechat = next(s for s in specs if s.name == "wechat")
+    assert wechat.argv[1:] == ("-m", "standins.wechat", "--host", "127.0.0.1", "--port", "19191")
+    assert not wechat.essential and wechat.layer == 0
+    assert settings.wechat_api_url == "http://127.0.0.1:19191/"
+    assert all(s.env["WECHAT_API_URL"] == "http://127.0.0.1:19191/" for s in specs if s.env and s.layer > 0)
+
+    monkeypatch.setenv("WECHAT_API_URL", "https://api.weixin.qq.com")
+    _, specs = platform_plan(load_settings(), os.environ)
+    assert "wechat" not in [s.name for s in specs]
 
 
 def test_status_lists_the_standin_when_nothing_runs(capsys):

@@ -30,7 +30,11 @@ INFRA = ("rabbitmq", "mongo")
 # Observability services that may join the compose file later.
 ALLOWED_EXTRA = ("prometheus", "grafana")
 # Demo stand-ins for outside providers: run from the one image, replaced in production by the provider's endpoint.
-STANDINS = ("sms-standin",)
+# compose name -> (module, the notify setting that points at it)
+STANDINS = {
+    "sms-standin": ("standins.sms", "SMS_PROVIDER_URL"),
+    "wechat-standin": ("standins.wechat", "WECHAT_API_URL"),
+}
 PROCESS_NAMES = tuple(p.name for p in PROCESSES)
 
 MIN_STOP_GRACE_SECONDS = 30  # longer than one handler plus the outbox relay's flush
@@ -195,7 +199,7 @@ def test_no_unknown_services(services):
     unknown = sorted(set(services) - known)
     assert not unknown, (
         f"unknown services in docker-compose.yml: {unknown}; a service must be a process of "
-        f"kernel.platform.PROCESSES or one of {sorted(INFRA + ALLOWED_EXTRA + STANDINS)}"
+        f"kernel.platform.PROCESSES or one of {sorted((*INFRA, *ALLOWED_EXTRA, *STANDINS))}"
     )
 
 
@@ -393,35 +397,42 @@ def standin_port(service: dict) -> int:
     return int(command[command.index("--port") + 1])
 
 
-def test_the_sms_standin_runs_the_standin_module_from_the_one_image(services):
-    standin = service_of(services, "sms-standin")
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_a_standin_runs_its_module_from_the_one_image(services, name):
+    standin = service_of(services, name)
     command = words(standin.get("command"))
-    assert command[:3] == ["python", "-m", "standins.sms"], f"sms-standin runs {command}"
+    assert command[:3] == ["python", "-m", STANDINS[name][0]], f"{name} runs {command}"
     assert command[command.index("--host") + 1] == "0.0.0.0", "the stand-in must listen beyond its container"
-    assert "--journal" in command
     images = {services[p.name].get("image") for p in PROCESSES}
     assert standin.get("image") in images and standin.get("build") in (".", "./")
     assert standin_port(standin) in container_ports(standin.get("expose"))
     assert not standin.get("ports"), "the stand-in is for the compose network only"
 
 
-def test_the_sms_standin_is_probed_on_health(services):
-    standin = service_of(services, "sms-standin")
+def test_the_sms_standin_keeps_a_journal(services):
+    assert "--journal" in words(service_of(services, "sms-standin").get("command"))
+
+
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_a_standin_is_probed_on_health(services, name):
+    standin = service_of(services, name)
     text = healthcheck_text(standin)
     assert f"//127.0.0.1:{standin_port(standin)}/health" in text and "curl" not in text and "wget" not in text
 
 
-def test_the_sms_standin_sets_only_variables_the_code_knows(services):
-    standin = service_of(services, "sms-standin")
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_a_standin_sets_only_variables_the_code_knows(services, name):
+    standin = service_of(services, name)
     unknown = sorted((set(environment_of(standin)) | interpolated_names(standin)) - set(ENVIRONMENT))
-    assert not unknown, f"sms-standin sets or substitutes unknown variables: {unknown}"
+    assert not unknown, f"{name} sets or substitutes unknown variables: {unknown}"
 
 
-def test_notify_sends_through_the_standin_unless_a_provider_is_given(services):
-    standin = service_of(services, "sms-standin")
-    url = environment_of(service_of(services, "notify")).get("SMS_PROVIDER_URL") or ""
-    assert url == f"${{SMS_PROVIDER_URL:-http://sms-standin:{standin_port(standin)}/}}", (
-        f"notify's SMS_PROVIDER_URL must default to the stand-in and be the operator's to replace; is {url!r}"
+@pytest.mark.parametrize("name", sorted(STANDINS))
+def test_notify_sends_through_the_standin_unless_a_provider_is_given(services, name):
+    standin, variable = service_of(services, name), STANDINS[name][1]
+    url = environment_of(service_of(services, "notify")).get(variable) or ""
+    assert url.startswith(f"${{{variable}:-http://{name}:{standin_port(standin)}"), (
+        f"notify's {variable} must default to the stand-in and be the operator's to replace; is {url!r}"
     )
 
 

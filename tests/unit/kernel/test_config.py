@@ -47,7 +47,28 @@ CASES = [
     ("SMS_SIGN_NAME", "体育场街道", "sms_sign_name", "体育场街道"),
     ("SMS_TEMPLATE_CODE", "SMS_0001", "sms_template_code", "SMS_0001"),
     ("SMS_TIMEOUT", "2.5", "sms_timeout", 2.5),
+    ("SMS_ECHO_TEMPLATE_CODE", "SMS_0002", "sms_echo_template_code", "SMS_0002"),
+    ("SMS_RECEIPT_SECRET", "r3ceipts", "sms_receipt_secret", "r3ceipts"),
+    ("NOTIFY_TIMER_SECONDS", "0.5", "notify_timer_seconds", 0.5),
+    ("ECHO_PROOF_SECONDS", "60", "echo_proof_seconds", 60.0),
+    ("NOTIFY_RETRY_DELAYS", "1, 2.5", "notify_retry_delays", (1.0, 2.5)),
+    ("NOTIFY_MAX_ATTEMPTS", "5", "notify_max_attempts", 5),
+    ("NOTIFY_STEP_DEADLINES", "sms=30,human=3600", "notify_step_deadlines", (("sms", 30.0), ("human", 3600.0))),
+    ("NOTIFY_TIMEZONE", "Asia/Urumqi", "notify_timezone", "Asia/Urumqi"),
+    ("SMTP_HOST", "mail.example", "smtp_host", "mail.example"),
+    ("SMTP_PORT", "2525", "smtp_port", 2525),
+    ("SMTP_FROM", "office@example.cn", "smtp_from", "office@example.cn"),
+    ("SMTP_TIMEOUT", "1.5", "smtp_timeout", 1.5),
+    ("WECHAT_API_URL", "https://api.weixin.qq.com", "wechat_api_url", "https://api.weixin.qq.com"),
+    ("WECHAT_APPID", "wx123", "wechat_appid", "wx123"),
+    ("WECHAT_SECRET", "s3cret", "wechat_secret", "s3cret"),
+    ("WECHAT_TEMPLATE_ID", "tmpl-1", "wechat_template_id", "tmpl-1"),
+    ("WECHAT_TIMEOUT", "1.5", "wechat_timeout", 1.5),
+    ("WEBHOOK_SECRET", "hook-s3cret", "webhook_secret", "hook-s3cret"),
+    ("WEBHOOK_TIMEOUT", "1.5", "webhook_timeout", 1.5),
     ("RETENTION_DAYS", "365", "retention_days", 365),
+    ("DAILY_CLEARANCE_HOUR", "18", "daily_clearance_hour", 18),
+    ("HUISHENG_PDF_FONT", "/usr/share/fonts/x.ttc", "pdf_font", "/usr/share/fonts/x.ttc"),
     ("ESCALATE_AFTER_BOUNCES", "3", "escalate_after_bounces", 3),
     ("SLA_TIMER_SECONDS", "0.5", "sla_timer_seconds", 0.5),
     ("SLA_TEST_CLOCK", "1", "sla_test_clock", True),
@@ -180,3 +201,8 @@ def test_the_gateway_gets_its_own_worker_count():
     settings = Settings(max_workers=10, gateway_max_workers=64)
     assert settings.nameko_config(gateway=True)["max_workers"] == 64
     assert settings.nameko_config()["max_workers"] == 10
+
+
+def test_a_malformed_step_deadline_is_an_error():
+    with pytest.raises(ValueError, match="channel=seconds"):
+        Settings.from_env({"NOTIFY_STEP_DEADLINES": "sms600"})

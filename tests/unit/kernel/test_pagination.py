@@ -17,7 +17,7 @@ def test_limits_in_range(given, expected):
     assert (DEFAULT_LIMIT, MAX_LIMIT) == (20, 100)
 
 
-@pytest.mark.parametrize("given", [0, -1, 101, "101", "10000000000000", "ten", "1.5", 2.0, True, [], "-5"])
+@pytest.mark.parametrize("given", [0, -1, 101, "101", "10000000000000", "ten", "1.5", 2.0, True, [], "-5", "²", "٣"])
 def test_limits_out_of_range_are_422_on_limit(given):
     with pytest.raises(ValidationFailed) as caught:
         page_limit(given)

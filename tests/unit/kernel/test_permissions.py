@@ -32,6 +32,14 @@ EXPECTED: dict[str, set[str]] = {
     "patrols.record": {GW, SEC, ADM},
     "services.read": EVERYONE,
     "inbox.read": PEOPLE,
+    "preferences.read": PEOPLE,  # issue #12: each person their own
+    "preferences.write": PEOPLE,
+    "echoes.read": {GW, SEC, OPS, ADM},  # staff see every step of an echo
+    "echo_tasks.read": {GW, SEC, ADM},  # the human step: a grid worker phones or visits
+    "echo_tasks.complete": {GW, SEC, ADM},
+    "reports.echoes": {SEC, OPS, ADM},
+    "broadcasts.create": {SEC, ADM},
+    "broadcasts.read": {SEC, ADM},
     "volunteer_teams.read": PEOPLE,
     "places.read": EVERYONE,
     "places.import": {SEC, ADM},
@@ -50,6 +58,22 @@ EXPECTED: dict[str, set[str]] = {
     "calendar.write": {ADM},
     "open311.create": {INT},  # GeoReport v2 POST requests needs an api_key
     "open311.read_scoped": {INT},  # a key sees its communities' requests whole; without one, public fields
+    # volunteers (issue #13): staff run the registry, volunteers answer offers, residents rate and wish
+    "volunteers.list": {GW, SEC, ADM},
+    "volunteers.register": {SEC, ADM},
+    "volunteers.import": {SEC, ADM},
+    "volunteers.manage": {SEC, ADM},
+    "volunteers.confirm_presence": {GW, SEC, ADM},
+    "volunteers.records": {V, SEC, ADM},
+    "volunteers.coverage": {GW, SEC, ADM},
+    "volunteering.me": {V},
+    "volunteering.respond": {V},
+    "volunteering.rate": {R},
+    "wishes.publish": {R},
+    "wishes.read": PEOPLE,
+    "wishes.claim": {V},
+    "wishes.confirm": {R},
+    "reports.read": {GW, SEC, ADM},  # 日清周议 and the three rates: grid workers for their grids
 }
 CASES = [(action, role, role in roles) for action, roles in EXPECTED.items() for role in sorted(EVERYONE)]
 
