@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from kernel.platform import LOCAL_PORT_VARIABLES
+from kernel.platform import LOCAL_PORT_VARIABLES, PROCESSES
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +67,8 @@ OWN_SERIES = {
 
 def every_process_exposes_metrics_of_what_it_did(rows: list[dict]) -> None:
     """Read each platform process's /metrics: each shows its own workers, and only its own."""
-    processes = [row for row in rows if row["name"] not in ("secantus", "sms")]
+    ours = {process.name for process in PROCESSES}  # not the database or the providers' stand-ins
+    processes = [row for row in rows if row["name"].split("#")[0] in ours]
     for row in processes:
         name = row["name"]
         response = requests.get(f"{row['address']}/metrics", timeout=10)
