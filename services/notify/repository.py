@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kernel.envelope import Envelope
 from kernel.groupcommit import CommitQueues
+from kernel.idempotency import ensure_idempotency_index
 from kernel.outbox import push_events, with_events
 from kernel.pagination import keyset_filter
 from services.notify.fallback import ACCOUNTED_REASONS
@@ -22,6 +23,7 @@ DELIVERIES = "deliveries"  # external sends (SMS ...), one record per send; neve
 
 def ensure_indexes(db: Database) -> None:
     """Every index of notify's database."""
+    ensure_idempotency_index(db)  # broadcasts honour Idempotency-Key (kernel/idempotency.py)
     InboxRepository.ensure_indexes(db)
     DeliveryRepository.ensure_indexes(db)
     ensure_echo_indexes(db)

@@ -26,6 +26,7 @@ from kernel.errors import NotFound, Unauthorized, ValidationFailed
 from kernel.groupcommit import GroupCommit
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
+from kernel.idempotency import idempotent
 from kernel.logging import get_logger
 from kernel.metrics import ECHO_LATENCY, ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, labelled
 from kernel.mongo import Mongo
@@ -526,6 +527,7 @@ class NotifyService(HealthEndpoints):
         return self.directory.segment(community, spec, cursor=cursor, limit=limit)
 
     @rpc
+    @idempotent  # a retried POST (same Idempotency-Key) is the same broadcast, not a second one
     def create_broadcast(self, community: str, body: dict, actor: str) -> dict:
         """Accept a notice to a segment; its fan-out runs on ``notify.broadcasts``, in batches."""
         data = load(BroadcastSchema(), body)

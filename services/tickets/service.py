@@ -304,6 +304,7 @@ class TicketsService(HealthEndpoints):
     # schemas are kernel/contracts.py's; services/tickets/actions.py maps errors and views.
 
     @rpc
+    @idempotent  # a retried POST (same Idempotency-Key) answers what the first did, with no second transition
     def act(self, community: str, ticket_id: str, action: str, data: dict, viewer: dict,
             expected_version: int | None = None) -> dict:
         """Give ``action`` (dispatch, accept, bounce, start, pause, resume, resolve, close, merge, plan)."""
@@ -373,6 +374,7 @@ class TicketsService(HealthEndpoints):
         return self._view(ticket, self._viewer(community, viewer))
 
     @rpc
+    @idempotent  # a retried POST (same Idempotency-Key) records the answer once
     def record_callback(self, community: str, ticket_id: str, data: dict, viewer: dict,
                         expected_version: int | None = None) -> dict:
         """The callback (回访) answer: the resident's own, or staff recording a phone call.

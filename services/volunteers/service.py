@@ -197,6 +197,7 @@ class VolunteersService(HealthEndpoints):
                 from error
 
     @rpc
+    @idempotent
     def import_volunteers(self, community: str, filename: str, content_base64: str,
                           actor: dict | str | None = None) -> dict:
         """Volunteers from a CSV or .xlsx file: every row valid, or nothing registered (the report lists each
@@ -324,6 +325,7 @@ class VolunteersService(HealthEndpoints):
         return {"groups": [[v["_id"] for v in group] for group in self.repo.duplicate_groups(community)]}
 
     @rpc
+    @idempotent
     def merge(self, community: str, keep: str, drop: str, actor: dict | str | None = None) -> dict:
         """Merge ``drop`` into ``keep`` (same phone): tasks and hours move, skills and teams are united."""
         if keep == drop:
@@ -415,6 +417,7 @@ class VolunteersService(HealthEndpoints):
         return self._event(task["community"], event_type, payload)
 
     @rpc
+    @idempotent
     def answer_offer(self, community: str, task_id: str, viewer: dict, data: dict) -> dict:
         """The offered volunteer accepts (the resident gets the check-in code) or declines (the next is asked)."""
         viewer, data = load(VIEWER, viewer), load(ANSWER, data)
@@ -490,6 +493,7 @@ class VolunteersService(HealthEndpoints):
         return may_access("volunteers.confirm_presence", viewer, community=task["community"], grid=task.get("grid"))
 
     @rpc
+    @idempotent
     def check_in(self, community: str, task_id: str, viewer: dict, data: dict | None = None) -> dict:
         """The volunteer checks in with the resident's code, or staff confirm their presence."""
         viewer, data = load(VIEWER, viewer), load(CHECK_IN, data or {})
@@ -510,6 +514,7 @@ class VolunteersService(HealthEndpoints):
         return self._task_view(self._step(community, task_id, step), viewer=viewer["subject"])
 
     @rpc
+    @idempotent
     def check_out(self, community: str, task_id: str, viewer: dict) -> dict:
         """The volunteer (or staff) checks out: the minutes between check-in and now are credited, capped."""
         viewer = load(VIEWER, viewer)
@@ -542,6 +547,7 @@ class VolunteersService(HealthEndpoints):
 
     # --- ratings ----------------------------------------------------------------------------------------
     @rpc
+    @idempotent
     def rate(self, community: str, task_id: str, viewer: dict, data: dict) -> dict:
         """A resident rates the help they had, once; it goes to the volunteer's record (a wish is confirmed too)."""
         viewer, data = load(VIEWER, viewer), load(RATING, data)
@@ -618,6 +624,7 @@ class VolunteersService(HealthEndpoints):
                 "next_cursor": found[limit - 1]["_id"] if len(found) > limit else None}
 
     @rpc
+    @idempotent
     def claim_wish(self, community: str, wish_id: str, viewer: dict) -> dict:
         """A registered, active volunteer claims a published wish (the first to claim has it)."""
         viewer = load(VIEWER, viewer)
@@ -678,6 +685,7 @@ class VolunteersService(HealthEndpoints):
 
     # --- hours --------------------------------------------------------------------------------------------
     @rpc
+    @idempotent
     def add_manual_hours(self, community: str, volunteer_id: str, data: dict, actor: dict | str | None = None
                          ) -> dict:
         """Hours served outside a task, kept apart as "manual" and capped (per entry and per month)."""
@@ -698,6 +706,7 @@ class VolunteersService(HealthEndpoints):
         return self._entry_view(entry)
 
     @rpc
+    @idempotent
     def correct_hours(self, community: str, volunteer_id: str, data: dict, actor: dict | str | None = None) -> dict:
         """Correct a task's credit or a manual entry by a signed number of minutes, with a reason; nothing is
         deleted."""

@@ -8,6 +8,7 @@ import requests
 
 from gateway.service import GatewayService
 from kernel.auth import issue_token
+from services.directory.service import DirectoryService
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
 from tests.conftest import free_port
@@ -119,3 +120,16 @@ def test_only_staff_may_name_a_webhook(gateway, settings):
     staff = requests.put(f"{gateway}/api/v1/me/preferences", json={**body, "webhook_url": "https://ops.example/hook"},
                          headers=bearer(settings, role="secretary", subject="s-w"), timeout=5)
     assert staff.status_code == 200 and staff.json()["webhook_url"] == "https://ops.example/hook"
+
+
+def test_a_retried_broadcast_with_its_idempotency_key_is_one_broadcast(gateway, settings, mongo_client,
+                                                                        container_factory):
+    container_factory(DirectoryService, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
+    keyed = {**bearer(settings, "secretary", "s-1"), "Idempotency-Key": "notice-2026-12-06"}
+    notice = {"title": "停水通知", "body": "明天上午9点到12点停水检修。", "segment": {"grid": "g1"}}
+    first = requests.post(f"{gateway}/api/v1/broadcasts", json=notice, headers=keyed, timeout=10)
+    again = requests.post(f"{gateway}/api/v1/broadcasts", json=notice, headers=keyed, timeout=10)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"]
+    broadcasts = mongo_client[settings.database_name("notify")]["broadcasts"]
+    assert broadcasts.count_documents({}) == 1

@@ -264,3 +264,18 @@ def test_staff_lists_filter_within_reach_and_use_an_index(gateway, settings, mon
     query = TicketRepository.staff_query("xingqiao", {"grid": "g3"}, [], datetime.now(UTC))
     plan = str(tickets.find(query).sort(STAFF_SORT).explain())
     assert "staff_grid" in plan, plan[:2000]  # the planner chose the grid index, not a collection scan
+
+
+def test_a_retried_action_with_its_idempotency_key_answers_again_without_a_second_transition(gateway, settings):
+    ticket = file_ticket(gateway, settings)
+    keyed = {**staff(settings), "Idempotency-Key": "dispatch-once-1"}
+    body = {"kind": "worker", "id": WORKER_G3}
+
+    first = act(gateway, keyed, ticket["id"], "dispatch", body)
+    again = act(gateway, keyed, ticket["id"], "dispatch", body)
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert again.json() == first.json() and first.json()["version"] == ticket["version"] + 1
+    # Without the key the same dispatch is a second command, which the state refuses (409), as it should.
+    assert act(gateway, staff(settings), ticket["id"], "dispatch", body).status_code == 409
+    other = act(gateway, keyed, ticket["id"], "dispatch", {"kind": "worker", "id": WORKER_G1})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"

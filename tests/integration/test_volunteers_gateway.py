@@ -109,3 +109,22 @@ def test_an_import_with_bad_rows_answers_the_report(gateway, settings):
     coverage = requests.get(f"{gateway}/api/v1/volunteer-coverage", params={"week": "2026-12-09"},
                             headers=secretary, timeout=10)
     assert coverage.status_code == 200 and coverage.json()["week"] == "2026-12-07"
+
+
+def test_manual_hours_retried_with_their_idempotency_key_are_added_once(gateway, settings):
+    secretary = bearer(settings, "secretary", "sec-1")
+    registered = requests.post(f"{gateway}/api/v1/volunteers", headers=secretary, timeout=10, json={
+        "name": "郑志愿", "phone": "13700000003", "skills": ["errands"], "availability": ALL_WEEK}).json()
+    keyed = {**secretary, "Idempotency-Key": "hours-2026-12-03-zheng"}
+    entry = {"minutes": 45, "date": "2026-12-03", "reason": "社区义诊引导"}
+    first = requests.post(f"{gateway}/api/v1/volunteers/{registered['id']}/hours", headers=keyed, json=entry,
+                          timeout=10)
+    again = requests.post(f"{gateway}/api/v1/volunteers/{registered['id']}/hours", headers=keyed, json=entry,
+                          timeout=10)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json() == first.json()
+    volunteer = bearer(settings, "volunteer", registered["id"])
+    record = requests.get(f"{gateway}/api/v1/volunteers/{registered['id']}/record", headers=volunteer, timeout=10,
+                          params={"from": "2026-12-01", "to": "2026-12-31", "format": "csv"})
+    text = base64.b64decode(record.json()["content_base64"]).decode("utf-8-sig")
+    assert text.count("社区义诊引导") == 1, text
