@@ -30,19 +30,18 @@ from __future__ import annotations
 
 import traceback
 from contextlib import suppress
-from datetime import timedelta
 from functools import partial
 
 import eventlet
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
-from pymongo.errors import DuplicateKeyError
 
 from kernel.config import settings_of
 from kernel.context import CORRELATION_ID
 from kernel.envelope import Envelope, MalformedEvent, utcnow
 from kernel.events import subscription, validate_incoming
+from kernel.idempotency import DONE, Claims
 from kernel.logging import get_logger
 from kernel.metrics import HANDLED, labelled
 from kernel.mongo import MongoClientProvider
@@ -82,44 +81,35 @@ class ReliableQueueConsumer(QueueConsumer):
 class ProcessedEvents(SharedExtension):
     """Which events each subscription of this service has handled, or is handling now.
 
-    A delivery *claims* its event before the handler runs. Two copies of one
-    event arriving together (a sweep and a flush both published it; a
-    redelivery after a crash) cannot both run: the second finds the claim. A
-    claim whose worker died expires after ``lease_seconds`` and can be taken over.
+    A delivery *claims* its event before the handler runs (:class:`kernel.idempotency.Claims`).
+    Two copies of one event arriving together (a sweep and a flush both published it; a
+    redelivery after a crash) cannot both run: the second finds the claim. A claim whose
+    worker died expires after ``lease_seconds`` and can be taken over.
     """
 
     mongo = MongoClientProvider()
     lease_seconds = CLAIM_LEASE_SECONDS
 
-    def collection(self):
-        return self.mongo.database(self.container.service_name)[PROCESSED]
+    def claims(self) -> Claims:
+        return Claims(self.mongo.database(self.container.service_name)[PROCESSED], self.lease_seconds)
 
     def start(self) -> None:
-        self.collection().create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
+        self.claims().collection.create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
 
     def claim(self, subscription_name: str, event_id: str) -> str:
         """``"claimed"`` (go ahead), ``"done"`` (a duplicate) or ``"busy"`` (another worker has it)."""
-        key, now = f"{subscription_name}:{event_id}", utcnow()
-        until = now + timedelta(seconds=self.lease_seconds)
-        try:
-            self.collection().insert_one({"_id": key, "state": "processing", "until": until, "at": now})
+        claims, key, now = self.claims(), f"{subscription_name}:{event_id}", utcnow()
+        existing = claims.claim(key, now, at=now)
+        if existing is None or claims.take_over(key, now):
             return "claimed"
-        except DuplicateKeyError:
-            pass
-        taken_over = self.collection().find_one_and_update(
-            {"_id": key, "state": "processing", "until": {"$lt": now}}, {"$set": {"until": until}})
-        if taken_over is not None:
-            return "claimed"
-        existing = self.collection().find_one({"_id": key}, {"state": 1})
-        return "busy" if existing and existing.get("state") == "processing" else "done"
+        return "done" if existing["state"] == DONE else "busy"
 
     def complete(self, subscription_name: str, event_id: str) -> None:
-        self.collection().update_one({"_id": f"{subscription_name}:{event_id}"},
-                                     {"$set": {"state": "done", "at": utcnow()}, "$unset": {"until": ""}})
+        self.claims().done(f"{subscription_name}:{event_id}", at=utcnow())
 
     def release(self, subscription_name: str, event_id: str) -> None:
         """Give the claim up after a failure, so the retried copy can take it."""
-        self.collection().delete_one({"_id": f"{subscription_name}:{event_id}", "state": "processing"})
+        self.claims().release(f"{subscription_name}:{event_id}")
 
 
 class ReliableEventHandler(Consumer):

@@ -11,7 +11,7 @@ in its own database (collection :data:`COLLECTION`):
 
 A call that fails leaves no record: the client may retry it. A record is kept
 :data:`KEEP_SECONDS`; a record left "in flight" by a worker that died is taken over after
-:data:`STALE_SECONDS`.
+:data:`STALE_SECONDS` (the lease of its :class:`Claims`).
 
 Usage in a service (it needs a ``db`` dependency, :class:`kernel.mongo.Mongo`)::
 
@@ -36,6 +36,7 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -58,52 +59,75 @@ def ensure_idempotency_index(db: Database) -> None:
     db[COLLECTION].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")
 
 
+RUNNING, DONE = "processing", "done"
+
+
+class Claims:
+    """Claims with a lease on the keys of one collection: the one rule of "run it once" for a keyed RPC
+    (:class:`IdempotencyStore`) and for an event per subscription (:mod:`kernel.handlers`).
+
+    The first caller inserts the claim and goes ahead; a later one finds it running or done. A claim
+    running past its lease lost its worker and is taken over, once; a failure releases it for a retry.
+    """
+
+    def __init__(self, collection: Collection, lease_seconds: float) -> None:
+        self.collection = collection
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def claim(self, key: str, now: datetime, **fields: Any) -> dict | None:
+        """None if this caller now holds the claim; else the existing claim, as found."""
+        try:
+            self.collection.insert_one({"_id": key, "state": RUNNING, "until": now + self.lease, **fields})
+            return None
+        except DuplicateKeyError:
+            existing = self.collection.find_one({"_id": key})
+        # Done and forgotten (expired) between the two calls: claim it anew.
+        return self.claim(key, now, **fields) if existing is None else existing
+
+    def take_over(self, key: str, now: datetime) -> bool:
+        """Take the claim if it is running past its lease (its worker died); True for one caller only."""
+        expired = {"$or": [{"until": {"$lt": now}}, {"until": None}]}  # None: a record from before leases
+        return self.collection.find_one_and_update({"_id": key, "state": {"$ne": DONE}, **expired},
+                                                   {"$set": {"until": now + self.lease}}) is not None
+
+    def done(self, key: str, **fields: Any) -> None:
+        self.collection.update_one({"_id": key}, {"$set": {"state": DONE, **fields}, "$unset": {"until": ""}})
+
+    def release(self, key: str) -> None:
+        self.collection.delete_one({"_id": key, "state": {"$ne": DONE}})
+
+
 class IdempotencyStore:
     """Records of keyed calls in ``db``; ``scope`` names the operation (``service.method``)."""
 
     def __init__(self, db: Database) -> None:
-        self.collection = db[COLLECTION]
+        self.claims = Claims(db[COLLECTION], STALE_SECONDS)
 
     def begin(self, scope: str, key: str, call_hash: str, now: datetime | None = None) -> dict | None:
         """None if this call should run (it is now "in flight"); the stored answer (``{"answer": ...}``) if it ran.
 
         :class:`ValidationFailed` if the key was used with other arguments, :class:`Conflict` while it runs.
         """
-        now = now or datetime.now(UTC)
-        record_id = fingerprint(scope, key)
-        record = {"_id": record_id, "scope": scope, "hash": call_hash, "state": "in_flight", "started_at": now,
-                  "expires_at": now + timedelta(seconds=KEEP_SECONDS)}
-        try:
-            self.collection.insert_one(record)
+        now, record_id = now or datetime.now(UTC), fingerprint(scope, key)
+        existing = self.claims.claim(record_id, now, scope=scope, hash=call_hash,
+                                     expires_at=now + timedelta(seconds=KEEP_SECONDS))
+        if existing is None:
             return None
-        except DuplicateKeyError:
-            existing = self.collection.find_one({"_id": record_id})
-        if existing is None:  # finished and forgotten between the two calls: run it
-            return self.begin(scope, key, call_hash, now)
         if existing["hash"] != call_hash:
             raise ValidationFailed("this Idempotency-Key was used with another request",
                                    {"Idempotency-Key": ["used with another request"]}, code="idempotency_key_reused")
-        if existing["state"] == "done":
+        if existing["state"] == DONE:
             return {"answer": existing.get("answer")}
-        started = existing["started_at"]
-        started = started.replace(tzinfo=UTC) if started.tzinfo is None else started
-        if now - started < timedelta(seconds=STALE_SECONDS):
-            raise Conflict("a request with this Idempotency-Key is still being processed",
-                           {"Idempotency-Key": ["in flight"]}, code="idempotency_in_flight")
-        taken = self.collection.find_one_and_update(  # its worker died: take it over, once
-            {"_id": record_id, "state": "in_flight", "started_at": existing["started_at"]},
-            {"$set": {"started_at": now}})
-        if taken is None:
+        if not self.claims.take_over(record_id, now):
             raise Conflict("a request with this Idempotency-Key is still being processed",
                            {"Idempotency-Key": ["in flight"]}, code="idempotency_in_flight")
         return None
 
     def finish(self, scope: str, key: str, answer: Any) -> None:
-        self.collection.update_one({"_id": fingerprint(scope, key)},
-                                   {"$set": {"state": "done", "answer": answer}})
+        self.claims.done(fingerprint(scope, key), answer=answer)
 
     def abandon(self, scope: str, key: str) -> None:
-        self.collection.delete_one({"_id": fingerprint(scope, key), "state": "in_flight"})
+        self.claims.release(fingerprint(scope, key))
 
 
 class IdempotencyKey(DependencyProvider):

@@ -33,7 +33,7 @@ This module has no eventlet or nameko in it, so the CLI can import it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -61,11 +61,20 @@ FALLBACK_LOOKBACK = timedelta(minutes=15)
 # The server cannot resume from the token: its history was cut short, or the token is not one it reads.
 RESUME_LOST_CODES = frozenset({286, 280, 260, 9})  # ChangeStreamHistoryLost, ChangeStreamFatalError,
 # InvalidResumeToken, FailedToParse (SecantusDB's answer to a token it cannot decode)
-# Only writes can carry events; the projection keeps deletes, drops and large documents off the wire.
+# Only writes can carry events, and an insert or replacement only if its document has an outbox (a broadcast's
+# inbox messages have none); the projection keeps deletes, drops and large documents off the wire.
 STREAM_PIPELINE = [
-    {"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}},
+    {"$match": {"$or": [
+        {"operationType": "update"},
+        {"operationType": {"$in": ["insert", "replace"]}, f"fullDocument.{OUTBOX}": {"$exists": True}},
+    ]}},
     {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1,
                   f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}},
+]
+# Every write, whatever it carries: for a projection that follows the documents themselves.
+EVERY_WRITE = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace", "delete"]}}},
+    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1}},
 ]
 STREAM_BATCH = 1000
 
@@ -121,11 +130,6 @@ def checkpoint(db: Database, collection_name: str) -> datetime | None:
     """The fallback scan's lower bound: no unpublished event was staged before it (None: scan everything)."""
     document = resume_point(db, collection_name)
     return _aware(document["since"]) if document and document.get("since") else None
-
-
-def advance_checkpoint(db: Database, collection_name: str, since: datetime) -> None:
-    """Move the scan's lower bound forward to ``since``; never back (two relays may move it at once)."""
-    db[CHECKPOINTS].update_one({"_id": collection_name}, {"$max": {"since": since}}, upsert=True)
 
 
 def save_resume_point(db: Database, collection_name: str, token: dict, at: Timestamp, wall: datetime) -> bool:
@@ -187,13 +191,15 @@ def as_change(raw: dict) -> Change:
                   (raw.get("documentKey") or {}).get("_id"), events_of(raw))
 
 
-def open_stream(collection: MongoCollection, token: dict | None, await_ms: int = 1):
-    """A change stream of the collection's writes, resumed after ``token`` (from now if None).
+def open_stream(collection: MongoCollection, token: dict | None, await_ms: int = 1,
+                pipeline: Sequence[dict] = STREAM_PIPELINE):
+    """A change stream of the collection's writes that may carry events (``pipeline``), resumed after
+    ``token`` (from now if None).
 
     Raises :class:`ResumePointLost` if the server cannot resume from the token.
     """
     try:
-        stream = collection.watch(STREAM_PIPELINE, resume_after=token, batch_size=STREAM_BATCH,
+        stream = collection.watch(list(pipeline), resume_after=token, batch_size=STREAM_BATCH,
                                   max_await_time_ms=await_ms)
     except OperationFailure as error:
         if token is not None and error.code in RESUME_LOST_CODES:
@@ -239,16 +245,10 @@ def staged_since(document: dict, since: datetime | None) -> list[dict]:
     return [event for event in events if STAGED not in event or _aware(event[STAGED]) >= since]
 
 
-def pending_events(db: Database, documents: Iterable[dict], since: datetime | None,
-                   known: Collection[str] = frozenset()) -> list[tuple[dict, list[dict]]]:
-    """The documents with events staged since ``since`` that neither ``known`` nor the ledger lists
-    as published, each with those events (in the documents' order).
-
-    ``known`` is what the caller saw confirmed itself (the relay's memory): those ids are
-    not looked up.
-    """
-    candidates = [(document, [event for event in staged_since(document, since) if event["event_id"] not in known])
-                  for document in documents]
+def pending_events(db: Database, documents: Iterable[dict], since: datetime | None) -> list[tuple[dict, list[dict]]]:
+    """The documents with events staged since ``since`` that the ledger does not list as published, each
+    with those events (in the documents' order)."""
+    candidates = [(document, staged_since(document, since)) for document in documents]
     asked = [event["event_id"] for _, events in candidates for event in events]
     published = published_among(db, asked) if asked else set()
     pending = []

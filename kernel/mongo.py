@@ -108,6 +108,3 @@ class Mongo(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> Database:
         return self.database()
-
-    def ping(self) -> None:
-        self.database().command("ping")

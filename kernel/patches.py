@@ -15,7 +15,7 @@ The patches were written against :data:`PINNED`; ``constraints.txt`` pins the sa
 3. :func:`send_request` / :func:`forget_reply` (``kernel.rpc.RpcClient``): nameko 2's service-side proxy has
    no timeout; a timed call must send without waiting, and drop its pending reply when it gives up, or every
    abandoned call leaks an entry. Goes with nameko 3's ``timeout`` on ``RpcProxy``.
-4. :func:`expiring_service_proxy` (``kernel.cli.directory``): ``ClusterRpcProxy`` builds its service proxies
+4. :func:`expiring_service_proxy` (``services.directory.cli``): ``ClusterRpcProxy`` builds its service proxies
    without publish options, so a request would outlive the command's deadline in the broker.
 5. :class:`GracefulWebServer` (``kernel.web.http``): nameko's web server keeps serving keep-alive connections
    while its container stops, and the container then kills the greenthreads writing the answers: the fault

@@ -20,6 +20,7 @@ class Process:
     service_path: str  # "package.module:ServiceClass"
     default_port: int  # where /health, /ready (and for the gateway, the API) listen
     http_port_env: str = "HTTP_PORT"
+    cli_module: str | None = None  # adds the service's own `huisheng` commands: it has register(commands)
 
     @property
     def is_gateway(self) -> bool:
@@ -27,10 +28,10 @@ class Process:
 
 
 PROCESSES: tuple[Process, ...] = (
-    Process("tickets", "services.tickets.service:TicketsService", 8101),
+    Process("tickets", "services.tickets.service:TicketsService", 8101, cli_module="services.tickets.cli"),
     Process("notify", "services.notify.service:NotifyService", 8102),
     Process("volunteers", "services.volunteers.service:VolunteersService", 8103),
-    Process("directory", "services.directory.service:DirectoryService", 8104),
+    Process("directory", "services.directory.service:DirectoryService", 8104, cli_module="services.directory.cli"),
     Process("gateway", "gateway.service:GatewayService", 8000, http_port_env="GATEWAY_PORT"),
 )
 

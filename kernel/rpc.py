@@ -67,13 +67,16 @@ class TimedMethodProxy(MethodProxy):
                          expiration=timeout, **options)
 
     def __call__(self, *args, **kwargs):
-        reply = send_request(self, *args, **kwargs)
+        # The deadline covers sending too: with the broker down, kombu's publish retries with back-off.
         expired = RpcTimeout(self.service_name, self.method_name, self.timeout)
+        reply = None
         try:
             with eventlet.Timeout(self.timeout, expired):
+                reply = send_request(self, *args, **kwargs)
                 return reply.result()
         except RpcTimeout:
-            forget_reply(self.reply_listener, reply)
+            if reply is not None:
+                forget_reply(self.reply_listener, reply)
             raise
 
 

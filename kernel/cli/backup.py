@@ -39,58 +39,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from kernel.cli import infra
-from kernel.cli.main import DB_NAME, complain, database_spec, load_settings, say
-from kernel.cli.supervisor import log_path, pid_alive, read_state, running_problem
+from kernel.cli import infra, say
+from kernel.cli.infra import redact
+from kernel.cli.main import DB_NAME, database_spec, load_settings
+from kernel.cli.supervisor import log_path, resolve_uri, running_problem
 from kernel.config import Settings
 from kernel.platform import PROCESSES
 
 SERVICES: tuple[str, ...] = tuple(p.name for p in PROCESSES if not p.is_gateway)  # the gateway owns no database
 DATABASE_START_TIMEOUT = 30.0
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 NO_DATABASE = (
     "no database to use: set MONGO_URI, start the platform (`huisheng up -d`), pass --to-uri (restore), "
     "or pass --embedded to start the embedded database of HUISHENG_HOME for this command"
 )
 
 
-class BackupError(RuntimeError):
-    """A backup or restore cannot go on; the message says why and what to do."""
-
-
-def redact(uri: str) -> str:
-    """A URI fit to print: its password hidden.
-
-    >>> redact("mongodb://u:secret@h:1/")
-    'mongodb://u:***@h:1/'
-    """
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
-
-
-def running_platform_uri(home: Path) -> str | None:
-    """The MONGO_URI of the ``huisheng up`` running in ``home`` (its supervisor or its database alive), or None."""
-    state = read_state(home) or {}
-    supervisor = state.get("supervisor") or {}
-    database_alive = any(child.get("name") == DB_NAME and pid_alive(child.get("pid"), child.get("identity"))
-                         for child in state.get("children") or [])
-    if pid_alive(supervisor.get("pid"), supervisor.get("identity")) or database_alive:
-        return state.get("mongo_uri")
-    return None
-
-
-def resolve_uri(settings: Settings, given: str | None = None) -> tuple[str | None, str]:
-    """The database URI and where it came from: ``--to-uri``, ``MONGO_URI`` or the running platform."""
-    if given:
-        return given, "--to-uri"
-    if settings.mongo_uri:
-        return settings.mongo_uri, "MONGO_URI"
-    uri = running_platform_uri(settings.home)
-    return (uri, "the running platform") if uri else (None, "")
+class BackupError(infra.InfraError):
+    """A backup or restore cannot go on; the message says why and what to do (``huisheng`` prints it, exit 1)."""
 
 
 @contextmanager
@@ -162,7 +129,7 @@ def backup(uri: str, settings: Settings, out: str | None, services: Sequence[str
     if secantus:
         if services:
             raise BackupError("a SecantusDB backup holds every service's database: drop --service")
-        if urlsplit(uri).hostname not in LOCAL_HOSTS:
+        if not infra.is_local(urlsplit(uri).hostname or ""):
             raise BackupError(f"{redact(uri)} is a SecantusDB on another host: it writes the archive on its own "
                               "disk; run `huisheng backup` there")
         from pymongo import MongoClient
@@ -250,18 +217,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- commands
 
 
-def _reporting(command):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except BackupError as error:
-            complain(str(error))
-            return 1
-
-    run.__doc__ = command.__doc__
-    return run
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``backup`` and ``restore`` to the ``huisheng`` command line."""
     made = commands.add_parser("backup", help="back up every service's database with the database's own tool")
@@ -270,22 +225,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="only this service's database (MongoDB only)")
     made.add_argument("--embedded", action="store_true",
                       help="with no MONGO_URI and no running platform, start HUISHENG_HOME's database for the backup")
-    made.set_defaults(func=_reporting(cmd_backup))
+    made.set_defaults(func=cmd_backup)
 
     restored = commands.add_parser("restore", help="restore a backup (SecantusDB archive or mongodump archive)")
     restored.add_argument("file", metavar="FILE")
     restored.add_argument("--drop", action="store_true", help="mongorestore: drop each collection before restoring it")
     restored.add_argument("--to-uri", metavar="URI", help="mongorestore into this MongoDB instead of MONGO_URI")
-    restored.set_defaults(func=_reporting(cmd_restore))
+    restored.set_defaults(func=cmd_restore)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kernel.cli.backup backup|restore ...`` (the same as ``huisheng backup|restore``)."""
-    parser = argparse.ArgumentParser(prog="huisheng")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

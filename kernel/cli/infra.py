@@ -18,10 +18,23 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", ""})
 BROKER_START_WAIT = 30.0
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages.
+
+    >>> redact("mongodb://u:secret@h:1/"), redact("amqp://127.0.0.1/")
+    ('mongodb://u:***@h:1/', 'amqp://127.0.0.1/')
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
 class InfraError(RuntimeError):

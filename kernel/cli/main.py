@@ -5,8 +5,8 @@
     huisheng status         list the processes and their health
     huisheng token ...      print a signed bearer token
     huisheng service NAME   run one process in the foreground (what ``up`` launches)
-    huisheng apikey | admin | directory ...   the running platform's register (kernel/cli/directory.py)
-    huisheng reports rebuild    the reports' counters anew from the tickets (kernel/cli/reports.py)
+    huisheng apikey | admin | directory ...   the running platform's register (services/directory/cli.py)
+    huisheng reports rebuild    the reports' counters anew from the tickets (services/tickets/cli.py)
 
 Only the standard library and small clients are imported here: ``service``
 imports ``kernel.runner`` lazily because that module monkey-patches eventlet,
@@ -20,21 +20,20 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kernel.auth import DEFAULT_TTL, TOKEN_ROLES, issue_token
-from kernel.cli import infra
+from kernel.cli import complain, infra, say, table
 from kernel.cli.supervisor import (
     SUPERVISOR_LOG,
     AlreadyRunning,
     ChildSpec,
-    RestartPolicy,
-    Supervisor,
-    Target,
+    Runner,
     log_path,
     platform_status,
+    restart_policy,
     running_problem,
     spawn_daemon,
     stop_platform,
@@ -52,16 +51,6 @@ DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_NOT_RUNNING = 3  # as LSB init scripts' "status": program is not running
 
 
-def say(message: str) -> None:
-    """Progress for the user, on stdout."""
-    print(f"huisheng: {message}", flush=True)
-
-
-def complain(message: str) -> None:
-    """Errors for the user, on stderr."""
-    print(f"huisheng: {message}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------- what runs
 
 
@@ -71,11 +60,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return replace(settings, home=settings.home.absolute())
 
 
-def process_port(process: Process, environ: Mapping[str, str]) -> int:
-    """The port a process gets: GATEWAY_PORT for the gateway, HUISHENG_PORT_<NAME> for a service."""
-    name = "GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}"
-    value = environ.get(name)
-    return int(value) if value else process.default_port
+def process_port(process: Process, environ: Mapping[str, str], instance: int = 1) -> int:
+    """The port of a process: ``GATEWAY_PORT`` for the gateway, ``HUISHENG_PORT_<NAME>`` for a service.
+
+    Instance ``n`` > 1 listens on that variable suffixed ``_<n>``, else on the first instance's port + 10 × (n - 1).
+    """
+    variable = "GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}"
+    if instance > 1 and environ.get(f"{variable}_{instance}"):
+        return int(environ[f"{variable}_{instance}"])
+    first = int(environ[variable]) if environ.get(variable) else process.default_port
+    return first + 10 * (instance - 1)
 
 
 def python_path(environ: Mapping[str, str]) -> str:
@@ -142,15 +136,8 @@ def process_spec(
     stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     instance: int = 1,
 ) -> ChildSpec:
-    """How the supervisor launches one instance of a platform process (``huisheng service NAME``).
-
-    Instance ``n`` > 1 listens on ``HUISHENG_PORT_<NAME>_<n>`` (``GATEWAY_PORT_<n>``), else on the first
-    instance's port + 10 × (n - 1).
-    """
-    port = process_port(process, environ)
-    if instance > 1:
-        variable = ("GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}") + f"_{instance}"
-        port = int(environ[variable]) if environ.get(variable) else port + 10 * (instance - 1)
+    """How the supervisor launches one instance of a platform process (``huisheng service NAME``)."""
+    port = process_port(process, environ, instance)
     extra = {process.http_port_env: str(port), "HUISHENG_INSTANCE": instance_name(process, instance),
              **graceful_stop_env(stop_timeout, environ)}
     host = settings.gateway_host if process.is_gateway else settings.http_host
@@ -189,15 +176,9 @@ class StandIn:
     setting: str  # the Settings field of that URL
     journal: bool = False  # keeps a journal in $HUISHENG_HOME/data (what it was asked to send)
 
-    def port(self, environ: Mapping[str, str]) -> int:
-        value = environ.get(f"HUISHENG_PORT_{self.name.upper()}")
-        return int(value) if value else self.default_port
-
-    def runs(self, environ: Mapping[str, str], infra_enabled: bool = True) -> bool:
-        return infra_enabled and not environ.get(self.url_variable)
-
     def spec(self, settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
-        port = self.port(environ)
+        variable = f"HUISHENG_PORT_{self.name.upper()}"
+        port = int(environ[variable]) if environ.get(variable) else self.default_port
         argv = [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(port)]
         if self.journal:
             argv += ["--journal", str(settings.home / "data" / f"{self.name}-journal.jsonl")]
@@ -230,7 +211,7 @@ def platform_plan(
         specs.append(db)
         settings = replace(settings, mongo_uri=db.address)
     for stand_in in STAND_INS:
-        if stand_in.runs(environ, infra_enabled):
+        if infra_enabled and not environ.get(stand_in.url_variable):  # else: the provider configured
             spec = stand_in.spec(settings, environ)
             specs.append(spec)
             # notify reaches the provider through its URL setting: point it at the stand-in.
@@ -279,17 +260,6 @@ def check_ports_free(specs: Sequence[ChildSpec]) -> None:
             )
 
 
-def declare_topology(settings: Settings) -> None:
-    """Declare exchanges and queues before any service runs, so no early event is dropped."""
-    try:
-        from kernel.topology import declare_all  # lazy: imports the broker client
-    except ModuleNotFoundError as exc:
-        if exc.name != "kernel.topology":
-            raise
-        raise infra.InfraError("kernel.topology is missing: cannot declare the broker topology") from exc
-    declare_all(settings)
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -303,7 +273,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     try:
         scale = parse_scale([os.environ.get("HUISHENG_SCALE", ""), *args.scale])
-        RestartPolicy.from_env(os.environ)
+        restart_policy(os.environ)
     except ValueError as exc:
         complain(str(exc))
         return 2
@@ -322,34 +292,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[ChildSpec]) -> int:
-    """Supervise in this process until Ctrl-C, SIGTERM or a child's death."""
-    if any(s.name == DB_NAME for s in specs):
-        (settings.home / "data" / "mongo").mkdir(parents=True, exist_ok=True)
-    if any(s.name == SMS_NAME for s in specs):
-        (settings.home / "data").mkdir(parents=True, exist_ok=True)  # the SMS stand-in's journal
-    supervisor = Supervisor(
-        settings.home,
-        specs,
-        stop_timeout=args.stop_timeout,
-        echo=not args.daemon_child,  # a daemon's children write their logs themselves
-        info={"mongo_uri": settings.mongo_uri},
-        restart=RestartPolicy.from_env(os.environ),
-    )
-    before_layer = None if args.no_infra else _topology_hook(settings, supervisor.say)
-    return supervisor.run(args.timeout, before_layer)
+    """Run the platform from this process until Ctrl-C, SIGTERM or an essential child given up on."""
+    (settings.home / "data" / "mongo").mkdir(parents=True, exist_ok=True)  # the database's, the stand-ins' journals
+    runner = Runner(settings.home, specs, stop_timeout=args.stop_timeout, echo=not args.daemon_child,
+                    info={"mongo_uri": settings.mongo_uri})
 
+    def declare_topology(layer: int) -> None:
+        """After the database and before the services: no event is published before its queue exists."""
+        if layer == 1:
+            from kernel.topology import declare_all  # lazy: the broker client
 
-def _topology_hook(settings: Settings, report: Callable[[str], None]) -> Callable[[int], None]:
-    """Declare the topology once, after the database layer and before the services."""
-    done: list[bool] = []
+            runner.say("declaring the broker topology ...")
+            declare_all(settings)
 
-    def before_layer(layer: int) -> None:
-        if layer >= 1 and not done:
-            report("declaring the broker topology ...")
-            declare_topology(settings)
-            done.append(True)
-
-    return before_layer
+    return runner.run(args.timeout, None if args.no_infra else declare_topology)
 
 
 def up_detached(args: argparse.Namespace, settings: Settings) -> int:
@@ -379,9 +335,7 @@ def up_detached(args: argparse.Namespace, settings: Settings) -> int:
     complain("stopping what was started ...")
     stop_platform(settings.home, say=complain)
     # The daemon may not have recorded anything yet: stop it by its Popen as well.
-    terminate(
-        [Target("supervisor", daemon.pid, lambda: daemon.poll() is None, group=False)], args.stop_timeout + 5, complain
-    )
+    terminate("supervisor", daemon.pid, lambda: daemon.poll() is None, args.stop_timeout + 5, complain)
     daemon.wait()
     complain("stopped")
     return 1
@@ -426,9 +380,7 @@ def format_status(report: Mapping) -> str:
         alive = "yes" if p["alive"] else "no"
         rows.append((p["name"], str(p["pid"] or "-"), alive, p["health"], str(p.get("restarts", 0)),
                      p["address"] or "-", p["detail"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join([head, *lines])
+    return "\n".join([head, *table(rows)])
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -459,7 +411,9 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 # Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
 # which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup", "kernel.cli.directory", "kernel.cli.reports")
+# A service's own commands come from its Process's ``cli_module``: the kernel names it, never imports it by hand.
+COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup",
+                                    *(p.cli_module for p in PROCESSES if p.cli_module))
 
 
 def build_parser() -> argparse.ArgumentParser:

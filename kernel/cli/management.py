@@ -18,13 +18,14 @@ queues live there.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
+
+from kernel.cli.infra import is_local, redact  # noqa: F401 - redact: where callers of this module found it
 
 DEFAULT_TIMEOUT = 5.0
 MANAGEMENT_PORT = 15672
@@ -47,15 +48,6 @@ class Endpoint:
     username: str
     password: str
     vhost: str
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
 def _host_for_url(host: str) -> str:
@@ -97,15 +89,6 @@ def _reason(error: Exception) -> str:
     return found.group(0).strip() if found else type(error).__name__
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host in (None, "", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class ManagementClient:
     """The few calls ``huisheng ops`` needs, each bounded by ``timeout`` seconds."""
 
@@ -115,7 +98,7 @@ class ManagementClient:
         self.session = requests.Session()
         self.session.auth = (endpoint.username, endpoint.password)
         # A broker on this machine must never be asked through $http_proxy (as the supervisor's probes).
-        self.session.trust_env = not _is_loopback(urlsplit(endpoint.api).hostname)
+        self.session.trust_env = not is_local(urlsplit(endpoint.api).hostname or "")
 
     def _url(self, *parts: str) -> str:
         # The default vhost is "/": every path segment is quoted whole, slashes included.

@@ -29,10 +29,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from kernel.cli.supervisor import read_state
+from kernel.cli import complain, table
+from kernel.cli.supervisor import resolve_uri
 from kernel.config import Settings
 
 if TYPE_CHECKING:
@@ -64,10 +64,6 @@ class OpsError(Exception):
     """A reason the command cannot do its job; printed, exit code 2."""
 
 
-def complain(message: str) -> None:
-    print(f"huisheng: {message}", file=sys.stderr, flush=True)
-
-
 def _int(value: Any, default: int | None = None) -> int | None:
     try:
         return int(value)
@@ -95,19 +91,10 @@ def platform_queues(retry_delays_ms: Iterable[int]) -> dict[str, str]:
     from kernel.events import SUBSCRIPTIONS
     from kernel.topology import UNROUTED_QUEUE, consumer_queues
 
-    consumers = {sub.queue for sub in SUBSCRIPTIONS}
-    dead = {sub.dead_letter_queue for sub in SUBSCRIPTIONS}
-    kinds = {}
-    for queue in consumer_queues(retry_delays_ms):
-        if queue.name in consumers:
-            kinds[queue.name] = "consumer"
-        elif queue.name in dead:
-            kinds[queue.name] = "dlq"
-        elif queue.name == UNROUTED_QUEUE.name:
-            kinds[queue.name] = "unrouted"
-        else:
-            kinds[queue.name] = "retry"
-    return kinds
+    kinds = {UNROUTED_QUEUE.name: "unrouted"}
+    for sub in SUBSCRIPTIONS:
+        kinds.update({sub.queue: "consumer", sub.dead_letter_queue: "dlq"})
+    return {queue.name: kinds.get(queue.name, "retry") for queue in consumer_queues(retry_delays_ms)}
 
 
 # --------------------------------------------------------------------------- ops queues: the verdict
@@ -207,14 +194,6 @@ def verdict(rows: Iterable[QueueRow]) -> int:
     return EXIT_PROBLEM if any(row.problem for row in rows) else EXIT_OK
 
 
-def _table(rows: list[tuple[str, ...]], right: Iterable[int] = ()) -> list[str]:
-    """Columns padded to their widest cell; the ``right`` columns (numbers) right-aligned."""
-    right = set(right)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
-
-
 def _rate_cell(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.1f}"
 
@@ -232,7 +211,7 @@ def format_queues(report: Mapping) -> str:
         head.append((*cells, row["problem"] or "ok"))
     counts = "live over AMQP" if report["live_counts"] else "from the management API (up to its 5 s sample old)"
     lines = [f"vhost {report['vhost']!r} at {report['management_api']}; ready/consumer counts {counts}"]
-    lines += _table(head, right=range(2, 9))
+    lines += table(head, right=range(2, 9))
     problems = [row for row in report["queues"] if row["problem"]]
     lines.append("healthy" if not problems else f"{len(problems)} problem(s)")
     return "\n".join(lines)
@@ -248,20 +227,17 @@ def management_client(settings: Settings) -> ManagementClient:
     return ManagementClient(endpoint_for(settings.amqp_uri, settings.management_url))
 
 
-def live_counts(amqp_uri: str, names: Iterable[str]) -> dict[str, tuple[int, int]] | None:
+def live_counts(settings: Settings, names: Iterable[str]) -> dict[str, tuple[int, int]] | None:
     """(ready, consumers) of each queue, read over AMQP now; None if the broker does not answer.
 
     The management API's counters are sampled every 5 s (its statistics interval): right
     after a replay or a purge they would still show the old depth.
     """
-    from amqp.exceptions import AMQPError, ChannelError
-    from kombu import Connection
-    from kombu.exceptions import KombuError
+    from amqp.exceptions import ChannelError
 
     counts: dict[str, tuple[int, int]] = {}
     try:
-        with Connection(amqp_uri, connect_timeout=BROKER_TIMEOUT) as connection:
-            connection.ensure_connection(max_retries=1)
+        with broker(settings) as connection:
             channel = connection.channel()
             for name in names:
                 try:
@@ -269,7 +245,7 @@ def live_counts(amqp_uri: str, names: Iterable[str]) -> dict[str, tuple[int, int
                     counts[name] = (ready, consumers)
                 except ChannelError:  # deleted since it was listed; the broker closed the channel
                     channel = connection.channel()
-    except (OSError, AMQPError, KombuError):
+    except OpsError:
         return None
     return counts
 
@@ -280,7 +256,7 @@ def queues_report(settings: Settings) -> dict:
     listed = client.queues()
     expected = platform_queues(settings.retry_delays_ms)
     ours = [q["name"] for q in listed if is_ours(q["name"])]
-    live = live_counts(settings.amqp_uri, ours)
+    live = live_counts(settings, ours)
     rows = queue_rows(expected, listed, live)
     return {
         "vhost": client.endpoint.vhost,
@@ -430,7 +406,7 @@ def broker(settings: Settings, *, confirms: bool = False) -> Iterator[Any]:
     from kombu import Connection
     from kombu.exceptions import KombuError
 
-    from kernel.cli.management import redact
+    from kernel.cli.infra import redact
 
     options = {"confirm_publish": True} if confirms else {}
     try:
@@ -544,12 +520,10 @@ def cmd_dlq_purge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def resolve_mongo_uri(settings: Settings) -> str:
-    """MONGO_URI, else the database ``huisheng up`` started (its run state), else OpsError."""
-    if settings.mongo_uri:
-        return settings.mongo_uri
-    state = read_state(Path(settings.home).absolute()) or {}
-    if state.get("mongo_uri"):
-        return state["mongo_uri"]
+    """MONGO_URI, else the database of the ``huisheng up`` running, else OpsError."""
+    uri, _ = resolve_uri(settings)
+    if uri:
+        return uri
     raise OpsError(f"no database to look at: set MONGO_URI, or start the platform with `huisheng up` "
                    f"(nothing runs with HUISHENG_HOME={settings.home})")
 
@@ -624,7 +598,7 @@ def format_outbox(report: Mapping) -> str:
         head.append((row["service"], row["database"], row["collection"] or "(no outbox)", str(row["documents"]),
                      str(row["events"]), f"{row['lag_seconds']:.1f}", row["oldest"] or "-", status))
     lagging = sum(1 for row in report["outboxes"] if row["lagging"])
-    return "\n".join([*_table(head, right=range(3, 6)), "healthy" if not lagging else f"{lagging} lagging"])
+    return "\n".join([*table(head, right=range(3, 6)), "healthy" if not lagging else f"{lagging} lagging"])
 
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -636,7 +610,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
         from kernel.mongo import connect
     from pymongo.errors import PyMongoError
 
-    from kernel.cli.management import redact
+    from kernel.cli.infra import redact
 
     uri = resolve_mongo_uri(settings)
     client = connect(uri, timeout_ms=3000)

@@ -26,6 +26,7 @@ from bson.raw_bson import RawBSONDocument
 from nameko.testing.services import entrypoint_hook
 
 from kernel.cli import backup
+from kernel.cli.main import main
 from kernel.cli.supervisor import process_identity, write_state
 from kernel.config import Settings
 from kernel.ledger import unpublished
@@ -159,7 +160,7 @@ def snapshot(client, name: str) -> dict:
 
 
 def run(*argv: str) -> int:
-    return backup.main(list(argv))
+    return main(list(argv))
 
 
 def test_a_backup_restores_every_document_option_and_index_into_a_fresh_home(

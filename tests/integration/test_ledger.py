@@ -11,7 +11,6 @@ from kernel.ledger import (
     LEDGER,
     LEDGER_RETENTION_SECONDS,
     LOOKUP_CHUNK,
-    advance_checkpoint,
     checkpoint,
     ensure_ledger_indexes,
     prune_ledger,
@@ -38,15 +37,6 @@ def test_the_ledger_answers_for_more_ids_than_one_lookup_takes(db):
 
     assert published_among(db, [*never, *published, published[0]]) == set(published)
     assert db[LEDGER].count_documents({}) == 2
-
-
-def test_a_checkpoint_only_moves_forward(db):
-    early = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
-    assert checkpoint(db, "things") is None
-    advance_checkpoint(db, "things", early + timedelta(seconds=5))
-    advance_checkpoint(db, "things", early)  # a slower relay's sweep, finishing later
-    assert checkpoint(db, "things") == early + timedelta(seconds=5)
-    assert checkpoint(db, "others") is None
 
 
 def test_old_entries_are_pruned_and_recent_ones_kept(db):

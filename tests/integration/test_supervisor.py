@@ -20,6 +20,7 @@ from urllib.request import ProxyHandler, build_opener
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CLI = "kernel.cli.main"
 
 CHILD = """
 import http.server, os, signal, sys, time
@@ -136,7 +137,7 @@ class Platform:
 
     def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "kernel.cli.main", *args],
+            [sys.executable, "-m", CLI, *args],
             cwd=ROOT,
             env=self.env(),
             capture_output=True,
@@ -234,11 +235,11 @@ def test_child_that_never_becomes_healthy_fails_the_start_with_its_name_and_log(
     platform.child("alpha").child("lazy", mode="unready").child("gateway", layer=2)
 
     started = time.monotonic()
-    result = platform.up("--timeout", "2")
+    result = platform.up("--timeout", "4")  # supervisord itself takes a second to start
 
     assert result.returncode != 0
     assert time.monotonic() - started < 15
-    assert "lazy: not healthy within 2 s (GET /ready -> 503)" in result.stderr
+    assert "lazy: not healthy within 4 s (GET /ready -> 503)" in result.stderr
     assert "child lazy booting in mode unready" in result.stderr  # the tail of its log
     assert not alive(platform.pid("alpha")) and not alive(platform.pid("lazy"))
     assert not (platform.dir / "gateway.pid").exists()  # the last layer never started
@@ -261,7 +262,6 @@ def test_a_live_probed_child_needs_only_health_like_the_sms_standin(platform):
 
 def test_a_sigkilled_child_is_restarted_and_healthy_again_without_a_hand_on_it(platform):
     platform.child("alpha").child("beta")
-    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.5"}
     assert platform.up().returncode == 0
     supervisor = platform.state()["supervisor"]["pid"]
     first = platform.pid("alpha")
@@ -279,12 +279,12 @@ def test_a_sigkilled_child_is_restarted_and_healthy_again_without_a_hand_on_it(p
     assert report["processes"]["beta"]["restarts"] == 0
     assert healthy(platform.ports["alpha"]) and alive(supervisor)
     log = platform.log("supervisor")
-    assert "alpha" in log and "exited unexpectedly" in log and "restarting alpha in 0.5 s" in log
+    assert "alpha exited unexpectedly; supervisord restarts it (1 restarts)" in log
 
 
 def test_a_child_that_keeps_crashing_is_given_up_on_visibly_and_the_rest_runs_on(platform):
     platform.child("alpha").child("flaky", mode="crash-on-restart", essential=False)
-    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.1", "HUISHENG_RESTART_LIMIT": "3"}
+    platform.extra_env = {"HUISHENG_RESTART_LIMIT": "2"}  # supervisord backs off 1 s, then 2 s
     assert platform.up().returncode == 0
     supervisor = platform.state()["supervisor"]["pid"]
 
@@ -297,17 +297,17 @@ def test_a_child_that_keeps_crashing_is_given_up_on_visibly_and_the_rest_runs_on
     assert "gave up" in flaky["detail"]
     assert not report["healthy"] and report["processes"]["alpha"]["health"] == "healthy" and alive(supervisor)
     assert platform.cli("status").returncode == 1
-    assert "giving up on flaky: 3 crashes within" in platform.log("supervisor")
+    assert "giving up on flaky: it kept exiting as it started (2 restarts)" in platform.log("supervisor")
     assert "child flaky cannot start again" in platform.log("flaky")
 
 
 def test_giving_up_on_an_essential_child_stops_the_platform_and_up_exits_non_zero(platform):
     platform.child("alpha", mode="crash-on-restart").child("beta")
-    platform.extra_env = {"HUISHENG_RESTART_DELAY": "0.1", "HUISHENG_RESTART_LIMIT": "2"}
+    platform.extra_env = {"HUISHENG_RESTART_LIMIT": "1"}
     output = platform.dir / "foreground.out"
     with open(output, "w") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "kernel.cli.main", "up", "--no-infra", "--procfile", platform.procfile()],
+            [sys.executable, "-m", CLI, "up", "--no-infra", "--procfile", platform.procfile()],
             cwd=ROOT, env=platform.env(), stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -319,7 +319,8 @@ def test_giving_up_on_an_essential_child_stops_the_platform_and_up_exits_non_zer
         if supervisor.poll() is None:
             supervisor.kill()
     text = output.read_text()
-    assert "giving up on alpha: 2 crashes within" in text and "alpha is essential: stopping the platform" in text
+    assert "giving up on alpha: it kept exiting as it started" in text
+    assert "alpha is essential: stopping the platform" in text
     assert not alive(beta) and platform.state() is None
 
 
@@ -338,7 +339,8 @@ def test_down_stops_the_children_of_a_killed_supervisor(platform):
     down = platform.cli("down")
 
     assert down.returncode == 0
-    assert "supervisor is gone" in down.stdout and "SIGKILL" in down.stdout
+    assert "supervisor is gone" in down.stdout  # supervisord still runs: it stops the children in order
+    assert "killing 'stubborn'" in platform.log("supervisor") and "SIGKILL" in platform.log("supervisor")
     assert not alive(platform.pid("alpha")) and not alive(platform.pid("stubborn"))
     assert platform.state() is None
 
@@ -348,7 +350,7 @@ def test_foreground_up_prefixes_output_logs_it_and_stops_on_ctrl_c(platform):
     output = platform.dir / "foreground.out"
     with open(output, "w") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "kernel.cli.main", "up", "--no-infra", "--procfile", platform.procfile()],
+            [sys.executable, "-m", CLI, "up", "--no-infra", "--procfile", platform.procfile()],
             cwd=ROOT,
             env=platform.env(),
             stdout=out,

@@ -13,10 +13,9 @@ import jwt
 import pytest
 
 from kernel.auth import verify_token
-from kernel.cli import directory, infra
+from kernel.cli import infra
 from kernel.cli.main import (
     check_ports_free,
-    declare_topology,
     load_settings,
     main,
     platform_plan,
@@ -24,6 +23,7 @@ from kernel.cli.main import (
 )
 from kernel.config import Settings
 from kernel.platform import PROCESSES
+from services.directory import cli as directory
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
@@ -348,18 +348,6 @@ def test_service_command_delegates_to_the_runner(monkeypatch):
 
     assert main(["service", "tickets"]) == 0
     assert calls == ["tickets"]
-
-
-def test_declare_topology_calls_declare_all_with_the_settings(monkeypatch):
-    seen = []
-    fake = types.ModuleType("kernel.topology")
-    fake.declare_all = seen.append
-    monkeypatch.setitem(sys.modules, "kernel.topology", fake)
-    settings = Settings(mongo_uri="mongodb://x/")
-
-    declare_topology(settings)
-
-    assert seen == [settings]
 
 
 def test_the_cli_never_imports_eventlet_or_nameko():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import requests
 from kernel.cli import management, ops
 from kernel.cli.main import build_parser, main
 from kernel.cli.management import Endpoint, ManagementClient, ManagementError, ManagementUnavailable, endpoint_for
-from kernel.cli.supervisor import write_state
+from kernel.cli.supervisor import process_identity, write_state
 from kernel.config import Settings
 from kernel.events import SUBSCRIPTIONS
 from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX, OUTBOX_INDEX, SINCE, STAGED
@@ -408,8 +409,13 @@ def test_the_database_is_mongo_uri_else_the_run_state_else_an_error(tmp_path):
     assert ops.resolve_mongo_uri(Settings(mongo_uri="mongodb://given/", home=tmp_path)) == "mongodb://given/"
     with pytest.raises(ops.OpsError, match="set MONGO_URI"):
         ops.resolve_mongo_uri(Settings(home=tmp_path))
-    write_state(tmp_path, {"version": 1, "children": [], "mongo_uri": "mongodb://127.0.0.1:27018/?retryWrites=false"})
-    assert ops.resolve_mongo_uri(Settings(home=tmp_path)) == "mongodb://127.0.0.1:27018/?retryWrites=false"
+    uri = "mongodb://127.0.0.1:27018/?retryWrites=false"
+    write_state(tmp_path, {"supervisor": {"pid": 1, "identity": "not-it"}, "children": [], "mongo_uri": uri})
+    with pytest.raises(ops.OpsError, match="set MONGO_URI"):  # a stale run state names no database
+        ops.resolve_mongo_uri(Settings(home=tmp_path))
+    write_state(tmp_path, {"supervisor": {"pid": os.getpid(), "identity": process_identity(os.getpid())},
+                           "children": [], "mongo_uri": uri})
+    assert ops.resolve_mongo_uri(Settings(home=tmp_path)) == uri
 
 
 def test_backlog_counts_documents_events_and_the_oldest_age():

@@ -47,7 +47,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kernel.cli.main import EXIT_NOT_RUNNING, complain, load_settings
+from kernel.cli import complain, table
+from kernel.cli.infra import redact
+from kernel.cli.main import EXIT_NOT_RUNNING, load_settings
 from kernel.config import Settings
 
 SERVICE = "directory"
@@ -144,12 +146,6 @@ def not_running(settings: Settings) -> str:
     )
 
 
-def redact(uri: str) -> str:
-    from kernel.cli.management import redact as hide  # lazy: requests
-
-    return hide(uri)
-
-
 def refused(error: Exception) -> CommandFailed:
     """A :class:`CommandFailed` for an error the directory raised, with its code and details."""
     from kernel.errors import PlatformError
@@ -183,11 +179,6 @@ def last_word(text: str) -> str:
     return text.split()[-1]
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
 def format_keys(items: Sequence[Mapping]) -> str:
     """The table of ``apikey list``: never a key, only what identifies one."""
     rows = [("NAME", "KEY ID", "COMMUNITIES", "CREATED", "LAST USED", "REVOKED")]
@@ -200,7 +191,7 @@ def format_keys(items: Sequence[Mapping]) -> str:
             str(item.get("last_used_at") or "never"),
             str(item.get("revoked_at") or "-"),
         ))
-    return _table(rows)
+    return "\n".join(table(rows))
 
 
 def format_import(kind: str, report: Mapping) -> str:

@@ -24,7 +24,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from kernel.cli.main import complain, load_settings, say
+from kernel.cli import complain, say
+from kernel.cli.main import load_settings
 
 EXIT_NO_DATABASE = 2
 SERVICE = "tickets"
@@ -54,7 +55,7 @@ def rebuild(uri: str, database: str, community: str | None = None, quiet: bool =
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from kernel.cli.backup import resolve_uri
+    from kernel.cli.supervisor import resolve_uri
 
     settings = load_settings()
     uri, _ = resolve_uri(settings, args.uri)
@@ -82,7 +83,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kernel.cli.reports rebuild ...`` (the same as ``huisheng reports rebuild``)."""
+    """``python -m services.tickets.cli rebuild ...`` (the same as ``huisheng reports rebuild``)."""
     parser = argparse.ArgumentParser(prog="huisheng")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
