@@ -262,9 +262,9 @@ def timed(call: Callable[[], Any], repeat: int) -> dict:
 def measure_size(count: int, work: Path, repeat: int, progress: Callable[[str], None] = print,
                  counters_from_load: bool = False) -> dict:
     """Load ``count`` tickets into a database of its own, rebuild the read model, time the three reports."""
-    from kernel.cli.reports import rebuild
     from kernel.envelope import utcnow
     from kernel.mongo import connect
+    from services.tickets.cli import rebuild
 
     server = LoadedDatabase(work / f"reports-{count}")
     server.start(work / f"reports-{count}.log")

@@ -56,6 +56,9 @@ MAX_PATH_VALUE_CHARS = 128  # an id, a code or a name in a path: longer names no
 LIMITS = {"body_bytes": MAX_BODY_BYTES, "depth": MAX_JSON_DEPTH, "string_chars": MAX_STRING_CHARS,
           "array_items": MAX_ARRAY_ITEMS, "object_members": MAX_OBJECT_MEMBERS}
 RETRY_AFTER_SECONDS = 5
+# What a service's own RPC call raised, as nameko names it when it reaches us inside a RemoteError:
+# nameko's UnknownService (no instance runs) and kernel.rpc's RpcTimeout (no answer by the deadline).
+DOWNSTREAM_DOWN = frozenset({UnknownService.__name__, RpcTimeout.__name__})
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -299,6 +302,10 @@ def _answer(self, method, request, *args, **kwargs) -> tuple[int, dict, str]:
         log.error("gateway.upstream_timeout", error=str(error))
         raise UpstreamTimeout(str(error)) from error
     except RemoteError as error:
+        unavailable = downstream_unavailable(error)
+        if unavailable is not None:
+            log.error("gateway.downstream_down", exc_type=error.exc_type, error=str(error.value)[:200])
+            raise unavailable from error
         # a service failed in a way it did not expect: its log has the story, the client gets no internals
         log.error("gateway.remote_error", exc_type=error.exc_type)
         return _internal()
@@ -311,6 +318,21 @@ def _answer(self, method, request, *args, **kwargs) -> tuple[int, dict, str]:
         return status, headers, ""
     headers.setdefault("Content-Type", JSON_CONTENT_TYPE)
     return status, headers, json.dumps(body, ensure_ascii=False, default=str)
+
+
+def downstream_unavailable(error: RemoteError) -> ServiceUnavailable | None:
+    """A 503 for a service that is up but whose own call found nobody or no answer (a RemoteError carrying
+    UnknownService or RpcTimeout): "try again later", as when the service called is down, not a bug of ours.
+
+    >>> downstream_unavailable(RemoteError("UnknownService", "Unknown service `directory`")).status
+    503
+    >>> downstream_unavailable(RemoteError("KeyError", "'grid'")) is None
+    True
+    """
+    if error.exc_type not in DOWNSTREAM_DOWN:
+        return None
+    return ServiceUnavailable("a service this needs is not running or not answering",
+                              {"service": [str(error.value)[:200]]})
 
 
 def _internal() -> tuple[int, dict, str]:

@@ -41,9 +41,11 @@ from gateway.http import (
 )
 from gateway.routes.console import CONSOLE_OPERATIONS
 from gateway.routes.console import TYPES as CONSOLE_TYPES
+from gateway.routes.ops import OPS_OPERATIONS
+from gateway.routes.photos import PHOTO_OPERATIONS
 from gateway.routes.volunteers import VOLUNTEER_OPERATIONS
 from kernel import contracts
-from kernel.contracts import CALENDAR_YEARS
+from kernel.contracts import ATTACHMENT_TYPES, CALENDAR_YEARS
 from kernel.pagination import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT
 from kernel.permissions import PERMISSIONS
 
@@ -94,6 +96,7 @@ class Operation:
     body_optional: bool = False  # no body at all is an empty one
     body_schema: dict | None = None  # an inline JSON Schema of a body no contract names (the gateway checks members)
     header_params: tuple[dict, ...] = ()  # request headers it reads (OpenAPI parameter objects, "in": "header")
+    raw_body: tuple[str, ...] = ()  # the body is a file of one of these types, not JSON (a photo upload)
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -114,6 +117,17 @@ TICKET_FILTERS = {
     "overdue": {"description": "past its deadline and still open", "schema": {"type": "boolean"}},
 }
 
+# PUT /api/v1/deadlines/{category}: services/tickets/deadlines.py checks it (tests/unit/tickets/test_deadlines.py
+# holds these units to the catalogue's).
+DEADLINE_UNITS = ["close_of_working_day", "days", "hours", "minutes", "working_days", "working_hours"]
+_DURATION = {"type": "object", "required": ["amount", "unit"], "additionalProperties": False,
+             "properties": {"amount": {"type": "integer", "minimum": 0}, "unit": {"enum": DEADLINE_UNITS}}}
+_POLICY = {"type": "object", "required": ["first_response", "next_update", "resolution"], "additionalProperties": False,
+           "properties": {"time_kind": {"enum": ["natural", "working"]}, "first_response": _DURATION,
+                          "next_update": _DURATION, "resolution": _DURATION}}
+DEADLINES_BODY = {"type": "object", "required": ["priorities"], "additionalProperties": False, "properties": {
+    "priorities": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                   "properties": {priority: _POLICY for priority in ("critical", "urgent", "normal", "low")}}}}
 CALENDAR_YEAR = {"type": "integer", "minimum": CALENDAR_YEARS[0], "maximum": CALENDAR_YEARS[1]}
 _TEXT_FILTER = {"schema": {"type": "string", "maxLength": MAX_QUERY_VALUE_CHARS}}  # empty: no filter
 REPORT_DAY = {"schema": {"type": "string", "anyOf": [{"format": "date"}, {"const": ""}]}}  # empty: the default
@@ -151,6 +165,17 @@ OPERATIONS: dict[str, Operation] = {
                               action="calendar.write", path_schemas={"year": CALENDAR_YEAR},
                               description="Every date must be in the year; a make-up working day (调休) is a "
                                           "Saturday or Sunday (422 otherwise)."),
+    "get_deadlines": Operation("The deadline table: per category × priority, first response, keep-in-loop, "
+                               "resolution", "tickets", action="deadlines.read",
+                               description="Seeded at start-up from the catalogue; each category with who changed "
+                                           "it last (`updated_by`, `updated_at`)."),
+    "put_deadlines": Operation("Replace a category's deadlines, for tickets received from now on", "tickets",
+                               action="deadlines.manage", not_found=True, body_schema=DEADLINES_BODY,
+                               description="Priorities left out keep theirs; a ticket keeps the deadlines it was "
+                                           "given when received. Each amount is a positive whole number (0 only "
+                                           "for `close_of_working_day`: the close of the day of receipt); a "
+                                           "priority's three units are all natural or all working time (422 "
+                                           "otherwise). An unknown category is 404."),
     "act_on_ticket": Operation("One step of a ticket's lifecycle; 409 carries `state` and `allowed_actions`",
                                "tickets", actions=tuple(ACTION_PERMISSIONS.items()), conflict=True, invalid=True,
                                stale=True, etag=True, body_optional=True,
@@ -211,6 +236,25 @@ OPERATIONS: dict[str, Operation] = {
                                                                                 "SMS_RECEIPT_SECRET"}),
                               description="No bearer token: the provider signs the push (401 `bad_signature` "
                                           "when unsigned, wrongly signed or stale)."),
+    "answer_my_checkin": Operation("The caller's answer to today's health check-in (home quarantine)", "notify",
+                                   action="checkins.answer", not_found=True, body_schema={
+                                       "type": "object", "required": ["status"], "additionalProperties": False,
+                                       "properties": {"status": {"type": "string", "enum": ["well", "unwell"]},
+                                                      "temperature": {"type": ["number", "null"], "minimum": 34,
+                                                                      "maximum": 43},
+                                                      "note": {"type": ["string", "null"], "maxLength": 200}}},
+                                   description="404 when no check-in reached the caller today; the last answer "
+                                               "of the day counts."),
+    "list_checkins": Operation("The day's health check-in: each resident it reached and their answer", "notify",
+                               action="checkins.read", query=("date",), invalid=True,
+                               query_specs={"date": {"description": "YYYY-MM-DD (default: today, local time)",
+                                                     "schema": {"type": "string", "maxLength": 10}}},
+                               description="A grid worker sees their grids' residents; unanswered first."),
+    "put_checkin_schedule": Operation("The local hour of the daily health check-in, or null for none", "notify",
+                                      action="checkins.schedule", body_schema={
+                                          "type": "object", "required": ["at"], "additionalProperties": False,
+                                          "properties": {"at": {"type": ["string", "null"],
+                                                                "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}}}),
     "silent_tickets": Operation("Tickets whose change was neither echoed nor accounted for in time", "reports",
                                 action="reports.echoes"),
     "echo_latency": Operation("p50/p95 seconds from a change to sent, delivered and read, by channel", "reports",
@@ -306,7 +350,8 @@ OPERATIONS: dict[str, Operation] = {
 """Handler name -> its description. The catch-all 404 and the CORS preflight are not operations."""
 # The volunteers' routes come described with them (gateway/routes/volunteers.py); a second answer of their own:
 # the same phone registered again is 200, an import with rejected rows 200 with its report.
-OPERATIONS.update({name: Operation(**spec) for described in (VOLUNTEER_OPERATIONS, CONSOLE_OPERATIONS)
+OPERATIONS.update({name: Operation(**spec) for described in (VOLUNTEER_OPERATIONS, CONSOLE_OPERATIONS, OPS_OPERATIONS,
+                                                              PHOTO_OPERATIONS)
                    for name, spec in described.items()})
 for _name in ("register_volunteer", "import_volunteers"):
     OPERATIONS[_name] = replace(OPERATIONS[_name], extra={200: OPERATIONS[_name].answer})
@@ -325,6 +370,7 @@ CONTENT_TYPES: dict[str, tuple[str, ...]] = {
     "docs_page": ("text/html",), "metrics_exposition": ("text/plain",), "favicon": ("image/png",),
     "docs_asset": ("text/css", "text/javascript", "image/png"), "console_page": ("text/html",),
     "console_asset": tuple(sorted({media.split(";")[0] for media in CONSOLE_TYPES.values()})),
+    "get_photo": ATTACHMENT_TYPES,
 }
 PATH_VALUES = {("docs_asset", "name"): ["swagger-ui.css", "index.css", "swagger-ui-bundle.js", "init.js",
                                         "favicon-32x32.png", "favicon-16x16.png"],
@@ -445,6 +491,8 @@ def error_statuses(operation: Operation, path_params: bool, method: str = "GET")
         statuses.add(403)
     if operation.body is not None or operation.bodies or operation.body_schema:
         statuses |= {400, 413, 422, 429}
+    if operation.raw_body:  # 415: a type it does not take; 422: bytes that are not what the type says
+        statuses |= {400, 413, 415, 422, 429}
     if operation.query:
         statuses |= {414, 422}  # 414: the web server's, for a request line over its limit
     if path_params or operation.not_found:
@@ -600,6 +648,9 @@ def _operation(spec: APISpec, name: str, method: str, params: list[str]) -> dict
     if described.body_schema is not None:
         operation["requestBody"] = {"required": not described.body_optional,
                                     "content": {JSON: {"schema": described.body_schema}}}
+    if described.raw_body:
+        operation["requestBody"] = {"required": True, "content": {
+            media: {"schema": {"type": "string", "format": "binary"}} for media in described.raw_body}}
     responses = {str(described.ok): _response(described, name, described.ok)}
     for status, answer in described.extra.items():
         if answer is not None and status not in PROBLEM_STATUSES:

@@ -26,6 +26,8 @@ from gateway.routes.directory import DirectoryRoutes
 from gateway.routes.docs import DocsRoutes
 from gateway.routes.notify import NotifyRoutes
 from gateway.routes.open311 import Open311Routes
+from gateway.routes.ops import OpsRoutes
+from gateway.routes.photos import PhotoRoutes
 from gateway.routes.tickets import TicketRoutes
 from gateway.routes.volunteers import VolunteerRoutes
 from kernel.auth import Principal
@@ -43,8 +45,8 @@ class SettingsProvider(DependencyProvider):
         return settings_of(self.container.config)
 
 
-class GatewayService(TicketRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, NotifyRoutes, VolunteerRoutes,
-                     ConsoleRoutes, HealthEndpoints):
+class GatewayService(TicketRoutes, PhotoRoutes, DirectoryRoutes, DocsRoutes, Open311Routes, NotifyRoutes,
+                     VolunteerRoutes, ConsoleRoutes, OpsRoutes, HealthEndpoints):
     name = "gateway"
 
     health = Health(database=False)

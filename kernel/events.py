@@ -439,15 +439,6 @@ RESIDENT_VISIBLE_VOLUNTEER_EVENTS = (
     "volunteer.accepted", "volunteer.checked_in", "volunteer.checked_out", "wish.claimed", "wish.fulfilled",
 )
 
-# What can change what a ticket counts for in the reports (services/tickets/reports.py): its receipt, the first
-# response (any staff action), resolutions, callbacks, reopenings, closures; sla.breached for a first response
-# that did not come in time (the handler ignores the other clocks).
-REPORTED_TICKET_EVENTS = (
-    "ticket.received", "ticket.dispatched", "ticket.accepted", "ticket.started", "ticket.paused", "ticket.resumed",
-    "ticket.resolved", "ticket.callback_recorded", "ticket.confirmed", "ticket.reopened", "ticket.closed",
-    "ticket.commented", "ticket.merged", "ticket.bounced", "sla.breached",
-)
-
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS + RESIDENT_VISIBLE_VOLUNTEER_EVENTS,
@@ -490,10 +481,6 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         ("volunteer.offered", "volunteer.accepted", "volunteer.declined", "volunteer.checked_in",
          "volunteer.checked_out"),
         "show each step of a ticket's volunteer task on its timeline",
-    ),
-    Subscription(
-        "tickets.reports", REPORTED_TICKET_EVENTS,
-        "keep the reports' counters (day x community x grid x category) up to date with each ticket that changed",
     ),
 )
 

@@ -77,6 +77,10 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "tickets.merge": _TICKET_STAFF,
     "tickets.comment": _TICKET_STAFF | _ASSIGNED_VOLUNTEER | _SELF_RESIDENT,
     "tickets.plan": _TICKET_STAFF | _ASSIGNED_VOLUNTEER,
+    # photos (gateway/routes/photos.py): whoever may attach one uploads; reading one is also per photo (its
+    # uploader, or tickets.read on a ticket that references it: services/tickets/photos.py)
+    "photos.upload": _TICKET_STAFF | _ASSIGNED_VOLUNTEER | _SELF_RESIDENT,
+    "photos.read": {RESIDENT: S, GRID_WORKER: G, VOLUNTEER: T, SECRETARY: A, OPS: A, ADMIN: A, INTEGRATOR: A},
     "patrols.record": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
     "services.read": {role: A for role in ROLES},
     # Open311 GeoReport v2: its GET methods are public (public fields only, no private categories);
@@ -93,6 +97,9 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "reports.echoes": {SECRETARY: A, OPS: A, ADMIN: A},  # silent tickets, echo latency
     "broadcasts.create": {SECRETARY: A, ADMIN: A},  # a notice to a segment of the community
     "broadcasts.read": {SECRETARY: A, ADMIN: A},
+    "checkins.answer": {RESIDENT: S},  # the daily health check-in of residents in home quarantine
+    "checkins.read": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    "checkins.schedule": {SECRETARY: A, ADMIN: A},
     "volunteer_teams.read": {role: A for role in PEOPLE},
     # volunteers (issue #13): the office manages the registry; a volunteer answers their own offers and tasks
     "volunteers.list": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
@@ -102,6 +109,8 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     "volunteers.confirm_presence": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},  # check-in/out without the code
     "volunteers.records": {VOLUNTEER: S, SECRETARY: A, ADMIN: A},
     "volunteers.coverage": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
+    # any volunteer task of the community (tasks carry no grid); its volunteer and residents read theirs by relation
+    "volunteer_tasks.read": {GRID_WORKER: A, SECRETARY: A, ADMIN: A},
     "volunteering.me": {VOLUNTEER: S},
     "volunteering.respond": {VOLUNTEER: S},  # accept or decline an offer, check in and out
     "volunteering.rate": {RESIDENT: S},
@@ -128,6 +137,11 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
     # the working calendar deadlines count on (holidays, 调休): an admin loads each year; the office and ops read it
     "calendar.read": {SECRETARY: A, OPS: A, ADMIN: A},
     "calendar.write": {ADMIN: A},
+    # the deadline table per category × priority (services/tickets/deadlines.py): an admin sets it, the office reads it
+    "deadlines.read": {SECRETARY: A, OPS: A, ADMIN: A},
+    "deadlines.manage": {ADMIN: A},
+    # queues, dead letters and outbox lag over HTTP (the console's ops page): no personal data, the machines only
+    "ops.read": {OPS: A, ADMIN: A},
     # 日清周议 and the three rates: the office community-wide, grid workers their grids' (services/tickets/reports.py)
     "reports.read": {GRID_WORKER: G, SECRETARY: A, ADMIN: A},
 }

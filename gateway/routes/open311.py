@@ -24,6 +24,7 @@ from gateway.http import (
     CORS_HEADERS,
     SECURITY_HEADERS,
     cors_headers,
+    downstream_unavailable,
     http,  # its <path:...> matches a newline too
     idempotency_key,
     query,
@@ -110,6 +111,9 @@ def _run(self, method, request, *args, **kwargs):
                                      ) from error
         raise UpstreamTimeout(str(error)) from error
     except RemoteError as error:
+        unavailable = downstream_unavailable(error)
+        if unavailable is not None:
+            raise unavailable from error
         log.error("gateway.remote_error", exc_type=error.exc_type)
         raise _Internal() from error
     except Exception as error:  # a bug here: still the spec's error shape, and the stack in the log

@@ -7,7 +7,7 @@ import re
 from gateway.http import endpoint, idempotency_key, json_body, paging, query
 from kernel.contracts import CalendarSchema
 from kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound, PlatformError, PreconditionFailed, ValidationFailed
-from kernel.permissions import require
+from kernel.permissions import STAFF, allowed, require
 from kernel.validation import load
 from kernel.web import http
 
@@ -15,7 +15,6 @@ CALENDAR_BODY = CalendarSchema()  # built once: building a schema costs more tha
 
 TICKET_ACTIONS = ("dispatch", "accept", "bounce", "start", "pause", "resume", "resolve", "close", "merge", "plan")
 TICKET_FILTERS = ("state", "grid", "category", "owner", "source", "overdue")
-STAFF_ENTRY_ROLES = ("grid_worker", "secretary", "admin")
 _YEAR = re.compile(r"\d{1,4}")
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,12})"\s*$')
 
@@ -88,7 +87,8 @@ class TicketRoutes:
         caller = self.caller(request, "tickets.create")
         body = json_body(request)  # the tickets service applies the one schema of a create
         key = idempotency_key(request)
-        if caller.role in STAFF_ENTRY_ROLES:  # phone-in / walk-in: on a resident's behalf (``on_behalf_of``)
+        # phone-in / walk-in: staff who may create tickets do it on a resident's behalf (``on_behalf_of``)
+        if caller.role in STAFF and allowed("tickets.create", caller.role):
             created = self.tickets.create(caller.community, None, body, source="phone_in",
                                           request_key=f"{caller.subject}:{key}" if key else None,
                                           viewer=caller.viewer())
@@ -187,6 +187,20 @@ class TicketRoutes:
         year = calendar_year(year)
         body = load(CALENDAR_BODY, json_body(request))
         return 200, self.tickets.put_calendar(year, body, by=caller.subject)
+
+    @http("GET", "/api/v1/deadlines")
+    @endpoint
+    def get_deadlines(self, request):
+        """The deadline table: per category × priority, first response, keep-in-loop and resolution."""
+        self.caller(request, "deadlines.read")
+        return 200, self.tickets.get_deadlines()
+
+    @http("PUT", "/api/v1/deadlines/<string:category>")
+    @endpoint
+    def put_deadlines(self, request, category):
+        """Replace a category's deadlines (``{"priorities": {...}}``) for tickets received from now on."""
+        caller = self.caller(request, "deadlines.manage")
+        return 200, self.tickets.put_deadlines(category, json_body(request), by=caller.subject)
 
     # --- 日清周议 and the three rates (helper M; services/tickets/reports.py says what counts) ----------------
 

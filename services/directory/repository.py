@@ -167,6 +167,12 @@ class DirectoryRepository:
         return workers
 
     # --- people
+    def building_of(self, community: str, person_id: str) -> str | None:
+        """A live person's building code, read without unsealing anything (routing asks it per ticket)."""
+        document = self.people.find_one({"_id": person_id, "community": community, "erased_at": None},
+                                        {"address.building": 1})
+        return ((document or {}).get("address") or {}).get("building")
+
     def get(self, community: str, person_id: str) -> Person | None:
         document = self.people.find_one({"_id": person_id, "community": community})
         return from_document(document, self.sealer) if document else None

@@ -54,6 +54,7 @@ from services.directory.people import (
 )
 from services.directory.places import Building, Community, Grid, PlaceError, Unit
 from services.directory.repository import PEOPLE, DirectoryRepository, ensure_indexes, phone_hash
+from services.directory.routing import Routing
 from services.directory.sealing import Sealing
 from services.directory.seed import SeedOnStart
 from services.directory.segments import load_spec, to_filter
@@ -96,6 +97,7 @@ class DirectoryService(HealthEndpoints):
     context = Context()
     sealer = Sealing()
     seeded = SeedOnStart()
+    routing = Routing()  # the place tree per process, for the route every ticket asks at intake
 
     @property
     def directory(self) -> DirectoryRepository:
@@ -126,6 +128,22 @@ class DirectoryService(HealthEndpoints):
             raise NotFound(f"no building {building} in {community}")
         workers = self.directory.grid_workers(community).get(grid.code, [])
         return {"community": community, "grid": grid.code, "building": building, "workers": workers}
+
+    @rpc
+    def route(self, community: str, resident: str | None = None, building: str | None = None) -> dict:
+        """Where a new ticket goes (routing.py): ``{community, grid, building, workers}`` for the building given,
+        else the resident's home; ``{}`` when neither is known; NotFound for a building the community lacks."""
+        if building is None and resident is not None:
+            building = self.directory.building_of(community, resident)
+        if building is None:
+            return {}
+        found = self.routing(self._routing_snapshot).route(community, building)
+        if found is None:
+            raise NotFound(f"no building {building} in {community}")
+        return found
+
+    def _routing_snapshot(self, community: str) -> tuple[Community | None, dict[str, list[str]]]:
+        return self.directory.community(community), self.directory.grid_workers(community)
 
     # --- people
     @rpc
@@ -184,10 +202,13 @@ class DirectoryService(HealthEndpoints):
 
     @rpc
     def contacts(self, community: str, person_ids: list[str]) -> dict:
-        """How to reach these people (for notify only); erased or unknown ids are left out."""
+        """How to reach these people (for notify only), with what they consented to (``{purpose: granted}``, the
+        latest decision per purpose: notify never sends where consent was withdrawn); erased or unknown ids are
+        left out."""
         if not isinstance(person_ids, list) or len(person_ids) > MAX_CONTACTS:
             raise ValidationFailed("person_ids must be a list", {"person_ids": [f"at most {MAX_CONTACTS} ids"]})
-        return {p.id: {"phone": p.phone, "email": p.email, "wechat_openid": p.wechat_openid, "name": p.name}
+        return {p.id: {"phone": p.phone, "email": p.email, "wechat_openid": p.wechat_openid, "name": p.name,
+                       "consents": {purpose: consent.granted for purpose, consent in p.consents.items()}}
                 for p in self.directory.many(community, [str(i) for i in person_ids]) if p.erased_at is None}
 
     @rpc

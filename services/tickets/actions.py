@@ -36,9 +36,11 @@ from kernel.contracts import (
     ReasonSchema,
     ResolveSchema,
     TicketActionSchema,
+    ViewerSchema,
 )
 from kernel.errors import Conflict, Forbidden, PlatformError, PreconditionFailed, ValidationFailed
-from kernel.permissions import Grant, grant_for
+from kernel.permissions import STAFF, Grant, allowed, grant_for, may_access
+from kernel.validation import load
 from services.tickets.domain import (
     ACTIONS,
     CallbackAttemptsExhausted,
@@ -51,6 +53,7 @@ from services.tickets.domain import (
     UnknownChoice,
 )
 
+VIEWER = ViewerSchema()  # built once: building a schema deep-copies its fields, which costs more than using it
 STALE_VERSION = "stale_version"  # the code of a 412: the caller's If-Match names an older version
 INVALID_TRANSITION = "invalid_transition"
 RESIDENT_HIDDEN_TYPES = frozenset({"ticket.planned", "ticket.bounced", "ticket.escalated", "ticket.merged"})
@@ -172,3 +175,27 @@ def view(dumped: dict[str, Any], ticket: Ticket, viewer: Mapping[str, Any], mast
         for name in ("suggested_owner", "next_step"):
             body.pop(name, None)
     return body
+
+
+def load_viewer(community: str, viewer: Mapping[str, Any]) -> dict[str, Any]:
+    """Who is asking, as the gateway passed it; their community is the request's unless it says otherwise."""
+    loaded = load(VIEWER, viewer)
+    loaded["community"] = loaded["community"] or community
+    return loaded
+
+
+def may_view(ticket: Ticket, viewer: Mapping[str, Any]) -> bool:
+    """kernel/permissions' ``tickets.read``: residents their own tickets, grid workers their grids, volunteers
+    what is dispatched to them, the office its community."""
+    return may_access("tickets.read", viewer, community=ticket.community, owners=ticket.attached_residents,
+                      grid=getattr(ticket, "grid", None), assignee=ticket.assignee)
+
+
+def enters_for_resident(viewer: Mapping[str, Any] | None) -> bool:
+    """Whether the caller is staff entering a ticket on a resident's behalf (phone-in, walk-in, hotline):
+    the staff roles kernel/permissions lets create tickets.
+
+    >>> [enters_for_resident({"role": role}) for role in ("resident", "grid_worker", "ops", "admin")]
+    [False, True, False, True]
+    """
+    return viewer is not None and viewer.get("role") in STAFF and allowed("tickets.create", viewer["role"])

@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -334,6 +335,12 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self._services)
+
+
+@cache
+def shipped_catalogue() -> Catalogue:
+    """The packaged catalogue, loaded once per process: the service's modules share the one instance."""
+    return Catalogue.load()
 
 
 class _Invalid(Exception):

@@ -37,6 +37,7 @@ from typing import Any
 from kernel.events import RESIDENT_VISIBLE_TICKET_EVENTS
 from services.tickets.calendar import WorkingCalendar
 from services.tickets.catalogue import Catalogue, DeadlinePolicy, Duration
+from services.tickets.deadlines import policy_of
 from services.tickets.domain import DomainEvent, State, Ticket, TicketEventType, to_json_ready
 
 FIRST_RESPONSE, NEXT_UPDATE, RESOLUTION = "first_response", "next_update", "resolution"
@@ -141,6 +142,13 @@ def policy_for(catalogue: Catalogue, priority: str, category: str | None = None,
     if overrides and category is not None and (category, priority) in overrides:
         return overrides[(category, priority)]
     return catalogue.deadline_policy(priority)
+
+
+def ticket_policy(ticket: Ticket, catalogue: Catalogue) -> DeadlinePolicy:
+    """The deadlines a ticket's clocks run on: the row of its category it was given when received
+    (services/tickets/deadlines.py), at its priority now; the catalogue's for a ticket received before
+    rows were kept. An admin's later change of the table does not move it."""
+    return policy_of(ticket.deadlines, ticket.priority, catalogue)
 
 
 def last_visible_update(ticket: Ticket) -> datetime | None:

@@ -329,7 +329,7 @@ class Ticket:
     close_reason: str | None = None
     anonymised_at: datetime | None = None  # when the retention rule anonymised the whole ticket
     number: str | None = None  # the short number read over the phone (services/tickets/numbers.py)
-    grid: str | None = None  # where it is (directory.locate of its building); None: not placed
+    grid: str | None = None  # where it is (directory.route of its building); None: not placed
     building: str | None = None  # the directory's building code
     suggested_owner: str | None = None  # the grid's worker, proposed at intake for the dispatch
     merged_into: str | None = None  # the master ticket this duplicate was merged into
@@ -337,9 +337,11 @@ class Ticket:
     escalated_at: datetime | None = None  # when it was last escalated to the secretary (吹哨)
     due_at: datetime | None = None  # the resolution deadline (the clocks set it); ``overdue`` lists read it
     response_due_at: datetime | None = None  # the first-response deadline, set at intake (the 响应率 counts it)
+    deadlines: dict[str, Any] | None = None  # its category's deadline row when received (deadlines.py)
     callback_due_at: datetime | None = None  # when the callback (回访) is due: set on resolve, cleared once it settles
     comments: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)  # {url, content_type, size, by, at}
+    attributes: dict[str, Any] = field(default_factory=dict)  # answers to the category's questions (intake.py)
     next_step: dict[str, Any] | None = None  # {note, owner, due_at, by, at}: the dated next step
     version: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -368,12 +370,13 @@ class Ticket:
         building: str | None = None,
         suggested_owner: str | None = None,
         attachments: Iterable[Mapping[str, Any]] = (),
+        attributes: Mapping[str, Any] | None = None,
         patrol_id: str | None = None,
     ) -> Ticket:
         """A new ticket in ``received``, with the service's category and default priority.
 
         The reporter is the first attached resident; a patrol finding may have no reporter.
-        ``grid``, ``building`` and ``suggested_owner`` come from routing (directory.locate).
+        ``grid``, ``building`` and ``suggested_owner`` come from routing (directory.route).
         """
         now = _utc(now)
         _require_text("receive", "id", id)
@@ -388,6 +391,7 @@ class Ticket:
             created_at=now, updated_at=now, lat=lat, long=long,
             attached_residents=_ordered_residents(reporter, attached_residents or ()),
             number=number, grid=grid, building=building, suggested_owner=suggested_owner, patrol_id=patrol_id,
+            attributes=dict(attributes or {}),
         )
         ticket._add_attachments(attachments, now, reporter)
         ticket._touch(now)
@@ -708,6 +712,7 @@ class Ticket:
             self.description = ERASED_NOTE
             self.address_string = impersonal_address(self.address_string)
             self.lat = self.long = None
+            self.attributes = {}  # a text answer may say anything the description did
         if whole:
             notes |= {entry["note"] for entry in self.callbacks if entry.get("note")}
         for entry in self.callbacks:
@@ -716,6 +721,7 @@ class Ticket:
         self.reporter = erased.get(self.reporter, self.reporter)
         self.attached_residents = [erased.get(who, who) for who in self.attached_residents]
         self.callbacks = [_renamed(entry, erased) for entry in self.callbacks]
+        self.attachments = [_renamed(entry, erased) for entry in self.attachments]  # who uploaded a photo
         texts = {entry["text"] for entry in self.comments
                  if entry.get("by") in erased or (whole and entry.get("role") == Role.RESIDENT)}
         self.comments = [_renamed({**entry, "text": ERASED_NOTE} if entry["text"] in texts else entry, erased)

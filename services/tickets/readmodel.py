@@ -6,15 +6,17 @@ instead: ``report_counters``, one per day × community × grid × category, with
 count, reports.METRICS) and ``b`` (building -> tickets received). A month of one community is
 a few thousand of them at most, read through the ``(community, day)`` index.
 
-**Kept idempotently.** What a ticket adds is a pure function of the ticket
-(:func:`services.tickets.reports.ticket_facts`). ``report_facts`` keeps, per ticket, the facts
-last applied. On an event about a ticket the handler reads the ticket, computes its facts and,
-in one transaction, adds the difference to the counters and stores the new facts. A
-redelivered or reordered event finds no difference; two events of one ticket handled at once
-collide on its facts record and the transaction is retried. So the handler needs no dedupe
-records of its own (``dedupe="effects"``): its effect is keyed by the ticket.
+**Folded from the tickets' writes, in batches.** What a ticket adds is a pure function of the
+ticket (:func:`services.tickets.reports.ticket_facts`). ``report_facts`` keeps, per ticket, the
+facts last applied. The tickets service follows the ``tickets`` collection's change stream
+(services/tickets/projection.py: the commit-ordered record of every write, the writes that stage the
+ticket events included) and folds the tickets it names a batch at a time
+(:meth:`ReadModel.fold`): in one transaction it reads them, adds the differences of their facts to
+the counters and stores the new facts. A fold that finds no difference changes nothing, so a fold
+repeated after a crash counts nothing twice; two processes folding one ticket at once collide on
+its facts record and the transaction is retried.
 
-**Rebuilt** by ``huisheng reports rebuild`` (kernel/cli/reports.py): from the tickets
+**Rebuilt** by ``huisheng reports rebuild`` (services/tickets/cli.py): from the tickets
 collection, facts and counters are written anew. Run it with the tickets service stopped or
 quiet (an event applied while it runs may be counted twice; running it again repairs that).
 """
@@ -27,9 +29,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
+from kernel.logging import get_logger
 from services.tickets import reports
 from services.tickets.reports import BUILDING, Key
 
@@ -40,7 +44,10 @@ TICKETS = "tickets"
 FACT_FIELDS = {"community": 1, "grid": 1, "category": 1, "priority": 1, "created_at": 1, "building": 1,
                "response_due_at": 1, "first_response_at": 1, "timeline.type": 1, "timeline.at": 1,
                "timeline.reason": 1, "callbacks": 1, "state": 1, "bounce_count": 1}
+# community (None: the ticket's own), ticket id, the clock's now
+Change = tuple[str | None, str, datetime]
 REBUILD_BATCH = 1000  # per read and per insert: each stays well within a socket timeout
+log = get_logger(__name__)
 
 
 def clock_response_due(catalogue, calendar) -> Callable[[Mapping[str, Any]], datetime | None]:
@@ -118,29 +125,88 @@ class ReadModel:
 
     def apply(self, community: str, ticket_id: str, now: datetime) -> dict[Key, int]:
         """Bring the counters up to date with one ticket; the difference applied (empty: nothing changed)."""
-        applied: dict[Key, int] = {}
+        return self.apply_many([(community, ticket_id, now)])[0]
+
+    def apply_many(self, changes: Sequence[Change]) -> list[dict[Key, int]]:
+        """Bring the counters up to date with a batch of tickets in one transaction; each one's difference.
+
+        A ticket named twice in a batch is folded once (its facts are of the ticket, not of the event);
+        each naming gets the difference that fold applied.
+        """
+        latest: dict[tuple[str, str], datetime] = {}
+        for community, ticket_id, now in changes:
+            latest[(community, ticket_id)] = max(now, latest.get((community, ticket_id), now))
+        applied: dict[tuple[str, str], dict[Key, int]] = {}
 
         def work(session) -> None:
             applied.clear()
-            document = self.tickets.find_one({"_id": ticket_id, "community": community}, FACT_FIELDS,
-                                             session=session)
-            stored = self.facts.find_one({"_id": ticket_id}, session=session)
-            before = reports.decode_facts(stored["facts"]) if stored else {}
-            after = reports.ticket_facts(document, now, self.response_due) if document else {}
-            agenda = reports.agenda_marks(document) if document else []
-            difference = reports.facts_difference(before, after)
-            if not difference and stored is not None and stored.get("agenda", []) == agenda:
-                return
-            if difference:
-                self.counters.bulk_write(counter_updates(community, difference), ordered=False, session=session)
-            # Written in the same transaction: a concurrent apply of the same ticket collides here and is retried.
-            self.facts.replace_one({"_id": ticket_id}, facts_record(ticket_id, community, document, after, agenda, now),
-                                   upsert=True, session=session)
-            applied.update(difference)
+            ids = sorted({ticket_id for _, ticket_id in latest})
+            documents = {document["_id"]: document for document in
+                         self.tickets.find({"_id": {"$in": ids}}, FACT_FIELDS, session=session)}
+            stored = {record["_id"]: record for record in self.facts.find({"_id": {"$in": ids}}, session=session)}
+            differences: dict[str, Counter] = defaultdict(Counter)
+            records = []
+            for (named, ticket_id), now in sorted(latest.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+                document, record = documents.get(ticket_id), stored.get(ticket_id)
+                community = named or (document or record or {}).get("community")
+                if community is None:
+                    continue  # neither a ticket nor its facts: nothing was ever counted, nothing to count
+                if document is not None and document.get("community") != community:
+                    document = None  # a change names its community: another community's ticket is not this one
+                difference, new_record = self._fold(ticket_id, community, document, record, now)
+                applied[(named, ticket_id)] = difference
+                differences[community].update(difference)
+                if new_record is not None:
+                    records.append(ReplaceOne({"_id": ticket_id}, new_record, upsert=True))
+            updates = [update for community, difference in sorted(differences.items())
+                       for update in counter_updates(community, {key: n for key, n in difference.items() if n})]
+            if updates:
+                self.counters.bulk_write(updates, ordered=False, session=session)
+            # Written in the same transaction: a concurrent fold of the same ticket collides here and is retried.
+            if records:
+                self.facts.bulk_write(records, ordered=False, session=session)
 
         with self.db.client.start_session() as session:
             session.with_transaction(work)
-        return applied
+        return [applied.get((community, ticket_id), {}) for community, ticket_id, _ in changes]
+
+    def fold(self, ticket_ids: Iterable[str], now: datetime) -> list[str]:
+        """Fold these tickets (each in its own community) in one transaction; the ids that could not be folded.
+
+        If the batch fails on a ticket (not on the database), each is folded alone: a ticket whose facts
+        cannot be computed is logged and left out, and the others are counted.
+        """
+        changes: list[Change] = [(None, ticket_id, now) for ticket_id in dict.fromkeys(ticket_ids)]
+        try:
+            self.apply_many(changes)
+            return []
+        except PyMongoError:
+            raise  # the database's trouble, not a ticket's: the whole batch is tried again
+        except Exception:
+            if len(changes) == 1:
+                log.exception("reports.fold_failed", ticket_id=changes[0][1])
+                return [changes[0][1]]
+        failed = []
+        for change in changes:
+            try:
+                self.apply_many([change])
+            except PyMongoError:
+                raise
+            except Exception:  # said, with its traceback; `huisheng reports rebuild` counts it once it is fixed
+                log.exception("reports.fold_failed", ticket_id=change[1])
+                failed.append(change[1])
+        return failed
+
+    def _fold(self, ticket_id: str, community: str, document: Mapping[str, Any] | None,
+              stored: Mapping[str, Any] | None, now: datetime) -> tuple[dict[Key, int], dict[str, Any] | None]:
+        """What one ticket changes: its facts' difference, and its new facts record (None: nothing to write)."""
+        before = reports.decode_facts(stored["facts"]) if stored else {}
+        after = reports.ticket_facts(document, now, self.response_due) if document else {}
+        agenda = reports.agenda_marks(document) if document else []
+        difference = reports.facts_difference(before, after)
+        if not difference and stored is not None and stored.get("agenda", []) == agenda:
+            return {}, None
+        return difference, facts_record(ticket_id, community, document, after, agenda, now)
 
     def rebuild(self, now: datetime, community: str | None = None, batch: int = REBUILD_BATCH,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -175,7 +241,7 @@ class ReadModel:
 
         One cursor, not pages: the embedded database reads a whole ``_id`` range before it applies a
         limit, so pages would cost the rest of the collection each. It also reads the whole range before
-        its first batch (~100 µs a ticket): a rebuild needs a client that waits (kernel/cli/reports.py).
+        its first batch (~100 µs a ticket): a rebuild needs a client that waits (services/tickets/cli.py).
         """
         return self.tickets.find({"community": community} if community else {}, FACT_FIELDS, batch_size=batch)
 
@@ -231,3 +297,4 @@ def facts_of(documents: Iterable[Mapping[str, Any]], now: datetime,
                 metric = BUILDING + field_key(metric[len(BUILDING):])
             total[(day, grid, category, metric)] += n
     return +total
+

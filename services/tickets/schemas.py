@@ -105,6 +105,8 @@ class TicketSchema(Schema):
     next_step = fields.Nested(NextStepSchema, allow_none=True)
     comments = fields.List(fields.Nested(CommentViewSchema))
     attachments = fields.List(fields.Nested(AttachmentViewSchema))
+    # The answers to the category's questions (code -> value): services/tickets/intake.py.
+    attributes = fields.Dict(keys=fields.String())
     # The ticket's own entries and its echo outcomes (recorded apart), in time order: Ticket.history.
     timeline = fields.List(fields.Nested(TimelineEntrySchema), attribute="history")
 

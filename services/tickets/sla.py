@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
@@ -42,20 +43,23 @@ from pymongo.errors import DuplicateKeyError
 
 from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
+from kernel.errors import ValidationFailed
 from kernel.events import current_version
 from kernel.logging import get_logger
 from kernel.outbox import with_events
-from services.tickets.calendar import WorkingCalendar, YearCalendar, shipped_years
-from services.tickets.catalogue import Catalogue
+from services.tickets.calendar import FIRST_YEAR, LAST_YEAR, WorkingCalendar, YearCalendar, shipped_years
+from services.tickets.catalogue import Catalogue, shipped_catalogue
 from services.tickets.clocks import (
+    FIRST_RESPONSE,
     RESOLUTION,
     crossings,
     next_check,
     percents_of,
-    policy_for,
     running_clocks,
     sla_event,
+    ticket_policy,
 )
+from services.tickets.deadlines import DeadlineStore, Row, row_to_dict
 from services.tickets.domain import Ticket
 
 DUE_AT = "due_at"  # on a ticket document: the resolution deadline (the ticket's ``due_at``)
@@ -77,10 +81,12 @@ log = get_logger(__name__)
 
 
 def ensure_indexes(db: Database, tickets: str) -> None:
-    """The index of due times, the marks' index, and the shipped calendars if the database has none yet."""
+    """The index of due times, the marks' index; the shipped calendars and the catalogue's deadline table
+    where the database has none yet."""
     db[tickets].create_index(NEXT_AT, sparse=True, name="by_sla_next_at")
     db[SLA_MARKS].create_index([("ticket_id", ASCENDING)], name="by_ticket")
     CalendarStore(db).seed()
+    DeadlineStore(db).seed(shipped_catalogue())  # at start-up, never on a read: a read does not write
 
 
 def resolution_due(clocks: Iterable) -> datetime | None:
@@ -91,6 +97,44 @@ def resolution_due(clocks: Iterable) -> datetime | None:
 def next_at_for_write(moment: datetime) -> dict:
     """The member a write of a ticket adds so that the timer looks at the ticket again."""
     return {NEXT_AT: moment}
+
+
+def give_deadlines(ticket: Ticket, row: Row, catalogue: Catalogue, calendar: WorkingCalendar) -> None:
+    """A new ticket's deadlines: its category's ``row`` of the table (kept on it, so a later change of the
+    table does not move them) and its first-response and resolution due times (``response_due_at``,
+    ``due_at``) from its clocks."""
+    ticket.deadlines = row_to_dict(row)
+    running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
+    ticket.due_at = resolution_due(running)
+    ticket.response_due_at = next((clock.due_at for clock in running if clock.name == FIRST_RESPONSE), None)
+
+
+def first_look(ticket: Ticket, catalogue: Catalogue, calendar: WorkingCalendar) -> dict:
+    """When the timer should first look at a new ticket (its first threshold), as members of its document."""
+    running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
+    upcoming = next_check(running, calendar, ticket.created_at, percents_of(catalogue))
+    if calendar.missing_seen:
+        MISSING.report(calendar)
+    return next_at_for_write(upcoming) if upcoming is not None else {}
+
+
+def clocks_view(ticket: Ticket, catalogue: Catalogue, calendar: WorkingCalendar) -> dict:
+    """The ticket's running clocks, their deadlines and thresholds, computed now."""
+    percents = percents_of(catalogue)
+    running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
+    return {"ticket_id": ticket.id, "priority": ticket.priority, "fast_lane": ticket.is_fast_lane,
+            "clocks": [clock.to_view(calendar, percents) for clock in running]}
+
+
+def admin_year(year: Any) -> int:
+    """A year an admin may load a calendar for, or 422."""
+    try:
+        value = int(year)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or isinstance(year, bool) or not FIRST_YEAR <= value <= LAST_YEAR:
+        raise ValidationFailed("the request is not valid", {"year": [f"a year from {FIRST_YEAR} to {LAST_YEAR}"]})
+    return value
 
 
 # --- the calendar in the database -------------------------------------------------------------------
@@ -275,7 +319,7 @@ class DeadlineWatch:
                 ) -> list[tuple[str, list[Envelope]]]:
         """Claim every threshold of the ticket that has come; schedule its next look."""
         ticket = Ticket.from_document(document)
-        policy = policy_for(self.catalogue, ticket.priority, ticket.category)
+        policy = ticket_policy(ticket, self.catalogue)
         clocks = running_clocks(ticket, policy, self.calendar)
         fired = []
         for crossing in crossings(clocks, self.calendar, now, self.percents):

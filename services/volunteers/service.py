@@ -47,7 +47,7 @@ from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import OUTBOX, Outbox
 from kernel.pagination import decode_cursor, page, page_limit
-from kernel.permissions import may_access
+from kernel.permissions import allowed, may_access
 from kernel.rpc import RpcClient, RpcTimeout, rpc
 from kernel.validation import load
 from services.directory.importer import UnreadableFile, read_table
@@ -73,7 +73,6 @@ SWEEP_SECONDS = 5.0  # how often expired offers and forgotten check-outs are loo
 SAVE_ATTEMPTS = 3
 DIRECTORY_TIMEOUT = 5.0
 ERASED_TITLE = "（已删除）"  # an erased resident's wish keeps its place in the records, not its words
-STAFF_ROLES = ("grid_worker", "secretary", "admin")
 log = get_logger(__name__)
 
 
@@ -644,7 +643,8 @@ class VolunteersService(HealthEndpoints):
         viewer = load(VIEWER, viewer)
         task = self.repo.task(community, task_id)
         if task is None or not (viewer["subject"] in (task.get("volunteer"), (task.get("offer") or {}).get("volunteer"))
-                                or viewer["subject"] in task["residents"] or viewer["role"] in STAFF_ROLES
+                                or viewer["subject"] in task["residents"]
+                                or allowed("volunteer_tasks.read", viewer["role"])
                                 or (task["subject"] == "wish" and task["state"] == "published")):
             raise NotFound(f"no task {task_id}")
         return self._task_view(task, viewer=viewer["subject"])

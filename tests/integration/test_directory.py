@@ -80,6 +80,18 @@ def test_a_building_of_grid_3_is_located_to_grid_3_s_worker(rpc):
         rpc.locate("dongcheng", building)
 
 
+def test_route_places_a_ticket_by_the_building_given_or_the_resident_s_home(rpc):
+    resident = DEMO["residents"][0]
+    home = resident["building"]
+    expected = rpc.locate("xingqiao", home)
+    assert rpc.route("xingqiao", resident["id"]) == expected  # the resident's home, read without unsealing
+    building = sorted(G3_BUILDINGS)[0]
+    assert rpc.route("xingqiao", resident["id"], building) == rpc.locate("xingqiao", building)  # given wins
+    assert rpc.route("xingqiao", "p-nobody") == {} and rpc.route("xingqiao") == {}
+    with pytest.raises(NotFound):
+        rpc.route("xingqiao", None, "b99")
+
+
 def all_pages(call, limit: int = 7) -> list[dict]:
     items, cursor = [], None
     while True:

@@ -181,7 +181,8 @@ def test_the_merge_handler_converges_a_merge_cut_short_after_its_first_write(con
                                                                              mongo_client, wait_until):
     from kernel.envelope import utcnow
     from services.tickets.domain import Actor, Ticket
-    from services.tickets.service import CATALOGUE, envelopes
+    from services.tickets.service import CATALOGUE
+    from services.tickets.writes import envelopes
 
     container_factory(TicketsService, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
     repository = TicketRepository(mongo_client[settings.database_name("tickets")], DirectWrites())

@@ -12,7 +12,8 @@ from kernel.envelope import utcnow
 from kernel.groupcommit import CommitQueues
 from services.tickets.domain import Ticket
 from services.tickets.repository import TicketRepository, ticket_id_for
-from services.tickets.service import CATALOGUE, TicketsService, envelopes
+from services.tickets.service import CATALOGUE, TicketsService
+from services.tickets.writes import envelopes
 from tests.conftest import free_port
 from tests.support.broker import depth, drain
 

@@ -18,7 +18,7 @@ from kernel.errors import BadRequest, NotFound, TooManyRequests, Unauthorized, V
 from kernel.permissions import allowed
 from services.tickets.catalogue import DEFAULT_PATH, Catalogue, CatalogueError
 from services.tickets.domain import Ticket
-from services.tickets.service import open311_view
+from services.tickets.open311 import open311_view
 
 # The spec's element order of a request (GET requests and GET requests/{id}).
 SPEC_REQUEST_ORDER = ["service_request_id", "status", "status_notes", "service_name", "service_code", "description",

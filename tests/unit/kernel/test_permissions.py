@@ -29,6 +29,8 @@ EXPECTED: dict[str, set[str]] = {
     "tickets.merge": {GW, SEC, ADM},
     "tickets.comment": {GW, SEC, ADM, V, R},
     "tickets.plan": {GW, SEC, ADM, V},
+    "photos.upload": {GW, SEC, ADM, V, R},  # whoever may attach a photo to a ticket or a comment
+    "photos.read": {R, GW, V, SEC, OPS, ADM, INT},  # as tickets.read; each photo is checked against its tickets
     "patrols.record": {GW, SEC, ADM},
     "services.read": EVERYONE,
     "inbox.read": PEOPLE,
@@ -40,6 +42,9 @@ EXPECTED: dict[str, set[str]] = {
     "reports.echoes": {SEC, OPS, ADM},
     "broadcasts.create": {SEC, ADM},
     "broadcasts.read": {SEC, ADM},
+    "checkins.answer": {R},  # issue #12: a resident in home quarantine answers the daily check-in
+    "checkins.read": {GW, SEC, ADM},  # who did not answer, for their grid worker
+    "checkins.schedule": {SEC, ADM},
     "volunteer_teams.read": PEOPLE,
     "places.read": EVERYONE,
     "places.import": {SEC, ADM},
@@ -56,6 +61,9 @@ EXPECTED: dict[str, set[str]] = {
     "staff.manage": {ADM},
     "calendar.read": {SEC, OPS, ADM},
     "calendar.write": {ADM},
+    "deadlines.read": {SEC, OPS, ADM},  # the deadline table per category × priority
+    "deadlines.manage": {ADM},
+    "ops.read": {OPS, ADM},  # issue #15: the console's ops page (queues, outbox lag)
     "open311.create": {INT},  # GeoReport v2 POST requests needs an api_key
     "open311.read_scoped": {INT},  # a key sees its communities' requests whole; without one, public fields
     # volunteers (issue #13): staff run the registry, volunteers answer offers, residents rate and wish
@@ -66,6 +74,7 @@ EXPECTED: dict[str, set[str]] = {
     "volunteers.confirm_presence": {GW, SEC, ADM},
     "volunteers.records": {V, SEC, ADM},
     "volunteers.coverage": {GW, SEC, ADM},
+    "volunteer_tasks.read": {GW, SEC, ADM},  # any task; the volunteer and residents theirs by relation
     "volunteering.me": {V},
     "volunteering.respond": {V},
     "volunteering.rate": {R},

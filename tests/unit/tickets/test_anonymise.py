@@ -133,3 +133,25 @@ def test_event_payloads_of_the_outbox_follow_the_same_rule():
     assert erased["actor"] == {"subject": "anon-b", "role": "resident"}
     assert erased["attached_residents"] == ["p-1", "anon-b"]
     assert anonymised_payload(callback, {"p-1": "anon-a"})["note"] == "我住402"  # not p-1's words
+
+
+def test_an_erased_resident_no_longer_names_the_photos_they_attached():
+    photo = {"url": "/api/v1/photos/" + "a" * 32, "content_type": "image/jpeg", "size": 2048}
+    ticket = Ticket.receive("T2", "xingqiao", LEAK, "顶楼漏水，见照片", "兴乔小区3号楼", "p-1", "resident", NOW,
+                            attachments=[photo])
+    assert [entry["by"] for entry in ticket.attachments] == ["p-1"]
+    ticket.anonymise({"p-1": "anon-1"}, LATER)
+    assert [entry["by"] for entry in ticket.attachments] == ["anon-1"]
+    assert "p-1" not in json.dumps(ticket.to_document(), default=str)
+
+
+def test_the_answers_to_the_category_s_questions_go_with_the_description():
+    erased = Ticket.receive("T3", "xingqiao", LEAK, "顶楼漏水", "兴乔小区3号楼", "p-1", "resident", NOW,
+                            attributes={"floor": 6, "detail": "我是张三，电话13812345678"})
+    kept = Ticket.receive("T4", "xingqiao", LEAK, "顶楼漏水", "兴乔小区3号楼", "p-2", "resident", NOW,
+                          attributes={"floor": 6})
+    erased.anonymise({"p-1": "anon-1"}, LATER)
+    kept.anonymise({"p-1": "anon-1"}, LATER)  # someone else's ticket keeps its answers
+    assert erased.attributes == {} and kept.attributes == {"floor": 6}
+    kept.anonymise({}, LATER, whole=True)  # retention
+    assert kept.attributes == {}

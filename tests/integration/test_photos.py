@@ -1,0 +1,185 @@
+"""Native intake's category questions and photos a phone uploads, through the gateway on the real broker and database.
+
+The gateway, tickets, notify and directory run as containers (the directory seeds the demo community:
+routing places building b09 in grid 3). Photos are kept with GridFS in the tickets database.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from gateway.service import GatewayService
+from kernel.auth import issue_token
+from kernel.contracts import MAX_ATTACHMENT_BYTES
+from kernel.envelope import Envelope, utcnow
+from services.directory.service import DirectoryService
+from services.notify.service import NotifyService
+from services.tickets import photos
+from services.tickets.service import TicketsService
+from tests.conftest import free_port
+from tests.support.broker import publish_event
+from tests.support.images import tiny_png
+
+pytestmark = pytest.mark.integration
+
+RESIDENT = "p-0000000000r3"  # not in the directory: routing comes from the body's building
+NEIGHBOUR = "p-0000000000r4"
+WORKER_G3 = "p-615176e244e1"  # the demo community's grid 3 worker (services/directory/data/demo_community.json)
+WORKER_G1 = "p-f9043c2a2fbc"
+SECRETARY = "p-60b58c2b932b"
+LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区9号楼",
+        "building": "b09"}
+ANSWERS = {"floor": "6", "still_leaking": "yes", "leak_spots": ["ceiling", "wall"]}
+PNG = tiny_png(4, 3)
+
+
+@pytest.fixture
+def gateway(container_factory, settings):
+    for service in (DirectoryService, TicketsService, NotifyService):
+        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
+    port = free_port()
+    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
+    return f"http://127.0.0.1:{port}"
+
+
+def bearer(settings, role: str = "resident", subject: str = RESIDENT, **claims) -> dict:
+    return {"Authorization": f"Bearer {issue_token(settings, role, subject, **claims)}"}
+
+
+def upload(gateway, headers, data: bytes = PNG, content_type: str = "image/png") -> requests.Response:
+    return requests.post(f"{gateway}/api/v1/photos", data=data, headers={**headers, "Content-Type": content_type},
+                         timeout=20)
+
+
+def photo_of(gateway, url: str, headers) -> requests.Response:
+    return requests.get(gateway + url, headers=headers, timeout=10)
+
+
+def create(gateway, headers, body) -> requests.Response:
+    return requests.post(f"{gateway}/api/v1/tickets", json=body, headers=headers, timeout=10)
+
+
+def test_the_category_questions_are_checked_at_intake_stored_and_shown(gateway, settings):
+    created = create(gateway, bearer(settings), {**LEAK, "attributes": ANSWERS})
+    assert created.status_code == 201, created.text
+    clean = {"floor": 6, "still_leaking": "yes", "leak_spots": ["ceiling", "wall"]}
+    assert created.json()["attributes"] == clean
+    ticket_id = created.json()["id"]
+    for headers in (bearer(settings), bearer(settings, "secretary", SECRETARY),
+                    bearer(settings, "grid_worker", WORKER_G3, grids=["g3"])):
+        seen = requests.get(f"{gateway}/api/v1/tickets/{ticket_id}", headers=headers, timeout=10)
+        assert seen.status_code == 200 and seen.json()["attributes"] == clean
+
+    # Every bad answer at once: a wrong datatype, an unknown question, a required one left out, a value not listed.
+    wrong = create(gateway, bearer(settings), {**LEAK, "attributes": {"floor": "six", "colour": "red",
+                                                                         "leak_spots": ["roof"]}})
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.headers["Content-Type"].startswith("application/problem+json")
+    assert set(wrong.json()["errors"]) == {"attributes.floor", "attributes.colour", "attributes.still_leaking",
+                                           "attributes.leak_spots"}
+    assert wrong.json()["errors"]["attributes.still_leaking"] == ["required"]
+    not_a_value = create(gateway, bearer(settings), {**LEAK, "attributes": {"floor": {"a": 1}}})
+    assert not_a_value.status_code == 422 and "attributes" in not_a_value.json()["errors"]
+
+    # Staff entering a phone-in answer the same questions under the same rule.
+    phoned = {**LEAK, "on_behalf_of": RESIDENT, "source": "phone_in"}
+    refused = create(gateway, bearer(settings, "secretary", SECRETARY), {**phoned, "attributes": {"floor": "x"}})
+    assert refused.status_code == 422 and "attributes.floor" in refused.json()["errors"]
+    taken = create(gateway, bearer(settings, "secretary", SECRETARY), {**phoned, "attributes": ANSWERS})
+    assert taken.status_code == 201 and taken.json()["attributes"] == clean
+
+    # A body that does not answer at all (a client older than the questions) is taken without answers.
+    unasked = create(gateway, bearer(settings), LEAK)
+    assert unasked.status_code == 201 and unasked.json()["attributes"] == {}
+
+
+def test_a_photo_is_read_by_its_uploader_and_whoever_may_read_a_ticket_that_references_it(gateway, settings):
+    mine, neighbour = bearer(settings), bearer(settings, "resident", NEIGHBOUR)
+    secretary = bearer(settings, "secretary", SECRETARY)
+    g3, g1 = (bearer(settings, "grid_worker", WORKER_G3, grids=["g3"]),
+              bearer(settings, "grid_worker", WORKER_G1, grids=["g1"]))
+    uploaded = upload(gateway, mine)
+    assert uploaded.status_code == 201, uploaded.text
+    photo = uploaded.json()
+    assert photo["content_type"] == "image/png" and photo["size"] == len(PNG)
+    assert photo["url"].startswith("/api/v1/photos/") and uploaded.headers["Location"] == photo["url"]
+
+    served = photo_of(gateway, photo["url"], mine)
+    assert served.status_code == 200 and served.content == PNG
+    assert served.headers["Content-Type"] == "image/png" and served.headers["X-Content-Type-Options"] == "nosniff"
+    for someone_else in (neighbour, secretary):  # on no ticket yet: only its uploader knows it exists
+        assert photo_of(gateway, photo["url"], someone_else).status_code == 404
+
+    # Another resident cannot gain it by naming its address in a ticket of their own.
+    taken = create(gateway, neighbour, {**LEAK, "attachments": [photo]})
+    assert taken.status_code == 422 and "attachments.0.url" in taken.json()["errors"]
+
+    # The body's type and size are the stored photo's, whatever the body says.
+    created = create(gateway, mine, {**LEAK, "attributes": ANSWERS,
+                                     "attachments": [{**photo, "size": 1, "content_type": "image/jpeg"}]})
+    assert created.status_code == 201, created.text
+    [attached] = created.json()["attachments"]
+    assert (attached["url"], attached["content_type"], attached["size"]) == (photo["url"], "image/png", len(PNG))
+    for reader in (mine, secretary, g3):
+        assert photo_of(gateway, photo["url"], reader).content == PNG
+    for outsider in (neighbour, g1):
+        assert photo_of(gateway, photo["url"], outsider).status_code == 404
+
+    # A staff member's photo on a resident-visible comment reaches the resident through the ticket.
+    fixed = upload(gateway, secretary).json()
+    commented = requests.post(f"{gateway}/api/v1/tickets/{created.json()['id']}/comments", headers=secretary,
+                              json={"text": "已修好，见照片", "visibility": "resident", "attachments": [fixed]},
+                              timeout=10)
+    assert commented.status_code in (200, 201), commented.text
+    assert photo_of(gateway, fixed["url"], mine).content == PNG
+    assert photo_of(gateway, fixed["url"], neighbour).status_code == 404
+
+
+def test_an_upload_must_be_an_accepted_file_of_the_type_it_says(gateway, settings):
+    mine = bearer(settings)
+    unsupported = upload(gateway, mine, b"hello", "text/plain")
+    assert unsupported.status_code == 415 and unsupported.json()["code"] == "unsupported_media_type"
+    disguised = upload(gateway, mine, "不是图片，只是一段文字".encode(), "image/jpeg")
+    assert disguised.status_code == 422 and disguised.json()["errors"] == {
+        "body": ["the bytes are not a image/jpeg file"]}
+    assert upload(gateway, mine, PNG, "image/jpeg").status_code == 422  # a PNG is not a JPEG
+    assert upload(gateway, mine, b"", "image/png").status_code == 422
+    too_big = upload(gateway, mine, PNG + bytes(MAX_ATTACHMENT_BYTES), "image/png")
+    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    assert upload(gateway, bearer(settings, "ops", "p-ops")).status_code == 403  # ops attach nothing
+    assert upload(gateway, {}).status_code == 401
+    for missing in ("/api/v1/photos/" + "0" * 32, "/api/v1/photos/not-an-id"):
+        response = photo_of(gateway, missing, mine)
+        assert response.status_code == 404 and response.headers["Content-Type"].startswith("application/problem")
+    bad_reference = create(gateway, mine, {**LEAK, "attachments": [
+        {"url": "/api/v1/photos/../tickets", "content_type": "image/png", "size": 3}]})
+    assert bad_reference.status_code == 422 and "attachments" in bad_reference.json()["errors"]
+
+
+def test_erasure_forgets_the_answers_and_the_unattached_photos_and_keeps_the_ticket_s(gateway, settings,
+                                                                                      mongo_client, wait_until):
+    mine = bearer(settings)
+    kept, loose = upload(gateway, mine).json(), upload(gateway, mine).json()
+    other = upload(gateway, bearer(settings, "resident", NEIGHBOUR)).json()
+    ticket = create(gateway, mine, {**LEAK, "attributes": ANSWERS, "attachments": [kept]}).json()
+    db = mongo_client[settings.database_name("tickets")]
+    assert db.tickets.find_one({"_id": ticket["id"]})["attributes"]["floor"] == 6
+
+    publish_event(settings.amqp_uri, Envelope.new("resident.erased", {"resident_id": RESIDENT,
+                                                                      "erased_at": utcnow().isoformat()},
+                                                  community="xingqiao").to_wire())
+    wait_until(lambda: db.tickets.find_one({"_id": ticket["id"]})["reporter"] != RESIDENT)
+    wait_until(lambda: db[photos.FILES].find_one({"_id": photo_id(loose)}) is None)
+    document = db.tickets.find_one({"_id": ticket["id"]})
+    assert document["attributes"] == {}  # a text answer may say anything: it goes as the description does
+    assert [attachment["url"] for attachment in document["attachments"]] == [kept["url"]]
+    assert db[f"{photos.BUCKET}.chunks"].count_documents({"files_id": photo_id(loose)}) == 0
+    assert db[photos.FILES].find_one({"_id": photo_id(kept)})["metadata"]["uploader"] is None
+    assert db[photos.FILES].find_one({"_id": photo_id(other)})["metadata"]["uploader"] == NEIGHBOUR
+    # the ticket's photo is still the office's to see (the ticket is anonymised, not deleted)
+    assert photo_of(gateway, kept["url"], bearer(settings, "secretary", SECRETARY)).content == PNG
+
+
+def photo_id(reference: dict) -> str:
+    return reference["url"].rsplit("/", 1)[1]
