@@ -35,6 +35,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench import baselines, scenarios
+from bench import broadcasts as bench_broadcasts
 from bench import reports as bench_reports
 from bench.analysis import combine_slots
 from bench.figures import build_figures, creation_ratio
@@ -184,7 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                      "var/bench/quick.json for --quick)")
     parser.add_argument("--only", type=lambda text: set(text.split(",")), metavar="PHASES",
                         help="run only these phases (comma-separated: warmup, c8, c32, paced, light, backlog, "
-                             "memory, profile, reports); for experiments — the results go to var/bench/only.json")
+                             "memory, profile, reports, broadcasts); for experiments — the results go to "
+                             "var/bench/only.json")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, wrk output, profiles)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     return parser.parse_args(argv)
@@ -237,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         args.only.discard("reports")
         if not args.only:
             return code
+    if args.only and "broadcasts" in args.only:  # the broadcast fan-out (bench/broadcasts.py) runs its own notify
+        code = bench_broadcasts.main(["--residents", "2000"] if args.quick else [])
+        args.only.discard("broadcasts")
+        if not args.only:
+            return code
     config = replace(QUICK if args.quick else FULL, profile_seconds=args.profile)
     output = args.output or (QUICK_RESULTS if args.quick else ONLY_RESULTS if args.only else RESULTS)
     work = REPO_ROOT / "var" / "bench" / time.strftime("run-%Y%m%d-%H%M%S")
@@ -264,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"results written to {output}")
     if not args.only:  # the reports' answer times at 100,000 and 1,000,000 tickets (a quick run: 10,000)
         bench_reports.main(["--sizes", "10000"] if args.quick else [])
+        # a broadcast to 10,000 residents beside a bulk insert, and the echo p99 while it runs (quick: 2,000)
+        bench_broadcasts.main(["--residents", "2000"] if args.quick else [])
     if raw.get("errors"):
         say("some phases failed: " + "; ".join(raw["errors"]))
         return 1

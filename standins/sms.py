@@ -37,8 +37,21 @@ What the real provider does not document and the stand-in adds for tests:
   the next N answers (every answer when ``count`` is left out); ``DELETE /_standin/faults`` clears them;
 * ``GET /health`` answers ``{"status": "ok"}``.
 
+Delivery receipts, as Aliyun's SMS report push (``SmsReport``) sends them: an HTTP POST of a JSON array of
+reports ``{"phone_number", "send_time", "report_time", "success", "err_code", "err_msg", "sms_size", "biz_id",
+"out_id"}`` (times in Beijing time, ``YYYY-MM-DD hh:mm:ss``). With a receipt URL, every accepted message gets
+one, ``delay`` seconds after it was accepted, pushed in batches (one POST a push interval at most) and signed as
+the platform's receipt endpoint verifies (``X-Huisheng-Timestamp``, ``X-Huisheng-Signature``: ``sha256=`` and
+the hex HMAC-SHA256 of ``<timestamp>.<body>`` with the receipt secret; Aliyun itself signs nothing, so a
+deployment puts the secret in the push URL's proxy). A push the receiver does not answer with 2xx is tried
+again with back-off, six times in all (about 30 s). ``POST /_standin/receipts`` ``{"delay_seconds": S, "fail": N,
+"err_code": "MOBILE_NOT_ON_SERVICE"}`` changes the delay and makes the next N receipts report a failure
+(``success: false``); ``GET /_standin/receipts`` shows the settings and what was pushed.
+
 Run it as ``python -m standins.sms --host 127.0.0.1 --port 8190 --journal PATH
-[--access-key-id ID --access-key-secret SECRET] [--rate-per-minute N]``.
+[--access-key-id ID --access-key-secret SECRET] [--rate-per-minute N] [--receipt-url URL --receipt-secret S
+--receipt-delay SECONDS]``. Run by ``huisheng up`` (``HUISHENG_HOME`` set), it pushes to the local gateway
+(``GATEWAY_PORT``) with ``SMS_RECEIPT_SECRET``; ``--receipt-url ''`` turns the push off.
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import threading
@@ -59,8 +73,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 from urllib.parse import quote
+from urllib.request import Request as HttpRequest
+from urllib.request import urlopen
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -104,6 +122,45 @@ ERRORS: dict[str, tuple[int, str]] = {
     "isv.INVALID_JSON_PARAM": (200, "JSON参数不合法，只接受字符串值"),
     "isv.BUSINESS_LIMIT_CONTROL": (200, "触发分钟级流控Permits:1"),
 }
+
+
+PROVIDER_ZONE = ZoneInfo("Asia/Shanghai")  # Aliyun's report times: Beijing time, no zone
+RECEIPT_ATTEMPTS = 6  # a refused push is tried again after 1, 2, 4, 8, 16 s (a receiver restarting is back by then)
+RECEIPT_BATCH = 1000  # reports per push at most (the receiver refuses more)
+
+
+def receipt_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """What the platform's receipt endpoint recomputes: ``sha256=`` hex HMAC-SHA256 of ``<timestamp>.<body>``."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _beijing(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, PROVIDER_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class Receipts:
+    """The receipt push: where to, how late, which receipts fail, and what is waiting or was pushed."""
+
+    url: str | None = None
+    secret: str = ""
+    delay_seconds: float = 1.0
+    interval_seconds: float = 0.5
+    fail_remaining: int = 0
+    fail_code: str = "MOBILE_NOT_ON_SERVICE"
+    pending: list[tuple[float, int, dict]] = field(default_factory=list)  # (due, attempts, report)
+    pushed: int = 0
+    failed_pushes: int = 0
+
+    def report(self, message: dict, accepted_at: float) -> dict:
+        failed = self.fail_remaining > 0
+        if failed:
+            self.fail_remaining -= 1
+        return {"phone_number": message["phone"], "send_time": _beijing(accepted_at),
+                "report_time": _beijing(accepted_at + self.delay_seconds), "success": not failed,
+                "err_code": self.fail_code if failed else "DELIVERED",
+                "err_msg": "用户停机" if failed else "用户接收成功",
+                "sms_size": "1", "biz_id": message["biz_id"], "out_id": message.get("out_id")}
 
 
 def percent_encode(value: str) -> str:
@@ -172,6 +229,7 @@ class SmsStandin:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     faults: Faults = field(default_factory=Faults)
+    receipts: Receipts = field(default_factory=Receipts)
 
     def __post_init__(self) -> None:
         self.journal = Path(self.journal)
@@ -283,6 +341,9 @@ class SmsStandin:
         } for phone in phones])
         for phone in phones:
             self._sent_at.setdefault(phone, deque()).append(now)
+        if self.receipts.url:
+            for message in self._messages[-len(phones):]:
+                self.receipts.pending.append((now + self.receipts.delay_seconds, 0, self.receipts.report(message, now)))
         if out_id:
             self._by_out_id[out_id] = biz_id
         return {"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": request_id}
@@ -333,6 +394,71 @@ class SmsStandin:
         with self._lock:
             return self.faults.take_delay()
 
+    # --- receipts ---------------------------------------------------------------------------------
+
+    def set_receipts(self, spec: Mapping[str, Any]) -> dict:
+        """Change the receipts' delay, or fail the next N (see the module's docstring); ValueError for a bad spec."""
+        delay, fail, code = spec.get("delay_seconds"), spec.get("fail"), spec.get("err_code")
+        if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+            raise ValueError("delay_seconds must be a number >= 0")
+        if fail is not None and (not isinstance(fail, int) or fail < 0):
+            raise ValueError("fail must be a whole number >= 0")
+        if code is not None and (not isinstance(code, str) or not code):
+            raise ValueError("err_code must be a non-empty string")
+        with self._lock:
+            if delay is not None:
+                self.receipts.delay_seconds = float(delay)
+            if fail is not None:
+                self.receipts.fail_remaining = fail
+            if code is not None:
+                self.receipts.fail_code = code
+            return self.receipts_view()
+
+    def receipts_view(self) -> dict:
+        return {"url": self.receipts.url, "delay_seconds": self.receipts.delay_seconds,
+                "fail": self.receipts.fail_remaining, "err_code": self.receipts.fail_code,
+                "pending": len(self.receipts.pending), "pushed": self.receipts.pushed,
+                "failed_pushes": self.receipts.failed_pushes}
+
+    def push_due(self) -> int:
+        """Push the receipts due now as one signed POST; how many the receiver took (0 if none was due)."""
+        now = self.clock()
+        with self._lock:
+            due: list[tuple[float, int, dict]] = []
+            rest: list[tuple[float, int, dict]] = []
+            for entry in self.receipts.pending:
+                (due if entry[0] <= now and len(due) < RECEIPT_BATCH else rest).append(entry)
+            if not due:
+                return 0
+            self.receipts.pending = rest
+        body = json.dumps([report for _, _, report in due], ensure_ascii=False).encode()
+        stamp = str(int(time.time()))  # the receiver checks the stamp against its own clock, not ours
+        request = HttpRequest(self.receipts.url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Huisheng-Timestamp": stamp,
+            "X-Huisheng-Signature": receipt_signature(self.receipts.secret, stamp, body)})
+        try:
+            with urlopen(request, timeout=5) as answer:
+                ok = 200 <= answer.status < 300
+        except (URLError, OSError):
+            ok = False
+        with self._lock:
+            if ok:
+                self.receipts.pushed += len(due)
+                return len(due)
+            self.receipts.failed_pushes += 1
+            self.receipts.pending += [(now + 2.0 ** attempts, attempts + 1, report) for _, attempts, report in due
+                                      if attempts + 1 < RECEIPT_ATTEMPTS]
+        return 0
+
+    def push_forever(self) -> None:
+        """The pusher's loop (a daemon thread of :func:`main`)."""
+        while True:
+            self.sleep(self.receipts.interval_seconds)
+            try:
+                self.push_due()
+            except Exception as error:  # a bug here must not end the pusher silently: say it, keep pushing
+                print(f"sms stand-in: receipt push failed: {error!r}", flush=True)
+
     # --- HTTP -------------------------------------------------------------------------------------
 
     def __call__(self, environ, start_response):
@@ -353,6 +479,8 @@ class SmsStandin:
             return _json({"items": self.messages(request.args.get("phone"))})
         if path == "/_standin/faults":
             return self._faults(request)
+        if path == "/_standin/receipts":
+            return self._receipts(request)
         if path == "/" and request.method in ("GET", "POST"):
             return self._api(request)
         return _json({"Code": "InvalidAction.NotFound", "Message": ERRORS["InvalidAction.NotFound"][1]}, 404)
@@ -370,6 +498,20 @@ class SmsStandin:
             return _json({"error": "the body must be a JSON object"}, 400)
         try:
             return _json(self.set_faults(spec))
+        except ValueError as error:
+            return _json({"error": str(error)}, 400)
+
+    def _receipts(self, request: Request) -> Response:
+        if request.method == "GET":
+            with self._lock:
+                return _json(self.receipts_view())
+        if request.method != "POST":
+            return _json({"error": "use GET or POST"}, 405)
+        spec = request.get_json(silent=True)
+        if not isinstance(spec, dict):
+            return _json({"error": "the body must be a JSON object"}, 400)
+        try:
+            return _json(self.set_receipts(spec))
         except ValueError as error:
             return _json({"error": str(error)}, 400)
 
@@ -450,9 +592,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-key-secret", default=settings.sms_access_key_secret)
     parser.add_argument("--rate-per-minute", type=int, default=1,
                         help="messages a phone number may get a minute (0: no limit)")
+    under_up = bool(os.environ.get("HUISHENG_HOME"))  # run by `huisheng up`: push to that platform's gateway
+    parser.add_argument("--receipt-url", default=f"http://127.0.0.1:{settings.gateway_port}/api/v1/receipts/sms"
+                        if under_up else "", help="where delivery receipts are pushed ('': nowhere)")
+    parser.add_argument("--receipt-secret", default=settings.sms_receipt_secret)
+    parser.add_argument("--receipt-delay", type=float, default=1.0, help="seconds from acceptance to its receipt")
     args = parser.parse_args(argv)
+    receipts = Receipts(url=args.receipt_url or None, secret=args.receipt_secret, delay_seconds=args.receipt_delay)
     app = SmsStandin(journal=args.journal, accounts={args.access_key_id: args.access_key_secret},
-                     rate_per_minute=args.rate_per_minute)
+                     rate_per_minute=args.rate_per_minute, receipts=receipts)
+    if receipts.url:
+        threading.Thread(target=app.push_forever, name="receipts", daemon=True).start()
     run_simple(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
 
 

@@ -90,6 +90,27 @@ class NotifyRoutes:
         caller = self.caller(request, "broadcasts.read")
         return 200, self.notify.get_broadcast(caller.community, broadcast_id)
 
+    @http("POST", "/api/v1/me/checkins")
+    @endpoint
+    def answer_my_checkin(self, request):
+        """The caller's answer to today's health check-in (``{"status": "well"|"unwell", "temperature", "note"}``)."""
+        caller = self.caller(request, "checkins.answer")
+        return 200, self.notify.answer_checkin(caller.community, caller.subject, json_body(request))
+
+    @http("GET", "/api/v1/checkins")
+    @endpoint
+    def list_checkins(self, request):
+        """The day's check-in (``?date=YYYY-MM-DD``, today by default): who answered, who did not."""
+        caller = self.caller(request, "checkins.read")
+        return 200, self.notify.list_checkins(caller.community, caller.viewer(), query(request, "date"))
+
+    @http("PUT", "/api/v1/checkins/schedule")
+    @endpoint
+    def put_checkin_schedule(self, request):
+        """The local hour (``{"at": "09:00"}``) of the daily check-in of residents in home quarantine; null: none."""
+        caller = self.caller(request, "checkins.schedule")
+        return 200, self.notify.set_checkin_schedule(caller.community, json_body(request))
+
     @http("POST", "/api/v1/receipts/sms")
     @endpoint
     def sms_receipts(self, request):

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,3 +155,63 @@ def inbox_message(event: Envelope, echo: Echo, now: datetime | None = None) -> t
         "at": now.isoformat(), "reason": None,
     }, community=event.community, correlation_id=event.correlation_id)
     return message, outcome
+
+
+def echo_message(echo: dict, title: str, body: str, now: datetime) -> dict:
+    """The inbox message of an echo (its id is the echo's: one message per (event, recipient))."""
+    message = {
+        "_id": echo["_id"], "community": echo["community"], "recipient": echo["recipient"],
+        "ticket_id": echo.get("ticket_id"), "channel": "inbox", "title": title, "body": body,
+        "source_event_id": echo["source_event_id"], "source_event_type": echo["source_event_type"],
+        "correlation_id": echo.get("correlation_id"), "created_at": now, "read_at": None,
+        "delivery": {"status": "delivered", "requested_at": echo["occurred_at"], "delivered_at": now},
+    }
+    if echo.get("broadcast_id"):
+        message["broadcast_id"] = echo["broadcast_id"]
+        message["grid"] = echo.get("grid")  # whose grid worker follows a notice up (the daily check-in)
+    return message
+
+
+# The consent (directory's CONSENT_PURPOSES) a push channel needs, and the one each kind of echo needs.
+CHANNEL_CONSENTS = {"sms": "sms", "wechat": "wechat"}
+AUDIENCE_CONSENTS = {"resident": "service_echoes", "broadcast": "broadcasts"}
+CONSENT_WITHDRAWN = "consent withdrawn"
+
+
+def consent_withdrawn(consents: dict | None, channel: str, audience: str) -> bool:
+    """Whether the person withdrew the consent a send on ``channel`` needs (only a withdrawal counts: a
+    purpose never asked about is no refusal). The inbox (the person's own account) and a grid worker's
+    call are not sends to an address and need none.
+
+    >>> consent_withdrawn({"sms": False}, "sms", "resident"), consent_withdrawn({"sms": False}, "wechat", "resident")
+    (True, False)
+    >>> consent_withdrawn({"broadcasts": False}, "wechat", "broadcast"), consent_withdrawn({}, "sms", "broadcast")
+    (True, False)
+    >>> consent_withdrawn({"service_echoes": False}, "inbox", "resident")
+    False
+    """
+    if channel in ("inbox", "human") or not consents:
+        return False
+    needed = (CHANNEL_CONSENTS.get(channel), AUDIENCE_CONSENTS.get(audience))
+    return any(purpose is not None and consents.get(purpose) is False for purpose in needed)
+
+
+DIGEST_PREFIX = "dg-"
+
+
+def digest_id_of(echo: dict, channel: str) -> str:
+    """The id of the digest an echo held for its person's digest joins: one per (person, digest time, channel),
+    the same for every echo held until then, whichever process sends it. It is also the send's idempotency key.
+
+    >>> from datetime import UTC, datetime
+    >>> echo = {"community": "xq", "recipient": "r1", "not_before": datetime(2026, 12, 6, 10, tzinfo=UTC)}
+    >>> digest_id_of(echo, "sms") == digest_id_of({**echo, "_id": "another"}, "sms"), digest_id_of(echo, "sms")[:3]
+    (True, 'dg-')
+    """
+    when = echo["not_before"].isoformat() if echo.get("not_before") else ""
+    key = f"{echo['community']}|{echo['recipient']}|{when}|{channel}"
+    return DIGEST_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def is_digest_id(identifier: str) -> bool:
+    return identifier.startswith(DIGEST_PREFIX)

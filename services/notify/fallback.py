@@ -34,7 +34,8 @@ STEP_STATUSES = ("pending", "retrying", "sent", "delivered", "read", "failed", "
 DEFAULT_DEADLINES = {"inbox": 0, "sms": 600, "wechat": 600, "email": 1800, "webhook": 300, "human": 8 * 3600}
 # Reasons that account for an echo not yet delivered: the reconciler does not call such a ticket silent.
 DEFERRALS = ("quiet_hours", "digest_pending")
-ACCOUNTED_REASONS = ("opted_out", "no_channel", "quiet_hours", "digest_pending", "no_resident", "erased")
+ACCOUNTED_REASONS = ("opted_out", "no_channel", "quiet_hours", "digest_pending", "no_resident", "erased",
+                     "consent_withdrawn")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
 """Residents' inbox messages, each with its delivery record and the outbox of its outcome event;
-the delivery records of the sign-in codes sent by SMS."""
+the delivery records of the sign-in codes sent by SMS.
+
+An echo delivered at once in the inbox (the common case) is *one* document: the inbox message carries the
+echo's record (``echo``: its plan and each step's delivery record) and the outbox of its ``echo.delivered``,
+written by one insert. Echoes that start on another channel live in ``echoes`` and reach the inbox, if at all,
+as a message of their own. :class:`EchoRepository` reads both where staff or the reports look at echoes."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ def ensure_indexes(db: Database) -> None:
     InboxRepository.ensure_indexes(db)
     DeliveryRepository.ensure_indexes(db)
     ensure_echo_indexes(db)
+    CheckinRepository.ensure_indexes(db)
 
 
 class InboxRepository:
@@ -40,18 +46,33 @@ class InboxRepository:
     def ensure_indexes(db: Database) -> None:
         db[COLLECTION].create_index([("community", ASCENDING), ("recipient", ASCENDING),
                                      ("created_at", DESCENDING)], name="by_recipient")
+        # the echoes a message carries, as staff look them up by ticket
+        db[COLLECTION].create_index([("community", ASCENDING), ("ticket_id", ASCENDING)], name="by_ticket")
 
-    def deliver(self, message: dict, outcome: Envelope) -> bool:
+    def deliver(self, message: dict, outcome: list[Envelope]) -> bool:
         """Store a message and its outcome event in one write; False if it was stored before.
 
         The message id is derived from the source event and the recipient, so a
         redelivered event cannot leave a second message.
         """
         try:
-            self.writes.insert(self.collection, with_events(message, [outcome]))
+            self.writes.insert(self.collection, with_events(message, outcome))
             return True
         except DuplicateKeyError:
             return False
+
+    def deliver_echo(self, message: dict, echo: dict, outcome: list[Envelope]) -> bool:
+        """Store a message with the record of the echo it delivers and that echo's outcome events, in one
+        insert; False if it was stored before (a redelivered event)."""
+        return self.deliver(carrying(message, echo), outcome)
+
+    def carries_echo(self, echo_id: str) -> bool:
+        return self.collection.find_one({"_id": echo_id, "echo": {"$exists": True}}, {"_id": 1}) is not None
+
+    def save_echo(self, echo: dict, events: list[Envelope]) -> None:
+        """The new state of the echo a message carries (its read receipt), with the events it made true."""
+        state = {k: v for k, v in echo.items() if k not in ("_id", "_outbox", "_outbox_since")}
+        self.collection.update_one({"_id": echo["_id"]}, push_events({"$set": {"echo": state}}, events))
 
     def erase_recipient(self, community: str, recipient: str) -> int:
         """Remove every inbox message of a resident who asked to be forgotten; how many there were.
@@ -66,7 +87,7 @@ class InboxRepository:
         sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
         return list(self.collection.find(
             {"community": community, "recipient": recipient, **keyset_filter(sort, after)},
-            {"_outbox": 0, "_outbox_since": 0},
+            {"_outbox": 0, "_outbox_since": 0, "echo": 0},
             sort=sort, limit=limit,
         ))
 
@@ -126,12 +147,27 @@ PREFERENCES = "preferences"
 TASKS = "echo_tasks"  # human steps: a grid worker phones or visits
 
 
+def carrying(message: dict, echo: dict) -> dict:
+    """The inbox message that is also the record of ``echo`` (see the module's docstring)."""
+    return {**message, "echo": {k: v for k, v in echo.items() if k not in ("_id", "_outbox", "_outbox_since")}}
+
+
+def carried(message: dict) -> dict:
+    """The echo record a message carries, as an ``echoes`` document would hold it."""
+    return {**message["echo"], "_id": message["_id"]}
+
+
+NOT_PROVED = ["staff", "broadcast"]  # audiences outside the reconciler's proof (it proves ticket echoes)
+
+
 def ensure_echo_indexes(db: Database) -> None:
     db[ECHOES].create_index([("due_at", ASCENDING)], name="due", sparse=True)
     db[ECHOES].create_index([("community", ASCENDING), ("ticket_id", ASCENDING)], name="by_ticket")
     db[ECHOES].create_index([("community", ASCENDING), ("recipient", ASCENDING)], name="by_recipient")
     db[ECHOES].create_index([("silent", ASCENDING), ("proof_due_at", ASCENDING)], name="proof")
     db[COLLECTION].create_index([("broadcast_id", ASCENDING)], name="by_broadcast", sparse=True)
+    db[ECHOES].create_index([("broadcast_id", ASCENDING)], name="by_broadcast", sparse=True)
+    db[ECHOES].create_index([("digest_id", ASCENDING)], name="by_digest", sparse=True)
     db[TASKS].create_index([("community", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)],
                            name="open_tasks")
 
@@ -143,6 +179,7 @@ class EchoRepository:
 
     def __init__(self, db: Database, writes: CommitQueues | None = None):
         self.collection = db[ECHOES]
+        self.inbox = db[COLLECTION]
         self.writes = writes
 
     def create(self, echo: dict, outcome: list[Envelope]) -> bool:
@@ -182,10 +219,24 @@ class EchoRepository:
     def get(self, echo_id: str) -> dict | None:
         return self.collection.find_one({"_id": echo_id}, {"_outbox": 0, "_outbox_since": 0})
 
+    def digest_candidates(self, lead: dict, digest_id: str, now, limit: int = 100) -> list[str]:
+        """The person's other echoes due for the same digest: held for it until the same time, or (a retry)
+        already in it."""
+        query = {"community": lead["community"], "recipient": lead["recipient"], "_id": {"$ne": lead["_id"]},
+                 "status": {"$nin": ["delivered", "failed"]}, "due_at": {"$lte": now},
+                 "$or": [{"digest_id": digest_id}, {"reason": "digest_pending", "not_before": lead.get("not_before")}]}
+        return [d["_id"] for d in self.collection.find(query, {"_id": 1}, limit=limit)]
+
+    def of_digest(self, digest_id: str) -> list[str]:
+        return [d["_id"] for d in self.collection.find({"digest_id": digest_id}, {"_id": 1})]
+
     def of_ticket(self, community: str, ticket_id: str, limit: int = 200) -> list[dict]:
-        return list(self.collection.find({"community": community, "ticket_id": ticket_id},
-                                         {"_outbox": 0, "_outbox_since": 0}, sort=[("occurred_at", ASCENDING)],
-                                         limit=limit))
+        """The ticket's echoes, those in ``echoes`` and those their inbox messages carry, oldest first."""
+        query = {"community": community, "ticket_id": ticket_id}
+        own = list(self.collection.find(query, {"_outbox": 0, "_outbox_since": 0}, limit=limit))
+        inline = [carried(m) for m in self.inbox.find({**query, "echo": {"$exists": True}}, {"echo": 1},
+                                                      limit=limit)]
+        return sorted(own + inline, key=lambda echo: echo["occurred_at"])[:limit]
 
     def newly_silent(self, now, limit: int = 500) -> list[dict]:
         """Echoes past their proof deadline, not delivered, not accounted for, not yet reported silent.
@@ -195,11 +246,11 @@ class EchoRepository:
         """
         return list(self.collection.find({"proof_due_at": {"$lte": now}, "status": {"$ne": "delivered"},
                                           "silent_at": None, "reason": {"$nin": list(ACCOUNTED_REASONS)},
-                                          "audience": {"$ne": "staff"}},
+                                          "audience": {"$nin": NOT_PROVED}},
                                          {"_outbox": 0, "_outbox_since": 0}, limit=limit))
 
     def silent(self, community: str | None = None, limit: int = 1000) -> list[dict]:
-        query: dict = {"silent_at": {"$ne": None}, "status": {"$ne": "delivered"}, "audience": {"$ne": "staff"}}
+        query: dict = {"silent_at": {"$ne": None}, "status": {"$ne": "delivered"}, "audience": {"$nin": NOT_PROVED}}
         if community is not None:
             query["community"] = community
         return list(self.collection.find(query, {"_outbox": 0, "_outbox_since": 0},
@@ -210,8 +261,11 @@ class EchoRepository:
         return self.collection.update_one({"_id": echo_id, "silent_at": None}, update).modified_count == 1
 
     def recent(self, community: str, since, limit: int = 20000) -> list[dict]:
-        return list(self.collection.find({"community": community, "occurred_at": {"$gte": since}},
-                                         {"steps": 1, "occurred_at": 1}, limit=limit))
+        own = list(self.collection.find({"community": community, "occurred_at": {"$gte": since}},
+                                        {"steps": 1, "occurred_at": 1}, limit=limit))
+        inline = self.inbox.find({"community": community, "echo.occurred_at": {"$gte": since}},
+                                 {"echo.steps": 1, "echo.occurred_at": 1}, limit=limit)
+        return own + [carried(message) for message in inline]
 
     def erase_recipient(self, community: str, recipient: str) -> int:
         return self.collection.delete_many({"community": community, "recipient": recipient}).deleted_count
@@ -223,6 +277,12 @@ class PreferenceRepository:
 
     def get(self, community: str, person: str) -> dict | None:
         return self.collection.find_one({"_id": f"{community}:{person}"}, {"_id": 0, "community": 0, "person": 0})
+
+    def many(self, community: str, people: list[str]) -> dict[str, dict]:
+        """The stored preferences of those of ``people`` who set any, in one read."""
+        found = self.collection.find({"_id": {"$in": [f"{community}:{person}" for person in people]}},
+                                     {"_id": 0, "community": 0})
+        return {document.pop("person"): document for document in found}
 
     def put(self, community: str, person: str, preferences: dict, at) -> None:
         self.collection.replace_one({"_id": f"{community}:{person}"},
@@ -273,9 +333,22 @@ class BroadcastRepository:
     def __init__(self, db: Database):
         self.collection = db[BROADCASTS]
         self.inbox = db[COLLECTION]
+        self.echoes = db[ECHOES]
 
-    def create(self, broadcast: dict, events: list[Envelope]) -> None:
-        self.collection.insert_one(with_events(broadcast, events))
+    def create(self, broadcast: dict, events: list[Envelope]) -> bool:
+        """Store a broadcast and its request; False if one with its id exists (a day's check-in, made once)."""
+        try:
+            self.collection.insert_one(with_events(broadcast, events))
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def members(self, broadcast_id: str, limit: int = 5000) -> list[dict]:
+        """Who a broadcast reached (its inbox messages: one per resident), with their grid."""
+        return list(self.inbox.find({"broadcast_id": broadcast_id}, {"recipient": 1, "grid": 1}, limit=limit))
+
+    def reached(self, broadcast_id: str, recipient: str) -> bool:
+        return self.inbox.find_one({"_id": f"{broadcast_id}:{recipient}"}, {"_id": 1}) is not None
 
     def get(self, community: str, broadcast_id: str) -> dict | None:
         return self.collection.find_one({"_id": broadcast_id, "community": community},
@@ -283,15 +356,11 @@ class BroadcastRepository:
 
     def deliver_batch(self, messages: list[dict]) -> int:
         """Insert a page of inbox messages at once; those stored before (a redelivered batch) are skipped."""
-        if not messages:
-            return 0
-        try:
-            return len(self.inbox.insert_many(messages, ordered=False).inserted_ids)
-        except BulkWriteError as error:
-            others = [e for e in error.details.get("writeErrors", []) if e.get("code") != 11000]
-            if others:
-                raise
-            return error.details.get("nInserted", 0)
+        return insert_new(self.inbox, messages)
+
+    def create_echoes(self, echoes: list[dict]) -> int:
+        """Insert a page's echoes that start on a push channel; those stored before are skipped."""
+        return insert_new(self.echoes, [{**echo, "version": 0, "lease_until": None} for echo in echoes])
 
     def progress(self, broadcast_id: str, cursor: str | None, targeted: int, done: bool, at) -> None:
         """Where the fan-out got to: a redelivered request resumes after the last page stored."""
@@ -299,8 +368,85 @@ class BroadcastRepository:
             "cursor": cursor, "targeted": targeted, "status": "done" if done else "sending", "updated_at": at,
             **({"done_at": at} if done else {})}})
 
-    def counts(self, broadcast_id: str) -> tuple[int, int]:
-        """(delivered, read) inbox messages of the broadcast."""
-        delivered = self.inbox.count_documents({"broadcast_id": broadcast_id})
+    def counts(self, broadcast_id: str) -> tuple[int, int, int]:
+        """(delivered, read, failed) echoes of the broadcast: delivered on the first channel (the inbox messages
+        that carry their echo) or on a later one (``echoes``), read in the inbox, failed on every step."""
+        delivered = self.inbox.count_documents({"broadcast_id": broadcast_id, "echo.status": "delivered"})
+        delivered += self.echoes.count_documents({"broadcast_id": broadcast_id, "status": "delivered"})
         read = self.inbox.count_documents({"broadcast_id": broadcast_id, "read_at": {"$ne": None}})
-        return delivered, read
+        failed = self.echoes.count_documents({"broadcast_id": broadcast_id, "status": "failed"})
+        return delivered, read, failed
+
+
+def insert_new(collection, documents: list[dict]) -> int:
+    """Insert ``documents`` at once, skipping those stored before (a redelivered batch); how many were new."""
+    if not documents:
+        return 0
+    try:
+        return len(collection.insert_many(documents, ordered=False).inserted_ids)
+    except BulkWriteError as error:
+        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != 11000]
+        if others:
+            raise
+        return error.details.get("nInserted", 0)
+
+
+CHECKINS = "checkins"  # answers to the daily health check-in: one per (community, day, resident)
+CHECKIN_SCHEDULES = "checkin_schedules"  # per community: the hour of its daily check-in
+
+
+class CheckinRepository:
+    def __init__(self, db: Database):
+        self.collection = db[CHECKINS]
+
+    @staticmethod
+    def ensure_indexes(db: Database) -> None:
+        db[CHECKINS].create_index([("community", ASCENDING), ("day", ASCENDING)], name="by_day")
+
+    def schedule(self, community: str) -> str | None:
+        """The community's check-in hour (``HH:MM``), None if none was set."""
+        document = self.collection.database[CHECKIN_SCHEDULES].find_one({"_id": community})
+        return document.get("at") if document else None
+
+    def set_schedule(self, community: str, at: str | None, now) -> None:
+        self.collection.database[CHECKIN_SCHEDULES].replace_one({"_id": community}, {"at": at, "updated_at": now},
+                                                                 upsert=True)
+
+    def answer(self, community: str, day: str, resident: str, answer: dict, at) -> dict:
+        """Record (or replace: the last answer of the day counts) a resident's answer."""
+        document = {**answer, "community": community, "day": day, "resident": resident, "answered_at": at}
+        self.collection.replace_one({"_id": f"{community}:{day}:{resident}"}, document, upsert=True)
+        return document
+
+    def of_day(self, community: str, day: str) -> dict[str, dict]:
+        return {d["resident"]: {k: d.get(k) for k in ("status", "temperature", "note", "answered_at")}
+                for d in self.collection.find({"community": community, "day": day})}
+
+    def erase_recipient(self, community: str, resident: str) -> int:
+        return self.collection.delete_many({"community": community, "resident": resident}).deleted_count
+
+
+DIGESTS = "digests"  # one per digest sent: the message that carried several echoes, and which
+
+
+class DigestRepository:
+    def __init__(self, db: Database):
+        self.collection = db[DIGESTS]
+
+    def record(self, digest_id: str, lead: dict, channel: str, echo_ids: list[str], title: str, body: str,
+               outcome, at) -> None:
+        """The digest's delivery record (a retry of the same digest adds its echoes and its latest answer)."""
+        self.collection.update_one({"_id": digest_id}, {
+            "$setOnInsert": {"community": lead["community"], "recipient": lead["recipient"], "channel": channel,
+                             "created_at": at},
+            "$addToSet": {"echo_ids": {"$each": echo_ids}},
+            "$set": {"title": title, "body": body, "attempted_at": at,
+                     "status": outcome.status if outcome else "skipped",
+                     "provider_id": outcome.provider_id if outcome else None,
+                     "answer": dict(outcome.answer or {}) if outcome else None}}, upsert=True)
+
+    def get(self, digest_id: str) -> dict | None:
+        return self.collection.find_one({"_id": digest_id})
+
+    def erase_recipient(self, community: str, recipient: str) -> int:
+        return self.collection.delete_many({"community": community, "recipient": recipient}).deleted_count

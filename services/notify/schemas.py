@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import RAISE, Schema, fields, validate
 
 
 class DeliverySchema(Schema):
@@ -98,3 +98,29 @@ class TaskSchema(Schema):
 
 ECHO_VIEWS = EchoViewSchema(many=True)
 TASKS = TaskSchema(many=True)
+
+
+class CheckinAnswerSchema(Schema):
+    """A resident's answer to the day's health check-in (``POST /api/v1/me/checkins``)."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(required=True, validate=validate.OneOf(("well", "unwell")))
+    temperature = fields.Float(allow_none=True, load_default=None, validate=validate.Range(min=34.0, max=43.0))
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
+
+
+CHECKIN_ANSWER = CheckinAnswerSchema()
+
+
+class CheckinScheduleSchema(Schema):
+    """When the daily check-in goes out (``PUT /api/v1/checkins/schedule``): local ``HH:MM``, or null for none."""
+
+    class Meta:
+        unknown = RAISE
+
+    at = fields.String(required=True, allow_none=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"))
+
+
+CHECKIN_SCHEDULE = CheckinScheduleSchema()

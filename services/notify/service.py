@@ -1,24 +1,24 @@
 """The notify service's entrypoints: echo ticket events on each person's channels, with a fallback plan
-down to a grid worker's call; serve inboxes, preferences and the human steps; prove that no ticket is silent.
+down to a grid worker's call; broadcasts, digests and the daily check-in; serve inboxes, preferences and the
+human steps; prove that no ticket is silent.
 
 The plan and its state machine are :mod:`services.notify.fallback` (no I/O); the channels
-:mod:`services.notify.channels`; texts :mod:`services.notify.templates`. Each echo is one document
-(``echoes``: one per (event, recipient)) holding each step's delivery record and the outbox of its
-``echo.delivered`` / ``echo.failed`` / ``echo.read`` events, so a redelivered event never sends twice.
+:mod:`services.notify.channels`; texts :mod:`services.notify.templates`; the check-in's clock
+:mod:`services.notify.checkins`. Each echo is one document, one per (event, recipient), holding each step's
+delivery record and the outbox of its ``echo.delivered`` / ``echo.failed`` / ``echo.read`` events, so a
+redelivered event never sends twice: the inbox message itself when the echo is delivered there at once (the
+common case, one insert), else a document of ``echoes`` (see :mod:`services.notify.repository`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import eventlet
-from nameko.extensions import DependencyProvider
-from nameko.timer import Timer
 
-from kernel.config import settings_of
 from kernel.context import Context
 from kernel.contracts import BroadcastSchema, PreferencesSchema, TaskDoneSchema
 from kernel.envelope import Envelope, utcnow
@@ -28,18 +28,26 @@ from kernel.handlers import handles
 from kernel.health import HealthEndpoints
 from kernel.idempotency import idempotent
 from kernel.logging import get_logger
-from kernel.metrics import ECHO_LATENCY, ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, labelled
+from kernel.metrics import ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, labelled
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from kernel.pagination import decode_cursor, page, page_limit
 from kernel.permissions import may_access
 from kernel.rpc import RpcClient, rpc
 from kernel.validation import load
+from services.notify import checkins
+from services.notify.cache import CachedPreferences
 from services.notify.channels import Channels, Message
+from services.notify.dependencies import EchoSettingsProvider, notify_timer
 from services.notify.domain import (
+    CONSENT_WITHDRAWN,
     code_delivery,
     code_request_errors,
     compose,
+    consent_withdrawn,
+    digest_id_of,
+    echo_message,
+    is_digest_id,
     masked_phone,
     national_phone,
 )
@@ -57,6 +65,7 @@ from services.notify.fallback import (
     record_send,
     skip,
 )
+from services.notify.outcomes import observe, outcome_events, template_of
 from services.notify.preferences import deferral, normalised
 from services.notify.receipts import Receipt, parse, verified
 from services.notify.reports import latency, silent_items
@@ -64,20 +73,24 @@ from services.notify.repository import (
     BROADCASTS,
     COLLECTION,
     BroadcastRepository,
+    CheckinRepository,
     DeliveryRepository,
+    DigestRepository,
     EchoRepository,
     InboxRepository,
     PreferenceRepository,
     TaskRepository,
+    carried,
+    carrying,
     ensure_indexes,
 )
 from services.notify.repository import (
     ECHOES as ECHO_COLLECTION,
 )
-from services.notify.schemas import ECHO_VIEWS, INBOX_MESSAGE, INBOX_MESSAGES, TASKS
+from services.notify.schemas import CHECKIN_ANSWER, CHECKIN_SCHEDULE, ECHO_VIEWS, INBOX_MESSAGE, INBOX_MESSAGES, TASKS
 from services.notify.sms import Sms, SmsError
+from services.notify.templates import digest_text, mask_phones, render, staff_facts
 from services.notify.templates import facts as _facts
-from services.notify.templates import mask_phones, render, staff_facts
 
 log = get_logger(__name__)
 
@@ -85,94 +98,14 @@ EXPORT_PAGE = 200  # messages read at a time for a personal-data export
 TIMER_BATCH = 200  # due echoes one timer pass works on
 LATENCY_WINDOW = timedelta(days=7)
 BROADCAST_BATCH = 500  # residents per directory page and per insert of a broadcast's fan-out
+BROADCAST_SENDERS = 8  # a page's pushes (SMS, WeChat ...) in flight at once
+# inbox messages per insert: the database serves one write at a time, and a ticket echo waits behind each
+BROADCAST_INSERT = 100
 SAVE_ATTEMPTS = 6  # compare-and-set retries of a receipt racing the timer (which may hold an echo for a send)
 SAVE_BACKOFF_SECONDS = 0.1
+SCHEDULE_SECONDS = 60.0  # a changed check-in hour is seen by every notify process within this
 
 
-class NotifyTimer(Timer):
-    """nameko's timer with its interval from the settings (NOTIFY_TIMER_SECONDS)."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(interval=2.0, **kwargs)
-
-    def setup(self) -> None:
-        self.interval = settings_of(self.container.config).notify_timer_seconds
-
-
-notify_timer = NotifyTimer.decorator
-
-
-@dataclass(frozen=True)
-class EchoSettings:
-    policy: Policy
-    timezone: str
-    receipt_secret: str
-
-
-class EchoSettingsProvider(DependencyProvider):
-    """The echo policy (deadlines, back-off, proof window) and time zone, read once from the settings."""
-
-    def setup(self) -> None:
-        settings = settings_of(self.container.config)
-        self.value = EchoSettings(policy_of(self.container.config), settings.notify_timezone,
-                                  settings.sms_receipt_secret)
-
-    def get_dependency(self, worker_ctx) -> EchoSettings:
-        return self.value
-
-
-def policy_of(config) -> Policy:
-    settings = settings_of(config)
-    deadlines = {**Policy().deadlines, **dict(settings.notify_step_deadlines)}
-    return Policy(deadlines=deadlines, retry_delays=settings.notify_retry_delays,
-                  max_attempts=settings.notify_max_attempts, proof_seconds=settings.echo_proof_seconds)
-
-
-def outcome_event(echo: dict, kind: str, channel: str, at: datetime, reason: str | None = None) -> Envelope:
-    """``echo.<kind>`` for the ticket's timeline."""
-    return Envelope.new(f"echo.{kind}", {
-        "echo_id": echo["_id"], "ticket_id": echo["ticket_id"], "recipient": echo["recipient"], "channel": channel,
-        "source_event_id": echo["source_event_id"], "source_event_type": echo["source_event_type"],
-        "at": at.isoformat(), "reason": reason,
-    }, community=echo["community"], correlation_id=echo.get("correlation_id"))
-
-
-def outcome_events(echo: dict, kinds: list[str], at: datetime) -> list[Envelope]:
-    """The events of what a transition of ``echo`` made true (delivered, read, failed)."""
-    events = []
-    for kind in kinds:
-        if kind == "delivered":
-            step = next(s for s in echo["steps"] if s["status"] in ("delivered", "read"))
-            events.append(outcome_event(echo, "delivered", step["channel"], at))
-        elif kind == "read":
-            events.append(outcome_event(echo, "read", "inbox", at))
-        elif kind == "failed":
-            last = echo["steps"][-1]
-            events.append(outcome_event(echo, "failed", last["channel"], at,
-                                        reason="every step of the plan failed; the last: " + last["status"]))
-    return events
-
-
-def _template(echo: dict) -> str:
-    """Which text an echo has: its event type's, or ``staff:<type>`` (echoes stored before carry none)."""
-    return echo.get("template") or echo["source_event_type"]
-
-
-def observe(echo: dict, kinds: list[str]) -> None:
-    """Metrics of what just happened to an echo."""
-    for kind in kinds:
-        if kind == "failed":
-            labelled(ECHOES, echo["steps"][-1]["channel"], "failed").inc()
-    for step in echo["steps"]:
-        if "delivered" in kinds and step["status"] in ("delivered", "read") and step.get("delivered_at"):
-            seconds = (step["delivered_at"] - echo["occurred_at"]).total_seconds()
-            labelled(ECHOES, step["channel"], "delivered").inc()
-            labelled(ECHO_LATENCY, step["channel"]).observe(max(seconds, 0.0))
-            labelled(ECHO_STAGE_LATENCY, step["channel"], "delivered").observe(max(seconds, 0.0))
-            break
-    if "read" in kinds and echo.get("read_at"):
-        labelled(ECHO_STAGE_LATENCY, "inbox", "read").observe(
-            max((echo["read_at"] - echo["occurred_at"]).total_seconds(), 0.0))
 
 
 class NotifyService(HealthEndpoints):
@@ -184,6 +117,7 @@ class NotifyService(HealthEndpoints):
     context = Context()
     sms = Sms()
     channels = Channels()
+    preference_cache = CachedPreferences()
     directory = RpcClient("directory")
     echo_settings = EchoSettingsProvider()
 
@@ -208,11 +142,20 @@ class NotifyService(HealthEndpoints):
         return self.echo_settings.receipt_secret
 
     def lookup_contacts(self, community: str, person: str) -> dict:
-        """How to reach the person (``directory.contacts``); a test's subclass answers from a table."""
+        """How to reach the person and what they consented to (``directory.contacts``); a test's subclass
+        answers from a table. A broadcast's page looked its people up at once (``contacts_hint``)."""
+        hint = getattr(self, "contacts_hint", None)
+        if hint is not None and person in hint:
+            return hint[person]
         return self.directory.contacts(community, [person]).get(person) or {}
 
+    def lookup_many_contacts(self, community: str, people: list[str]) -> dict:
+        """``directory.contacts`` for many people in one call; a test's subclass answers from its table."""
+        return self.directory.contacts(community, people)
+
     def preferences_of(self, community: str, person: str) -> dict:
-        return normalised(PreferenceRepository(self.db).get(community, person))
+        return self.preference_cache.get(
+            community, person, lambda c, p: normalised(PreferenceRepository(self.db).get(c, p)))
 
     # --- echoes ------------------------------------------------------------------------------------
 
@@ -249,31 +192,31 @@ class NotifyService(HealthEndpoints):
                     facts=facts if facts is not None else _facts(event.payload), silent_at=None,
                     audience=audience, template=template or event.type)
         if echo["steps"][0]["channel"] == "inbox":
-            # The common case costs two inserts: the message, then the echo carrying its echo.delivered.
-            self._store_inbox(echo, now)
+            # The common case costs one insert: the message carrying the echo's record and its echo.delivered.
             echo, kinds = record_send(echo, 0, Outcome("delivered", answer={"code": "stored"}), now, policy)
             events = outcome_events(echo, kinds, now)
-            created = self.echoes.create(echo, events)
+            title, body = render(template_of(echo), "inbox", echo["facts"])
+            created = self.inbox.deliver_echo(echo_message(echo, title, body, now), echo, events)
             if created:
                 observe(echo, kinds)
                 log.info("echo.delivered", ticket_id=echo["ticket_id"], recipient=recipient, channel="inbox",
                          source_event_type=event.type, audience=audience)
             # A redelivered event finds its echo stored: publish what that echo's outbox holds (perhaps again),
             # never these fresh events, whose ids were not stored and would make a second echo on the ticket.
-            self.outbox.flush_soon(ECHO_COLLECTION, echo["_id"], events if created and events else None)
+            self.outbox.flush_soon(COLLECTION, echo["_id"], events if created and events else None)
+            return
+        if self.inbox.carries_echo(echo["_id"]):
+            # a redelivered event whose first copy was echoed in the inbox (preferences changed since): that
+            # message is the echo; publish what its outbox holds, never a second echo on another channel
+            self.outbox.flush_soon(COLLECTION, echo["_id"], None)
             return
         self.echoes.create(echo, [])
         self._work(echo["_id"], now)
 
     def _store_inbox(self, echo: dict, now: datetime) -> None:
-        title, body = render(_template(echo), "inbox", echo["facts"])
-        self.inbox.store({
-            "_id": echo["_id"], "community": echo["community"], "recipient": echo["recipient"],
-            "ticket_id": echo["ticket_id"], "channel": "inbox", "title": title, "body": body,
-            "source_event_id": echo["source_event_id"], "source_event_type": echo["source_event_type"],
-            "correlation_id": echo.get("correlation_id"), "created_at": now, "read_at": None,
-            "delivery": {"status": "delivered", "requested_at": echo["occurred_at"], "delivered_at": now},
-        })
+        """The inbox step of an echo that started elsewhere (a broadcast's notice is there already)."""
+        title, body = render(template_of(echo), "inbox", echo["facts"])
+        self.inbox.store(echo_message(echo, title, body, now))
 
     def _work(self, echo_id: str, now: datetime | None = None) -> dict | None:
         """Move one echo on as far as it can go now (send, retry, expire, fall back); None if not ours now."""
@@ -299,6 +242,8 @@ class NotifyService(HealthEndpoints):
                     echo = defer(echo, held[0], held[1], policy)
                     log.info("echo.deferred", echo_id=echo_id, reason=held[1], until=held[0].isoformat())
                     break
+                if echo.get("reason") == "digest_pending" or echo["steps"][index].get("digest_id"):
+                    return self._send_digest(echo, index, prefs, now, policy)  # saves the whole digest
                 echo, done = self._attempt(echo, index, prefs, now, policy)
             kinds += done
         events = outcome_events(echo, kinds, now)
@@ -319,29 +264,87 @@ class NotifyService(HealthEndpoints):
         if channel == "human":
             self._open_task(echo, now)
             return record_send(echo, index, Outcome("sent", answer={"code": "task_opened"}), now, policy)
+        title, body = render(template_of(echo), channel, echo["facts"])
+        result = self._send(echo, channel, prefs, now, echo["_id"], title, body, echo["facts"])
+        return self._record(echo, index, result, now, policy)
+
+    def _record(self, echo: dict, index: int, result: Outcome | str, now: datetime,
+                policy: Policy) -> tuple[dict, list[str]]:
+        """The echo after an attempt: an outcome of the provider's, or the reason the step was skipped."""
+        if isinstance(result, Outcome):
+            return record_send(echo, index, result, now, policy)
+        echo, done = skip(echo, index, result, now)
+        if result == CONSENT_WITHDRAWN:
+            echo["reason"] = "consent_withdrawn"  # accounted for: the reconciler does not call it silent
+        return echo, done
+
+    def _send(self, echo: dict, channel: str, prefs: dict, now: datetime, message_id: str, title: str, body: str,
+              facts: dict) -> Outcome | str:
+        """One send on an external channel under ``<message_id>:<channel>``: the provider's outcome, or why
+        nothing was sent (no channel configured, no address, consent withdrawn)."""
         adapter = self.channels.get(channel)
         if adapter is None:
-            return skip(echo, index, f"no {channel} channel is configured", now)
+            return f"no {channel} channel is configured"
         if channel == "webhook":
             address = prefs.get("webhook_url")
         else:
             try:
-                address = self.lookup_contacts(echo["community"], echo["recipient"]).get(adapter.contact)
+                contact = self.lookup_contacts(echo["community"], echo["recipient"])
             except Exception as error:  # the directory is down or slow: this attempt failed, a later one may not
-                log.warning("echo.contacts_unavailable", echo_id=echo["_id"], error=type(error).__name__)
-                return record_send(echo, index, Outcome("failed", answer={"code": "contacts_unavailable"},
-                                                        retryable=True), now, policy)
+                log.warning("echo.contacts_unavailable", echo_id=message_id, error=type(error).__name__)
+                return Outcome("failed", answer={"code": "contacts_unavailable"}, retryable=True)
+            if consent_withdrawn(contact.get("consents"), channel, echo.get("audience", "resident")):
+                log.info("echo.consent_withdrawn", echo_id=message_id, channel=channel)
+                return CONSENT_WITHDRAWN
+            address = contact.get(adapter.contact)
         if not address:
-            return skip(echo, index, f"no {adapter.contact} on record", now)
-        title, body = render(_template(echo), channel, echo["facts"])
-        outcome = adapter.send(Message(echo["_id"], f"{echo['_id']}:{channel}", address, title, body,
-                                       echo["facts"], echo["source_event_type"], echo["ticket_id"]))
+            return f"no {adapter.contact} on record"
+        outcome = adapter.send(Message(message_id, f"{message_id}:{channel}", address, title, body, facts,
+                                       echo["source_event_type"], echo.get("ticket_id") or ""))
         if outcome.status in ("sent", "delivered"):
             labelled(ECHO_STAGE_LATENCY, channel, "sent").observe(
                 max((now - echo["occurred_at"]).total_seconds(), 0.0))
-        log.info("echo.attempt", echo_id=echo["_id"], channel=channel, status=outcome.status,
+        log.info("echo.attempt", echo_id=message_id, channel=channel, status=outcome.status,
                  code=(outcome.answer or {}).get("code"), retryable=outcome.retryable)
-        return record_send(echo, index, outcome, now, policy)
+        return outcome
+
+    def _send_digest(self, lead: dict, index: int, prefs: dict, now: datetime, policy: Policy) -> dict | None:
+        """Send every echo of the person's digest that is due on this channel as one message; each echo's step
+        records the same outcome and points at the digest (``digest_id``, also the send's idempotency key)."""
+        channel = lead["steps"][index]["channel"]
+        digest_id = lead["steps"][index].get("digest_id") or digest_id_of(lead, channel)
+        group = [lead]
+        for candidate in self.echoes.digest_candidates(lead, digest_id, now):
+            echo = self.echoes.claim(candidate, now)
+            if echo is None:
+                continue
+            if next_action(echo, now) == ("send", echo["current"]) and \
+                    echo["steps"][echo["current"]]["channel"] == channel:
+                group.append(echo)
+            else:
+                self.echoes.save(echo, [])  # not this digest's after all: let it go
+        title, body = digest_text([render(template_of(echo), channel, echo["facts"]) for echo in group])
+        facts = {"number": f"{len(group)}条"}
+        result = self._send(lead, channel, prefs, now, digest_id, title, body, facts)
+        DigestRepository(self.db).record(digest_id, lead, channel, [echo["_id"] for echo in group], title, body,
+                                         result if isinstance(result, Outcome) else None, now)
+        log.info("echo.digest", digest_id=digest_id, recipient=lead["recipient"], channel=channel, echoes=len(group))
+        saved = None
+        for echo in group:
+            current = echo["current"]
+            echo, kinds = self._record(echo, current, result, now, policy)
+            echo["digest_id"] = digest_id
+            echo["steps"][current]["digest_id"] = digest_id
+            events = outcome_events(echo, kinds, now)
+            if not self.echoes.save(echo, events):
+                log.warning("echo.moved_meanwhile", echo_id=echo["_id"])
+                continue
+            if events:
+                self.outbox.flush_soon(ECHO_COLLECTION, echo["_id"], events)
+                observe(echo, kinds)
+            if echo["_id"] == lead["_id"]:
+                saved = echo
+        return saved
 
     def _open_task(self, echo: dict, now: datetime) -> None:
         contact = {}
@@ -351,7 +354,7 @@ class NotifyService(HealthEndpoints):
             log.warning("echo.contacts_unavailable", echo_id=echo["_id"], error=type(error).__name__)
         phone = contact.get("phone")
         label = masked_phone(national_phone(phone) or phone) if phone else echo["recipient"]
-        title, body = render(_template(echo), "human", echo["facts"], recipient_label=label)
+        title, body = render(template_of(echo), "human", echo["facts"], recipient_label=label)
         TaskRepository(self.db).open({
             "_id": f"{echo['_id']}:human", "echo_id": echo["_id"], "community": echo["community"],
             "ticket_id": echo["ticket_id"], "number": echo["facts"].get("number"), "recipient": echo["recipient"],
@@ -382,6 +385,7 @@ class NotifyService(HealthEndpoints):
     @notify_timer
     def tick(self) -> None:
         self.reconcile()
+        self.run_checkins()
 
     @rpc
     def reconcile(self, now: str | None = None) -> dict:
@@ -442,6 +446,7 @@ class NotifyService(HealthEndpoints):
         if "webhook" in preferences["channels"] and role in (None, "resident", "volunteer"):
             raise ValidationFailed("the webhook channel is for staff", {"channels": ["webhook is for staff only"]})
         PreferenceRepository(self.db).put(community, person, preferences, utcnow())
+        self.preference_cache.forget(community, person)
         return self.preferences_of(community, person)
 
     @rpc
@@ -451,7 +456,14 @@ class NotifyService(HealthEndpoints):
         message, first = self.inbox.mark_read(community, recipient, message_id, now)
         if message is None:
             raise NotFound("no such message in your inbox", {"id": [message_id]})
-        if first:
+        if first and "echo" in message:  # the message is the echo's record too: one document to update
+            echo, kinds = receipt(carried(message), "inbox", "read", now)
+            events = outcome_events(echo, kinds, now)
+            self.inbox.save_echo(echo, events)
+            if events:
+                self.outbox.flush_soon(COLLECTION, message_id, events)
+                observe(echo, kinds)
+        elif first:
             self._receipt(message_id, "inbox", "read", now)
         return INBOX_MESSAGE.dump(message)
 
@@ -494,15 +506,17 @@ class NotifyService(HealthEndpoints):
                                {"X-Huisheng-Signature": ["invalid or stale"]}, code="bad_signature")
         applied = 0
         for item in parse(raw):
-            if self._sms_receipt(item):
-                applied += 1
+            # a digest's receipt is every echo's it carried
+            for echo_id in self.echoes.of_digest(item.echo_id) if is_digest_id(item.echo_id) else [item.echo_id]:
+                if self._sms_receipt(item, echo_id):
+                    applied += 1
         return {"code": 0, "msg": "成功", "applied": applied}
 
-    def _sms_receipt(self, item: Receipt) -> bool:
+    def _sms_receipt(self, item: Receipt, echo_id: str) -> bool:
         for attempt in range(SAVE_ATTEMPTS):
             if attempt:
                 eventlet.sleep(SAVE_BACKOFF_SECONDS * attempt)
-            echo = self.echoes.get(item.echo_id)
+            echo = self.echoes.get(echo_id)
             if echo is None:
                 return False
             if item.delivered:
@@ -517,7 +531,7 @@ class NotifyService(HealthEndpoints):
                     self.outbox.flush_soon(ECHO_COLLECTION, echo["_id"], events)
                     observe(echo, kinds)
                 return True
-        log.error("echo.receipt_not_applied", echo_id=item.echo_id, channel="sms", delivered=item.delivered)
+        log.error("echo.receipt_not_applied", echo_id=echo_id, channel="sms", delivered=item.delivered)
         return False
 
     # --- broadcasts ----------------------------------------------------------------------------------
@@ -532,22 +546,37 @@ class NotifyService(HealthEndpoints):
         """Accept a notice to a segment; its fan-out runs on ``notify.broadcasts``, in batches."""
         data = load(BroadcastSchema(), body)
         self.segment_page(community, data["segment"], None, 1)  # the directory refuses a bad spec now, not later
-        now = utcnow()
-        broadcast = {"_id": uuid.uuid4().hex, "community": community, "title": mask_phones(data["title"]),
+        broadcast_id = uuid.uuid4().hex
+        self._create_broadcast(community, broadcast_id, data, actor, utcnow())
+        return self.get_broadcast(community, broadcast_id)
+
+    def _create_broadcast(self, community: str, broadcast_id: str, data: dict, actor: str, now: datetime,
+                          **extra) -> bool:
+        """Store a broadcast with its request (``broadcast.requested``); False if one with that id exists."""
+        broadcast = {"_id": broadcast_id, "community": community, "title": mask_phones(data["title"]),
                      "body": mask_phones(data["body"]), "segment": data["segment"], "critical": data["critical"],
                      "status": "queued", "created_by": actor, "created_at": now, "cursor": None, "targeted": 0,
-                     "updated_at": now, "done_at": None}
-        event = Envelope.new("broadcast.requested", {"broadcast_id": broadcast["_id"], "segment": data["segment"],
+                     "updated_at": now, "done_at": None, **extra}
+        event = Envelope.new("broadcast.requested", {"broadcast_id": broadcast_id, "segment": data["segment"],
                                                      "critical": data["critical"]},
                              community=community, correlation_id=self.context.correlation_id)
-        BroadcastRepository(self.db).create(broadcast, [event])
-        self.outbox.flush_soon(BROADCASTS, broadcast["_id"], [event])
-        log.info("broadcast.created", broadcast_id=broadcast["_id"], actor=actor)
-        return self.get_broadcast(community, broadcast["_id"])
+        if not BroadcastRepository(self.db).create(broadcast, [event]):
+            return False
+        self.outbox.flush_soon(BROADCASTS, broadcast_id, [event])
+        log.info("broadcast.created", broadcast_id=broadcast_id, actor=actor)
+        return True
 
     @handles("notify.broadcasts")
     def on_broadcast(self, event: Envelope) -> None:
-        """Fan a broadcast out a page at a time: one insert per page, resumable after a crash from its cursor."""
+        """Fan a broadcast out a page at a time, each resident on their preferred channel.
+
+        Each page costs a directory call, one preferences read, inserts of its inbox messages (every
+        resident's notice is in their inbox; for those who prefer the inbox the message carries the echo's
+        record, delivered) and one insert of the echoes that start on a push channel, which are then sent at
+        once with the same plan, records, idempotency keys (``<broadcast>:<resident>:<channel>``) and
+        fallback as a ticket's echo. A crash resumes from the last page done: what was stored is skipped,
+        what was sent is not sent again (the echo is no longer due; a provider sees the same key).
+        """
         broadcasts = BroadcastRepository(self.db)
         broadcast = broadcasts.get(event.community, event.payload["broadcast_id"])
         if broadcast is None or broadcast["status"] == "done":
@@ -555,35 +584,152 @@ class NotifyService(HealthEndpoints):
         cursor, targeted = broadcast.get("cursor"), broadcast.get("targeted", 0)
         while True:
             page_of = self.segment_page(event.community, broadcast["segment"], cursor, BROADCAST_BATCH)
-            now = utcnow()
-            messages = [{
-                "_id": f"{broadcast['_id']}:{person['id']}", "community": event.community, "recipient": person["id"],
-                "ticket_id": None, "broadcast_id": broadcast["_id"], "channel": "inbox", "title": broadcast["title"],
-                "body": broadcast["body"], "source_event_id": event.event_id, "source_event_type": "broadcast",
-                "correlation_id": event.correlation_id, "created_at": now, "read_at": None,
-                "delivery": {"status": "delivered", "requested_at": broadcast["created_at"], "delivered_at": now},
-            } for person in page_of["items"]]
-            broadcasts.deliver_batch(messages)
-            targeted += len(messages)
+            targeted += self._broadcast_page(broadcast, event, page_of["items"])
             cursor = page_of.get("next_cursor")
-            broadcasts.progress(broadcast["_id"], cursor, targeted, done=cursor is None, at=now)
+            broadcasts.progress(broadcast["_id"], cursor, targeted, done=cursor is None, at=utcnow())
             if cursor is None:
                 break
         labelled(ECHOES, "inbox", "broadcast").inc(targeted)
         log.info("broadcast.done", broadcast_id=broadcast["_id"], targeted=targeted)
 
+    def _broadcast_page(self, broadcast: dict, event: Envelope, members: list[dict]) -> int:
+        now, policy, community = utcnow(), self.policy, event.community
+        people = [member["id"] for member in members]
+        grids = {member["id"]: member.get("grid") for member in members}
+        stored = PreferenceRepository(self.db).many(community, people)
+        prefs = {person: normalised(stored.get(person)) for person in people}
+        self.preference_cache.put(community, prefs)
+        facts = {"title": broadcast["title"], "body": broadcast["body"], "number": broadcast["_id"][:8]}
+        messages, pushed = [], []
+        title, body = render("broadcast", "inbox", facts)  # the same words for everyone
+        for person in people:
+            echo = new_echo(f"{broadcast['_id']}:{person}", prefs[person]["channels"], occurred_at=broadcast[
+                "created_at"], now=now, policy=policy, human=False)  # no grid worker calls on 10,000 doors
+            echo.update(community=community, ticket_id=None, broadcast_id=broadcast["_id"], recipient=person,
+                        source_event_id=event.event_id, source_event_type="broadcast",
+                        correlation_id=event.correlation_id, critical=broadcast["critical"], grid=grids[person],
+                        facts=facts, silent_at=None, audience="broadcast", template="broadcast")
+            message = echo_message(echo, title, body, now)
+            if echo["steps"][0]["channel"] == "inbox":
+                echo, _ = record_send(echo, 0, Outcome("delivered", answer={"code": "stored"}), now, policy)
+                message = carrying(message, echo)
+            else:
+                pushed.append(echo)
+            messages.append(message)
+        broadcasts = BroadcastRepository(self.db)
+        for start in range(0, len(messages), BROADCAST_INSERT):
+            broadcasts.deliver_batch(messages[start:start + BROADCAST_INSERT])
+            eventlet.sleep(0)  # ticket echoes' writes go between two of these, not after the whole page
+        broadcasts.create_echoes(pushed)
+        if pushed:
+            try:
+                self.contacts_hint = self.lookup_many_contacts(community, [echo["recipient"] for echo in pushed])
+            except Exception as error:  # each send looks its contact up again; the directory may be back by then
+                log.warning("broadcast.contacts_unavailable", broadcast_id=broadcast["_id"],
+                            error=type(error).__name__)
+            pool = eventlet.GreenPool(BROADCAST_SENDERS)
+            for _ in pool.imap(lambda echo: self._work(echo["_id"], now), pushed):
+                pass  # an echo a send could not settle stays due: the timer comes back to it
+            self.contacts_hint = None
+        return len(messages)
+
     @rpc
     def get_broadcast(self, community: str, broadcast_id: str) -> dict:
-        """A broadcast's progress: targeted so far, delivered, read, failed."""
+        """A broadcast's progress: targeted so far, delivered (on any channel), read (in the inbox), failed."""
         broadcast = BroadcastRepository(self.db).get(community, broadcast_id)
         if broadcast is None:
             raise NotFound("no such broadcast", {"id": [broadcast_id]})
-        delivered, read = BroadcastRepository(self.db).counts(broadcast_id)
+        delivered, read, failed = BroadcastRepository(self.db).counts(broadcast_id)
         return {"id": broadcast["_id"], "title": broadcast["title"], "body": broadcast["body"],
                 "segment": broadcast["segment"], "critical": broadcast["critical"], "status": broadcast["status"],
                 "created_by": broadcast["created_by"], "created_at": broadcast["created_at"].isoformat(),
                 "done_at": broadcast["done_at"].isoformat() if broadcast.get("done_at") else None,
-                "targeted": broadcast["targeted"], "delivered": delivered, "read": read, "failed": 0}
+                "targeted": broadcast["targeted"], "delivered": delivered, "read": read, "failed": failed}
+
+    # --- the daily health check-in of residents in home quarantine (services/notify/checkins.py) ------------
+
+    @rpc
+    def run_checkins(self, now: str | None = None) -> dict:
+        """One pass (the timer's): send the day's check-in once its hour has come; raise who did not answer."""
+        moment = datetime.fromisoformat(now) if now else utcnow()
+        config, state = self.echo_settings, self.echo_settings.checkin_state
+        if now is not None or time.monotonic() - state.read_at > SCHEDULE_SECONDS:
+            state.at, state.read_at = CheckinRepository(self.db).schedule(config.community), time.monotonic()
+        at = state.at
+        day = checkins.checkin_day(moment, at, config.timezone) if at else None
+        if day is None:
+            return {"day": None, "at": at}
+        broadcast_id = checkins.checkin_id(config.community, day)
+        created = False
+        if state.sent_day != day:
+            created = self._create_broadcast(config.community, broadcast_id, {
+                "title": checkins.TITLE, "body": checkins.BODY, "segment": checkins.SEGMENT, "critical": False},
+                "notify:checkin", moment, checkin_day=day.isoformat())
+            state.sent_day = day
+        raised = 0
+        if state.raised_day != day and checkins.raise_due(moment, day, at, config.timezone):
+            raised = self._raise_missing(config.community, day, broadcast_id)
+            state.raised_day = day
+        return {"day": day.isoformat(), "created": created, "raised": raised}
+
+    def _raise_missing(self, community: str, day: date, broadcast_id: str) -> int:
+        """Each grid worker hears how many of their grid's residents did not answer (a staff echo, once a day)."""
+        missing = checkins.missing_by_grid(self._roll(community, day))
+        if not missing:
+            return 0
+        workers = {grid["code"]: grid.get("workers") or [] for grid in self.directory.place_tree(community)["grids"]}
+        # The day's check-in stands as the source of these echoes; the envelope is never published.
+        source = Envelope.new("checkin.missing", {"ticket_id": None}, community=community)
+        raised = 0
+        for grid, residents in missing.items():
+            for worker in workers.get(grid, []):
+                self._start(source, worker, False, audience="staff", template=checkins.MISSING_TEMPLATE,
+                            facts={"count": len(residents), "date": day.isoformat()},
+                            echo_id=f"{broadcast_id}:missing:{grid}:{worker}")
+                raised += 1
+            log.info("checkin.missing", day=day.isoformat(), grid=grid, residents=len(residents))
+        return raised
+
+    def _roll(self, community: str, day: date) -> list[dict]:
+        members = BroadcastRepository(self.db).members(checkins.checkin_id(community, day))
+        return checkins.roll(members, CheckinRepository(self.db).of_day(community, day.isoformat()))
+
+    @rpc
+    def set_checkin_schedule(self, community: str, body: dict) -> dict:
+        """The hour (local, ``HH:MM``) of the daily check-in, or ``null``: none is sent."""
+        data = load(CHECKIN_SCHEDULE, body)
+        CheckinRepository(self.db).set_schedule(community, data["at"], utcnow())
+        if community == self.echo_settings.community:
+            self.echo_settings.checkin_state.read_at = float("-inf")  # this process sees it at once
+        return {"at": data["at"], "timezone": self.timezone}
+
+    @rpc
+    def answer_checkin(self, community: str, resident: str, body: dict) -> dict:
+        """A resident's answer to today's check-in (the last one of the day counts); 404 without a check-in."""
+        data = load(CHECKIN_ANSWER, body)
+        now = utcnow()
+        day = now.astimezone(ZoneInfo(self.timezone)).date()
+        if not BroadcastRepository(self.db).reached(checkins.checkin_id(community, day), resident):
+            raise NotFound("there is no health check-in for you today", {"date": [day.isoformat()]})
+        answer = CheckinRepository(self.db).answer(community, day.isoformat(), resident, data, now)
+        return {"date": day.isoformat(), "status": answer["status"], "temperature": answer["temperature"],
+                "note": answer["note"], "answered_at": now.isoformat()}
+
+    @rpc
+    def list_checkins(self, community: str, viewer: dict, day: str | None = None) -> dict:
+        """The day's check-in: every resident it reached (a grid worker: their grids') and their answer."""
+        today = utcnow().astimezone(ZoneInfo(self.timezone)).date()
+        wanted = checkins.parse_day(day, today)
+        if wanted is None:
+            raise ValidationFailed("not a date", {"date": ["a date as YYYY-MM-DD"]})
+        rows = [row for row in self._roll(community, wanted)
+                if may_access("checkins.read", viewer, community=community, grid=row["grid"])]
+        for row in rows:
+            if row["answer"] and row["answer"].get("answered_at"):
+                row["answer"]["answered_at"] = row["answer"]["answered_at"].isoformat()
+        answered = sum(row["answered"] for row in rows)
+        return {"date": wanted.isoformat(), "answered": answered, "missing": len(rows) - answered, "items": rows,
+                "next_cursor": None}
 
     @handles("notify.erasures")
     def on_resident_erased(self, event: Envelope) -> None:
@@ -593,6 +739,9 @@ class NotifyService(HealthEndpoints):
         echoes = self.echoes.erase_recipient(community, resident)
         tasks = TaskRepository(self.db).erase_recipient(community, resident)
         PreferenceRepository(self.db).erase(community, resident)
+        self.preference_cache.forget(community, resident)
+        CheckinRepository(self.db).erase_recipient(community, resident)
+        DigestRepository(self.db).erase_recipient(community, resident)
         log.info("resident.erased", resident_id=resident, inbox_messages_removed=removed, echoes_removed=echoes,
                  tasks_removed=tasks)
 

@@ -43,7 +43,12 @@ STAFF_TEMPLATES: dict[str, tuple[str, str]] = {
     "sla.warned": ("工单即将超时",
                    "工单 {{ number }}（{{ category }}）的办理时限已用去 {{ threshold }}%，请抓紧办理。"),
     "sla.breached": ("工单已超时", "工单 {{ number }}（{{ category }}）已超过办理时限，请尽快处理并说明情况。"),
+    # the daily health check-in (services/notify/checkins.py): residents of the worker's grid who did not answer
+    "checkin.missing": ("居家隔离人员未打卡",
+                        "您网格内有 {{ count }} 位居家隔离居民未完成 {{ date }} 的健康打卡，请电话或上门了解情况。"),
 }
+# A notice to a segment (``broadcast``): staff's own words, masked when the broadcast was accepted.
+BROADCAST_TEMPLATE = ("{{ title }}", "{{ body }}")
 STAFF_FACT_NAMES: tuple[str, ...] = ("number", "category", "priority", "threshold", "clock", "due_at")
 
 # How each channel shows an event's (title, body). ``title`` and ``body`` are the event's rendered texts.
@@ -149,7 +154,9 @@ def render(event_type: str, channel: str, ticket_facts: Mapping, *, recipient_la
 
     if channel not in CHANNEL_WRAPPERS:
         raise ValueError(f"unknown channel {channel!r}")
-    if event_type.startswith("staff:"):
+    if event_type == "broadcast":
+        title_source, body_source = BROADCAST_TEMPLATE
+    elif event_type.startswith("staff:"):
         title_source, body_source = STAFF_TEMPLATES[event_type.removeprefix("staff:")]
     else:
         title_source, body_source = OVERRIDES.get((event_type, channel)) or TEMPLATES[event_type]
@@ -159,3 +166,13 @@ def render(event_type: str, channel: str, ticket_facts: Mapping, *, recipient_la
     wrap_title, wrap_body = CHANNEL_WRAPPERS[channel]
     wrapped = {"title": title, "body": body, "recipient_label": recipient_label or BLANK, "signature": signature}
     return (mask_phones(_compiled(wrap_title).render(wrapped)), mask_phones(_compiled(wrap_body).render(wrapped)))
+
+
+def digest_text(texts: list[tuple[str, str]]) -> tuple[str, str]:
+    """One message of several echoes' (title, body): the count in the title, each echo a line of the body.
+
+    >>> digest_text([("诉求已受理", "编号 XQ-1 已受理。"), ("诉求已办结", "编号 XQ-2 已办结。")])
+    ('您有 2 条诉求进展', '1. 诉求已受理：编号 XQ-1 已受理。\\n2. 诉求已办结：编号 XQ-2 已办结。')
+    """
+    body = "\n".join(f"{n}. {title}：{text}" for n, (title, text) in enumerate(texts, 1))
+    return f"您有 {len(texts)} 条诉求进展", mask_phones(body)

@@ -5,6 +5,8 @@ The directory is not running here: a subclass pages through a list of residents 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from nameko.testing.services import entrypoint_hook
 
@@ -12,6 +14,14 @@ from kernel.envelope import Envelope
 from kernel.errors import ValidationFailed
 from services.notify.service import BROADCAST_BATCH, NotifyService
 from tests.conftest import free_port
+from tests.integration.test_notify_echoes import (  # noqa: F401  (fixtures)
+    echo_settings,
+    http,
+    no_faults,
+    prefer,
+    signed_receipts,
+    standins,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +97,76 @@ def test_an_empty_segment_is_done_with_nobody(notify, wait_until):
         created = create("xingqiao", {"title": "通知", "body": "内容", "segment": {"grid": "g-empty"}}, "s-1")
     assert wait_until(lambda: progress(notify, created["id"])["status"] == "done")
     assert progress(notify, created["id"])["targeted"] == 0
+
+
+# --- each resident on their preferred channel --------------------------------------------------------------
+
+PEOPLE = ["b-sms", "b-no-consent", "b-wx", "b-in-1", "b-in-2", "b-in-3"]
+CONTACTS = {"b-sms": {"phone": "13900000201", "consents": {"broadcasts": True}},
+            "b-no-consent": {"phone": "13900000202", "consents": {"broadcasts": False}},
+            "b-wx": {"wechat_openid": "openid-b-wx"}}
+
+
+class PreferringNotify(NotifyService):
+    """A segment of six, their contacts from a table (the directory answers both in the platform)."""
+
+    def segment_page(self, community: str, spec: dict, cursor: str | None, limit: int) -> dict:
+        start = int(cursor or 0)
+        following = start + 4  # two pages
+        return {"items": [{"id": person} for person in PEOPLE[start:following]],
+                "next_cursor": str(following) if following < len(PEOPLE) else None}
+
+    def lookup_contacts(self, community: str, person: str) -> dict:
+        return CONTACTS.get(person, {})
+
+    def lookup_many_contacts(self, community: str, people: list[str]) -> dict:
+        return {person: CONTACTS.get(person, {}) for person in people}
+
+
+@pytest.fixture
+def preferring(container_factory, settings, standins):  # noqa: F811
+    config = echo_settings(settings, standins, sms_receipt_secret="receipts-secret",
+                           notify_step_deadlines=(("sms", 600.0),))
+    container = container_factory(PreferringNotify, config.nameko_config(web_address=f"127.0.0.1:{free_port()}"))
+    container.start()
+    return container
+
+
+def test_a_broadcast_reaches_each_resident_on_their_preferred_channel(preferring, standins, settings,  # noqa: F811
+                                                                      mongo_client, wait_until):
+    prefer(preferring, "b-sms", channels=["sms", "inbox"])
+    prefer(preferring, "b-no-consent", channels=["sms", "inbox"])
+    prefer(preferring, "b-wx", channels=["wechat"])
+    with entrypoint_hook(preferring, "create_broadcast") as create:
+        created = create("xingqiao", {"title": "停水通知", "body": "明日停水", "segment": {}}, "s-1")
+    assert wait_until(lambda: progress(preferring, created["id"])["status"] == "done")
+    assert wait_until(lambda: progress(preferring, created["id"])["delivered"] == 5)
+    done = progress(preferring, created["id"])
+    assert (done["targeted"], done["failed"], done["read"]) == (6, 0, 0)  # the SMS waits for its receipt
+
+    db = mongo_client[settings.database_name("notify")]
+    assert sorted(m["recipient"] for m in db.inbox.find({"broadcast_id": created["id"]})) == sorted(PEOPLE)
+    [sms] = http("GET", f"{standins['sms']}/_standin/messages?phone=13900000201")["items"]
+    assert sms["out_id"] == f"{created['id']}:b-sms:sms"
+    assert http("GET", f"{standins['sms']}/_standin/messages?phone=13900000202")["items"] == []  # consent withdrawn
+    [wx] = http("GET", f"{standins['wechat']}/_standin/messages?touser=openid-b-wx")["items"]
+    assert wx["idempotency_key"] == f"{created['id']}:b-wx:wechat"
+    refused = db.echoes.find_one({"_id": f"{created['id']}:b-no-consent"})
+    assert [s["status"] for s in refused["steps"]] == ["skipped", "delivered"]
+    assert refused["steps"][0]["answers"][0]["reason"] == "consent withdrawn"
+
+    raw, stamp, signature = signed_receipts([{"out_id": sms["out_id"], "success": True, "err_code": "DELIVERED",
+                                              "report_time": datetime.now(UTC).isoformat()}])
+    with entrypoint_hook(preferring, "sms_receipts") as receipts:
+        assert receipts(raw, stamp, signature)["applied"] == 1
+    assert progress(preferring, created["id"])["delivered"] == 6
+
+    # the request handled again from the start (a crash before its first page was recorded): nothing twice
+    db.broadcasts.update_one({"_id": created["id"]}, {"$set": {"status": "sending", "cursor": None, "targeted": 0}})
+    [request] = db.broadcasts.find_one({"_id": created["id"]}, {"_outbox": 1})["_outbox"]
+    with entrypoint_hook(preferring, "on_broadcast") as on_broadcast:
+        on_broadcast(Envelope.from_wire({k: v for k, v in request.items() if not k.startswith("_")}))
+    assert db.inbox.count_documents({"broadcast_id": created["id"]}) == len(PEOPLE)
+    assert len(http("GET", f"{standins['sms']}/_standin/messages?phone=13900000201")["items"]) == 1
+    assert len(http("GET", f"{standins['wechat']}/_standin/messages?touser=openid-b-wx")["items"]) == 1
+    assert progress(preferring, created["id"])["delivered"] == 6

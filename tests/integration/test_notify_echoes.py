@@ -114,9 +114,31 @@ def notify(container_factory, settings, standins):
     return container
 
 
+class EchoRecords:
+    """Every echo record of notify's database: those in ``echoes`` and those an inbox message carries (an echo
+    delivered at once in the inbox is one document, its message; see services/notify/repository.py)."""
+
+    def __init__(self, db):
+        self.own, self.inbox = db.echoes, db.inbox
+
+    def find_one(self, query: dict) -> dict | None:
+        found = self.own.find_one(query)
+        if found is not None:
+            return found
+        message = self.inbox.find_one({**query, "echo": {"$exists": True}})
+        return None if message is None else {**message["echo"], "_id": message["_id"],
+                                             "_outbox": message.get("_outbox", [])}
+
+    def count_documents(self, query: dict) -> int:
+        return self.own.count_documents(query) + self.inbox.count_documents({**query, "echo": {"$exists": True}})
+
+    def update_one(self, query: dict, update: dict):
+        return self.own.update_one(query, update)
+
+
 @pytest.fixture
 def echoes(mongo_client, settings):
-    return mongo_client[settings.database_name("notify")].echoes
+    return EchoRecords(mongo_client[settings.database_name("notify")])
 
 
 def prefer(container, person: str, **preferences) -> dict:

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from tests.conftest import free_port
 from tests.integration.test_notify_echoes import (  # noqa: F401  (fixtures)
+    EchoRecords,
     TableNotify,
     echo_settings,
     no_faults,
@@ -68,7 +69,7 @@ def test_delivered_echoes_and_recorded_reasons_are_not_silent(notify, settings, 
     delivered, held = resolved("r-inbox"), resolved("r-quiet")
     publish_event(settings.amqp_uri, delivered.to_wire())
     publish_event(settings.amqp_uri, held.to_wire())
-    echoes = mongo_client[settings.database_name("notify")].echoes
+    echoes = EchoRecords(mongo_client[settings.database_name("notify")])
     assert wait_until(lambda: echoes.count_documents({"source_event_id": {"$in": [delivered.event_id,
                                                                                   held.event_id]}}) == 2)
     time.sleep(PROOF_SECONDS + 1)  # past the proof window, several timer passes later

@@ -197,3 +197,69 @@ def test_send_code_refuses_bad_input_without_echoing_it(notify):
         send_code("xingqiao", "1390000001", "12a456", "sign_in")
     assert set(caught.value.details) == {"phone", "code"}
     assert "12a456" not in json.dumps(caught.value.to_dict())
+
+
+def test_the_standin_pushes_signed_receipts_the_platform_accepts(tmp_path):
+    """Aliyun's report push: a JSON array POSTed after the configured delay, signed as notify verifies it; a
+    receipt the test asked to fail says ``success: false``; a receiver that answers 500 gets the batch again."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.notify.receipts import parse, verified
+
+    pushes: list[tuple[str, str, str]] = []
+    answers = iter([500])  # the first push is refused: the stand-in must try again
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            raw = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            pushes.append((raw, self.headers["X-Huisheng-Timestamp"], self.headers["X-Huisheng-Signature"]))
+            self.send_response(next(answers, 200))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "standins.sms", "--host", "127.0.0.1", "--port", str(port), "--journal",
+         str(tmp_path / "journal.jsonl"), "--access-key-id", KEY_ID, "--access-key-secret", SECRET,
+         "--rate-per-minute", "0", "--receipt-url", f"http://127.0.0.1:{receiver.server_port}/receipts",
+         "--receipt-secret", "push-secret", "--receipt-delay", "0.5"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                http("GET", f"{url}/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the stand-in did not start"
+                time.sleep(0.1)
+        assert http("POST", f"{url}/_standin/receipts", {"fail": 1, "err_code": "MOBILE_NOT_ON_SERVICE"})["fail"] == 1
+        adapter = AliyunSms(f"{url}/", KEY_ID, SECRET, "回声社区", timeout=2.0)
+        sent = time.monotonic()
+        adapter.send("13800007001", "SMS_HUISHENG_ECHO", {"ticket_id": "XQ-1", "title": "已办结"}, "e1:r1:sms")
+        adapter.send("13800007002", "SMS_HUISHENG_ECHO", {"ticket_id": "XQ-2", "title": "已办结"}, "e2:r2:sms")
+
+        deadline = time.monotonic() + 10
+        while len(pushes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pushes) >= 2, pushes  # refused once, pushed again
+        assert time.monotonic() - sent >= 0.5
+        raw, stamp, signature = pushes[-1]
+        assert verified("push-secret", stamp, signature, raw, time.time())
+        assert not verified("another-secret", stamp, signature, raw, time.time())
+        receipts = {receipt.echo_id: receipt for receipt in parse(raw)}
+        assert set(receipts) == {"e1:r1", "e2:r2"}
+        assert (receipts["e1:r1"].delivered, receipts["e1:r1"].answer["code"]) == (False, "MOBILE_NOT_ON_SERVICE")
+        assert receipts["e2:r2"].delivered and receipts["e2:r2"].answer["code"] == "DELIVERED"
+        view = http("GET", f"{url}/_standin/receipts")
+        assert (view["pushed"], view["failed_pushes"], view["pending"]) == (2, 1, 0)
+    finally:
+        process.terminate()
+        process.wait(10)
+        receiver.shutdown()

@@ -87,7 +87,17 @@ def test_an_unknown_channel_is_an_error():
         render("ticket.resolved", "fax", {})
 
 
-@pytest.mark.parametrize("event_type", sorted(templates.STAFF_TEMPLATES))
+TICKET_STAFF_TEMPLATES = sorted(set(templates.STAFF_TEMPLATES) - {"checkin.missing"})  # that one is no ticket's
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_the_missing_checkins_text_says_how_many_and_which_day(channel):
+    title, body = render("staff:checkin.missing", channel, {"count": 3, "date": "2026-12-06"})
+    assert title and "{" not in body
+    assert ("3 位" in body and "2026-12-06" in body) or channel == "wechat"
+
+
+@pytest.mark.parametrize("event_type", TICKET_STAFF_TEMPLATES)
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_staff_texts_render_with_the_ticket_but_no_resident(event_type, channel):
     payload = {**PAYLOAD, "category": "房屋设施", "threshold": 75, "assignee": {"kind": "worker", "id": "gw-1"}}
