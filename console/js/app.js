@@ -3,10 +3,13 @@ import { ApiError, requestCode, session, signIn, signOut } from "./api.js";
 import { clear, field, h } from "./dom.js";
 import { lang, setLang, t } from "./i18n.js";
 import { opsPage } from "./ops.js";
-import { dataPage, inboxPage, minePage, newRequestPage, residentTicketPage } from "./resident.js";
-import { boardPage, reportsPage, staffTicketPage } from "./staff.js";
+import { dailyPage, reportsPage, weeklyPage } from "./reports.js";
+import { dataPage, inboxPage, minePage, newRequestPage, residentTicketPage, wishesPage } from "./resident.js";
+import { boardPage, staffTicketPage } from "./staff.js";
+import { broadcastsPage, volunteersPage } from "./volunteers.js";
 
 const STAFF = ["grid_worker", "secretary", "admin"];
+const OFFICE = ["secretary", "admin"]; // community-wide: broadcasts, and the ops page beside the ops role
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const flashBox = document.getElementById("flash");
@@ -45,19 +48,26 @@ const ROUTES = [
   [/^#\/r\/ticket\/([\w-]+)$/, ["resident"], residentTicketPage],
   [/^#\/r\/inbox$/, ["resident"], inboxPage],
   [/^#\/r\/data$/, ["resident"], dataPage],
+  [/^#\/r\/wishes$/, ["resident"], wishesPage],
   [/^#\/s\/board$/, STAFF, boardPage],
   [/^#\/s\/ticket\/([\w-]+)$/, STAFF, staffTicketPage],
   [/^#\/s\/reports$/, STAFF, reportsPage],
-  [/^#\/o\/ops$/, ["ops", "secretary", "admin"], opsPage],
+  [/^#\/s\/daily$/, STAFF, dailyPage],
+  [/^#\/s\/weekly$/, STAFF, weeklyPage],
+  [/^#\/s\/volunteers$/, STAFF, volunteersPage],
+  [/^#\/s\/broadcasts$/, OFFICE, broadcastsPage],
+  [/^#\/o\/ops$/, ["ops", ...OFFICE], opsPage],
 ];
 
 function navigation() {
   const role = session()?.claims.role;
   const links = role === "resident"
-    ? [["#/r/new", "nav_new"], ["#/r/mine", "nav_mine"], ["#/r/inbox", "nav_inbox"], ["#/r/data", "nav_data"]]
+    ? [["#/r/new", "nav_new"], ["#/r/mine", "nav_mine"], ["#/r/inbox", "nav_inbox"], ["#/r/wishes", "nav_wishes"],
+      ["#/r/data", "nav_data"]]
     : role === "ops" ? [["#/o/ops", "nav_ops"]]
-      : role ? [["#/s/board", "nav_board"], ["#/s/reports", "nav_reports"],
-        ...(["secretary", "admin"].includes(role) ? [["#/o/ops", "nav_ops"]] : [])] : [];
+      : role ? [["#/s/board", "nav_board"], ["#/s/reports", "nav_reports"], ["#/s/daily", "nav_daily"],
+        ["#/s/weekly", "nav_weekly"], ["#/s/volunteers", "nav_volunteers"],
+        ...(OFFICE.includes(role) ? [["#/s/broadcasts", "nav_broadcasts"], ["#/o/ops", "nav_ops"]] : [])] : [];
   clear(nav).append(...links.map(([href, key]) => h("a", {
     href, id: `nav-${href.split("/").pop()}`, "aria-current": location.hash === href ? "page" : null }, t(key))));
   nav.hidden = links.length === 0;

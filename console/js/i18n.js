@@ -51,6 +51,56 @@ const STRINGS = {
     c_inbox: "站内信", c_sms: "短信", c_wechat: "微信", c_email: "邮件", c_human: "人工告知",
     d_delivered: "已送达", d_sent: "已发出", d_pending: "待处理", d_requested: "发送中", d_failed: "失败",
     d_silent: "未送达", d_read: "已读", d_skipped: "跳过", from_office: "社区回复：", merged_into: "已合并到",
+    // residents: the category's questions, 微心愿
+    questions: "关于“{name}”，请回答", optional: "（可不填）", pick_one: "请至少选一项",
+    photo: "照片（可不填）", photo_hint: "可以直接拍一张，或从相册选一张，不超过 10 MB",
+    photo_too_big: "照片太大了，请选一张不超过 10 MB 的", photo_alt: "现场照片 {n}",
+    photo_missing: "照片暂时无法显示", attachment: "附件",
+    nav_wishes: "微心愿", wishes_title: "微心愿", wish_new: "发布一个微心愿", wish_title: "心愿",
+    wish_hint: "例如：陪我去社区医院复查", wish_text: "具体说明（可不填）", wish_skill: "需要哪方面的帮助",
+    any_help: "都可以", publish: "发布", wish_published: "微心愿已发布，志愿者会联系您", my_wishes: "我的微心愿",
+    wish_taken: "已有志愿者认领", wish_candidates: "{n} 位志愿者适合",
+    w_published: "等待认领", w_offering: "正在联系志愿者", w_accepted: "志愿者已接受", w_checked_in: "志愿者已到场",
+    w_checked_out: "已完成", w_confirmed: "已确认", w_withdrawn: "已撤回",
+    // reports
+    nav_daily: "日清", nav_weekly: "周议", trend: "三率走势（按周）", trend_title: "最近 6 周的响应率、解决率、满意率",
+    chart_numbers: "查看数据", by_grid: "按网格", by_category: "按类别", open_list: "查看未清清单",
+    open_agenda: "查看周议议程", bounces: "退单 {n} 次", show: "查看", date: "日期",
+    daily_title: "日清 {date}", cleared: "当日概况", clearance_at: "清单截至 {at}", uncleared_list: "未清清单（{n}）",
+    all_cleared: "今日全部清零。", unplaced: "未定网格", nobody: "未派", week: "周",
+    weekly_title: "周议 {week}（{from} – {to}）", coverage_gaps: "志愿服务缺口", skill: "技能", available: "有空的",
+    needed: "需要",
+    // volunteers
+    nav_volunteers: "志愿者", volunteers_title: "志愿者", free_at: "在此时间有空", coverage_week: "缺口所在周（任一天）",
+    hours_of: "查看 {name} 近一年的服务时长", hours_value: "{h} 小时", vs_active: "在岗", vs_paused: "暂停",
+    vs_merged: "已合并", volunteer_count: "共 {n} 人", skills: "技能", teams: "服务队", availability: "可服务时间",
+    rating: "评分", hours_col: "时长（近一年）", coverage_gaps_week: "志愿服务缺口（{week} 起一周）",
+    candidates: "志愿者候选（按匹配排序）", task_state: "任务", volunteer: "志愿者",
+    offered_to: "已询问 {who}，{until} 前答复", score: "得分", free_now: "该队此刻有空 {n} 人：{who}",
+    nobody_free: "该队此刻没有有空的志愿者", wd_0: "周一", wd_1: "周二", wd_2: "周三", wd_3: "周四", wd_4: "周五",
+    wd_5: "周六", wd_6: "周日", every_day: "每天", offered_event: "已询问志愿者", gaps_caption: "不足 {n} 人有空的技能与网格（有空的 / 需要）",
+    rs_skill: "技能匹配（{v}）", rs_no_matching_skill: "技能不匹配", rs_same_grid: "同一网格", rs_available_now: "此时有空",
+    rs_not_in_availability: "此时不在服务时间", rs_recent_tasks: "近期任务 {v} 个",
+    // broadcasts
+    nav_broadcasts: "通知", broadcasts_title: "群发通知", b_compose: "写通知", b_title: "标题", b_body: "内容",
+    segment: "发给谁", everyone: "全部", flags: "人群（可多选）", min_age: "最小年龄", max_age: "最大年龄",
+    critical_hint: "紧急通知（不受免打扰时段限制）", b_send: "发送", b_sent: "通知已开始发送",
+    b_sent_list: "本次发送的通知", sent_at: "发送时间", critical: "紧急", b_targeted: "对象", b_delivered: "已送达",
+    b_read: "已读", b_failed: "失败", b_progress: "“{title}”的送达进度", b_running: "正在发送，页面会自动更新…",
+    bs_queued: "排队中", bs_sending: "发送中", bs_done: "已发完",
+    f_elderly: "老年人", f_lives_alone: "独居", f_disability: "残疾人", f_low_income: "低收入",
+    f_home_quarantine: "居家隔离", f_party_member: "党员",
+    // ops
+    on_server: "在服务器上运行", healthy: "正常", problems: "{n} 个问题", lagging: "有积压（超过 {s} 秒）",
+    q_queue: "队列", q_kind: "类型", q_ready: "待处理", q_unacked: "处理中", q_consumers: "消费者", q_dead_letters: "死信",
+    qk_consumer: "消费", qk_dlq: "死信", qk_retry: "重试", qk_unrouted: "无路由", qk_rpc: "RPC",
+    o_service: "服务", o_collection: "集合", o_events: "未确认事件", o_lag: "积压时长",
+    // skills (services/volunteers/domain.py SKILL_NAMES)
+    sk_plumbing: "水电维修-水", sk_electrical: "水电维修-电", sk_repairs: "维修", sk_elderly_care: "为老服务",
+    sk_meals: "助餐", sk_dispute_mediation: "矛盾调解", sk_counselling: "心理疏导", sk_legal_advice: "法律咨询",
+    sk_it_help: "数字助老", sk_errands: "跑腿代办", sk_patrol: "巡逻", sk_safety_check: "安全检查",
+    sk_sanitation: "环境卫生", sk_greening: "绿化", sk_publicity: "宣传", sk_events: "活动", sk_tutoring: "课业辅导",
+    sk_donations: "捐赠", sk_professional_services: "专业服务", sk_first_aid: "急救",
   },
   en: {
     app: "Huisheng · community requests", skip: "Skip to main content", lang_switch: "中文", large_on: "Large text",
@@ -108,6 +158,54 @@ const STRINGS = {
     c_inbox: "inbox", c_sms: "SMS", c_wechat: "WeChat", c_email: "e-mail", c_human: "in person",
     d_delivered: "delivered", d_sent: "sent", d_pending: "pending", d_requested: "sending", d_failed: "failed",
     d_silent: "not delivered", d_read: "read", d_skipped: "skipped", from_office: "From the office: ", merged_into: "Merged into",
+    questions: "About “{name}”, please answer", optional: "(optional)", pick_one: "Tick at least one",
+    photo: "Photo (optional)", photo_hint: "Take one now or pick one from your photos, up to 10 MB",
+    photo_too_big: "The photo is too large: pick one of 10 MB at most", photo_alt: "Photo {n} of the site",
+    photo_missing: "The photo cannot be shown right now", attachment: "Attachment",
+    nav_wishes: "Wishes", wishes_title: "Small wishes (微心愿)", wish_new: "Publish a wish", wish_title: "Wish",
+    wish_hint: "e.g. someone to come with me to the clinic", wish_text: "Details (optional)",
+    wish_skill: "What kind of help", any_help: "Any", publish: "Publish",
+    wish_published: "Your wish is published: a volunteer will contact you", my_wishes: "My wishes",
+    wish_taken: "A volunteer has taken it on", wish_candidates: "{n} volunteers fit",
+    w_published: "Waiting for a volunteer", w_offering: "Asking volunteers", w_accepted: "A volunteer accepted",
+    w_checked_in: "The volunteer is there", w_checked_out: "Done", w_confirmed: "Confirmed", w_withdrawn: "Withdrawn",
+    nav_daily: "Daily", nav_weekly: "Weekly", trend: "The rates week by week",
+    trend_title: "Response, resolution and satisfaction rates over the last 6 weeks", chart_numbers: "The numbers",
+    by_grid: "By grid", by_category: "By category", open_list: "The uncleared list", open_agenda: "The review agenda",
+    bounces: "bounced {n} times", show: "Show", date: "Date", daily_title: "Daily clearance {date}", cleared: "The day at a glance",
+    clearance_at: "As of {at}", uncleared_list: "Uncleared ({n})", all_cleared: "Everything is cleared today.",
+    unplaced: "No grid yet", nobody: "Not dispatched", week: "Week", weekly_title: "Weekly review {week} ({from} – {to})",
+    coverage_gaps: "Volunteer coverage gaps", skill: "Skill", available: "Available", needed: "Needed",
+    nav_volunteers: "Volunteers", volunteers_title: "Volunteers", free_at: "Free at", coverage_week: "Gaps in the week of",
+    hours_of: "Show {name}'s hours over the last year", hours_value: "{h} h", vs_active: "active", vs_paused: "paused",
+    vs_merged: "merged", volunteer_count: "{n} volunteers", skills: "Skills", teams: "Teams", availability: "Availability",
+    rating: "Rating", hours_col: "Hours (last year)", coverage_gaps_week: "Coverage gaps (week of {week})",
+    candidates: "Volunteer candidates (best match first)", task_state: "Task", volunteer: "Volunteer",
+    offered_to: "asked {who}, answer by {until}", score: "score", free_now: "{n} free in this team now: {who}",
+    nobody_free: "Nobody in this team is free now", wd_0: "Mon", wd_1: "Tue", wd_2: "Wed", wd_3: "Thu", wd_4: "Fri",
+    wd_5: "Sat", wd_6: "Sun", every_day: "Every day", offered_event: "A volunteer was asked",
+    gaps_caption: "Skills and grids with fewer than {n} volunteers free (free / needed)",
+    rs_skill: "skills fit ({v})", rs_no_matching_skill: "no matching skill", rs_same_grid: "same grid",
+    rs_available_now: "free now", rs_not_in_availability: "not free now", rs_recent_tasks: "{v} recent tasks",
+    nav_broadcasts: "Broadcasts", broadcasts_title: "Broadcasts", b_compose: "Compose", b_title: "Title", b_body: "Message",
+    segment: "To whom", everyone: "Everyone", flags: "Groups (any of)", min_age: "Youngest age", max_age: "Oldest age",
+    critical_hint: "Critical (ignores quiet hours)", b_send: "Send", b_sent: "The broadcast is going out",
+    b_sent_list: "Sent from here", sent_at: "Sent", critical: "critical", b_targeted: "Targeted", b_delivered: "Delivered",
+    b_read: "Read", b_failed: "Failed", b_progress: "Delivery of “{title}”", b_running: "Going out: this page updates itself…",
+    bs_queued: "queued", bs_sending: "sending", bs_done: "done",
+    f_elderly: "elderly", f_lives_alone: "living alone", f_disability: "disability", f_low_income: "low income",
+    f_home_quarantine: "home quarantine", f_party_member: "party member",
+    on_server: "On the server run", healthy: "Healthy", problems: "{n} problems", lagging: "Lagging (over {s} s)",
+    q_queue: "Queue", q_kind: "Kind", q_ready: "Ready", q_unacked: "Unacked", q_consumers: "Consumers",
+    q_dead_letters: "Dead letters", qk_consumer: "consumer", qk_dlq: "dead letters", qk_retry: "retry",
+    qk_unrouted: "unrouted", qk_rpc: "RPC", o_service: "Service", o_collection: "Collection",
+    o_events: "Unconfirmed events", o_lag: "Lag",
+    sk_plumbing: "plumbing", sk_electrical: "electrical", sk_repairs: "repairs", sk_elderly_care: "elderly care",
+    sk_meals: "meals", sk_dispute_mediation: "mediation", sk_counselling: "counselling", sk_legal_advice: "legal advice",
+    sk_it_help: "digital help", sk_errands: "errands", sk_patrol: "patrol", sk_safety_check: "safety checks",
+    sk_sanitation: "sanitation", sk_greening: "greening", sk_publicity: "publicity", sk_events: "events",
+    sk_tutoring: "tutoring", sk_donations: "donations", sk_professional_services: "professional services",
+    sk_first_aid: "first aid",
   },
 };
 
@@ -138,7 +236,7 @@ export function eventLabel(type) {
     "ticket.closed": "closed_not_fixed" }[type];
   if (state) return stateLabel(state);
   const other = { "ticket.bounced": "bounce", "ticket.merged": "merge", "ticket.commented": "comment",
-    "ticket.callback_recorded": "callback_title", "ticket.planned": "plan" }[type];
+    "ticket.callback_recorded": "callback_title", "ticket.planned": "plan", "volunteer.offered": "offered_event" }[type];
   return other ? t(other) : type;
 }
 
@@ -147,6 +245,15 @@ export function channelLabel(channel) { return has(`c_${channel}`) ? t(`c_${chan
 
 /** A delivery status ("delivered" -> 已送达); an unknown one as it is. */
 export function deliveryLabel(status) { return has(`d_${status}`) ? t(`d_${status}`) : status; }
+
+/** A volunteer skill's name ("plumbing" -> 水电维修-水); an unknown one as it is. */
+export function skillLabel(skill) { return has(`sk_${skill}`) ? t(`sk_${skill}`) : skill; }
+
+/** One reason of a candidate's place ("same_grid:g1", "recent_tasks:2") in words. */
+export function reasonLabel(reason) {
+  const [code, value = ""] = String(reason).split(":");
+  return has(`rs_${code}`) ? t(`rs_${code}`, { v: value.split(",").map(skillLabel).join("、") }) : reason;
+}
 
 function has(key) { return key in STRINGS[current] || key in STRINGS["zh-CN"]; }
 

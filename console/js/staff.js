@@ -1,10 +1,11 @@
-// The office's pages: the board by state with deadline countdowns, a ticket with every action the role
-// allows (the server's allowed_actions), and the reports (日清, 周议, 三率).
+// The office's pages: the board by state with deadline countdowns, and a ticket with every action the role
+// allows (the server's allowed_actions), its volunteer candidates and its echoes. Reports: reports.js.
 import { api, get } from "./api.js";
 import { failure, flash } from "./app.js";
 import { field, h, select } from "./dom.js";
-import { channelLabel, deliveryLabel, duration, eventLabel, stateLabel, t, when } from "./i18n.js";
+import { channelLabel, deliveryLabel, duration, eventLabel, skillLabel, stateLabel, t, when } from "./i18n.js";
 import { timeline } from "./resident.js";
+import { candidates, teamPreview } from "./volunteers.js";
 
 const STATES = ["received", "reopened", "dispatched", "accepted", "in_progress", "paused", "resolved", "confirmed",
   "closed_not_fixed"];
@@ -81,11 +82,21 @@ function actionForm(ticket, action, etag, tree, teams) {
     workers.sort((a, b) => (b[0] === ticket.suggested_owner) - (a[0] === ticket.suggested_owner));
     const kind = select(id("kind"), [["worker", t("worker")], ["team", t("team")]], { value: "worker" });
     const whom = select(id("id"), workers, { required: true });
+    const preview = h("div", { class: "preview" });
+    const previewTeam = async () => {
+      if (kind.value !== "team" || !whom.value) { preview.replaceChildren(); return; }
+      try { preview.replaceChildren(await teamPreview(whom.value)); } catch (error) {
+        preview.replaceChildren(h("p", { class: "muted" }, t("not_available", { why: failure(error) })));
+      }
+    };
     kind.addEventListener("change", () => {
-      whom.replaceChildren(...(kind.value === "team" ? teams.map((team) => [team.code, team.name]) : workers)
+      whom.replaceChildren(...(kind.value === "team" ? teams.map((team) => [team.code, `${team.name}${team.skills?.length
+        ? ` (${team.skills.map(skillLabel).join("、")})` : ""}`]) : workers)
         .map(([value, label]) => h("option", { value }, label)));
+      previewTeam();
     });
-    controls.push(field(t("to_kind"), kind), field(t("to_whom"), whom));
+    whom.addEventListener("change", previewTeam);
+    controls.push(field(t("to_kind"), kind), field(t("to_whom"), whom), preview);
   } else if (["bounce", "pause"].includes(action)) {
     controls.push(field(t("reason"), h("input", { id: id("reason"), required: true, maxlength: 500 })));
     if (action === "pause") controls.push(field(t("until"), h("input", { id: id("until"), type: "datetime-local" })));
@@ -185,46 +196,7 @@ export async function staffTicketPage(id) {
     ticket.comments.length ? h("div", {}, h("h2", {}, t("comments")), h("ul", { class: "list" },
       ticket.comments.map((c) => h("li", { class: "comment" },
       `${when(c.at)} ${c.visibility === "resident" ? `[${t("resident_visible")}] ` : ""}${c.text}`)))) : null,
+    await candidates(ticket),
     h("h2", {}, t("timeline")), timeline(ticket.timeline, true, ticket.reporter),
     await echoes(ticket));
-}
-
-function percent(rate) {
-  return rate === null || rate === undefined ? t("no_data") : `${Math.round(rate * 1000) / 10}%`;
-}
-
-async function report(path, title, draw) {
-  const box = h("section", { class: "card report", "aria-labelledby": `r-${title}`, id: `report-${title}` },
-    h("h2", { id: `r-${title}` }, t(title)));
-  try {
-    box.append(draw(await get(path)));
-  } catch (error) {
-    box.classList.add("unavailable");
-    box.append(h("p", {}, t("not_available", { why: failure(error) })));
-  }
-  return box;
-}
-
-function counts(pairs) {
-  return h("dl", { class: "facts" }, pairs.map(([label, value]) => [h("dt", {}, label), h("dd", {}, String(value))]));
-}
-
-export async function reportsPage() {
-  const reports = await Promise.all([
-    report("/api/v1/reports/rates", "rates", (r) => h("div", { id: "rates" }, ["response_rate", "resolution_rate",
-      "satisfaction_rate"].map((name) => {
-      const rate = r[name] || {};
-      return h("div", { class: "rate", "data-rate": name },
-        h("p", {}, h("strong", { id: `${name}-label` }, t(name)), " ", h("span", { class: "value" }, percent(rate.rate)),
-          " ", h("span", { class: "muted" }, t("rate_of", { num: rate.numerator ?? 0, den: rate.denominator ?? 0 }))),
-        h("meter", { min: 0, max: 1, value: rate.rate ?? 0, "aria-labelledby": `${name}-label` }));
-    }), h("p", { class: "muted" }, `${r.from} – ${r.to}`))),
-    report("/api/v1/reports/daily", "daily", (r) => counts([[t("open"), r.open],
-      [t("closed_today"), r.cleared?.closed_today ?? 0], [t("planned"), r.cleared?.planned ?? 0],
-      [t("deferred"), r.cleared?.deferred ?? 0], [t("awaiting_callback"), r.cleared?.awaiting_callback ?? 0],
-      [t("uncleared"), r.uncleared?.count ?? 0]])),
-    report("/api/v1/reports/weekly", "weekly", (r) => counts(["overdue", "reopened", "unsatisfied",
-      "bounced_repeatedly", "callback_unanswered", "repeat_problems"].map((name) => [t(name), r[name]?.count ?? 0]))),
-  ]);
-  return h("div", {}, h("h1", {}, t("reports_title")), h("div", { class: "reports" }, reports));
 }

@@ -65,10 +65,20 @@ def test_a_resident_reports_a_matter_from_a_phone(resident):
     width = resident.driver.execute_script("return document.documentElement.clientWidth")
     assert width == PHONE[0]
     resident.choose("#service", "roof_leak")
+    # the category's questions (its Open311 attributes), asked in their order, each with its label
+    resident.wait_for("#questions")
+    assert resident.texts("#questions label")[:2] == ["漏水发生在几楼？", "现在还在漏水吗？"]
     resident.type("#description", "顶楼漏雨，卧室天花板在滴水")
     assert resident.find("#building").get_attribute("value") == "b01"  # her own building, from her record
     resident.type("#address", "1单元101")
+    resident.click("#submit-request")  # the floor is required: the browser holds the form back and says so
+    assert resident.driver.execute_script("return document.getElementById('attr-floor').validity.valueMissing")
+    assert not resident.find("#flash").text
+    resident.type("#attr-floor", "6")
+    resident.choose("#attr-still_leaking", "yes")
+    resident.click("#attr-leak_spots-ceiling")
     resident.shot("resident-new-request")
+    assert not serious(resident)
     resident.click("#submit-request")
     message = resident.flash()
     number = re.search(r"XQ-\d{8}-\d{4,}", message)
@@ -80,6 +90,10 @@ def test_a_resident_reports_a_matter_from_a_phone(resident):
     resident.go("#/r/mine")
     link = resident.wait_for(f'a.ticket-link[data-number="{FOUND["number"]}"]')
     assert "已受理" in link.text
+    # the answers travel with the report as the category's attributes, shown on the ticket's page
+    resident.click(f'a.ticket-link[data-number="{FOUND["number"]}"]')
+    resident.wait_for("#answers")
+    assert resident.texts("#answers dd")[:2] == ["6", "还在漏"]
 
 
 def _act(worker: Console, action: str, state: str, fill: dict[str, str] | None = None) -> None:
@@ -217,15 +231,24 @@ def test_the_other_actions_take_their_reasons_from_the_forms(worker, running_pla
     assert merged["merged_into"] == first["id"], merged
 
 
-def test_ops_see_health_silent_tickets_and_latency_and_what_is_missing(ops):
+def test_ops_see_health_queues_dead_letters_outbox_lag_silent_tickets_and_latency(ops):
     ops.go("#/o/ops")
     health = ops.wait_for("#ops-health")
     assert "200 ok" in health.text and "200 ready" in health.text, health.text
     assert "数量" in ops.find("#ops-silent").text
     assert "站内信" in ops.find("#ops-latency").text  # the echoes so far went to the inbox
-    for missing in ("#ops-queues", "#ops-dlq", "#ops-outbox"):  # no API offers them: said, not hidden
-        assert "不可用" in ops.find(missing).text
-    assert "huisheng ops queues" in ops.find("#ops-queues").text
+    for panel in ("#ops-queues", "#ops-dlq", "#ops-outbox"):  # GET /api/v1/ops/overview answers all three
+        assert "不可用" not in ops.find(panel).text, ops.find(panel).text
+    queues = {row.get_attribute("data-queue") for row in ops.all("#queues tbody tr")}
+    assert "huisheng.notify.ticket_events" in queues, queues
+    dead = ops.texts('#queues tbody tr[data-queue="huisheng.notify.ticket_events"] td:nth-child(6)')
+    assert dead == ["0"], dead  # its dead letters beside it
+    consumers = ops.texts('#queues tbody tr[data-kind="consumer"] td:nth-child(5)')
+    assert consumers and all(int(n) >= 1 for n in consumers), consumers  # every service is up: each queue consumed
+    assert ops.find("#dlq-total").text == "数量: 0"
+    services = {row.get_attribute("data-service") for row in ops.all("#outboxes tbody tr")}
+    assert {"tickets", "notify"} <= services, services
+    assert not serious(ops)
     ops.shot("ops")
 
 
@@ -300,9 +323,10 @@ def test_the_countdown_warns_in_the_last_quarter_and_turns_red_past_the_deadline
 
 
 @pytest.mark.parametrize("who, routes", [
-    ("resident", ["#/r/new", "#/r/mine", "#/r/inbox", "#/r/data"]),
-    ("worker", ["#/s/board", "#/s/reports"]),
-    ("secretary", ["#/s/reports", "#/s/board", "#/o/ops"]),
+    ("resident", ["#/r/new", "#/r/mine", "#/r/inbox", "#/r/wishes", "#/r/data"]),
+    ("worker", ["#/s/board", "#/s/reports", "#/s/daily", "#/s/weekly", "#/s/volunteers"]),
+    ("secretary", ["#/s/reports", "#/s/board", "#/s/daily", "#/s/weekly", "#/s/volunteers", "#/s/broadcasts",
+                   "#/o/ops"]),
     ("ops", ["#/o/ops"]),
 ])
 def test_axe_finds_no_serious_violation_on_the_main_pages(who, routes, request):
@@ -326,7 +350,7 @@ def test_the_pages_fit_a_phone(worker):
     """The staff's pages too: a grid worker on a round checks the board from a phone."""
     worker.size(*PHONE)
     try:
-        for route in ("#/s/board", "#/s/reports"):
+        for route in ("#/s/board", "#/s/reports", "#/s/daily", "#/s/weekly", "#/s/volunteers"):
             worker.go(route)
             assert worker.driver.execute_script("return document.documentElement.scrollWidth") <= PHONE[0], route
         worker.go("#/s/board")
