@@ -70,8 +70,10 @@ bench-quick: install
 ## the fault suite (tests/chaos, about 20 minutes): SIGKILLed services (extras, and supervised ones that `huisheng
 ## up` must bring back), a killed broker (a RabbitMQ node of the suite's own) and database, poison messages,
 ## back-pressure, graceful shutdown, the outbox relay under a 10 s late commit and 10 s clock skew (libfaketime),
-## a three-node RabbitMQ cluster with quorum queues losing a node, the naive pipeline as a positive control;
-## prints the tallies, writes them to var/chaos/tallies.txt, keeps every process's log in var/chaos/run
+## a three-node RabbitMQ cluster with quorum queues losing a node (`huisheng up --scale`: two of each process),
+## the naive pipeline as a positive control; prints one table of every scenario (sent, acknowledged, lost,
+## duplicates applied, silent tickets; single node and cluster side by side), then each tally; writes them to
+## var/chaos/tallies.txt, keeps every process's log in var/chaos/run
 .PHONY: chaos
 chaos: install
 	@command -v faketime >/dev/null 2>&1 || echo "chaos: faketime is not installed (apt-get install -y faketime):" \

@@ -16,14 +16,16 @@ import pytest
 
 from tests.chaos.processes import DatabaseServer
 from tests.chaos.rabbit import RabbitNode, free_ports, server_script
+from tests.chaos.relays import Verdict
 from tests.chaos.systems import NaivePipeline, Platform
-from tests.chaos.tally import Tally
+from tests.chaos.tally import Tally, summary_table
 
 MARKERS = (
     "chaos: fault-injection scenario of the full fault suite (make chaos; skipped unless selected)",
     "chaos_smoke: bounded fault-injection scenario that also runs in CI",
 )
-_TALLIES: list[Tally] = []
+_TALLIES: list[tuple[str, Tally | Verdict]] = []  # (test id, what it recorded), in the order they ran
+_OUTCOMES: dict[str, str] = {}  # test id -> passed / failed / error / skipped
 
 
 def pytest_configure(config) -> None:
@@ -46,11 +48,20 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
+def pytest_runtest_logreport(report) -> None:
+    """A scenario's outcome for the summary: failed if any phase failed, else what its call did."""
+    if report.failed or report.when == "call":
+        previous = _OUTCOMES.get(report.nodeid)
+        _OUTCOMES[report.nodeid] = previous if previous in ("failed", "error") else (
+            "error" if report.failed and report.when != "call" else report.outcome)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not _TALLIES:
         return
     terminalreporter.section("chaos tallies")
-    text = "\n\n".join(tally.render() for tally in _TALLIES)
+    rows = [{**tally.summary(), "test": _OUTCOMES.get(nodeid, "?")} for nodeid, tally in _TALLIES]
+    text = summary_table(rows) + "\n\n" + "\n\n".join(tally.render() for _, tally in _TALLIES)
     terminalreporter.write_line(text)
     destination = os.environ.get("HUISHENG_CHAOS_REPORT")
     if destination:
@@ -60,11 +71,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 @pytest.fixture
-def record():
+def record(request):
     """Print a tally now (shown with -s, or on failure) and again in the end-of-run summary."""
 
     def keep(tally: Tally) -> Tally:
-        _TALLIES.append(tally)
+        _TALLIES.append((request.node.nodeid, tally))
         print("\n" + tally.render(), flush=True)
         return tally
 

@@ -47,12 +47,15 @@ def run(scenario: Scenario, system: System) -> Tally:
     try:
         started = time.monotonic()
         load = drive(scenario, system)
-        loaded = time.monotonic() - started
+        loaded, stopped = time.monotonic() - started, time.time()
         tally = count(scenario.name, system, store, load.requests,
                       wait_drained(system, store, load.requests, scenario.drain_timeout))
         evidence, samples = crash_evidence(system, store, load.requests, load.wall_began)
+        tally.silent, silent_note = system.silent_tickets(stopped)
     finally:
         store.close()
+    if silent_note:
+        tally.notes.append(silent_note)
     tally.details.update(evidence)
     if samples:
         tally.notes.append(f"written, then the attempt failed (key@t): {', '.join(samples[:4])}")
@@ -99,6 +102,8 @@ def violations(tally: Tally) -> list[str]:
         (tally.drain_s is not None, "the backlog did not drain"),
         (not any(n.startswith(("CRASHED", "NOT RUNNING")) for n in tally.notes), "a process died"),
         (tally.unacked == 0, f"{tally.unacked} requests were never acknowledged though the system recovered"),
+        (not tally.proves_echoes or tally.silent is not None, "notify's silent-tickets report was not read"),
+        (not tally.silent, f"{tally.silent} tickets are silent (GET /api/v1/reports/silent)"),
     ]
     return [problem for ok, problem in checks if not ok]
 

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 SCRIPTS = Path("/usr/lib/rabbitmq/bin")
+PORT_FLOOR = 20000  # free_ports draws from here up to the ephemeral range
 START_TIMEOUT = 90.0
 SCHEDULER_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -38,12 +40,38 @@ class BrokerUnavailable(RuntimeError):
     """The suite's own node could not be started (RabbitMQ missing, or it failed to boot)."""
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on loopback right now (all bound at once, so none repeats)."""
-    sockets = [socket.socket() for _ in range(count)]
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' source ports (Linux's default if unreadable)."""
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on loopback right now (all bound at once, so none repeats).
+
+    Drawn below the ephemeral range, never with ``bind(0)``: a port the kernel hands out there
+    is one any outgoing connection on the machine may take as its source port before our server
+    binds it, or while it is down between a kill and its restart on the same port (it happened:
+    SecantusDB failed with ``EADDRINUSE`` with other suites running beside this one).
+    """
+    top = min(ephemeral_range()[0], 65536)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count * 200):
+            if len(sockets) == count:
+                break
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", random.randrange(PORT_FLOOR, top)))
+            except OSError:  # in use: draw again
+                sock.close()
+                continue
+            sockets.append(sock)
+        if len(sockets) < count:
+            raise OSError(f"no {count} free ports between {PORT_FLOOR} and {top}")
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:

@@ -126,6 +126,14 @@ class Verdict:
 
     LATE_S = 5.0
 
+    def summary(self) -> dict[str, str]:
+        """This run's line in the suite's summary table (:data:`tests.chaos.tally.SUMMARY`): a write sent
+        once, committed, and published (at least once: a second publish applies nothing, consumers dedupe)."""
+        return {"scenario": self.name, "system": "outbox relay", "broker": "1 node", "sent": str(self.attempted),
+                "acknowledged": str(self.acknowledged), "lost": str(len(self.lost) + len(self.phantom)),
+                "duplicates applied": "-", "silent": "-",
+                "drain_s": "never" if self.drain_s is None else f"{self.drain_s:.1f}"}
+
     def render(self) -> str:
         rows = [("attempted", self.attempted), ("acknowledged", self.acknowledged),
                 ("failed (not retried)", self.failed),

@@ -27,10 +27,14 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
+
 from kernel.auth import issue_token
+from kernel.cli.main import STAND_INS
 from kernel.config import ENVIRONMENT, Settings
 from kernel.ledger import unpublished
 from kernel.mongo import connect
+from kernel.platform import PROCESSES, Process
 from tests.chaos.load import Target
 from tests.chaos.processes import ROOT, DatabaseServer, ProcessFailed, ServiceInstance, Supervised, huisheng_argv
 from tests.chaos.rabbit import RabbitNode, free_ports
@@ -41,10 +45,15 @@ REPORT = {"service_code": "blocked_drain", "address_string": "兴乔小区3号�
 CHAOS_SETTINGS = {
     "RETRY_DELAYS_MS": "100,300,1000,2000", "OUTBOX_SWEEP_SECONDS": "0.5", "OUTBOX_GRACE_SECONDS": "1",
     "RPC_TIMEOUT": "5", "HUISHENG_STOP_TIMEOUT": "8", "LOG_LEVEL": "INFO", "HUISHENG_COMMUNITY": COMMUNITY,
+    # notify's proof window, short enough that the silent-tickets count read after every scenario covers
+    # every ticket the load created (with production's 15 minutes it would be 0 whatever happened).
+    "ECHO_PROOF_SECONDS": "10", "NOTIFY_TIMER_SECONDS": "2",
 }
 PLATFORM_PROCESSES = ("tickets", "notify", "volunteers", "gateway")
 NAIVE_PROCESSES = ("notify", "tickets", "gateway")
 CLI_TIMEOUT = 150.0
+SILENT_TICKS = 3  # reconciler passes to allow for after the last proof deadline (a slow timer under load)
+SILENT_READ_ATTEMPTS = 5
 
 
 def description(key: str) -> str:
@@ -52,12 +61,16 @@ def description(key: str) -> str:
     return f"chaos {key}: 3号楼下水道堵了，污水漫到楼道"
 
 
+def port_variable(process: Process) -> str:
+    """The variable ``huisheng up`` reads a process's port from (``kernel.cli.main.process_port``)."""
+    return "GATEWAY_PORT" if process.is_gateway else f"HUISHENG_PORT_{process.name.upper()}"
+
+
 def clean_environ() -> dict[str, str]:
-    """Our environment without any platform setting or proxy (the suite sets each itself)."""
-    ports = ("TICKETS", "NOTIFY", "VOLUNTEERS", "DIRECTORY", "SMS")
-    drop = set(ENVIRONMENT) | {f"HUISHENG_PORT_{name}" for name in ports}
+    """Our environment without any platform setting, port, scale or proxy (the suite sets each itself)."""
     proxies = {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}
-    return {k: v for k, v in os.environ.items() if k not in drop | proxies}
+    ports = re.compile(r"(HUISHENG_PORT_\w+|GATEWAY_PORT(_\d+)?|HUISHENG_SCALE)")
+    return {k: v for k, v in os.environ.items() if k not in set(ENVIRONMENT) | proxies and not ports.fullmatch(k)}
 
 
 class Store:
@@ -164,6 +177,15 @@ class System:
                 found.append(f"{instance.label}: {json.loads(line).get('error', line)[:160]}")
         return found
 
+    def broker(self) -> str:
+        """The RabbitMQ this system runs on, as the tallies name it."""
+        nodes = getattr(self.node, "nodes", None)
+        return f"{len(nodes)}-node cluster" if nodes else "1 node"
+
+    def silent_tickets(self, load_stopped: float) -> tuple[int | None, str | None]:
+        """The silent-tickets count and a note; (None, None) for a system without notify's reconciler."""
+        return None, None
+
     def consumers(self) -> dict[str, int]:
         return {name: q["consumers"] for name, q in self.node.queues(self.vhost).items()}
 
@@ -180,14 +202,19 @@ class Platform(System):
     # Consumer queues and retry tiers; dead-letter queues keep what they hold on purpose.
     consumer_queue_pattern = re.compile(r"huisheng\.(?!.*\.dlq$).*")
 
-    def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer):
+    def __init__(self, root: Path, node: RabbitNode, db: DatabaseServer, scale: int = 1):
         super().__init__(root, node, db)
-        ports = free_ports(7)
-        self.gateway_port = ports[0]
-        # Every port `up` opens is the suite's own, the directory's and the SMS stand-in's included.
-        self.env.update({"GATEWAY_PORT": str(ports[0]), "HUISHENG_PORT_TICKETS": str(ports[1]),
-                         "HUISHENG_PORT_NOTIFY": str(ports[2]), "HUISHENG_PORT_VOLUNTEERS": str(ports[3]),
-                         "HUISHENG_PORT_DIRECTORY": str(ports[5]), "HUISHENG_PORT_SMS": str(ports[6])})
+        # Every port `up` opens is the suite's own, every stand-in's included (read from the CLI's own lists, so
+        # a new process or stand-in never falls back to its fixed default port, which another run may hold).
+        variables = [port_variable(process) for process in PROCESSES] + [
+            f"HUISHENG_PORT_{stand_in.name.upper()}" for stand_in in STAND_INS]
+        self.env.update(zip(variables, map(str, free_ports(len(variables))), strict=True))
+        self.gateway_port = int(self.env["GATEWAY_PORT"])
+        # `up --scale NAME=n`: instance k of each process on a port of the suite's own (GATEWAY_PORT_k ...).
+        self.scale = scale
+        scaled = [f"{port_variable(process)}_{instance}" for process in PROCESSES
+                  if process.name in PLATFORM_PROCESSES for instance in range(2, scale + 1)]
+        self.env.update(zip(scaled, map(str, free_ports(len(scaled))), strict=True))
         self.supervised: dict[str, Supervised] = {}
         self.killed: dict[str, int] = {}  # supervised children a fault SIGKILLed on purpose, by name
         self._tokens: dict[str, str] = {}
@@ -199,7 +226,8 @@ class Platform(System):
                               timeout=timeout, check=False)
 
     def up(self) -> None:
-        done = self.cli("up", "-d", "--timeout", "90")
+        scale = ["--scale", ",".join(f"{name}={self.scale}" for name in PLATFORM_PROCESSES)] if self.scale > 1 else []
+        done = self.cli("up", "-d", "--timeout", "90", *scale)
         if done.returncode != 0:
             raise ProcessFailed(f"huisheng up -d failed ({done.returncode}):\n{done.stdout[-3000:]}"
                                 f"\n{done.stderr[-3000:]}")
@@ -265,7 +293,8 @@ class Platform(System):
         return ServiceInstance(f"{name}#2 (crashes after {crash_after} writes)", argv, env, port, log)
 
     def instances(self, name: str) -> list:
-        supervised = [self.supervised[name]] if name in self.supervised else []
+        """``name``, ``name#2`` ... as ``huisheng up`` runs them, then the suite's extra."""
+        supervised = [child for label, child in sorted(self.supervised.items()) if label.split("#")[0] == name]
         return supervised + super().instances(name)
 
     def all_instances(self) -> list:
@@ -281,6 +310,8 @@ class Platform(System):
 
     def target(self) -> Target:
         urls = [f"http://127.0.0.1:{self.gateway_port}/api/v1/tickets"]
+        urls += [f"{child.address}/api/v1/tickets" for child in self.instances("gateway")[1:]
+                 if isinstance(child, Supervised)]  # up --scale's gateway#2 ...
         if "gateway" in self.extras:
             urls.append(f"http://127.0.0.1:{self.extras['gateway'].port}/api/v1/tickets")
         return Target(
@@ -293,6 +324,34 @@ class Platform(System):
 
     def store(self) -> Store:
         return Store(self.db.uri, f"{self.prefix}tickets", f"{self.prefix}notify", "request_key")
+
+    def silent_tickets(self, load_stopped: float) -> tuple[int | None, str | None]:
+        """notify's silent-tickets count as staff read it (``GET /api/v1/reports/silent``), once the proof
+        deadline of the last ticket the load created has passed and the reconciler has had time to run.
+
+        The count only grows with time for an echo never delivered, so one read after the deadline is enough.
+        (None, why) if the report cannot be read: the run then fails, it does not pass unchecked.
+        """
+        settle = float(CHAOS_SETTINGS["ECHO_PROOF_SECONDS"]) + SILENT_TICKS * float(
+            CHAOS_SETTINGS["NOTIFY_TIMER_SECONDS"])
+        time.sleep(max(0.0, load_stopped + settle - time.time()))
+        settings = Settings(secret=self.secret, community=COMMUNITY)
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'secretary', 'chaos-secretary', ttl=600)}"}
+        url = f"http://127.0.0.1:{self.gateway_port}/api/v1/reports/silent"
+        problem = "no attempt"
+        for _ in range(SILENT_READ_ATTEMPTS):
+            try:
+                answer = requests.get(url, headers=headers, timeout=10)
+                if answer.status_code == 200:
+                    report = answer.json()
+                    tickets = [item.get("ticket_id") for item in report["items"]]
+                    return report["count"], (f"silent tickets: {', '.join(map(str, tickets[:6]))}"
+                                             if report["count"] else None)
+                problem = f"{answer.status_code} {answer.text[:200]}"
+            except (requests.RequestException, ValueError, KeyError) as error:
+                problem = repr(error)[:200]
+            time.sleep(1.0)
+        return None, f"SILENT REPORT NOT READ: GET /api/v1/reports/silent: {problem}"
 
     def close(self) -> None:
         super().close()

@@ -7,7 +7,10 @@
   one inbox message per (ticket, source event type, recipient), more than one
   ``echo.delivered`` record per echo in the tickets service;
 * recovered — acknowledged in or after the fault, and complete;
-* hung — attempts that got no answer within the load generator's timeout.
+* hung — attempts that got no answer within the load generator's timeout;
+* silent — (platform) notify's silent-tickets count (``GET /api/v1/reports/silent``) once the proof
+  deadline of the last ticket created has passed: a ticket change echoed to nobody and accounted for by
+  no reason.
 """
 
 from __future__ import annotations
@@ -16,11 +19,28 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pymongo.errors import PyMongoError
+
 from tests.chaos.load import Attempt, LogicalRequest
 from tests.chaos.systems import Store, System
 
-COLUMNS = ("requests", "acknowledged", "unacked", "lost", "duplicated", "recovered", "retried", "hung", "complete_s",
-           "drain_s")
+COLUMNS = ("requests", "acknowledged", "unacked", "lost", "duplicated", "recovered", "retried", "hung", "silent",
+           "complete_s", "drain_s")
+
+
+# The suite's summary: one line per scenario run, single-node and cluster side by side (conftest prints it).
+SUMMARY = ("scenario", "system", "broker", "sent", "acknowledged", "lost", "duplicates applied", "silent", "drain_s",
+           "test")
+
+
+def summary_table(rows: list[dict[str, str]]) -> str:
+    """``rows`` (each keyed by ``SUMMARY``) as one aligned table."""
+    widths = {c: max([len(c)] + [len(row.get(c, "")) for row in rows]) for c in SUMMARY}
+    lines = ["  ".join(c.ljust(widths[c]) if c == "scenario" else c.rjust(widths[c]) for c in SUMMARY)]
+    for row in rows:
+        lines.append("  ".join(row.get(c, "").ljust(widths[c]) if c == "scenario" else row.get(c, "").rjust(widths[c])
+                               for c in SUMMARY))
+    return "\n".join(lines)
 
 
 @dataclass
@@ -35,6 +55,9 @@ class Tally:
     recovered: int = 0
     retried: int = 0
     hung: int = 0
+    silent: int | None = None  # notify's silent-tickets count after the scenario (None: not read)
+    proves_echoes: bool = False  # the system runs notify's reconciler: its silent count must be read, and 0
+    broker: str = "1 node"  # the RabbitMQ it ran on: "1 node" or "3-node cluster"
     complete_s: float | None = None  # after the load stopped: every acknowledged request complete
     drain_s: float | None = None  # ... and no outbox, consumer queue or retry tier holds anything
     details: Counter = field(default_factory=Counter)
@@ -42,15 +65,23 @@ class Tally:
     records: list[LogicalRequest] = field(default_factory=list, repr=False)  # what the load did
 
     def row(self) -> list[str]:
-        return [str(getattr(self, name)) for name in COLUMNS[:-2]] + [
+        silent = "-" if self.silent is None else str(self.silent)
+        return [str(getattr(self, name)) for name in COLUMNS[:-3]] + [silent] + [
             "never" if value is None else f"{value:.1f}" for value in (self.complete_s, self.drain_s)]
+
+    def summary(self) -> dict[str, str]:
+        """This run's line in the suite's summary table (see ``SUMMARY``)."""
+        return {"scenario": self.scenario, "system": self.system, "broker": self.broker,
+                "sent": str(self.requests), "acknowledged": str(self.acknowledged), "lost": str(self.lost),
+                "duplicates applied": str(self.duplicated), "silent": "-" if self.silent is None else str(self.silent),
+                "drain_s": "never" if self.drain_s is None else f"{self.drain_s:.1f}"}
 
     def render(self) -> str:
         """A small table: the counts, then what they are made of, then notes."""
         widths = [max(len(c), len(v)) for c, v in zip(COLUMNS, self.row(), strict=True)]
         head = "  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths, strict=True))
         body = "  ".join(v.rjust(w) for v, w in zip(self.row(), widths, strict=True))
-        lines = [f"== chaos tally: {self.scenario} [{self.system}]", head, body]
+        lines = [f"== chaos tally: {self.scenario} [{self.system}, RabbitMQ {self.broker}]", head, body]
         if self.details:
             lines.append("   " + ", ".join(f"{k}={v}" for k, v in sorted(self.details.items())))
         lines += [f"   - {note}" for note in self.notes]
@@ -60,7 +91,8 @@ class Tally:
 def count(scenario: str, system: System, store: Store, requests: list[LogicalRequest], drain: Drain) -> Tally:
     """Check every logical request against what the system stored."""
     tally = Tally(scenario, system.kind, requests=len(requests), complete_s=drain.complete_s,
-                  drain_s=drain.drained_s, records=requests)
+                  drain_s=drain.drained_s, records=requests, proves_echoes=system.records_echoes,
+                  broker=system.broker())
     tally.notes += drain.notes
     acknowledged = [r for r in requests if r.acknowledged]
     tally.acknowledged = len(acknowledged)
@@ -193,8 +225,13 @@ def _drain_state(system: System, store: Store, requests: list[LogicalRequest]) -
         backlog = {name: n for name, n in system.backlog().items() if n}
     except Exception as error:  # the broker may still be restarting
         backlog = {"broker": repr(error)[:200]}
-    return {"incomplete": incomplete(system, store, requests), "outbox": store.outbox_pending(),
-            "queues": backlog}
+    try:
+        return {"incomplete": incomplete(system, store, requests), "outbox": store.outbox_pending(),
+                "queues": backlog}
+    except PyMongoError as error:
+        # The database may be restarting or too slow to answer (a query timed out at 10 s on a loaded machine):
+        # not drained yet, and said so in the notes if it never answers; the final count reads it again.
+        return {"incomplete": -1, "outbox": -1, "queues": {**backlog, "database": repr(error)[:200]}}
 
 
 # ---------------------------------------------------------------------- did the kills land where we wanted?
