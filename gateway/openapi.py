@@ -223,6 +223,8 @@ OPERATIONS: dict[str, Operation] = {
                                   bodies=("BroadcastSchema",), action="broadcasts.create",
                                   description="An empty `segment` is the whole community; `critical` bypasses "
                                               "quiet hours and digests."),
+    "list_broadcasts": Operation("The community's broadcasts, newest first, each with its progress", "notify",
+                                 answer="Page", query=("cursor", "limit"), action="broadcasts.read"),
     "get_broadcast": Operation("A broadcast's progress: targeted, delivered, read, failed", "notify",
                                action="broadcasts.read"),
     "sms_receipts": Operation("The SMS provider's delivery receipts (Aliyun SmsReport), signed", "notify",

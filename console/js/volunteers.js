@@ -10,7 +10,6 @@ import { day, gapTable } from "./reports.js";
 const CHINA_OFFSET = "+08:00"; // a time typed here is a time in the platform's zone (Asia/Shanghai)
 const FLAGS = ["elderly", "lives_alone", "disability", "low_income", "home_quarantine", "party_member"];
 const POLL_MS = 2000;
-const SENT_KEY = "huisheng.broadcasts"; // the broadcasts sent from this tab: the API has no list of them
 
 /** "2026-12-06T09:30" (datetime-local, Shanghai time) as ISO 8601 with its offset. */
 export function shanghai(local) {
@@ -112,10 +111,6 @@ export async function teamPreview(team) {
 
 // --- broadcasts -------------------------------------------------------------------------------------------
 
-function sent() {
-  try { return JSON.parse(sessionStorage.getItem(SENT_KEY) || "[]"); } catch { return []; }
-}
-
 function progress(broadcast) {
   const done = broadcast.status === "done";
   return h("li", { class: "card broadcast", "data-broadcast": broadcast.id, "data-status": broadcast.status },
@@ -155,9 +150,8 @@ export async function broadcastsPage() {
     const ticked = [...flags.querySelectorAll("input:checked")].map((input) => input.value);
     if (ticked.length) segment.flags = ticked;
     try {
-      const { data } = await api("POST", "/api/v1/broadcasts", { body: { title: title.value.trim(),
+      await api("POST", "/api/v1/broadcasts", { body: { title: title.value.trim(),
         body: body.value.trim(), segment, critical: critical.checked } });
-      sessionStorage.setItem(SENT_KEY, JSON.stringify([data.id, ...sent().filter((id) => id !== data.id)].slice(0, 20)));
       flash(t("b_sent"), "ok", true);
       window.dispatchEvent(new HashChangeEvent("hashchange"));
     } catch (error) { flash(failure(error), "error"); }
@@ -168,8 +162,7 @@ export async function broadcastsPage() {
   h("button", { type: "submit", id: "send-broadcast", class: "primary" }, t("b_send")));
 
   const refresh = async (first = false) => {
-    const found = await Promise.all(sent().map((id) => get(`/api/v1/broadcasts/${encodeURIComponent(id)}`).catch(() => null)));
-    const shown = found.filter(Boolean);
+    const shown = (await get("/api/v1/broadcasts?limit=20")).items; // the community's latest, newest first
     list.replaceChildren(...(shown.length ? shown.map(progress) : [h("li", { class: "muted" }, t("none"))]));
     // keep watching while one is still going out and this page is the one shown
     if (shown.some((b) => b.status !== "done") && (first || document.body.contains(list))) polling = setTimeout(refresh, POLL_MS);

@@ -83,6 +83,14 @@ class NotifyRoutes:
         caller = self.caller(request, "broadcasts.create")
         return 201, self.notify.create_broadcast(caller.community, json_body(request), caller.subject)
 
+    @http("GET", "/api/v1/broadcasts")
+    @endpoint
+    def list_broadcasts(self, request):
+        """The community's broadcasts, newest first, each with its progress."""
+        caller = self.caller(request, "broadcasts.read")
+        cursor, limit = paging(request)
+        return 200, self.notify.list_broadcasts(caller.community, cursor=cursor, limit=limit)
+
     @http("GET", "/api/v1/broadcasts/<string:broadcast_id>")
     @endpoint
     def get_broadcast(self, request, broadcast_id):

@@ -8,8 +8,10 @@ as a message of their own. :class:`EchoRepository` reads both where staff or the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
@@ -33,6 +35,7 @@ def ensure_indexes(db: Database) -> None:
     DeliveryRepository.ensure_indexes(db)
     ensure_echo_indexes(db)
     CheckinRepository.ensure_indexes(db)
+    BroadcastRepository.ensure_indexes(db)
 
 
 class InboxRepository:
@@ -353,6 +356,18 @@ class BroadcastRepository:
     def get(self, community: str, broadcast_id: str) -> dict | None:
         return self.collection.find_one({"_id": broadcast_id, "community": community},
                                         {"_outbox": 0, "_outbox_since": 0})
+
+    def recent(self, community: str, limit: int, after: Sequence[Any] | None = None) -> list[dict]:
+        """A community's broadcasts, newest first; ``after`` is the ``(created_at, id)`` of the previous page's last."""
+        sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        return list(self.collection.find({"community": community, **keyset_filter(sort, after)},
+                                         {"_outbox": 0, "_outbox_since": 0}, sort=sort, limit=limit))
+
+    @staticmethod
+    def ensure_indexes(db: Database) -> None:
+        """The list of a community's broadcasts, newest first."""
+        db[BROADCASTS].create_index([("community", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                                    name="by_created")
 
     def deliver_batch(self, messages: list[dict]) -> int:
         """Insert a page of inbox messages at once; those stored before (a redelivered batch) are skipped."""

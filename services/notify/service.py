@@ -639,7 +639,18 @@ class NotifyService(HealthEndpoints):
         broadcast = BroadcastRepository(self.db).get(community, broadcast_id)
         if broadcast is None:
             raise NotFound("no such broadcast", {"id": [broadcast_id]})
-        delivered, read, failed = BroadcastRepository(self.db).counts(broadcast_id)
+        return self._broadcast_view(broadcast)
+
+    @rpc
+    def list_broadcasts(self, community: str, cursor: str | None = None, limit: int | None = None) -> dict:
+        """The community's broadcasts, newest first, each with its progress: ``{"items", "next_cursor"}``."""
+        limit = page_limit(limit)
+        found = BroadcastRepository(self.db).recent(community, limit + 1, after=decode_cursor(cursor, 2))
+        return page(found, limit, key=lambda broadcast: (broadcast["created_at"], broadcast["_id"]),
+                    dump=lambda shown: [self._broadcast_view(broadcast) for broadcast in shown])
+
+    def _broadcast_view(self, broadcast: dict) -> dict:
+        delivered, read, failed = BroadcastRepository(self.db).counts(broadcast["_id"])
         return {"id": broadcast["_id"], "title": broadcast["title"], "body": broadcast["body"],
                 "segment": broadcast["segment"], "critical": broadcast["critical"], "status": broadcast["status"],
                 "created_by": broadcast["created_by"], "created_at": broadcast["created_at"].isoformat(),

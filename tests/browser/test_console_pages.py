@@ -159,6 +159,11 @@ def test_a_broadcast_is_composed_for_a_segment_and_watched_to_the_end(secretary)
     assert targeted >= 1 and delivered == targeted, (targeted, delivered)
     assert not serious(secretary)
     secretary.shot("staff-broadcasts")
+    # The list is the community's (GET /api/v1/broadcasts), not this tab's: it is there after a reload.
+    secretary.driver.execute_script("sessionStorage.removeItem('huisheng.broadcasts')")
+    secretary.driver.refresh()
+    secretary.until(lambda d: any("停水通知" in li.text for li in d.find_elements(By.CSS_SELECTOR, "#broadcasts li")),
+                    "the broadcast listed again after a reload")
 
 
 def test_english_on_the_new_pages(secretary):

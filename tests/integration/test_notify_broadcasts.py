@@ -82,6 +82,22 @@ def test_a_broadcast_reaches_every_resident_of_the_segment_once(notify, settings
     assert inbox.count_documents({"broadcast_id": created["id"], "recipient": "r-00001"}) == 1
 
 
+def test_the_community_s_broadcasts_are_listed_newest_first_a_page_at_a_time(notify, wait_until):
+    created = []
+    with entrypoint_hook(notify, "create_broadcast") as create:
+        for title in ("第一则", "第二则", "第三则"):
+            created.append(create("xingqiao", {"title": title, "body": "内容", "segment": {"grid": "g-empty"}},
+                                  "s-1"))
+    assert wait_until(lambda: all(progress(notify, b["id"])["status"] == "done" for b in created))
+    with entrypoint_hook(notify, "list_broadcasts") as list_broadcasts:
+        first = list_broadcasts("xingqiao", limit=2)
+        rest = list_broadcasts("xingqiao", cursor=first["next_cursor"], limit=2)
+        elsewhere = list_broadcasts("dongcheng")
+    assert [b["title"] for b in first["items"] + rest["items"]] == ["第三则", "第二则", "第一则"]
+    assert rest["next_cursor"] is None and first["items"][0] == progress(notify, created[2]["id"])
+    assert elsewhere == {"items": [], "next_cursor": None}
+
+
 def test_a_bad_segment_is_refused_before_anything_is_stored(notify, settings, mongo_client):
     with entrypoint_hook(notify, "create_broadcast") as create:
         with pytest.raises(ValidationFailed) as bad_segment:
