@@ -71,7 +71,8 @@ bench-quick: install
 ## up` must bring back), a killed broker (a RabbitMQ node of the suite's own) and database, poison messages,
 ## back-pressure, graceful shutdown, the outbox relay under a 10 s late commit and 10 s clock skew (libfaketime),
 ## a three-node RabbitMQ cluster with quorum queues losing a node (`huisheng up --scale`: two of each process),
-## the naive pipeline as a positive control; prints one table of every scenario (sent, acknowledged, lost,
+## the naive pipeline as a positive control, notify SIGKILLed mid-broadcast (tests/e2e/test_broadcast_crash.py);
+## prints one table of every scenario (sent, acknowledged, lost,
 ## duplicates applied, silent tickets; single node and cluster side by side), then each tally; writes them to
 ## var/chaos/tallies.txt, keeps every process's log in var/chaos/run
 .PHONY: chaos
@@ -80,6 +81,7 @@ chaos: install
 		"the skewed-clock scenarios will be skipped"
 	mkdir -p var/chaos
 	HUISHENG_CHAOS=1 HUISHENG_CHAOS_REPORT=var/chaos/tallies.txt $(BIN)/python -m pytest tests/chaos \
+		tests/e2e/test_broadcast_crash.py \
 		-m "chaos or chaos_smoke" --basetemp=var/chaos/run -v
 
 ## the full schemathesis run against /openapi.json (every phase, 100 examples per operation; `make test` runs a

@@ -26,7 +26,8 @@ from services.directory.seed import load_demo
 from tests.e2e.conftest import huisheng
 from tests.e2e.test_directory import eventually
 
-pytestmark = pytest.mark.e2e
+# A fault scenario (a process SIGKILLed, a minute long): `make chaos` runs it, beside the fault suite.
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 GRID = "g4"
 BUILDINGS = {b["code"] for g in load_demo()["grids"] if g["code"] == GRID for b in g["buildings"]}
