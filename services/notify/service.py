@@ -598,7 +598,6 @@ class NotifyService(HealthEndpoints):
         grids = {member["id"]: member.get("grid") for member in members}
         stored = PreferenceRepository(self.db).many(community, people)
         prefs = {person: normalised(stored.get(person)) for person in people}
-        self.preference_cache.put(community, prefs)
         facts = {"title": broadcast["title"], "body": broadcast["body"], "number": broadcast["_id"][:8]}
         messages, pushed = [], []
         title, body = render("broadcast", "inbox", facts)  # the same words for everyone
@@ -621,7 +620,8 @@ class NotifyService(HealthEndpoints):
             broadcasts.deliver_batch(messages[start:start + BROADCAST_INSERT])
             eventlet.sleep(0)  # ticket echoes' writes go between two of these, not after the whole page
         broadcasts.create_echoes(pushed)
-        if pushed:
+        if pushed:  # their sends read preferences again: from this page's read, not one read each
+            self.preference_cache.put(community, {echo["recipient"]: prefs[echo["recipient"]] for echo in pushed})
             try:
                 self.contacts_hint = self.lookup_many_contacts(community, [echo["recipient"] for echo in pushed])
             except Exception as error:  # each send looks its contact up again; the directory may be back by then
