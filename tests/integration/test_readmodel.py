@@ -122,3 +122,18 @@ def test_the_projection_folds_what_committed_once_resumes_after_a_crash_and_one_
     assert fold_all(second) == 1 and first.fold(db, model, now) == 0
     expected = facts_of(db[COLLECTION].find({"_id": {"$ne": tickets[2]["_id"]}}, FACT_FIELDS), now)
     assert model.as_facts() == expected
+
+
+def test_a_first_start_folds_the_tickets_of_every_community_changed_lately_then_follows_the_stream(db):
+    now = utcnow()
+    here = list(ticket_documents(12, now, seed=3))
+    there = [{**ticket, "_id": f"other-{ticket['_id']}"} for ticket in ticket_documents(8, now, seed=4,
+                                                                                     community="other")]
+    for ticket in here + there:
+        ticket["updated_at"] = now  # changed within the look-back: the fallback must find each
+    db[COLLECTION].insert_many(here + there)
+    model = ReadModel(db)
+
+    assert ReportStream("first").fold(db, model, now) == 0  # no stored position: the fallback folded them
+    assert model.as_facts() == full_aggregation(db, now)
+    assert {fact["community"] for fact in db[FACTS].find({}, {"community": 1})} == {COMMUNITY, "other"}
