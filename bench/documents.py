@@ -17,7 +17,7 @@ from kernel.outbox import with_events
 
 COMMUNITY = "xingqiao"
 TICKET_BODY = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
-               "address_string": "兴乔小区3号楼"}
+               "address_string": "兴乔小区3号楼", "attributes": {"overflowing": "yes"}}  # its required answer
 # An event no subscription consumes: it is routed to huisheng.unrouted (and to our tap), so a backlog of
 # these measures the relay alone, not the consumers' catch-up competing with it for the two cores.
 BACKLOG_EVENT_TYPE = "ticket.escalated"

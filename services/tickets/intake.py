@@ -4,6 +4,7 @@ A category (a service of the catalogue) may ask questions, Open311's attributes 
 (:meth:`services.tickets.catalogue.Service.check_attributes` checks an answer). Both intake paths ask
 :func:`answers` for the clean values, kept on the ticket as ``attributes`` (Open311's name), shown in
 every view of it, and cleared with its description when the reporter is erased or retention comes.
+Patrol findings do not come through here: their schema (kernel/contracts.py) carries no answers.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from services.tickets.catalogue import Service
 
 OPEN311_FIELD = "attribute[{code}]"  # GeoReport v2 names an answer attribute[code] in its form
 NATIVE_FIELD = "attributes.{code}"  # the JSON body's path to it
-MISSING = "required"  # Service.check_attributes' word for a required answer left out
 
 
 def answers(service: Service, given: Mapping[str, Any] | None, field: str = NATIVE_FIELD) -> dict[str, Any]:
     """The clean answers to ``service``'s questions, or 422 listing every bad or missing one.
 
     ``field`` names an answer in the errors, as the caller's request spells it. ``given`` None is a
-    request that does not answer at all (a native body without ``attributes``: a client older than the
-    questions, or staff's quick phone-in): what it omits is not asked for, so only a body that answers
-    must answer every required question. Open311's form always answers (``{}`` when it names none).
+    native body without ``attributes``: it answers nothing, so it is held to the same rule as ``{}``.
+    The questions are asked and validated at intake (issue #11), so a required answer (a roof leak's
+    floor) is required from every path -- resident, staff's phone-in or walk-in, Open311 -- or the office
+    has to call back for it before anyone can be sent. A category without required questions still
+    takes a body without ``attributes``.
 
     >>> from services.tickets.catalogue import Catalogue
     >>> leak = Catalogue.load().get("roof_leak")
@@ -36,12 +38,15 @@ def answers(service: Service, given: Mapping[str, Any] | None, field: str = NATI
     ... except ValidationFailed as error:
     ...     sorted(error.details)
     ['attributes.colour', 'attributes.floor', 'attributes.still_leaking']
-    >>> answers(leak, None)  # a body without attributes: nothing asked, nothing required
+    >>> try:
+    ...     answers(leak, None)  # a body without attributes: the required questions are still asked
+    ... except ValidationFailed as error:
+    ...     error.details
+    {'attributes.floor': ['required'], 'attributes.still_leaking': ['required']}
+    >>> answers(Catalogue.load().get("sanitation"), None)  # no questions: nothing to answer
     {}
     """
     values, errors = service.check_attributes(given or {})
-    if given is None:  # not asked: a required question left out is no error (see above)
-        errors = {key: problems for key, problems in errors.items() if problems != [MISSING]}
     if errors:
         # check_attributes names each problem attribute[code]; the request's own spelling is ``field``
         named = {field.format(code=key[len("attribute["):-1]): problems for key, problems in errors.items()}

@@ -34,7 +34,12 @@ def check(request: dict, viewer: dict, community: str, catalogue: Catalogue) -> 
 
 def finding_ticket(community: str, patrol_id: str, index: int, finding: dict, service: Service, now: datetime,
                    number: str, placed: dict) -> Ticket:
-    """A finding of the round as a ticket with source ``patrol``, its id derived from the round's."""
+    """A finding of the round as a ticket with source ``patrol``, its id derived from the round's.
+
+    It carries no answers to the category's questions and is not held to the required ones
+    (``intake.answers``): kernel/contracts.py's PatrolFindingSchema has no ``attributes`` yet, and a
+    finding the worker cannot record would be a finding the office never hears of.
+    """
     return Ticket.receive(
         id=ticket_id_for(community, f"patrol:{patrol_id}", str(index)), community=community, service=service,
         description=finding["description"], reporter=None, source="patrol", now=now,

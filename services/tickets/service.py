@@ -113,7 +113,7 @@ class TicketsService(HealthEndpoints):
             reporter, source = request.pop("on_behalf_of"), request.pop("source")
         else:
             request = load(CREATE_TICKET, data)
-        # ``attributes`` left out of the body altogether: nothing was asked (intake.answers), else all is checked
+        # ``attributes`` left out answers nothing: intake.answers still asks the category's required questions
         attachments, given = request.pop("attachments", []), request.pop("attributes", None)
         request_hash = fingerprint(data) if request_key is not None else None
         earlier = self.tickets.by_request_key(community, reporter, request_key)

@@ -204,7 +204,8 @@ def test_the_other_actions_take_their_reasons_from_the_forms(worker, running_pla
     made = []
     for text in ("3号楼电梯异响", "3号楼电梯有异响，坐着害怕"):
         answer = requests.post(f"{gateway}/api/v1/tickets", timeout=10, headers=resident_token, json={
-            "service_code": "blocked_drain", "description": text, "building": "b03", "address_string": "3号楼"})
+            "service_code": "blocked_drain", "description": text, "building": "b03", "address_string": "3号楼",
+            "attributes": {"overflowing": "no"}})
         assert answer.status_code == 201, answer.text
         made.append(answer.json())
     first, second = made
@@ -282,7 +283,7 @@ def test_the_board_shows_tickets_by_state_with_their_countdowns(secretary, runni
                                     ("p-742502eab0b2", "b10", "10号楼下水道反水")):
         answer = requests.post(f"{gateway}/api/v1/tickets", timeout=10, headers=running_platform.token(
             "resident", subject), json={"service_code": "blocked_drain", "description": text, "building": building,
-                                        "address_string": f"{building} 1单元"})
+                                        "address_string": f"{building} 1单元", "attributes": {"overflowing": "yes"}})
         assert answer.status_code == 201, answer.text
         made.append(answer.json())
     first = made[0]

@@ -59,7 +59,8 @@ def test_the_office_dispatches_to_a_volunteer_team_and_sees_the_ranked_candidate
     answer = requests.post(f"{running_platform.gateway}/api/v1/tickets", timeout=10,
                            headers=running_platform.token("resident", RESIDENT_03),
                            json={"service_code": "blocked_drain", "description": "3号楼下水道堵了，厨房反水",
-                                 "building": "b03", "address_string": "3号楼2单元"})
+                                 "building": "b03", "address_string": "3号楼2单元",
+                                 "attributes": {"overflowing": "yes"}})
     assert answer.status_code == 201, answer.text
     ticket = answer.json()
     worker.go(f"#/s/ticket/{ticket['id']}")

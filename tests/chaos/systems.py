@@ -40,7 +40,8 @@ from tests.chaos.processes import ROOT, DatabaseServer, ProcessFailed, ServiceIn
 from tests.chaos.rabbit import RabbitNode, free_ports
 
 COMMUNITY = "xingqiao"
-REPORT = {"service_code": "blocked_drain", "address_string": "兴乔小区3号楼2单元"}
+REPORT = {"service_code": "blocked_drain", "address_string": "兴乔小区3号楼2单元",
+          "attributes": {"overflowing": "yes"}}  # blocked_drain's required answer
 # Fast enough for a test, the same code paths as production: 5 attempts, then the dead-letter queue.
 CHAOS_SETTINGS = {
     "RETRY_DELAYS_MS": "100,300,1000,2000", "OUTBOX_SWEEP_SECONDS": "0.5", "OUTBOX_GRACE_SECONDS": "1",

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 HUISHENG = [sys.executable, "-m", "kernel.cli.main"]
 REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
-          "address_string": "兴乔小区3号楼2单元", "lat": 36.8, "long": 118.05}
+          "address_string": "兴乔小区3号楼2单元", "lat": 36.8, "long": 118.05,
+          "attributes": {"overflowing": "yes"}}  # blocked_drain's required answer
 
 
 def run(command: list[str], env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

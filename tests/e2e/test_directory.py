@@ -20,7 +20,7 @@ from tests.e2e.conftest import huisheng
 
 pytestmark = pytest.mark.e2e
 REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
-          "address_string": "兴乔小区3号楼2单元"}
+          "address_string": "兴乔小区3号楼2单元", "attributes": {"overflowing": "yes"}}  # blocked_drain's answer
 
 
 def a_seeded_resident() -> dict:

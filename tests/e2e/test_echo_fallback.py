@@ -12,7 +12,8 @@ from services.directory.seed import load_demo
 from tests.e2e.test_directory import eventually, sign_in
 
 pytestmark = pytest.mark.e2e
-REPORT = {"service_code": "blocked_drain", "description": "5号楼下水道堵了", "address_string": "兴乔小区5号楼1单元"}
+REPORT = {"service_code": "blocked_drain", "description": "5号楼下水道堵了", "address_string": "兴乔小区5号楼1单元",
+          "attributes": {"overflowing": "no"}}  # blocked_drain's required answer
 SMS_ATTEMPTS = 3  # NOTIFY_MAX_ATTEMPTS's default; back-off 5 s then 30 s (NOTIFY_RETRY_DELAYS)
 
 

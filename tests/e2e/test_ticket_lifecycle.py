@@ -25,7 +25,7 @@ RESIDENT = "p-719c962237dd"  # services/directory/data/demo_community.json: resi
 WORKER_G1 = "p-f9043c2a2fbc"
 SECRETARY = "p-60b58c2b932b"
 REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，卧室天花板在滴水",
-          "address_string": "兴乔小区1号楼1单元101"}
+          "address_string": "兴乔小区1号楼1单元101", "attributes": {"floor": 1, "still_leaking": "yes"}}
 RATES = ("response_rate", "resolution_rate", "claimed_resolution_rate", "satisfaction_rate")
 # What this ticket adds to each rate, as (numerator, denominator): its first response (the dispatch) met its
 # deadline; staff resolved twice; the resident answered two callbacks about the fix, "not fixed" then "fixed",

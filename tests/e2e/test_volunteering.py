@@ -54,7 +54,8 @@ def test_a_team_ticket_is_declined_accepted_served_rated_and_on_the_volunteer_s_
     assert next(t for t in teams if t["code"] == TEAM)["members"] >= 2
 
     created = requests.post(f"{gateway}/api/v1/tickets", headers=resident, timeout=10, json={
-        "service_code": "blocked_drain", "description": "楼下下水道堵了，污水外溢", "address_string": "1号楼"})
+        "service_code": "blocked_drain", "description": "楼下下水道堵了，污水外溢", "address_string": "1号楼",
+        "attributes": {"overflowing": "yes"}})
     assert created.status_code == 201, created.text
     ticket = created.json()
     dispatched = requests.post(f"{gateway}/api/v1/tickets/{ticket['id']}/actions/dispatch", headers=secretary,

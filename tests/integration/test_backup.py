@@ -43,7 +43,7 @@ SERVICES = ("tickets", "notify", "volunteers", "directory")
 SEED = json.loads((Path(__file__).resolve().parents[2] / "services" / "directory" / "data" / "demo_community.json")
                   .read_text(encoding="utf-8"))
 REPORT = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
-          "address_string": "兴乔小区3号楼2单元"}
+          "address_string": "兴乔小区3号楼2单元", "attributes": {"overflowing": "yes"}}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼",
+        "attributes": {"floor": 5, "still_leaking": "yes"}}  # roof_leak's required answers
 HOUSING = "房屋设施"  # roof_leak's category; its default priority is urgent
 FASTER = {"first_response": {"amount": 1, "unit": "working_hours"},
           "next_update": {"amount": 3, "unit": "working_hours"},

@@ -14,7 +14,7 @@ from tests.support.broker import depth
 pytestmark = pytest.mark.integration
 
 REPORT = {"service_code": "blocked_drain", "description": "楼下下水道堵了，污水外溢",
-          "address_string": "兴乔小区3号楼2单元"}
+          "address_string": "兴乔小区3号楼2单元", "attributes": {"overflowing": "yes"}}  # blocked_drain's answer
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from tests.support.broker import depth, publish_event
 pytestmark = pytest.mark.integration
 
 REPORT = {"service_code": "roof_leak", "description": "我家401卫生间漏水，联系13812345678（李四）",
-          "address_string": "兴乔小区3号楼2单元401", "lat": 30.27, "long": 120.15}
+          "address_string": "兴乔小区3号楼2单元401", "lat": 30.27, "long": 120.15,
+          "attributes": {"floor": 4, "still_leaking": "yes"}}  # roof_leak's required answers
 
 
 def erased(resident: str, community: str = "xingqiao") -> Envelope:

@@ -13,7 +13,8 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼",
+          "attributes": {"floor": 5, "still_leaking": "yes"}}  # roof_leak's required answers
 
 
 @pytest.fixture

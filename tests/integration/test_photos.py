@@ -89,9 +89,21 @@ def test_the_category_questions_are_checked_at_intake_stored_and_shown(gateway, 
     taken = create(gateway, bearer(settings, "secretary", SECRETARY), {**phoned, "attributes": ANSWERS})
     assert taken.status_code == 201 and taken.json()["attributes"] == clean
 
-    # A body that does not answer at all (a client older than the questions) is taken without answers.
-    unasked = create(gateway, bearer(settings), LEAK)
-    assert unasked.status_code == 201 and unasked.json()["attributes"] == {}
+    # A body that does not answer at all must still answer the required questions, resident's or staff's phone-in:
+    # a 422 naming each missing answer, and no ticket stored.
+    def mine() -> list[str]:
+        listed = requests.get(f"{gateway}/api/v1/tickets", headers=bearer(settings), timeout=10)
+        assert listed.status_code == 200, listed.text
+        return [ticket["id"] for ticket in listed.json()["items"]]
+
+    before = mine()
+    assert {ticket_id, taken.json()["id"]} <= set(before)  # the resident's own and the phone-in on their behalf
+    for headers, body in ((bearer(settings), LEAK), (bearer(settings, "secretary", SECRETARY), phoned)):
+        unanswered = create(gateway, headers, body)
+        assert unanswered.status_code == 422, unanswered.text
+        assert unanswered.json()["errors"] == {"attributes.floor": ["required"],
+                                               "attributes.still_leaking": ["required"]}
+    assert mine() == before
 
 
 def test_a_photo_is_read_by_its_uploader_and_whoever_may_read_a_ticket_that_references_it(gateway, settings):
@@ -112,7 +124,7 @@ def test_a_photo_is_read_by_its_uploader_and_whoever_may_read_a_ticket_that_refe
         assert photo_of(gateway, photo["url"], someone_else).status_code == 404
 
     # Another resident cannot gain it by naming its address in a ticket of their own.
-    taken = create(gateway, neighbour, {**LEAK, "attachments": [photo]})
+    taken = create(gateway, neighbour, {**LEAK, "attributes": ANSWERS, "attachments": [photo]})
     assert taken.status_code == 422 and "attachments.0.url" in taken.json()["errors"]
 
     # The body's type and size are the stored photo's, whatever the body says.
@@ -152,7 +164,7 @@ def test_an_upload_must_be_an_accepted_file_of_the_type_it_says(gateway, setting
     for missing in ("/api/v1/photos/" + "0" * 32, "/api/v1/photos/not-an-id"):
         response = photo_of(gateway, missing, mine)
         assert response.status_code == 404 and response.headers["Content-Type"].startswith("application/problem")
-    bad_reference = create(gateway, mine, {**LEAK, "attachments": [
+    bad_reference = create(gateway, mine, {**LEAK, "attributes": ANSWERS, "attachments": [
         {"url": "/api/v1/photos/../tickets", "content_type": "image/png", "size": 3}]})
     assert bad_reference.status_code == 422 and "attachments" in bad_reference.json()["errors"]
 

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.integration
 
 WATCH = "test.sla_watch"
 GAS = {"service_code": "gas_smell", "description": "楼道里煤气味很重", "address_string": "兴乔小区3号楼"}
-LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼",
+        "attributes": {"floor": 5, "still_leaking": "yes"}}  # roof_leak's required answers
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from tests.support.broker import depth, drain
 pytestmark = pytest.mark.integration
 
 QUEUE = "huisheng.notify.ticket_events"
-REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼"}
+REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区5号楼",
+          "attributes": {"floor": 5, "still_leaking": "yes"}}  # roof_leak's required answers
 
 
 def test_a_retried_create_publishes_the_event_of_a_first_attempt_that_committed_late(

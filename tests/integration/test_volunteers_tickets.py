@@ -33,7 +33,7 @@ def test_the_timeline_shows_the_offer_the_decline_and_the_acceptance_and_the_res
                                        "teams": ["neighbour_help"], "availability": ALL_WEEK}, actor=SECRETARY)["id"]
            for name, phone in (("钱师傅", "13900002001"), ("孙师傅", "13900002002"))]
     ticket = rpc.tickets.create(C, "r-77", {"service_code": "blocked_drain", "description": "下水道堵了",
-                                            "address_string": "3号楼"})
+                                            "address_string": "3号楼", "attributes": {"overflowing": "no"}})
     rpc.tickets.act(C, ticket["id"], "dispatch", {"kind": "team", "id": "neighbour_help"}, SECRETARY)
     [task] = wait_until(lambda: rpc.volunteers.tasks_of_ticket(C, ticket["id"])["items"], timeout=10)
     first = task["offer"]["volunteer"]

@@ -35,7 +35,7 @@ def failure(call, *args, **kwargs) -> dict:
 def test_both_create_bodies_take_answers_in_open311_s_shape(schema):
     answers = {"floor": "6", "still_leaking": "yes", "leak_spots": ["ceiling", "wall"]}
     assert schema.load({**BASE, "attributes": answers})["attributes"] == answers
-    assert "attributes" not in schema.load(BASE)  # left out: nothing was asked
+    assert "attributes" not in schema.load(BASE)  # left out: intake.answers holds it to the required questions
 
 
 @pytest.mark.parametrize("attributes", [["floor"], {"floor": {"nested": 1}}, {"floor": True},
@@ -87,8 +87,22 @@ def test_a_body_that_answers_must_answer_every_required_question():
     assert set(failure(intake.answers, LEAK, {})) == {"attributes.floor", "attributes.still_leaking"}
 
 
-def test_a_body_that_does_not_answer_at_all_is_asked_nothing():
-    assert intake.answers(LEAK, None) == {}
+def test_a_body_that_does_not_answer_at_all_must_still_answer_the_required_questions():
+    assert failure(intake.answers, LEAK, None) == {"attributes.floor": ["required"],
+                                                   "attributes.still_leaking": ["required"]}
+
+
+def test_the_drain_s_required_question_is_asked_in_either_spelling():
+    drain = shipped_catalogue().get("blocked_drain")
+    assert failure(intake.answers, drain, None) == {"attributes.overflowing": ["required"]}
+    assert failure(intake.answers, drain, {}, field=intake.OPEN311_FIELD) == {
+        "attribute[overflowing]": ["required"]}
+
+
+@pytest.mark.parametrize("code", ["sanitation", "street_light", "noise"])
+def test_a_category_without_required_questions_takes_a_body_without_answers(code):
+    assert intake.answers(shipped_catalogue().get(code), None) == {}
+    assert intake.answers(shipped_catalogue().get(code), {}) == {}
 
 
 def test_open311_names_the_same_problems_in_its_own_spelling():
