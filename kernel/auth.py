@@ -23,9 +23,11 @@ import jwt
 
 from kernel.config import Settings
 
+# kernel.permissions's roles, repeated: importing it would bring nameko into the CLI (through kernel.errors).
 ROLES: tuple[str, ...] = ("resident", "grid_worker", "volunteer", "secretary", "ops", "admin", "integrator")
+INTEGRATOR = "integrator"
 # Roles a bearer token may carry: ``integrator`` is only ever proven by an API key (the directory verifies it).
-TOKEN_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role != "integrator")
+TOKEN_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role != INTEGRATOR)
 ISSUER = "huisheng"
 ALGORITHM = "HS256"
 DEFAULT_TTL = 8 * 3600  # one working day: long enough for a demo, short enough to expire
@@ -75,35 +77,20 @@ class Principal:
         >>> Principal("r-1", "resident", "xingqiao").viewer()["grids"]
         []
         """
-        return {
-            "subject": self.subject,
-            "role": self.role,
-            "community": self.community,
-            "grids": list(self.grids),
-            "teams": list(self.teams),
-        }
+        return {"subject": self.subject, "role": self.role, "community": self.community, "grids": list(self.grids),
+                "teams": list(self.teams)}
 
 
-def issue_token(
-    settings: Settings,
-    role: str,
-    subject: str,
-    community: str | None = None,
-    ttl: int = DEFAULT_TTL,
-    name: str | None = None,
-    *,
-    grids: tuple[str, ...] | list[str] = (),
-    teams: tuple[str, ...] | list[str] = (),
-    session: str | None = None,
-    now: float | None = None,
-) -> str:
+def issue_token(settings: Settings, role: str, subject: str, community: str | None = None, ttl: int = DEFAULT_TTL,
+                name: str | None = None, *, grids: tuple[str, ...] | list[str] = (),
+                teams: tuple[str, ...] | list[str] = (), session: str | None = None, now: float | None = None) -> str:
     """Sign a token for ``subject`` acting as ``role``; raise ``ValueError`` on bad input.
 
     ``grids`` and ``teams`` become the claims of the same names, ``session`` the ``sid`` claim.
     ``now`` (epoch seconds) exists so tests can mint already-expired tokens. The ``integrator``
     role is refused: only an API key carries it.
     """
-    if role == "integrator":
+    if role == INTEGRATOR:
         raise ValueError("the integrator role is carried by API keys only, never by a token")
     if role not in TOKEN_ROLES:
         raise ValueError(f"unknown role {role!r}; roles are: {', '.join(TOKEN_ROLES)}")
@@ -112,18 +99,11 @@ def issue_token(
     if ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
     issued_at = int(time.time() if now is None else now)
-    claims = {
-        "sub": str(subject),
-        "role": role,
-        "community": community or settings.community,
-        "iat": issued_at,
-        "exp": issued_at + int(ttl),
-        "iss": ISSUER,
-    }
+    claims = {"sub": str(subject), "role": role, "community": community or settings.community, "iat": issued_at,
+              "exp": issued_at + int(ttl), "iss": ISSUER, "grids": [str(grid) for grid in grids],
+              "teams": [str(team) for team in teams]}
     if name:
         claims["name"] = name
-    claims["grids"] = [str(grid) for grid in grids]
-    claims["teams"] = [str(team) for team in teams]
     if session:
         claims["sid"] = str(session)
     return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)
@@ -147,15 +127,9 @@ def verify_token(settings: Settings, token: str) -> Principal:
 @lru_cache(maxsize=VERIFIED_TOKENS)
 def _verified(secret: str, default_community: str, token: str) -> tuple[Principal, float]:
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            # Pinning the algorithm list is what stops "alg: none" and key-confusion tokens.
-            algorithms=[ALGORITHM],
-            issuer=ISSUER,
-            leeway=LEEWAY_SECONDS,
-            options={"require": _REQUIRED_CLAIMS},
-        )
+        # Pinning the algorithm list is what stops "alg: none" and key-confusion tokens.
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, leeway=LEEWAY_SECONDS,
+                            options={"require": _REQUIRED_CLAIMS})
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token_expired", "the token has expired") from exc
     except jwt.InvalidTokenError as exc:
@@ -166,15 +140,8 @@ def _verified(secret: str, default_community: str, token: str) -> tuple[Principa
     grids, teams, sid = claims.get("grids") or [], claims.get("teams") or [], claims.get("sid")
     if not _strings(grids) or not _strings(teams) or (sid is not None and not isinstance(sid, str)):
         raise AuthError("token_invalid", "the token's grids, teams or sid claim is malformed")
-    principal = Principal(
-        subject=claims["sub"],
-        role=role,
-        community=claims.get("community") or default_community,
-        name=claims.get("name"),
-        grids=tuple(grids),
-        teams=tuple(teams),
-        session=sid,
-    )
+    principal = Principal(claims["sub"], role, claims.get("community") or default_community, claims.get("name"),
+                          tuple(grids), tuple(teams), sid)
     return principal, float(claims["exp"])
 
 

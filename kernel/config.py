@@ -204,12 +204,8 @@ class Settings:
         The gateway gets more workers than a service: a request beyond them would wait for a
         worker before its RPC deadline even starts, so its answer time would have no bound.
         """
-        config = {
-            "AMQP_URI": self.amqp_uri,
-            "max_workers": self.gateway_max_workers if gateway else self.max_workers,
-            "serializer": "json",
-            "HUISHENG": self,
-        }
+        config = {"AMQP_URI": self.amqp_uri, "max_workers": self.gateway_max_workers if gateway else self.max_workers,
+                  "serializer": "json", "HUISHENG": self}
         if web_address:
             config["WEB_SERVER_ADDRESS"] = web_address
         return config

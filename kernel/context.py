@@ -41,10 +41,8 @@ class Context(DependencyProvider):
         return RequestContext(worker_ctx)
 
     def worker_setup(self, worker_ctx) -> None:
-        structlog.contextvars.bind_contextvars(
-            correlation_id=worker_ctx.data.get(CORRELATION_ID),
-            entrypoint=f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}",
-        )
+        structlog.contextvars.bind_contextvars(correlation_id=worker_ctx.data.get(CORRELATION_ID),
+                                               entrypoint=f"{worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}")
 
     def worker_teardown(self, worker_ctx) -> None:
         structlog.contextvars.unbind_contextvars("correlation_id", "entrypoint")

@@ -1,26 +1,36 @@
 """Request schemas shared by a service and its callers (the gateway validates early with the same one).
 
 Like the event catalogue, these are the contract between processes, so they live
-in the kernel: the gateway never imports a service.
+in the kernel: the gateway never imports a service. A schema only its own service loads (Open311's
+arguments, the list filters, a volunteer's record period) lives in that service, built with the
+field helpers below so that a rule such as an attribute answer's shape is written once.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import (
-    EXCLUDE,
-    RAISE,
-    Schema,
-    ValidationError,
-    fields,
-    post_load,
-    validate,
-    validates,
-    validates_schema,
-)
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
+
+# Every schema refuses a field it does not name (marshmallow's default, RAISE; the API document says
+# additionalProperties: false); ViewerSchema alone, an RPC argument, ignores them.
+
+
+def text_field(maximum: int, minimum: int | None = None, **options: Any) -> fields.String:
+    """A string of ``minimum`` to ``maximum`` characters; ``options`` are ``fields.String``'s."""
+    return fields.String(validate=validate.Length(min=minimum, max=maximum), **options)
+
+
+def optional_text(maximum: int, minimum: int | None = None) -> fields.String:
+    """A string that may be left out or null (None then), else of ``minimum`` to ``maximum`` characters."""
+    return text_field(maximum, minimum, load_default=None, allow_none=True)
+
+
+def attributes_field(**options: Any) -> fields.Dict:
+    """A category's questions, answered (Open311's shape: code -> value, or a list for a multivaluelist)."""
+    return fields.Dict(keys=text_field(64, 1), validate=validate.Length(max=64), **options)
+
 
 # --------------------------------------------------------------------------------------------- tickets
 # The tickets service's requests (issue #11): docs/api.md documents each action's body.
@@ -57,9 +67,6 @@ class AttachmentSchema(Schema):
     """A photo or document by reference: where it is stored (an https URL, or a photo uploaded with
     ``POST /api/v1/photos``), its type and size; never its bytes."""
 
-    class Meta:
-        unknown = RAISE
-
     url = fields.String(required=True, validate=[validate.Length(max=1000), _attachment_url])
     content_type = fields.String(required=True, validate=validate.OneOf(ATTACHMENT_TYPES))
     size = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_ATTACHMENT_BYTES))
@@ -70,7 +77,7 @@ def _attachments() -> fields.List:
                        validate=validate.Length(max=MAX_ATTACHMENTS_PER_REQUEST))
 
 
-def _check_answer_shapes(answers: dict) -> None:
+def check_answer_shapes(answers: dict) -> None:
     """Attribute answers are values or lists of values, each short: the category's definition checks the rest."""
     for answer in answers.values():
         values = answer if isinstance(answer, list) else [answer]
@@ -79,29 +86,30 @@ def _check_answer_shapes(answers: dict) -> None:
             raise ValidationError("each attribute is a value or a list of values (1000 characters at most)")
 
 
-class CreateTicketSchema(Schema):
-    """A resident's report, in Open311's names: service_code, description, address_string, lat, long."""
+class _Report(Schema):
+    """What a report and a patrol's finding both carry: the category, the words, the place, the photos."""
 
-    class Meta:
-        unknown = RAISE
-
-    service_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    description = fields.String(required=True, validate=validate.Length(min=2, max=4000))
-    address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
+    service_code = text_field(64, 1, required=True)
+    description = text_field(4000, 2, required=True)
+    address_string = optional_text(300)
     lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
     long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
     # The directory's building code (b09): routing places the ticket in the building's grid.
-    building = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=32))
+    building = optional_text(32, 1)
     attachments = _attachments()
-    # The category's questions, answered (Open311's shape: code -> value, or a list for a multivaluelist); the
-    # tickets service checks them against the category's definition, as it does Open311's. Left out, nothing was
-    # asked (a client older than the questions): services/tickets/intake.py.
-    attributes = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
-                             validate=validate.Length(max=64))
+
+
+class CreateTicketSchema(_Report):
+    """A resident's report, in Open311's names: service_code, description, address_string, lat, long."""
+
+    # The tickets service checks the answers against the category's definition, as it does Open311's. Left
+    # out, it answers nothing: a category's required questions are required all the same, with or without
+    # ``attributes`` in the body (services/tickets/intake.py).
+    attributes = attributes_field()
 
     @validates("attributes")
     def _answers(self, value, **kwargs):
-        _check_answer_shapes(value)
+        check_answer_shapes(value)
 
     @validates_schema(skip_on_field_errors=False)  # report every problem at once
     def _where(self, data, **kwargs):
@@ -164,7 +172,7 @@ class ViewerSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    subject = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    subject = text_field(128, 1, required=True)
     role = fields.String(required=True)
     community = fields.String(load_default=None, allow_none=True)
     grids = fields.List(fields.String(), load_default=list)
@@ -185,15 +193,12 @@ class StaffSchema(Schema):
     ['phone', 'roles']
     """
 
-    class Meta:
-        unknown = RAISE
-
-    name = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    name = text_field(32, 1, required=True)
     phone = PhoneField(required=True)
     roles = fields.List(fields.String(validate=validate.OneOf((*STAFF_ROLES, "volunteer"))), required=True,
                         validate=validate.Length(min=1))
     grids = fields.List(CODE_FIELD, load_default=list)
-    teams = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=list)
+    teams = fields.List(text_field(64, 1), load_default=list)
     email = fields.Email(load_default=None, allow_none=True)
     password = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=10, max=200),
                              load_only=True)
@@ -207,35 +212,12 @@ class StaffSchema(Schema):
 class ConsentSchema(Schema):
     """``POST /api/v1/me/consents``: the resident grants or withdraws one purpose."""
 
-    class Meta:
-        unknown = RAISE
-
     purpose = fields.String(required=True, validate=validate.OneOf(CONSENT_PURPOSES))
     granted = fields.Boolean(required=True)
 
 
-class AuditFiltersSchema(Schema):
-    """``GET /api/v1/audit``'s filters (query parameters)."""
-
-    class Meta:
-        unknown = RAISE
-
-    actor = fields.String(load_default=None, allow_none=True)
-    subject = fields.String(load_default=None, allow_none=True)
-    from_ = fields.AwareDateTime(data_key="from", load_default=None, allow_none=True)
-    to = fields.AwareDateTime(load_default=None, allow_none=True)
-
-    @post_load
-    def _plain_keys(self, data: dict, **kwargs: Any) -> dict:
-        data["from"] = data.pop("from_")
-        return data
-
-
 class ImportSchema(Schema):
     """``directory.import_register``: a spreadsheet of residents, base64."""
-
-    class Meta:
-        unknown = RAISE
 
     filename = fields.String(required=True, validate=validate.Regexp(r"(?i)^[^/\\]{1,200}\.(csv|xlsx|txt)\Z",
                                                                        error="a .csv or .xlsx file"))
@@ -245,17 +227,11 @@ class ImportSchema(Schema):
 class SignInCodeSchema(Schema):
     """``POST /api/v1/auth/code``: text a one-time sign-in code to this phone."""
 
-    class Meta:
-        unknown = RAISE
-
     phone = fields.String(required=True, metadata={"example": "13800002001"})
 
 
 class SignInSchema(Schema):
     """``POST /api/v1/auth/token``: the phone, the code it got, and a staff member's password."""
-
-    class Meta:
-        unknown = RAISE
 
     phone = fields.String(required=True, metadata={"example": "13800002001"})
     code = fields.String(required=True, metadata={"example": "123456"})
@@ -265,136 +241,14 @@ class SignInSchema(Schema):
 class RefreshSchema(Schema):
     """``POST /api/v1/auth/refresh``: a refresh token for a new access token."""
 
-    class Meta:
-        unknown = RAISE
-
     refresh_token = fields.String(required=True)
 
 
 class ApiKeySchema(Schema):
     """``POST /api/v1/apikeys``: an integrator's key, scoped to communities (the admin's own by default)."""
 
-    class Meta:
-        unknown = RAISE
-
-    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = text_field(64, 1, required=True)
     communities = fields.List(fields.String(), allow_none=True)
-
-
-# ------------------------------------------------------------------------------------------ Open311 GeoReport v2
-# The arguments of GeoReport v2 (wiki.open311.org/GeoReport_v2) as the tickets service applies them; the
-# gateway reads the form or query string into these names (api_key and jurisdiction_id are its own business).
-
-OPEN311_STATUSES: tuple[str, ...] = ("open", "closed")
-OPEN311_WINDOW_DAYS = 90  # GET requests: the default span, and the longest one may ask for
-OPEN311_MAX_REQUESTS = 1000  # GET requests: the most one answer holds
-OPEN311_MAX_IDS = 100  # service_request_id values in one GET requests
-
-
-class Open311RequestSchema(Schema):
-    """``POST /open311/v2/requests``: a location (lat+long, address_string or address_id) and the service's answers.
-
-    The submitter's own details (email, names, phone, device and account ids) are accepted as the
-    spec allows and are not kept: a request filed with an API key is the key's, and people are the
-    directory's business.
-
-    >>> Open311RequestSchema().load({"service_code": "roof_leak", "address_id": "3"})["attributes"]
-    {}
-    >>> Open311RequestSchema().load({"service_code": "roof_leak", "lat": 30.2})
-    Traceback (most recent call last):
-    ...
-    marshmallow.exceptions.ValidationError: {'long': ['lat and long go together']}
-    """
-
-    class Meta:
-        unknown = RAISE
-
-    service_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
-    long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
-    address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
-    address_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
-    description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
-    media_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"},
-                           validate=validate.Length(max=2000))
-    email = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=254))
-    device_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    account_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    first_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    last_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    attributes = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)), load_default=dict,
-                             validate=validate.Length(max=64))
-
-    @validates_schema(skip_on_field_errors=False)
-    def _where(self, data, **kwargs):
-        if (data.get("lat") is None) != (data.get("long") is None):
-            raise ValidationError("lat and long go together", "long")
-        if data.get("lat") is None and not data.get("address_string") and not data.get("address_id"):
-            raise ValidationError("give lat and long, address_string or address_id", "address_string")
-
-    @validates("attributes")
-    def _answers(self, value, **kwargs):
-        _check_answer_shapes(value)
-
-
-class Open311QuerySchema(Schema):
-    """``GET /open311/v2/requests``: the filters, with the spec's default window of the last 90 days.
-
-    ``service_request_id`` overrides every other argument; otherwise the window is
-    ``[start_date, end_date]`` (the most recent 90 days when neither is given, 90 days from or to
-    the one given), and may not span more than 90 days.
-
-    >>> query = Open311QuerySchema().load({"status": ["open"]})
-    >>> (query["end_date"] - query["start_date"]).days, query["status"]
-    (90, ['open'])
-    """
-
-    class Meta:
-        unknown = RAISE
-
-    service_request_id = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=None,
-                                     validate=validate.Length(min=1, max=OPEN311_MAX_IDS))
-    service_code = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=None,
-                               validate=validate.Length(min=1, max=100))
-    status = fields.List(fields.String(validate=validate.OneOf(OPEN311_STATUSES)), load_default=None,
-                         validate=validate.Length(min=1, max=2))
-    start_date = fields.AwareDateTime(load_default=None, allow_none=True)
-    end_date = fields.AwareDateTime(load_default=None, allow_none=True)
-
-    @post_load
-    def _window(self, data, **kwargs):
-        if data["service_request_id"] is None:
-            data["start_date"], data["end_date"] = open311_window(data["start_date"], data["end_date"],
-                                                                  datetime.now(UTC))
-        return data
-
-
-def open311_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    """The span GET requests searches: GeoReport v2's default of the most recent 90 days, at most 90 days.
-
-    >>> now = datetime(2026, 12, 1, tzinfo=UTC)
-    >>> [moment.date().isoformat() for moment in open311_window(None, None, now)]
-    ['2026-09-02', '2026-12-01']
-    >>> [moment.date().isoformat() for moment in open311_window(datetime(2026, 1, 1, tzinfo=UTC), None, now)]
-    ['2026-01-01', '2026-04-01']
-    >>> open311_window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC), now)
-    Traceback (most recent call last):
-    ...
-    marshmallow.exceptions.ValidationError: {'end_date': ['may not be more than 90 days after start_date']}
-    """
-    span = timedelta(days=OPEN311_WINDOW_DAYS)
-    if start is None and end is None:
-        end = now
-    if start is None:
-        start = end - span
-    elif end is None:
-        end = min(start + span, max(now, start))
-    if end < start:
-        raise ValidationError({"end_date": ["may not be before start_date"]})
-    if end - start > span:
-        raise ValidationError({"end_date": [f"may not be more than {OPEN311_WINDOW_DAYS} days after start_date"]})
-    return start, end
 
 
 # --------------------------------------------------------------------------------------------- ticket actions
@@ -405,28 +259,25 @@ TICKET_SOURCES_BY_STAFF: tuple[str, ...] = ("phone_in", "walk_in", "hotline")
 class StaffCreateTicketSchema(CreateTicketSchema):
     """Staff entering a report on a resident's behalf (phone-in, walk-in, the hotline's transfer)."""
 
-    on_behalf_of = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    on_behalf_of = optional_text(64, 1)
     source = fields.String(load_default="phone_in", validate=validate.OneOf(TICKET_SOURCES_BY_STAFF))
 
 
 class TicketActionSchema(Schema):
     """A body that carries nothing: accept, start, resume."""
 
-    class Meta:
-        unknown = RAISE
-
 
 class DispatchSchema(TicketActionSchema):
     """To whom: a grid worker (``worker``), a volunteer team (``team``) or an outside unit (``unit``)."""
 
     kind = fields.String(required=True, validate=validate.OneOf(("worker", "team", "unit")))
-    id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    id = text_field(64, 1, required=True)
 
 
 class ReasonSchema(TicketActionSchema):
     """bounce (退单): why it was wrongly dispatched."""
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = text_field(500, 1, required=True)
 
 
 class PauseSchema(ReasonSchema):
@@ -436,7 +287,7 @@ class PauseSchema(ReasonSchema):
 
 
 class ResolveSchema(TicketActionSchema):
-    summary = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    summary = text_field(2000, 1, required=True)
 
 
 class CloseSchema(TicketActionSchema):
@@ -450,21 +301,21 @@ class CloseSchema(TicketActionSchema):
 class MergeSchema(TicketActionSchema):
     """merge: this ticket is a duplicate of ``into`` (the master's id or number)."""
 
-    into = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    into = text_field(64, 1, required=True)
 
 
 class PlanSchema(TicketActionSchema):
     """plan: the dated next step (下一步) and who owns it."""
 
-    note = fields.String(required=True, validate=validate.Length(min=1, max=1000))
-    owner = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    note = text_field(1000, 1, required=True)
+    owner = text_field(64, 1, required=True)
     due_at = fields.AwareDateTime(required=True)
 
 
 class CommentSchema(TicketActionSchema):
     """A comment: ``internal`` (staff only) or ``resident`` (residents see it and are echoed)."""
 
-    text = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    text = text_field(2000, 1, required=True)
     visibility = fields.String(load_default="internal", validate=validate.OneOf(("internal", "resident")))
     attachments = _attachments()
 
@@ -477,22 +328,11 @@ class CallbackSchema(TicketActionSchema):
     note = fields.String(load_default="", validate=validate.Length(max=2000))
     satisfaction = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(
         ("satisfied", "basically_satisfied", "dissatisfied")))
-    resident = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    resident = optional_text(64, 1)
 
 
-class PatrolFindingSchema(Schema):
+class PatrolFindingSchema(_Report):
     """One finding of a patrol round: it becomes a ticket with source ``patrol``."""
-
-    class Meta:
-        unknown = RAISE
-
-    service_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    description = fields.String(required=True, validate=validate.Length(min=2, max=4000))
-    building = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=32))
-    address_string = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=300))
-    lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
-    long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
-    attachments = _attachments()
 
     @validates_schema(skip_on_field_errors=False)
     def _where(self, data, **kwargs):
@@ -505,39 +345,15 @@ class PatrolFindingSchema(Schema):
 class PatrolSchema(Schema):
     """A patrol round (巡查): its grid and time, what was checked, what was found (an empty list is a round too)."""
 
-    class Meta:
-        unknown = RAISE
-
-    grid = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    grid = text_field(32, 1, required=True)
     started_at = fields.AwareDateTime(required=True)
     ended_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    checked = fields.List(fields.String(validate=validate.Length(min=1, max=200)), required=True,
-                          validate=validate.Length(min=1, max=100))
+    checked = fields.List(text_field(200, 1), required=True, validate=validate.Length(min=1, max=100))
     findings = fields.List(fields.Nested(PatrolFindingSchema), load_default=list, validate=validate.Length(max=50))
-
-
-class TicketFiltersSchema(Schema):
-    """Staff's list: ``GET /api/v1/tickets?state=&grid=&category=&owner=&source=&overdue=``."""
-
-    class Meta:
-        unknown = RAISE
-
-    state = fields.String(validate=validate.OneOf((
-        "received", "dispatched", "accepted", "in_progress", "paused", "resolved", "confirmed", "reopened",
-        "closed_not_fixed")))
-    grid = fields.String(validate=validate.Length(min=1, max=32))
-    category = fields.String(validate=validate.Length(min=1, max=64))
-    owner = fields.String(validate=validate.Length(min=1, max=64))
-    source = fields.String(validate=validate.OneOf(
-        ("resident", "phone_in", "walk_in", "patrol", "hotline", "open311", "staff")))
-    overdue = fields.Boolean()
 
 
 class CalendarDaySchema(Schema):
     """One day of a year's working calendar: ``{"date": "YYYY-MM-DD", "name": "春节"}``."""
-
-    class Meta:
-        unknown = RAISE
 
     date = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}-\d{2}$", error="a date YYYY-MM-DD"))
     name = fields.String(load_default="", validate=validate.Length(max=50))
@@ -553,9 +369,6 @@ class CalendarSchema(Schema):
     day, each make-up working day a Saturday or Sunday.
     """
 
-    class Meta:
-        unknown = RAISE
-
     year = fields.Integer(load_default=None, allow_none=True, strict=True)
     source = fields.String(load_default="", validate=validate.Length(max=300))
     holidays = fields.List(fields.Nested(CalendarDaySchema), required=True, validate=validate.Length(max=366))
@@ -565,30 +378,25 @@ class CalendarSchema(Schema):
 # ----------------------------------------------------------------------------------------- volunteers
 # The volunteers service's requests (issue #13). Skill codes and slot rules are checked by the service
 # (services/volunteers/domain.py), which owns their list.
+_SLOT_START = r"^([01]\d|2[0-3]):[0-5]\d\Z"
+_SLOT_END = r"^(([01]\d|2[0-3]):[0-5]\d|24:00)\Z"  # a slot may end at midnight
 
 class SlotSchema(Schema):
     """A weekly slot: ``day`` 0 (Monday) to 6, ``start``/``end`` ``HH:MM`` local; an end before the start runs
     past midnight."""
 
-    class Meta:
-        unknown = RAISE
-
     day = fields.Integer(required=True, strict=True, validate=validate.Range(0, 6))
-    start = fields.String(required=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d\Z"))
-    end = fields.String(required=True, validate=validate.Regexp(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)\Z"))
+    start = fields.String(required=True, validate=validate.Regexp(_SLOT_START))
+    end = fields.String(required=True, validate=validate.Regexp(_SLOT_END))
 
 
 class AvailabilityExceptionSchema(Schema):
     """A date off (``available: false``) or extra hours on a date (``available: true`` with start and end)."""
 
-    class Meta:
-        unknown = RAISE
-
     date = fields.Date(required=True)
     available = fields.Boolean(load_default=False)
-    start = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d\Z"))
-    end = fields.String(load_default=None, allow_none=True,
-                        validate=validate.Regexp(r"^(([01]\d|2[0-3]):[0-5]\d|24:00)\Z"))
+    start = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(_SLOT_START))
+    end = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(_SLOT_END))
 
     @validates_schema
     def _hours_when_available(self, data: dict, **kwargs: Any) -> None:
@@ -604,41 +412,21 @@ class VolunteerSchema(Schema):
     'active'
     """
 
-    class Meta:
-        unknown = RAISE
-
-    name = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    name = text_field(32, 1, required=True)
     phone = PhoneField(required=True)
-    grid = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
-    skills = fields.List(fields.String(validate=validate.Length(max=32)), load_default=list,
-                         validate=validate.Length(max=20))
-    teams = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list,
-                        validate=validate.Length(max=10))
+    grid = optional_text(32)
+    skills = fields.List(text_field(32), load_default=list, validate=validate.Length(max=20))
+    teams = fields.List(text_field(64), load_default=list, validate=validate.Length(max=10))
     party_member = fields.Boolean(load_default=False)
-    partner_unit = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    partner_unit = optional_text(100)
     availability = fields.List(fields.Nested(SlotSchema), load_default=list, validate=validate.Length(max=50))
     exceptions = fields.List(fields.Nested(AvailabilityExceptionSchema), load_default=list,
                              validate=validate.Length(max=100))
     status = fields.String(load_default="active", validate=validate.OneOf(("active", "paused")))
 
 
-class VolunteerFiltersSchema(Schema):
-    """``GET /api/v1/volunteers?skill=&grid=&team=&available_at=``."""
-
-    class Meta:
-        unknown = RAISE
-
-    skill = fields.String(validate=validate.Length(max=32))
-    grid = fields.String(validate=validate.Length(max=32))
-    team = fields.String(validate=validate.Length(max=64))
-    available_at = fields.AwareDateTime()
-
-
 class OfferAnswerSchema(Schema):
     """A volunteer's answer to an offer: ``accept`` or ``decline``."""
-
-    class Meta:
-        unknown = RAISE
 
     answer = fields.String(required=True, validate=validate.OneOf(("accept", "decline")))
 
@@ -646,69 +434,38 @@ class OfferAnswerSchema(Schema):
 class CheckInSchema(Schema):
     """A check-in: the resident's 6-digit code (a volunteer), or a staff member's confirmation (no code)."""
 
-    class Meta:
-        unknown = RAISE
-
     code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^\d{6}\Z"))
 
 
 class ManualHoursSchema(Schema):
     """``POST /api/v1/volunteers/{id}/hours``: hours served outside a task (capped; kept apart as "manual")."""
 
-    class Meta:
-        unknown = RAISE
-
     minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, 24 * 60))
     date = fields.Date(required=True)
-    reason = fields.String(required=True, validate=validate.Length(min=2, max=300))
+    reason = text_field(300, 2, required=True)
 
 
 class HoursCorrectionSchema(Schema):
     """A correction of a task's credit or a manual entry, by ``delta_minutes``, with a reason; nothing is deleted."""
 
-    class Meta:
-        unknown = RAISE
-
-    target = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    target = text_field(100, 1, required=True)
     delta_minutes = fields.Integer(required=True, strict=True, validate=validate.Range(-24 * 60, 24 * 60))
-    reason = fields.String(required=True, validate=validate.Length(min=2, max=300))
+    reason = text_field(300, 2, required=True)
 
 
 class RatingSchema(Schema):
     """A resident's rating of the help they had (1-5); it goes to the volunteer's record, not to 满意率."""
 
-    class Meta:
-        unknown = RAISE
-
     rating = fields.Integer(required=True, strict=True, validate=validate.Range(1, 5))
-    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    comment = optional_text(500)
 
 
 class WishSchema(Schema):
     """``POST /api/v1/wishes``: a resident's 微心愿."""
 
-    class Meta:
-        unknown = RAISE
-
-    title = fields.String(required=True, validate=validate.Length(min=2, max=60))
+    title = text_field(60, 2, required=True)
     description = fields.String(load_default="", validate=validate.Length(max=1000))
-    skill = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=32))
-
-
-class RecordQuerySchema(Schema):
-    """A service record's period (local dates, both included) and format."""
-
-    class Meta:
-        unknown = RAISE
-
-    start = fields.Date(required=True, data_key="from")
-    end = fields.Date(required=True, data_key="to")
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "pdf")))
-
-    @validates_schema
-    def _ordered(self, data: dict, **kwargs: Any) -> None:
-        if data["end"] < data["start"] or (data["end"] - data["start"]).days > 366:
-            raise ValidationError("a period of at most a year, from before to", "to")
+    skill = optional_text(32)
 
 
 # --------------------------------------------------------------------------------------------- notify
@@ -722,9 +479,6 @@ _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
 class QuietHoursSchema(Schema):
     """Local times (``HH:MM``, the community's time zone); the span may cross midnight (22:00-07:00)."""
 
-    class Meta:
-        unknown = RAISE
-
     start = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
     end = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
 
@@ -732,17 +486,11 @@ class QuietHoursSchema(Schema):
 class DigestSchema(Schema):
     """One digest a day at a local time: non-critical echoes on push channels wait for it."""
 
-    class Meta:
-        unknown = RAISE
-
     at = fields.String(required=True, validate=validate.Regexp(_CLOCK, error="a time as HH:MM"))
 
 
 class PreferencesSchema(Schema):
     """``PUT /api/v1/me/preferences``: channels in order, quiet hours, a daily digest, a webhook receiver."""
-
-    class Meta:
-        unknown = RAISE
 
     channels = fields.List(fields.String(validate=validate.OneOf(ECHO_CHANNELS)), required=True,
                            validate=validate.Length(min=1, max=len(ECHO_CHANNELS)))
@@ -765,20 +513,14 @@ class PreferencesSchema(Schema):
 class TaskDoneSchema(Schema):
     """``POST /api/v1/echo-tasks/{id}/done``: the grid worker phoned or visited; what they noted."""
 
-    class Meta:
-        unknown = RAISE
-
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    note = optional_text(500)
 
 
 class BroadcastSchema(Schema):
     """``POST /api/v1/broadcasts``: a notice to a segment (``directory.segment``'s spec: grid, building, ages,
     flags ...); an empty segment is the whole community."""
 
-    class Meta:
-        unknown = RAISE
-
-    title = fields.String(required=True, validate=validate.Length(min=2, max=40))
-    body = fields.String(required=True, validate=validate.Length(min=2, max=1000))
+    title = text_field(40, 2, required=True)
+    body = text_field(1000, 2, required=True)
     segment = fields.Dict(load_default=dict)
     critical = fields.Boolean(load_default=False)

@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,26 +65,11 @@ class Envelope:
         object.__setattr__(self, "occurred_at", when)
 
     @classmethod
-    def new(
-        cls,
-        type: str,
-        payload: dict,
-        *,
-        community: str,
-        correlation_id: str | None = None,
-        version: int = 1,
-        occurred_at: datetime | None = None,
-    ) -> Envelope:
+    def new(cls, type: str, payload: dict, *, community: str, correlation_id: str | None = None, version: int = 1,
+            occurred_at: datetime | None = None) -> Envelope:
+        """A new event, with a new id; it starts its own correlation unless it continues one."""
         event_id = uuid.uuid4().hex
-        return cls(
-            event_id=event_id,
-            type=type,
-            version=version,
-            occurred_at=occurred_at or utcnow(),
-            correlation_id=correlation_id or event_id,
-            community=community,
-            payload=payload,
-        )
+        return cls(event_id, type, version, occurred_at or utcnow(), correlation_id or event_id, community, payload)
 
     def to_wire(self) -> dict:
         """A JSON-ready dict (``occurred_at`` as ISO 8601 in UTC)."""
@@ -102,6 +87,4 @@ class Envelope:
         return cls(**loaded)
 
     def with_payload(self, payload: dict, version: int) -> Envelope:
-        return Envelope(
-            self.event_id, self.type, version, self.occurred_at, self.correlation_id, self.community, payload
-        )
+        return replace(self, payload=payload, version=version)

@@ -20,6 +20,8 @@ A subclass's code is its default; an instance may name a more precise one (it tr
 
 from __future__ import annotations
 
+from typing import Any
+
 from nameko.exceptions import deserialize_to_instance
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -31,6 +33,11 @@ class PlatformError(Exception):
     code = "error"
     status = 400
     title = "Bad Request"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # nameko re-raises a registered class in the caller, details and all, instead of a RemoteError.
+        super().__init_subclass__(**kwargs)
+        deserialize_to_instance(cls)
 
     def __init__(self, message: str = "", details: dict | None = None, code: str | None = None):
         args: tuple = (message or self.default_message(), details or {})
@@ -58,45 +65,33 @@ class PlatformError(Exception):
 
     def to_problem(self, correlation_id: str | None = None) -> dict:
         """The RFC 9457 problem details of this error (``errors`` carries the per-field details)."""
-        problem = {
-            "type": f"/problems/{self.code}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.message,
-            "code": self.code,
-            "correlation_id": correlation_id,
-        }
+        problem = {"type": f"/problems/{self.code}", "title": self.title, "status": self.status,
+                   "detail": self.message, "code": self.code, "correlation_id": correlation_id}
         if self.details:
             problem["errors"] = self.details
         return problem
 
 
-@deserialize_to_instance
 class BadRequest(PlatformError):
     code, status, title = "bad_request", 400, "Bad Request"
 
 
-@deserialize_to_instance
 class Unauthorized(PlatformError):
     code, status, title = "unauthorized", 401, "Unauthorized"
 
 
-@deserialize_to_instance
 class Forbidden(PlatformError):
     code, status, title = "forbidden", 403, "Forbidden"
 
 
-@deserialize_to_instance
 class NotFound(PlatformError):
     code, status, title = "not_found", 404, "Not Found"
 
 
-@deserialize_to_instance
 class Conflict(PlatformError):
     code, status, title = "conflict", 409, "Conflict"
 
 
-@deserialize_to_instance
 class PreconditionFailed(PlatformError):
     """A write's ``If-Match`` names a version that is no longer current: reload, then retry (RFC 9110, 412).
 
@@ -119,22 +114,18 @@ class PreconditionFailed(PlatformError):
             return None
 
 
-@deserialize_to_instance
 class PayloadTooLarge(PlatformError):
     code, status, title = "payload_too_large", 413, "Content Too Large"
 
 
-@deserialize_to_instance
 class UnsupportedMediaType(PlatformError):
     code, status, title = "unsupported_media_type", 415, "Unsupported Media Type"
 
 
-@deserialize_to_instance
 class ValidationFailed(PlatformError):
     code, status, title = "validation_failed", 422, "Unprocessable Content"
 
 
-@deserialize_to_instance
 class TooManyRequests(PlatformError):
     """Slow down; ``details["retry_after"]`` (seconds), when given, becomes the ``Retry-After`` header."""
 
@@ -146,11 +137,9 @@ class TooManyRequests(PlatformError):
         return int(value) if isinstance(value, int | float) and value >= 0 else None
 
 
-@deserialize_to_instance
 class ServiceUnavailable(PlatformError):
     code, status, title = "service_unavailable", 503, "Service Unavailable"
 
 
-@deserialize_to_instance
 class UpstreamTimeout(PlatformError):
     code, status, title = "upstream_timeout", 504, "Gateway Timeout"

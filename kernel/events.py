@@ -21,22 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from kernel.envelope import Envelope, MalformedEvent
 
-__all__ = [
-    "CATALOGUE",
-    "SUBSCRIPTIONS",
-    "EventType",
-    "Subscription",
-    "UnknownEventType",
-    "current_version",
-    "subscription",
-    "upcast",
-    "validate_outgoing",
-    "validate_incoming",
-]
+__all__ = ["CATALOGUE", "SUBSCRIPTIONS", "EventType", "Subscription", "UnknownEventType", "current_version",
+           "subscription", "upcast", "validate_incoming", "validate_outgoing"]
 
 TICKET_STATES = (
     "received", "dispatched", "accepted", "in_progress", "paused", "resolved",
@@ -49,6 +39,8 @@ class UnknownEventType(MalformedEvent):
 
 
 # --- payload schemas -------------------------------------------------------------------------------
+# A payload with a key its schema does not name is refused (marshmallow's default), except a ticket
+# transition's, which adds details of its own.
 
 class TicketEventPayload(Schema):
     """What every ticket event carries; transitions add their own details (reason, assignee ...)."""
@@ -63,9 +55,6 @@ class TicketEventPayload(Schema):
 
 class TicketReceivedV1(Schema):
     """Version 1 had a single reporter and no list of attached residents."""
-
-    class Meta:
-        unknown = RAISE
 
     ticket_id = fields.String(required=True)
     state = fields.String(required=True)
@@ -98,9 +87,6 @@ class TicketReceivedV3(TicketReceivedV2):
 class PatrolRecordedV1(Schema):
     """A grid worker's round (巡查): what was checked, and the tickets its findings became (none is fine)."""
 
-    class Meta:
-        unknown = RAISE
-
     patrol_id = fields.String(required=True)
     grid = fields.String(required=True)
     worker = fields.String(required=True)
@@ -112,9 +98,6 @@ class PatrolRecordedV1(Schema):
 
 
 class EchoOutcomePayload(Schema):
-    class Meta:
-        unknown = RAISE
-
     echo_id = fields.String(required=True)
     ticket_id = fields.String(required=True)
     recipient = fields.String(required=True)
@@ -128,9 +111,6 @@ class EchoOutcomePayload(Schema):
 
 class TicketSilentV1(Schema):
     """A resident-relevant ticket change whose echo was neither delivered nor accounted for in time."""
-
-    class Meta:
-        unknown = RAISE
 
     ticket_id = fields.String(required=True)
     echo_id = fields.String(required=True)
@@ -146,9 +126,6 @@ class TicketSilentV1(Schema):
 class BroadcastRequestedV1(Schema):
     """Staff asked for a notice to a segment of the community; notify fans it out in batches."""
 
-    class Meta:
-        unknown = RAISE
-
     broadcast_id = fields.String(required=True)
     segment = fields.Dict(required=True)
     critical = fields.Boolean(required=True)
@@ -157,18 +134,12 @@ class BroadcastRequestedV1(Schema):
 class ResidentErasedV1(Schema):
     """A resident asked to be forgotten; consumers erase or anonymise what they hold about them."""
 
-    class Meta:
-        unknown = RAISE
-
     resident_id = fields.String(required=True, validate=validate.Length(min=1))
     erased_at = fields.String(required=True)
 
 
 class SlaThresholdV1(Schema):
     """A ticket's clock reached a threshold: a warning (50 %, 75 %) or its deadline (100 %, a breach)."""
-
-    class Meta:
-        unknown = RAISE
 
     ticket_id = fields.String(required=True)
     clock = fields.String(required=True, validate=validate.OneOf(("first_response", "next_update", "resolution")))
@@ -186,9 +157,6 @@ class SlaThresholdV1(Schema):
 class VolunteerRegisteredV1(Schema):
     """A person joined the volunteer registry (or changed their registration); no name or phone travels."""
 
-    class Meta:
-        unknown = RAISE
-
     volunteer_id = fields.String(required=True)
     grid = fields.String(required=True, allow_none=True)
     teams = fields.List(fields.String(), required=True)
@@ -205,9 +173,6 @@ class VolunteerTaskV1(Schema):
     wish's for a wish (``subject`` says which). ``reason`` is a decline's (``declined``/``timed_out``);
     ``check_in_code`` goes to the resident with the acceptance and nowhere else.
     """
-
-    class Meta:
-        unknown = RAISE
 
     assignment_id = fields.String(required=True)
     subject = fields.String(required=True, validate=validate.OneOf(("ticket", "wish")))
@@ -227,9 +192,6 @@ class VolunteerTaskV1(Schema):
 
 class WishV1(Schema):
     """A resident's 微心愿: published, claimed, fulfilled (``ticket_id`` is the wish's id, for echoes)."""
-
-    class Meta:
-        unknown = RAISE
 
     wish_id = fields.String(required=True)
     ticket_id = fields.String(required=True)
@@ -267,86 +229,57 @@ def _v2_to_v3_placed(payload: dict) -> dict:
     return {"number": None, "grid": None, "building": None, **payload}
 
 
-_TICKET_TRANSITIONS = {
-    "ticket.dispatched": "handed to a grid worker, a volunteer team or a unit (派单)",
-    "ticket.accepted": "the assignee signed for it (签收)",
-    "ticket.started": "work began (办理)",
-    "ticket.paused": "paused with a reason the resident is told (延期)",
-    "ticket.resumed": "work resumed after a pause",
-    "ticket.resolved": "staff say it is done; provisional until the callback (办结)",
-    "ticket.confirmed": "the resident confirmed the fix at callback (回访满意)",
-    "ticket.reopened": "the resident said not fixed; priority raised (不满意重办)",
-    "ticket.closed": "closed without a fix, with a reason (转办/无法办理)",
-    "ticket.bounced": "handed back as wrongly dispatched (退单); the clock keeps running",
-    "ticket.escalated": "escalated after repeated bounces (吹哨)",
-    "ticket.attached": "another resident reported the same problem and was attached",
-    "ticket.callback_recorded": "a callback attempt was recorded",
-    "ticket.commented": "a comment, internal or resident-visible (resident-visible ones are echoed)",
-    "ticket.merged": "closed as a duplicate of a master ticket, which takes its residents (合并)",
-    "ticket.planned": "a dated next step with its owner was set (日清)",
-}
-
-_VOLUNTEER_STEPS = {
-    "volunteer.offered": "a volunteer was asked to take a task, with the reasons they were chosen",
-    "volunteer.accepted": "the volunteer took the task and is on the way (志愿者接单)",
-    "volunteer.declined": "the volunteer declined, or the offer timed out; the next candidate is asked",
-    "volunteer.checked_in": "the volunteer arrived (the resident's code, or a staff confirmation)",
-    "volunteer.checked_out": "the volunteer finished; the minutes credited (capped; marked if closed automatically)",
-}
-_WISH_STEPS = {
-    "wish.published": "a resident's small wish was published (微心愿)",
-    "wish.claimed": "a volunteer claimed the wish (认领)",
-    "wish.fulfilled": "the volunteer fulfilled the wish (圆梦)",
+# Every type but ticket.received has one version: its schema and what it means.
+_ONE_VERSION: dict[str, tuple[type[Schema], str]] = {
+    "ticket.dispatched": (TicketEventPayload, "handed to a grid worker, a volunteer team or a unit (派单)"),
+    "ticket.accepted": (TicketEventPayload, "the assignee signed for it (签收)"),
+    "ticket.started": (TicketEventPayload, "work began (办理)"),
+    "ticket.paused": (TicketEventPayload, "paused with a reason the resident is told (延期)"),
+    "ticket.resumed": (TicketEventPayload, "work resumed after a pause"),
+    "ticket.resolved": (TicketEventPayload, "staff say it is done; provisional until the callback (办结)"),
+    "ticket.confirmed": (TicketEventPayload, "the resident confirmed the fix at callback (回访满意)"),
+    "ticket.reopened": (TicketEventPayload, "the resident said not fixed; priority raised (不满意重办)"),
+    "ticket.closed": (TicketEventPayload, "closed without a fix, with a reason (转办/无法办理)"),
+    "ticket.bounced": (TicketEventPayload, "handed back as wrongly dispatched (退单); the clock keeps running"),
+    "ticket.escalated": (TicketEventPayload, "escalated after repeated bounces (吹哨)"),
+    "ticket.attached": (TicketEventPayload, "another resident reported the same problem and was attached"),
+    "ticket.callback_recorded": (TicketEventPayload, "a callback attempt was recorded"),
+    "ticket.commented": (TicketEventPayload,
+                         "a comment, internal or resident-visible (resident-visible ones are echoed)"),
+    "ticket.merged": (TicketEventPayload,
+                      "closed as a duplicate of a master ticket, which takes its residents (合并)"),
+    "ticket.planned": (TicketEventPayload, "a dated next step with its owner was set (日清)"),
+    "sla.warned": (SlaThresholdV1, "a ticket's first-response, keep-in-loop or resolution clock used a warning "
+                                   "share of its time (50 %, 75 %)"),
+    "sla.breached": (SlaThresholdV1, "a ticket's clock passed its deadline (100 %)"),
+    "echo.delivered": (EchoOutcomePayload, "an echo reached a resident on a channel"),
+    "echo.failed": (EchoOutcomePayload, "an echo could not be delivered; the reason is recorded"),
+    "echo.read": (EchoOutcomePayload, "a resident read an echo (the in-app inbox's read receipt)"),
+    "ticket.silent": (TicketSilentV1, "notify's reconciler found a ticket change whose echo was not delivered, "
+                                      "nor a reason recorded, in time"),
+    "broadcast.requested": (BroadcastRequestedV1,
+                            "staff asked for a notice to a segment (a grid, a building, residents over 60 ...)"),
+    "patrol.recorded": (PatrolRecordedV1, "a grid worker recorded a patrol round (巡查)"),
+    "resident.erased": (ResidentErasedV1, "a resident asked to be forgotten; their personal data is erased"),
+    "volunteer.registered": (VolunteerRegisteredV1, "a person joined the volunteer registry (志愿者注册)"),
+    "volunteer.offered": (VolunteerTaskV1, "a volunteer was asked to take a task, with the reasons they were chosen"),
+    "volunteer.accepted": (VolunteerTaskV1, "the volunteer took the task and is on the way (志愿者接单)"),
+    "volunteer.declined": (VolunteerTaskV1,
+                           "the volunteer declined, or the offer timed out; the next candidate is asked"),
+    "volunteer.checked_in": (VolunteerTaskV1, "the volunteer arrived (the resident's code, or a staff confirmation)"),
+    "volunteer.checked_out": (VolunteerTaskV1, "the volunteer finished; the minutes credited (capped; marked if "
+                                               "closed automatically)"),
+    "wish.published": (WishV1, "a resident's small wish was published (微心愿)"),
+    "wish.claimed": (WishV1, "a volunteer claimed the wish (认领)"),
+    "wish.fulfilled": (WishV1, "the volunteer fulfilled the wish (圆梦)"),
 }
 
 CATALOGUE: dict[str, EventType] = {
     "ticket.received": EventType(
         "ticket.received", {1: TicketReceivedV1, 2: TicketReceivedV2, 3: TicketReceivedV3},
-        {1: _v1_to_v2_attached, 2: _v2_to_v3_placed},
-        "a request was received (受理)",
+        {1: _v1_to_v2_attached, 2: _v2_to_v3_placed}, "a request was received (受理)",
     ),
-    **{
-        name: EventType(name, {1: TicketEventPayload}, {}, description)
-        for name, description in _TICKET_TRANSITIONS.items()
-    },
-    "sla.warned": EventType(
-        "sla.warned", {1: SlaThresholdV1}, {},
-        "a ticket's first-response, keep-in-loop or resolution clock used a warning share of its time (50 %, 75 %)",
-    ),
-    "sla.breached": EventType(
-        "sla.breached", {1: SlaThresholdV1}, {}, "a ticket's clock passed its deadline (100 %)",
-    ),
-    "echo.delivered": EventType(
-        "echo.delivered", {1: EchoOutcomePayload}, {}, "an echo reached a resident on a channel"
-    ),
-    "echo.failed": EventType(
-        "echo.failed", {1: EchoOutcomePayload}, {}, "an echo could not be delivered; the reason is recorded"
-    ),
-    "echo.read": EventType(
-        "echo.read", {1: EchoOutcomePayload}, {}, "a resident read an echo (the in-app inbox's read receipt)"
-    ),
-    "ticket.silent": EventType(
-        "ticket.silent", {1: TicketSilentV1}, {},
-        "notify's reconciler found a ticket change whose echo was not delivered, nor a reason recorded, in time",
-    ),
-    "broadcast.requested": EventType(
-        "broadcast.requested", {1: BroadcastRequestedV1}, {},
-        "staff asked for a notice to a segment (a grid, a building, residents over 60 ...)",
-    ),
-    "patrol.recorded": EventType(
-        "patrol.recorded", {1: PatrolRecordedV1}, {}, "a grid worker recorded a patrol round (巡查)"
-    ),
-    "resident.erased": EventType(
-        "resident.erased", {1: ResidentErasedV1}, {}, "a resident asked to be forgotten; their personal data is erased"
-    ),
-    "volunteer.registered": EventType(
-        "volunteer.registered", {1: VolunteerRegisteredV1}, {}, "a person joined the volunteer registry (志愿者注册)"
-    ),
-    **{
-        name: EventType(name, {1: VolunteerTaskV1}, {}, description)
-        for name, description in _VOLUNTEER_STEPS.items()
-    },
-    **{name: EventType(name, {1: WishV1}, {}, description) for name, description in _WISH_STEPS.items()},
+    **{name: EventType(name, {1: schema}, {}, description) for name, (schema, description) in _ONE_VERSION.items()},
 }
 
 
@@ -440,48 +373,26 @@ RESIDENT_VISIBLE_VOLUNTEER_EVENTS = (
 )
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
-    Subscription(
-        "notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS + RESIDENT_VISIBLE_VOLUNTEER_EVENTS,
-        "echo every change a resident should know about to every attached resident",
-    ),
-    Subscription(
-        "tickets.echo_outcomes", ("echo.delivered", "echo.failed", "echo.read"),
-        "record each echo's outcome on the ticket's timeline",
-    ),
-    Subscription(
-        "tickets.erasures", ("resident.erased",),
-        "anonymise the erased resident in every ticket they reported or are attached to",
-    ),
-    Subscription(
-        "tickets.merges", ("ticket.merged",),
-        "the master of a merge takes the duplicate's residents (converges a merge cut short by a crash)",
-    ),
-    Subscription(
-        "notify.staff_events", ("ticket.dispatched", "sla.warned", "sla.breached"),
-        "tell the grid worker a ticket is dispatched to, and of its deadline warnings and breaches",
-    ),
-    Subscription(
-        "notify.broadcasts", ("broadcast.requested",),
-        "fan a broadcast out to its segment in batches, on a queue of its own so ticket echoes are not held back",
-    ),
-    Subscription(
-        "notify.erasures", ("resident.erased",),
-        "remove the erased resident's inbox messages",
-    ),
-    Subscription(
-        "volunteers.erasures", ("resident.erased",),
-        "anonymise the erased person in volunteer tasks and 微心愿; an erased volunteer leaves the registry",
-    ),
-    Subscription(
-        "volunteers.dispatches", ("ticket.dispatched",),
-        "a ticket dispatched to a volunteer team: propose volunteers and offer it to the best one",
-    ),
-    Subscription(
-        "tickets.volunteer_events",
-        ("volunteer.offered", "volunteer.accepted", "volunteer.declined", "volunteer.checked_in",
-         "volunteer.checked_out"),
-        "show each step of a ticket's volunteer task on its timeline",
-    ),
+    Subscription("notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS + RESIDENT_VISIBLE_VOLUNTEER_EVENTS,
+                 "echo every change a resident should know about to every attached resident"),
+    Subscription("tickets.echo_outcomes", ("echo.delivered", "echo.failed", "echo.read"),
+                 "record each echo's outcome on the ticket's timeline"),
+    Subscription("tickets.erasures", ("resident.erased",),
+                 "anonymise the erased resident in every ticket they reported or are attached to"),
+    Subscription("tickets.merges", ("ticket.merged",),
+                 "the master of a merge takes the duplicate's residents (converges a merge cut short by a crash)"),
+    Subscription("notify.staff_events", ("ticket.dispatched", "sla.warned", "sla.breached"),
+                 "tell the grid worker a ticket is dispatched to, and of its deadline warnings and breaches"),
+    Subscription("notify.broadcasts", ("broadcast.requested",), "fan a broadcast out to its segment in batches, "
+                 "on a queue of its own so ticket echoes are not held back"),
+    Subscription("notify.erasures", ("resident.erased",), "remove the erased resident's inbox messages"),
+    Subscription("volunteers.erasures", ("resident.erased",),
+                 "anonymise the erased person in volunteer tasks and 微心愿; an erased volunteer leaves the registry"),
+    Subscription("volunteers.dispatches", ("ticket.dispatched",),
+                 "a ticket dispatched to a volunteer team: propose volunteers and offer it to the best one"),
+    Subscription("tickets.volunteer_events", ("volunteer.offered", "volunteer.accepted", "volunteer.declined",
+                                              "volunteer.checked_in", "volunteer.checked_out"),
+                 "show each step of a ticket's volunteer task on its timeline"),
 )
 
 

@@ -169,20 +169,13 @@ class CommitQueues(SharedExtension):
         self._queues: dict[str, CommitQueue] = {}
         super().__init__(**kwargs)
 
-    def queue(self, key: str, make_run: Callable[[], BatchRun], *, limit: int = DEFAULT_LIMIT) -> CommitQueue:
-        """The queue for ``key``, made on first use with the batch run ``make_run()`` returns."""
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = CommitQueue(key, make_run(), limit=limit)
-        return queue
-
     def insert(self, collection: Collection, document: dict) -> None:
         """Insert one document, committed together with concurrent inserts into the same collection."""
-        self.submit(f"insert:{collection.full_name}", lambda: insert_each(collection), document)
-
-    def submit(self, key: str, make_run: Callable[[], BatchRun], item: Any, *, limit: int = DEFAULT_LIMIT) -> Any:
-        """Submit ``item`` to the queue ``key`` (made with ``make_run()`` on first use) and wait for its outcome."""
-        return self.queue(key, make_run, limit=limit).submit(item)
+        key = f"insert:{collection.full_name}"
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = CommitQueue(key, insert_each(collection))
+        queue.submit(document)
 
     def stop(self) -> None:
         for queue in self._queues.values():
@@ -193,18 +186,8 @@ class CommitQueues(SharedExtension):
 
 
 class GroupCommit(DependencyProvider):
-    """Injects the container's :class:`CommitQueues`, shared by its workers.
-
-    Usage::
-
-        class TicketsService:
-            db = Mongo(...)
-            commits = GroupCommit()
-
-            @rpc
-            def create(self, ...):
-                TicketRepository(self.db, self.commits).add(ticket, events)
-    """
+    """Injects the container's :class:`CommitQueues`, shared by its workers: ``writes = GroupCommit()`` on a
+    service, ``self.writes.insert(collection, document)`` in a worker (or a repository it hands them to)."""
 
     queues = CommitQueues()
 

@@ -125,10 +125,8 @@ class ReliableEventHandler(Consumer):
 
     def setup(self) -> None:
         if self.subscription.service != self.container.service_name:
-            raise RuntimeError(
-                f"{self.container.service_name} cannot consume {self.subscription.name}: "
-                f"the subscription belongs to {self.subscription.service}"
-            )
+            raise RuntimeError(f"{self.container.service_name} cannot consume {self.subscription.name}: "
+                               f"the subscription belongs to {self.subscription.service}")
         settings = settings_of(self.container.config)
         self.retry_delays_ms = settings.retry_delays_ms
         self.publisher = ConfirmedPublisher(settings.amqp_uri)
@@ -172,10 +170,8 @@ class ReliableEventHandler(Consumer):
             return
         context_data = {**self.unpack_message_headers(message), CORRELATION_ID: event.correlation_id}
         try:
-            self.container.spawn_worker(
-                self, (event,), {}, context_data=context_data,
-                handle_result=partial(self.handle_event_result, body, message, event),
-            )
+            self.container.spawn_worker(self, (event,), {}, context_data=context_data,
+                                        handle_result=partial(self.handle_event_result, body, message, event))
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
 
@@ -212,31 +208,25 @@ class ReliableEventHandler(Consumer):
         if attempt >= self.max_attempts:
             self._dead_letter(body, message, attempt=attempt, error=error, trace=trace)
             return
-        self._park(body, message, event, delay_ms=self.retry_delays_ms[attempt - 1], attempt=attempt + 1,
-                   error=error)
+        self._park(body, message, event, delay_ms=self.retry_delays_ms[attempt - 1], attempt=attempt + 1, error=error)
         self._count("retried")
 
     def _park(self, body, message, event: Envelope, *, delay_ms: int, attempt: int, error: str) -> None:
         """Move the message to the retry queue of ``delay_ms``; ack it once the broker has the copy."""
         log.warning("event.retry_scheduled", event_id=event.event_id, type=event.type,
                     next_attempt=attempt, delay_ms=delay_ms, error=error)
-        self.publisher.publish(
-            body, exchange=retry_exchange(delay_ms), routing_key=self.subscription.queue,
-            message_id=event.event_id, correlation_id=event.correlation_id,
-            headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000]},
-        )
+        self.publisher.publish(body, exchange=retry_exchange(delay_ms), routing_key=self.subscription.queue,
+                               message_id=event.event_id, correlation_id=event.correlation_id,
+                               headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000]})
         self.queue_consumer.ack_message(message)
 
     def _dead_letter(self, body, message, *, attempt: int, error: str, trace: str) -> None:
-        log.error("event.dead_lettered", queue=self.subscription.dead_letter_queue,
-                  attempt=attempt, error=error)
-        self.publisher.publish(
-            body, exchange=DEAD, routing_key=self.subscription.queue,
-            message_id=message.properties.get("message_id"),
-            correlation_id=message.properties.get("correlation_id"),
-            headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000], TRACEBACK: trace,
-                     FAILED_AT: utcnow().isoformat()},
-        )
+        log.error("event.dead_lettered", queue=self.subscription.dead_letter_queue, attempt=attempt, error=error)
+        self.publisher.publish(body, exchange=DEAD, routing_key=self.subscription.queue,
+                               message_id=message.properties.get("message_id"),
+                               correlation_id=message.properties.get("correlation_id"),
+                               headers={**_headers(message), ATTEMPT: attempt, ERROR: error[:1000], TRACEBACK: trace,
+                                        FAILED_AT: utcnow().isoformat()})
         self.queue_consumer.ack_message(message)
         self._count("dead_lettered")
 

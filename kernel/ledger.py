@@ -5,15 +5,13 @@ the time it was staged, and the document with the time of its latest staging und
 ``_outbox_since``); the relay never updates it again. What the broker confirmed is
 recorded in the **ledger** instead, one document per batch of ids.
 
-Which writes exist is learnt in the database's commit order, from a change stream on
-each outbox collection (:func:`read_changes`), never from the writers' clocks: a write
-is seen when it commits, however late that is after its staging and whatever clock its
-writer has. Each collection has a **resume point** (``_outbox_checkpoints``): a change
-stream resume token such that every event of every change up to it is published. Next
-to it, ``since``: a lower bound on the staging stamps of what may still be unpublished
-(the server's time of that change less :data:`FALLBACK_LOOKBACK`), which only the
-fallback scan reads, when the token itself is no longer usable (the oplog was cut short:
-SecantusDB keeps 100,000 entries or an hour, an operator resized a replica set's).
+Which writes exist is learnt in commit order, from a change stream on each outbox collection
+(:func:`read_changes`; :mod:`kernel.outbox` says why). Each collection has a **resume point**
+(``_outbox_checkpoints``): a change stream resume token such that every event of every change up to it is
+published. Next to it, ``since``: a lower bound on the staging stamps of what may still be unpublished (the
+server's time of that change less :data:`FALLBACK_LOOKBACK`), which only the fallback scan reads, when the
+token itself is no longer usable (the oplog was cut short: SecantusDB keeps 100,000 entries or an hour, an
+operator resized a replica set's).
 
 An event is *unpublished* when a change after the resume point carries it and no ledger
 document lists it (:func:`unpublished`: what ``huisheng ops outbox``, the fault suite and
@@ -34,6 +32,7 @@ This module has no eventlet or nameko in it, so the CLI can import it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -274,18 +273,13 @@ def unpublished(db: Database, collection_name: str) -> list[dict]:
     "_outbox_since", "_outbox": [its unpublished events]}``, oldest staging first.
     """
     point = resume_point(db, collection_name) or {}
-    documents: list[dict] | None = None
+    documents, since = None, None
     if point.get("token"):
-        try:
-            changes = read_changes(db[collection_name], point["token"])
-        except ResumePointLost:
-            documents = None
-        else:
+        with suppress(ResumePointLost):  # the history was cut short: the scan below answers instead
             merged: dict = {}
-            for change in changes:
+            for change in read_changes(db[collection_name], point["token"]):
                 merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
             documents = [doc for doc in merged.values() if doc[OUTBOX]]
-            since = None
     if documents is None:
         since = checkpoint(db, collection_name)
         documents = scan(db, collection_name, since)

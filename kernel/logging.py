@@ -22,9 +22,7 @@ import structlog
 # A mainland mobile number, with or without +86 / 0086 / 86, written solid or in 3-4-4 groups, that no ASCII
 # letter or digit touches: the same digits inside an identifier (a hex ticket id, an order number) are not a
 # phone, and masking them would leave ops unable to follow the id through the logs. CJK text may touch it.
-PHONE = re.compile(
-    r"(?<![0-9A-Za-z])((?:\+|00)?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?![0-9A-Za-z])"
-)
+PHONE = re.compile(r"(?<![0-9A-Za-z])((?:\+|00)?86[-\s]?)?(1[3-9]\d)[-\s]?(\d{4})[-\s]?(\d{4})(?![0-9A-Za-z])")
 ADDRESS_KEYS = frozenset({"address", "address_string", "address_detail", "home_address"})
 PHONE_KEYS = frozenset({"phone", "mobile", "telephone", "phone_number"})
 NAME_KEYS = frozenset({"resident_name", "full_name", "real_name"})
@@ -83,29 +81,17 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
         event_dict.setdefault("service", service)
         return event_dict
 
-    shared = [
-        add_service,
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        mask_event,
-    ]
-    renderer = (
-        structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    shared = [add_service, structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+              structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.processors.format_exc_info, mask_event]
+    renderer = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
+                else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[*shared, renderer],
-        logger_factory=lambda *_args: StdoutLogger(),
+        processors=[*shared, renderer], logger_factory=lambda *_args: StdoutLogger(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        cache_logger_on_first_use=True,
-    )
+        cache_logger_on_first_use=True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    ))
+        foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -18,50 +18,34 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-WORKERS = Histogram(
-    "huisheng_worker_seconds", "Time a worker took, by entrypoint and outcome",
-    ["service", "entrypoint", "outcome"], buckets=LATENCY_BUCKETS,
-)
-HTTP_REQUESTS = Counter(
-    "huisheng_http_requests_total", "HTTP requests answered, by route and status",
-    ["service", "route", "status"],
-)
-HANDLED = Counter(
-    "huisheng_events_handled_total",
-    "Event deliveries by outcome: ok, retried, dead_lettered, duplicate, busy, requeued",
-    ["subscription", "outcome"],
-)
+WORKERS = Histogram("huisheng_worker_seconds", "Time a worker took, by entrypoint and outcome",
+                    ["service", "entrypoint", "outcome"], buckets=LATENCY_BUCKETS)
+HTTP_REQUESTS = Counter("huisheng_http_requests_total", "HTTP requests answered, by route and status",
+                        ["service", "route", "status"])
+HANDLED = Counter("huisheng_events_handled_total",
+                  "Event deliveries by outcome: ok, retried, dead_lettered, duplicate, busy, requeued",
+                  ["subscription", "outcome"])
 PUBLISHED = Counter("huisheng_outbox_published_total", "Events the relay published", ["service", "collection"])
-PUBLISH_FAILURES = Counter("huisheng_outbox_publish_failures_total", "Relay publish attempts that failed",
-                           ["service"])
-OUTBOX_LAG = Histogram(
-    "huisheng_outbox_lag_seconds", "From an event's write to its confirmed publication",
-    ["service"], buckets=LATENCY_BUCKETS,
-)
+PUBLISH_FAILURES = Counter("huisheng_outbox_publish_failures_total", "Relay publish attempts that failed", ["service"])
+OUTBOX_LAG = Histogram("huisheng_outbox_lag_seconds", "From an event's write to its confirmed publication",
+                       ["service"], buckets=LATENCY_BUCKETS)
 OUTBOX_PENDING = Gauge("huisheng_outbox_pending_documents", "Documents with unpublished events",
                        ["service", "collection"])
 OUTBOX_OLDEST = Gauge("huisheng_outbox_oldest_seconds", "Age of the oldest unpublished event",
                       ["service", "collection"])
-ECHO_LATENCY = Histogram(
-    "huisheng_echo_latency_seconds", "From a ticket change to its echo being delivered, by channel",
-    ["channel"], buckets=LATENCY_BUCKETS,
-)
+ECHO_LATENCY = Histogram("huisheng_echo_latency_seconds",
+                         "From a ticket change to its echo being delivered, by channel", ["channel"],
+                         buckets=LATENCY_BUCKETS)
 ECHO_STAGE_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-ECHO_STAGE_LATENCY = Histogram(
-    "huisheng_echo_stage_seconds",
-    "From a ticket change to each stage of its echo (sent, delivered, read), by channel",
-    ["channel", "stage"], buckets=ECHO_STAGE_BUCKETS,
-)
-SILENT_TICKETS = Gauge(
-    "huisheng_silent_tickets",
-    "Tickets with a resident-relevant change whose echo was neither delivered nor accounted for in time",
-)
-GROUP_COMMIT_SIZE = Histogram(
-    "huisheng_group_commit_writes", "Writes sent to the database in one statement, by kind of write",
-    ["write"], buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-)
-ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)",
-                 ["channel", "outcome"])
+ECHO_STAGE_LATENCY = Histogram("huisheng_echo_stage_seconds",
+                               "From a ticket change to each stage of its echo (sent, delivered, read), by channel",
+                               ["channel", "stage"], buckets=ECHO_STAGE_BUCKETS)
+SILENT_TICKETS = Gauge("huisheng_silent_tickets", "Tickets with a resident-relevant change whose echo was neither "
+                       "delivered nor accounted for in time")
+GROUP_COMMIT_SIZE = Histogram("huisheng_group_commit_writes",
+                              "Writes sent to the database in one statement, by kind of write",
+                              ["write"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)", ["channel", "outcome"])
 
 
 _CHILDREN: dict[tuple, object] = {}

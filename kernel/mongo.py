@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from kernel.config import Settings, settings_of
+from kernel.config import settings_of
 
 IndexSpec = Callable[[Database], None]
 
@@ -33,10 +33,8 @@ def connect(uri: str, *, timeout_ms: int = 5000) -> MongoClient:
 
     Timezone-aware datetimes come back from the database, and every wait is bounded.
     """
-    return MongoClient(
-        uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 10000), appname="huisheng",
-    )
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+                       socketTimeoutMS=max(timeout_ms, 10000), appname="huisheng")
 
 
 class CachedDatabase(Database):
@@ -83,9 +81,8 @@ class MongoClientProvider(SharedExtension):
     def database(self, service_name: str) -> Database:
         database = self._databases.get(service_name)
         if database is None:
-            settings: Settings = settings_of(self.container.config)
-            database = self._databases[service_name] = CachedDatabase(
-                self.client, settings.database_name(service_name))
+            name = settings_of(self.container.config).database_name(service_name)
+            database = self._databases[service_name] = CachedDatabase(self.client, name)
         return database
 
 

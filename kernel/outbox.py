@@ -185,12 +185,7 @@ def _operation_time(collection: Collection) -> Timestamp | None:
 def staged(envelopes: Iterable[Envelope], at: datetime | None = None) -> list[dict]:
     """Validate against the catalogue and turn into what the outbox stores: the wire form, stamped."""
     at = at or utcnow()
-    entries = []
-    for envelope in envelopes:
-        entry = validate_outgoing(envelope).to_wire()
-        entry[STAGED] = at
-        entries.append(entry)
-    return entries
+    return [{**validate_outgoing(envelope).to_wire(), STAGED: at} for envelope in envelopes]
 
 
 def with_events(document: dict, envelopes: Sequence[Envelope]) -> dict:

@@ -10,8 +10,7 @@ do it (403 at the gateway). A role that is listed may do it over the objects its
 
 - ``ALWAYS``: anything in the caller's community;
 - ``IF_GRID``: objects in one of the caller's grids (an object not placed in a grid yet
-  counts as community-wide — this is the hook for tickets, which carry no grid until the
-  tickets issue adds one: give ``may_access`` the ticket's grid and the rule applies);
+  counts as community-wide: a ticket routing could not place);
 - ``IF_ASSIGNED``: objects dispatched to the caller or to one of their teams;
 - ``IF_SELF``: the caller's own objects (their record; tickets they reported or are attached to).
 
@@ -177,15 +176,8 @@ def require(action: str, role: str) -> Grant:
     return grant
 
 
-def may_access(
-    action: str,
-    viewer: Mapping[str, Any],
-    *,
-    community: str,
-    owners: Iterable[str] = (),
-    grid: str | None = None,
-    assignee: Mapping[str, str] | None = None,
-) -> bool:
+def may_access(action: str, viewer: Mapping[str, Any], *, community: str, owners: Iterable[str] = (),
+               grid: str | None = None, assignee: Mapping[str, str] | None = None) -> bool:
     """Whether ``viewer`` (``{"subject", "role", "community", "grids", "teams"}``) may do ``action`` on one object.
 
     ``community`` is the object's; ``owners`` who it belongs to (a ticket's attached residents,

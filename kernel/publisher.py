@@ -41,15 +41,12 @@ class ConfirmedPublisher:
     def __init__(self, amqp_uri: str):
         self._pool = producers[Connection(amqp_uri, transport_options=dict(TRANSPORT_OPTIONS))]
 
-    def publish(self, body, *, exchange: Exchange, routing_key: str, headers: dict | None = None,
-                **properties) -> None:
+    def publish(self, body, *, exchange: Exchange, routing_key: str, headers: dict | None = None, **properties) -> None:
         with self._pool.acquire(block=True) as producer:
             try:
-                producer.publish(
-                    body, exchange=exchange, routing_key=routing_key, headers=headers or {},
-                    delivery_mode=PERSISTENT, mandatory=True, serializer="json",
-                    retry=True, retry_policy=RETRY_POLICY, **properties,
-                )
+                producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers or {},
+                                 delivery_mode=PERSISTENT, mandatory=True, serializer="json", retry=True,
+                                 retry_policy=RETRY_POLICY, **properties)
             except ChannelError as error:
                 if "NO_ROUTE" in str(error):
                     raise UndeliverableMessage(routing_key) from error
@@ -124,11 +121,10 @@ class PipelinedPublisher:
         self._outcomes, self._returned = {}, set()
         first = self._last_tag + 1
         for message in messages:
-            producer.publish(
-                message.body, exchange=message.exchange, routing_key=message.routing_key,
-                headers=message.headers, message_id=message.message_id, correlation_id=message.correlation_id,
-                delivery_mode=PERSISTENT, mandatory=True, serializer="json", retry=False,
-            )
+            producer.publish(message.body, exchange=message.exchange, routing_key=message.routing_key,
+                             headers=message.headers, message_id=message.message_id,
+                             correlation_id=message.correlation_id, delivery_mode=PERSISTENT, mandatory=True,
+                             serializer="json", retry=False)
             self._last_tag += 1
             self._waiting[self._last_tag] = message.message_id
         deadline = time.monotonic() + self.confirm_timeout

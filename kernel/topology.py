@@ -22,8 +22,7 @@ from kombu import Connection, Exchange, Queue, binding
 from kernel.config import Settings
 from kernel.events import SUBSCRIPTIONS, Subscription
 
-EVENTS = Exchange("huisheng.events", type="topic", durable=True,
-                  arguments={"alternate-exchange": "huisheng.unrouted"})
+EVENTS = Exchange("huisheng.events", type="topic", durable=True, arguments={"alternate-exchange": "huisheng.unrouted"})
 UNROUTED = Exchange("huisheng.unrouted", type="fanout", durable=True)
 REQUEUE = Exchange("huisheng.requeue", type="direct", durable=True)
 DEAD = Exchange("huisheng.dead", type="direct", durable=True)
@@ -36,21 +35,15 @@ def retry_exchange(delay_ms: int) -> Exchange:
 
 def retry_queue(delay_ms: int) -> Queue:
     """Messages wait here ``delay_ms``, then go back to the queue named by their routing key."""
-    return Queue(
-        f"huisheng.retry.{delay_ms}ms", exchange=retry_exchange(delay_ms), durable=True,
-        queue_arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE.name},
-    )
+    return Queue(f"huisheng.retry.{delay_ms}ms", exchange=retry_exchange(delay_ms), durable=True,
+                 queue_arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": REQUEUE.name})
 
 
 def consumer_queue(sub: Subscription) -> Queue:
     """The subscription's queue; a message rejected without requeue goes to its DLQ."""
-    return Queue(
-        sub.queue,
-        bindings=[binding(EVENTS, routing_key=event_type) for event_type in sub.event_types]
-        + [binding(REQUEUE, routing_key=sub.queue)],
-        durable=True,
-        queue_arguments={"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": sub.queue},
-    )
+    bindings = [binding(EVENTS, routing_key=event_type) for event_type in sub.event_types]
+    return Queue(sub.queue, bindings=[*bindings, binding(REQUEUE, routing_key=sub.queue)], durable=True,
+                 queue_arguments={"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": sub.queue})
 
 
 def dead_letter_queue(sub: Subscription) -> Queue:

@@ -1,12 +1,7 @@
 """HTTP entrypoints that stop gracefully: ``@http`` for the gateway and every process's health routes.
 
-nameko's web server keeps serving keep-alive connections while its container
-stops, and the container then kills the greenthreads that write the answers: the
-fault suite saw requests carried out after SIGTERM whose answers never reached
-the client. Here the first entrypoint to stop makes the server stop accepting
-connections and answer every further request with ``Connection: close``; the
-server then waits (at most ``DRAIN_SECONDS``) until every open connection has
-been answered before the container goes on stopping (:class:`kernel.patches.GracefulWebServer`).
+The first entrypoint to stop makes the server drain its open connections before the container goes on
+stopping: why, and how, in :class:`kernel.patches.GracefulWebServer`.
 """
 
 from __future__ import annotations

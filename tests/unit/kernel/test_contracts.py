@@ -1,8 +1,9 @@
 """The create-ticket contract shared by the gateway and the tickets service."""
 
 import pytest
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 
+from kernel import contracts
 from kernel.contracts import CreateTicketSchema
 
 BASE = {"service_code": "roof_leak", "description": "楼顶漏水"}
@@ -77,3 +78,23 @@ def test_unknown_fields_are_rejected(unknown):
 def test_all_problems_are_reported_at_once():
     messages = errors({"description": "漏", "lat": 100, "priority": "urgent"})
     assert set(messages) == {"service_code", "description", "lat", "priority", "address_string"}
+
+
+
+SCHEMAS = sorted((name, schema) for name, schema in vars(contracts).items()
+                 if isinstance(schema, type) and issubclass(schema, Schema) and schema.__module__ == contracts.__name__
+                 and name != "ViewerSchema")
+
+
+@pytest.mark.parametrize("name, schema", SCHEMAS, ids=[name for name, _ in SCHEMAS])
+def test_every_request_schema_refuses_a_field_it_does_not_name(name, schema):
+    # No Meta says so: marshmallow's default (RAISE) is the contract, and the API document's additionalProperties.
+    with pytest.raises(ValidationError) as caught:
+        schema().load({"not_a_field": 1})
+    assert caught.value.messages["not_a_field"] == ["Unknown field."]
+
+
+def test_the_viewer_alone_ignores_fields_it_does_not_name():
+    # An RPC argument the gateway builds, not a client's body.
+    viewer = contracts.ViewerSchema().load({"subject": "r-1", "role": "resident", "not_a_field": 1})
+    assert "not_a_field" not in viewer
