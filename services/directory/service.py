@@ -17,7 +17,6 @@ from nameko.timer import timer
 
 from kernel.context import Context
 from kernel.contracts import (  # the request schemas every caller and service share
-    AuditFiltersSchema,
     ConsentSchema,
     ImportSchema,
     StaffSchema,
@@ -55,6 +54,7 @@ from services.directory.people import (
 from services.directory.places import Building, Community, Grid, PlaceError, Unit
 from services.directory.repository import PEOPLE, DirectoryRepository, ensure_indexes, phone_hash
 from services.directory.routing import Routing
+from services.directory.schemas import AuditFiltersSchema
 from services.directory.sealing import Sealing
 from services.directory.seed import SeedOnStart
 from services.directory.segments import load_spec, to_filter

@@ -1,8 +1,9 @@
 """Open311 GeoReport v2: what a stranger, or an integrator's key, sees of a request.
 
 Public: the service, its status and notes, times and a coarse place; a key scoped to its
-community (``full``) sees the request whole. The tickets service's Open311 entrypoints load,
-call these and dump; the gateway renders the answers as JSON or XML.
+community (``full``) sees the request whole. The tickets service's Open311 entrypoints load
+the request with the schemas at the end of this module, call these and dump; the gateway renders
+the answers as JSON or XML.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from kernel.contracts import attributes_field, check_answer_shapes, optional_text, text_field
 from services.tickets import clocks
 from services.tickets.catalogue import Catalogue, Duration, Service, shipped_catalogue
 from services.tickets.domain import CLOSED_STATES, OPEN_STATES, Ticket, impersonal_address
@@ -140,3 +144,112 @@ def states_of(statuses: Iterable[str] | None) -> list[str] | None:
 def address_of(request: dict) -> str | None:
     """An Open311 request's address: its text, else its address id read as a building."""
     return request["address_string"] or (f"楼栋 {request['address_id']}" if request["address_id"] else None)
+
+
+# ------------------------------------------------------------------------------------------ the requests
+# The arguments of GeoReport v2 (wiki.open311.org/GeoReport_v2) as the tickets service applies them; the
+# gateway reads the form or query string into these names (api_key and jurisdiction_id are its own business)
+# and leaves their values to these schemas, which only the tickets service loads: not a kernel contract.
+
+OPEN311_STATUSES: tuple[str, ...] = ("open", "closed")
+OPEN311_WINDOW_DAYS = 90  # GET requests: the default span, and the longest one may ask for
+OPEN311_MAX_REQUESTS = 1000  # GET requests: the most one answer holds
+OPEN311_MAX_IDS = 100  # service_request_id values in one GET requests
+
+
+class Open311RequestSchema(Schema):
+    """``POST /open311/v2/requests``: a location (lat+long, address_string or address_id) and the service's answers.
+
+    The submitter's own details (email, names, phone, device and account ids) are accepted as the
+    spec allows and are not kept: a request filed with an API key is the key's, and people are the
+    directory's business.
+
+    >>> Open311RequestSchema().load({"service_code": "roof_leak", "address_id": "3"})["attributes"]
+    {}
+    >>> Open311RequestSchema().load({"service_code": "roof_leak", "lat": 30.2})
+    Traceback (most recent call last):
+    ...
+    marshmallow.exceptions.ValidationError: {'long': ['lat and long go together']}
+    """
+
+    service_code = text_field(64, 1, required=True)
+    lat = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-90, 90))
+    long = fields.Float(load_default=None, allow_none=True, validate=validate.Range(-180, 180))
+    address_string = optional_text(300)
+    address_id = optional_text(64, 1)
+    description = optional_text(4000)
+    media_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"},
+                           validate=validate.Length(max=2000))
+    email = optional_text(254)
+    device_id = optional_text(128)
+    account_id = optional_text(128)
+    first_name = optional_text(128)
+    last_name = optional_text(128)
+    phone = optional_text(64)
+    attributes = attributes_field(load_default=dict)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _where(self, data, **kwargs):
+        if (data.get("lat") is None) != (data.get("long") is None):
+            raise ValidationError("lat and long go together", "long")
+        if data.get("lat") is None and not data.get("address_string") and not data.get("address_id"):
+            raise ValidationError("give lat and long, address_string or address_id", "address_string")
+
+    @validates("attributes")
+    def _answers(self, value, **kwargs):
+        check_answer_shapes(value)
+
+
+class Open311QuerySchema(Schema):
+    """``GET /open311/v2/requests``: the filters, with the spec's default window of the last 90 days.
+
+    ``service_request_id`` overrides every other argument; otherwise the window is
+    ``[start_date, end_date]`` (the most recent 90 days when neither is given, 90 days from or to
+    the one given), and may not span more than 90 days.
+
+    >>> query = Open311QuerySchema().load({"status": ["open"]})
+    >>> (query["end_date"] - query["start_date"]).days, query["status"]
+    (90, ['open'])
+    """
+
+    service_request_id = fields.List(text_field(64, 1), load_default=None,
+                                     validate=validate.Length(min=1, max=OPEN311_MAX_IDS))
+    service_code = fields.List(text_field(64, 1), load_default=None, validate=validate.Length(min=1, max=100))
+    status = fields.List(fields.String(validate=validate.OneOf(OPEN311_STATUSES)), load_default=None,
+                         validate=validate.Length(min=1, max=2))
+    start_date = fields.AwareDateTime(load_default=None, allow_none=True)
+    end_date = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @post_load
+    def _window(self, data, **kwargs):
+        if data["service_request_id"] is None:
+            data["start_date"], data["end_date"] = open311_window(data["start_date"], data["end_date"],
+                                                                  datetime.now(UTC))
+        return data
+
+
+def open311_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The span GET requests searches: GeoReport v2's default of the most recent 90 days, at most 90 days.
+
+    >>> now = datetime(2026, 12, 1, tzinfo=UTC)
+    >>> [moment.date().isoformat() for moment in open311_window(None, None, now)]
+    ['2026-09-02', '2026-12-01']
+    >>> [moment.date().isoformat() for moment in open311_window(datetime(2026, 1, 1, tzinfo=UTC), None, now)]
+    ['2026-01-01', '2026-04-01']
+    >>> open311_window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC), now)
+    Traceback (most recent call last):
+    ...
+    marshmallow.exceptions.ValidationError: {'end_date': ['may not be more than 90 days after start_date']}
+    """
+    span = timedelta(days=OPEN311_WINDOW_DAYS)
+    if start is None and end is None:
+        end = now
+    if start is None:
+        start = end - span
+    elif end is None:
+        end = min(start + span, max(now, start))
+    if end < start:
+        raise ValidationError({"end_date": ["may not be before start_date"]})
+    if end - start > span:
+        raise ValidationError({"end_date": [f"may not be more than {OPEN311_WINDOW_DAYS} days after start_date"]})
+    return start, end

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields
+from marshmallow import EXCLUDE, Schema, fields, validate
 
-from kernel.contracts import CreateTicketSchema, ViewerSchema  # one viewer schema: the contracts'
+from kernel.contracts import CreateTicketSchema, ViewerSchema, text_field  # one viewer schema: the contracts'
+from kernel.events import TICKET_STATES
 
-__all__ = ["CreateTicketSchema", "TicketSchema", "ViewerSchema"]
+__all__ = ["CreateTicketSchema", "TicketFiltersSchema", "TicketSchema", "ViewerSchema"]
+
+
+class TicketFiltersSchema(Schema):
+    """Staff's list: ``GET /api/v1/tickets?state=&grid=&category=&owner=&source=&overdue=``.
+
+    Only this service loads it (the gateway passes the query string on), so it is not a kernel contract.
+
+    >>> TicketFiltersSchema().load({"state": "paused", "overdue": "true"})
+    {'state': 'paused', 'overdue': True}
+    """
+
+    state = fields.String(validate=validate.OneOf(TICKET_STATES))
+    grid = text_field(32, 1)
+    category = text_field(64, 1)
+    owner = text_field(64, 1)
+    source = fields.String(validate=validate.OneOf(
+        ("resident", "phone_in", "walk_in", "patrol", "hotline", "open311", "staff")))
+    overdue = fields.Boolean()
 
 
 class TimelineEntrySchema(Schema):

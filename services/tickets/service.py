@@ -19,15 +19,7 @@ from pymongo.errors import PyMongoError
 
 from kernel.config import settings_of
 from kernel.context import Context
-from kernel.contracts import (
-    OPEN311_MAX_REQUESTS,
-    CalendarSchema,
-    Open311QuerySchema,
-    Open311RequestSchema,
-    PatrolSchema,
-    StaffCreateTicketSchema,
-    TicketFiltersSchema,
-)
+from kernel.contracts import CalendarSchema, PatrolSchema, StaffCreateTicketSchema
 from kernel.envelope import Envelope, utcnow
 from kernel.errors import Forbidden, NotFound, ValidationFailed
 from kernel.groupcommit import GroupCommit
@@ -47,10 +39,11 @@ from services.tickets.catalogue import UnknownService, shipped_catalogue
 from services.tickets.deadlines import TABLES, DeadlinesInvalid, DeadlineStore, UnknownCategory, parse_row
 from services.tickets.domain import Ticket
 from services.tickets.numbers import TicketNumbers
+from services.tickets.open311 import OPEN311_MAX_REQUESTS, Open311QuerySchema, Open311RequestSchema
 from services.tickets.projection import FOLD_INTERVAL, ReportProjection
 from services.tickets.readmodel import ReadModel, clock_response_due
 from services.tickets.repository import COLLECTION, PATROLS, TicketRepository, ticket_id_for
-from services.tickets.schemas import CreateTicketSchema, TicketSchema
+from services.tickets.schemas import CreateTicketSchema, TicketFiltersSchema, TicketSchema
 from services.tickets.sla import CALENDARS_CACHE, MISSING, SLA_MARKS, CalendarStore, DeadlineWatch, SlaClock, sla_timer
 from services.tickets.timeline import echo_entry, volunteer_entry
 from services.tickets.writes import TicketWrites

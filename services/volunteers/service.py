@@ -31,9 +31,7 @@ from kernel.contracts import (
     ManualHoursSchema,
     OfferAnswerSchema,
     RatingSchema,
-    RecordQuerySchema,
     ViewerSchema,
-    VolunteerFiltersSchema,
     VolunteerSchema,
     WishSchema,
 )
@@ -62,7 +60,7 @@ from services.volunteers.repository import (
     VolunteerRepository,
     ensure_indexes,
 )
-from services.volunteers.schemas import TEAMS
+from services.volunteers.schemas import TEAMS, RecordQuerySchema, VolunteerFiltersSchema
 from services.volunteers.seed import SeedOnStart
 
 VOLUNTEER, FILTERS, ANSWER, CHECK_IN = VolunteerSchema(), VolunteerFiltersSchema(), OfferAnswerSchema(), CheckInSchema()

@@ -13,12 +13,11 @@ import pytest
 from marshmallow import ValidationError
 
 from gateway.open311 import error_answer, open311_status, parse_form, render, request_arguments
-from kernel.contracts import Open311QuerySchema, Open311RequestSchema, open311_window
 from kernel.errors import BadRequest, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from kernel.permissions import allowed
 from services.tickets.catalogue import DEFAULT_PATH, Catalogue, CatalogueError
 from services.tickets.domain import Ticket
-from services.tickets.open311 import open311_view
+from services.tickets.open311 import Open311QuerySchema, Open311RequestSchema, open311_view, open311_window
 
 # The spec's element order of a request (GET requests and GET requests/{id}).
 SPEC_REQUEST_ORDER = ["service_request_id", "status", "status_notes", "service_name", "service_code", "description",

@@ -9,12 +9,12 @@ from kernel.contracts import (
     MAX_ATTACHMENT_BYTES,
     AttachmentSchema,
     CreateTicketSchema,
-    Open311RequestSchema,
     StaffCreateTicketSchema,
 )
 from kernel.errors import ValidationFailed
 from services.tickets import intake
 from services.tickets.catalogue import shipped_catalogue
+from services.tickets.open311 import Open311RequestSchema
 from services.tickets.photos import check_upload, sniffed_type
 from tests.support.images import tiny_png
 
