@@ -3,28 +3,21 @@
     huisheng backup [--out FILE] [--service NAME ...] [--embedded]
     huisheng restore FILE [--drop] [--to-uri URI]
 
-Two databases, two sets of tools; this module only picks one, builds its command line and reports:
-
-* **The embedded SecantusDB** (``huisheng up`` without ``MONGO_URI``). ``backup`` asks the server for
-  ``secantusAdmin.backupArchive``: it checkpoints WiredTiger and writes its whole storage directory, every
-  service's database, into one ``.tar.gz`` (``huisheng-<UTC time>.secantus.tar.gz``). ``restore FILE.tar.gz``
-  is offline, as SecantusDB's ``secantus-restore-archive`` is: with the platform stopped, the archive is
-  extracted into ``$HUISHENG_HOME/data/mongo`` (a previous data directory is kept beside it, renamed
-  ``mongo.before-restore-<time>``), and the next ``huisheng up`` runs on it. With ``--embedded``, a stopped
-  platform's database is started for the duration of a backup.
-* **MongoDB** (``MONGO_URI``, production). ``backup`` runs ``mongodump --archive=FILE --gzip`` (``--db`` for one
-  service) and ``restore`` runs ``mongorestore --archive=FILE --gzip`` (``--drop`` replaces what is there).
-  The tools come from MongoDB's database-tools package; they cannot be installed on the development
-  machines, so the tests check the command lines with stand-ins (tests/integration/test_backup.py) and
+* **The embedded SecantusDB** (``huisheng up`` without ``MONGO_URI``): ``backup`` asks the server for
+  ``secantusAdmin.backupArchive``, one WiredTiger checkpoint of every service's database in a ``.tar.gz``.
+  ``restore FILE.tar.gz`` is offline, as SecantusDB's ``secantus-restore-archive`` is: with the platform
+  stopped, the archive replaces ``$HUISHENG_HOME/data/mongo`` (the old directory is kept beside it).
+  ``--embedded`` starts a stopped platform's database for the duration of a backup.
+* **MongoDB** (``MONGO_URI``, production): ``mongodump``/``mongorestore --archive=FILE --gzip``. They cannot be
+  installed on the development machines: the tests check the command lines with stand-ins, and
   docs/operations.md says how to run them by hand.
 
-``restore`` tells the two archives apart by their content (a tar archive is SecantusDB's). The database is
-``--to-uri`` (restore), else ``MONGO_URI``, else the one the running ``huisheng up`` of ``$HUISHENG_HOME``
-uses (its run state).
+``restore`` tells the archives apart by their content (a tar archive is SecantusDB's). The database is
+``--to-uri`` (restore), else ``MONGO_URI``, else that of the running ``huisheng up`` of ``$HUISHENG_HOME``.
 
-Consistency: a SecantusDB archive is one checkpoint, one point in time. ``mongodump`` without ``--oplog``
-reads one collection after another; each service keeps a change and its events in one document (the
-outbox), so every document is whole and a restored service publishes what it had not yet published.
+Consistency: ``mongodump`` without ``--oplog`` reads one collection after another; each service keeps a change
+and its events in one document (the outbox), so every document is whole and a restored service publishes what
+it had not yet published.
 """
 
 from __future__ import annotations
@@ -50,10 +43,8 @@ from kernel.platform import PROCESSES
 
 SERVICES: tuple[str, ...] = tuple(p.name for p in PROCESSES if not p.is_gateway)  # the gateway owns no database
 DATABASE_START_TIMEOUT = 30.0
-NO_DATABASE = (
-    "no database to use: set MONGO_URI, start the platform (`huisheng up -d`), pass --to-uri (restore), "
-    "or pass --embedded to start the embedded database of HUISHENG_HOME for this command"
-)
+NO_DATABASE = "no database to use: set MONGO_URI, start the platform (`huisheng up -d`), pass --to-uri (restore)"
+EMBEDDED_HINT = ", or pass --embedded to start the embedded database of HUISHENG_HOME for this command"
 
 
 class BackupError(infra.InfraError):
@@ -92,11 +83,15 @@ def embedded_database(settings: Settings) -> Iterator[str]:
 
 def is_secantus(uri: str) -> bool:
     """Whether the server at ``uri`` is SecantusDB (its ``buildInfo`` says so), not MongoDB."""
+    return "secantusVersion" in admin_command(uri, "buildInfo")
+
+
+def admin_command(uri: str, command: str, **options: object) -> dict:
     from pymongo import MongoClient  # lazy: pymongo is slow to import
 
     client = MongoClient(uri, serverSelectionTimeoutMS=5000)
     try:
-        return "secantusVersion" in client.admin.command("buildInfo")
+        return client.admin.command(command, **options)
     finally:
         client.close()
 
@@ -112,9 +107,6 @@ def run_tool(argv: list[str], uri: str) -> None:
         raise BackupError(f"{argv[0]} failed with exit status {done.returncode} against {redact(uri)}")
 
 
-# --------------------------------------------------------------------------- backup
-
-
 def default_backup_path(home: Path, secantus: bool, now: datetime | None = None) -> Path:
     """``$HUISHENG_HOME/backups/huisheng-<UTC time>.secantus.tar.gz`` (or ``.archive.gz`` for mongodump)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -126,25 +118,18 @@ def backup(uri: str, settings: Settings, out: str | None, services: Sequence[str
     secantus = is_secantus(uri)
     path = Path(out).absolute() if out else default_backup_path(settings.home, secantus)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if secantus and services:
+        raise BackupError("a SecantusDB backup holds every service's database: drop --service")
+    if secantus and not infra.is_local(urlsplit(uri).hostname or ""):
+        raise BackupError(f"{redact(uri)} is a SecantusDB on another host: it writes the archive on its own disk; "
+                          "run `huisheng backup` there")
     if secantus:
-        if services:
-            raise BackupError("a SecantusDB backup holds every service's database: drop --service")
-        if not infra.is_local(urlsplit(uri).hostname or ""):
-            raise BackupError(f"{redact(uri)} is a SecantusDB on another host: it writes the archive on its own "
-                              "disk; run `huisheng backup` there")
-        from pymongo import MongoClient
-
-        client = MongoClient(uri, serverSelectionTimeoutMS=5000)
-        try:
-            client.admin.command("secantusAdmin.backupArchive", outputPath=str(path))
-        finally:
-            client.close()
+        admin_command(uri, "secantusAdmin.backupArchive", outputPath=str(path))
+    elif len(services) > 1:
+        raise BackupError("mongodump takes one --service (one database) or none (all of them)")
     else:
-        databases = [settings.database_name(name) for name in services]
-        if len(databases) > 1:
-            raise BackupError("mongodump takes one --service (one database) or none (all of them)")
         run_tool(["mongodump", f"--uri={uri}", f"--archive={path}", "--gzip",
-                  *(f"--db={db}" for db in databases)], uri)
+                  *(f"--db={settings.database_name(name)}" for name in services)], uri)
     return path
 
 
@@ -159,12 +144,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         with embedded_database(settings) as uri:
             path = backup(uri, settings, args.out, args.service)
     else:
-        raise BackupError(NO_DATABASE)
+        raise BackupError(NO_DATABASE + EMBEDDED_HINT)
     say(f"backup written to {path} ({path.stat().st_size:,} bytes)")
     return 0
-
-
-# --------------------------------------------------------------------------- restore
 
 
 def restore_embedded(settings: Settings, archive: Path) -> Path:
@@ -205,16 +187,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return 0
     uri, source = resolve_uri(settings, args.to_uri)
     if not uri:
-        raise BackupError(NO_DATABASE.replace(", or pass --embedded to start the embedded database of "
-                                              "HUISHENG_HOME for this command", ""))
+        raise BackupError(NO_DATABASE)
     say(f"restoring {archive.name} into {redact(uri)} ({source}) ...")
     run_tool(["mongorestore", f"--uri={uri}", f"--archive={archive}", "--gzip", *(["--drop"] if args.drop else [])],
              uri)
     say("restored")
     return 0
-
-
-# --------------------------------------------------------------------------- commands
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -232,4 +210,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     restored.add_argument("--drop", action="store_true", help="mongorestore: drop each collection before restoring it")
     restored.add_argument("--to-uri", metavar="URI", help="mongorestore into this MongoDB instead of MONGO_URI")
     restored.set_defaults(func=cmd_restore)
-

@@ -1,12 +1,11 @@
 """The infrastructure ``huisheng up`` needs before any service: a broker and a database.
 
-RabbitMQ is shared machine infrastructure: we only probe it, and start it with
-``rabbitmq-server -detached`` when it is local and installed; we never stop it.
-The database is the embedded SecantusDB, which ``up`` runs as one of its own
-supervised children when ``MONGO_URI`` is unset (see :func:`secantus_argv`).
+RabbitMQ is shared machine infrastructure: we only probe it, and start it with ``rabbitmq-server -detached``
+when it is local and installed; we never stop it. The database is the embedded SecantusDB, which ``up`` runs
+as one of its own supervised children when ``MONGO_URI`` is unset (see :func:`secantus_argv`).
 
-Heavy clients (kombu, pymongo) are imported inside functions so that quick
-commands such as ``huisheng token`` stay fast.
+Heavy clients (kombu, pymongo) are imported inside functions so that quick commands such as ``huisheng token``
+stay fast.
 """
 
 from __future__ import annotations
@@ -69,31 +68,20 @@ def broker_answers(amqp_uri: str, timeout: float = 3.0) -> bool:
 def broker_help(amqp_uri: str) -> str:
     """What to tell a user who has no broker."""
     host, port = amqp_endpoint(amqp_uri)
-    return (
-        f"No RabbitMQ broker answers at {host}:{port} (AMQP_URI={amqp_uri}).\n"
-        "Get one, then run the command again:\n"
-        "  - Debian/Ubuntu:  apt-get install rabbitmq-server && rabbitmq-server -detached\n"
-        "  - Docker:         docker run -d --name rabbitmq -p 5672:5672 -p 15672:15672 "
-        "rabbitmq:3.13-management\n"
-        "  - or point AMQP_URI at a broker you already have."
-    )
+    return (f"No RabbitMQ broker answers at {host}:{port} (AMQP_URI={amqp_uri}).\nGet one, then run the command "
+            "again:\n  - Debian/Ubuntu:  apt-get install rabbitmq-server && rabbitmq-server -detached\n"
+            "  - Docker:         docker run -d --name rabbitmq -p 5672:5672 -p 15672:15672 rabbitmq:3.13-management\n"
+            "  - or point AMQP_URI at a broker you already have.")
 
 
-def ensure_broker(
-    amqp_uri: str,
-    *,
-    probe: Callable[[str], bool] = broker_answers,
-    which: Callable[[str], str | None] = shutil.which,
-    run: Callable[..., object] = subprocess.run,
-    wait_seconds: float = BROKER_START_WAIT,
-    say: Callable[[str], None] = print,
-) -> str:
+def ensure_broker(amqp_uri: str, *, probe: Callable[[str], bool] = broker_answers,
+                  which: Callable[[str], str | None] = shutil.which, run: Callable[..., object] = subprocess.run,
+                  wait_seconds: float = BROKER_START_WAIT, say: Callable[[str], None] = print) -> str:
     """Make sure a broker answers; return ``"running"`` or ``"started"``, else raise :class:`InfraError`."""
     if probe(amqp_uri):
         return "running"
-    host, _ = amqp_endpoint(amqp_uri)
     server = which("rabbitmq-server")
-    if not is_local(host) or server is None:
+    if not is_local(amqp_endpoint(amqp_uri)[0]) or server is None:
         raise InfraError(broker_help(amqp_uri))
     say(f"huisheng: no broker at {amqp_uri}; starting {server} -detached")
     run([server, "-detached"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -102,18 +90,14 @@ def ensure_broker(
         if probe(amqp_uri):
             return "started"
         time.sleep(0.5)
-    raise InfraError(
-        f"rabbitmq-server was started but no broker answered at {amqp_uri} within {wait_seconds:.0f} s; "
-        "see /var/log/rabbitmq/ for why.\n" + broker_help(amqp_uri)
-    )
+    raise InfraError(f"rabbitmq-server was started but no broker answered at {amqp_uri} within {wait_seconds:.0f} s; "
+                     "see /var/log/rabbitmq/ for why.\n" + broker_help(amqp_uri))
 
 
 def find_secantusd() -> str | None:
     """The ``secantusd-py`` executable: next to our interpreter (the venv) first, then PATH."""
     beside = Path(sys.executable).parent / "secantusd-py"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("secantusd-py")
+    return str(beside) if beside.is_file() else shutil.which("secantusd-py")
 
 
 def secantus_uri(port: int, host: str = "127.0.0.1") -> str:
@@ -124,11 +108,10 @@ def secantus_uri(port: int, host: str = "127.0.0.1") -> str:
 def secantus_argv(executable: str, port: int, storage: Path, host: str = "127.0.0.1") -> list[str]:
     """Command line of the embedded database.
 
-    Never ``--standalone`` (change streams need the replica set). Always ``--sync-on-commit``:
-    without it SecantusDB acknowledges writes it has not flushed, and the fault suite saw
-    writes acknowledged up to ~27 ms before a SIGKILL of the server lost (tickets answered 201
-    and inbox echoes whose events were already acked). It costs write throughput; an
-    acknowledged write must survive.
+    Never ``--standalone`` (change streams need the replica set). Always ``--sync-on-commit``: without it
+    SecantusDB acknowledges writes it has not flushed, and the fault suite saw writes acknowledged up to ~27 ms
+    before a SIGKILL of the server lost (tickets answered 201 and inbox echoes whose events were already acked).
+    It costs write throughput; an acknowledged write must survive.
     """
     return [executable, "--host", host, "--port", str(port), "--storage-path", str(storage), "--sync-on-commit"]
 

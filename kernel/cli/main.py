@@ -5,12 +5,12 @@
     huisheng status         list the processes and their health
     huisheng token ...      print a signed bearer token
     huisheng service NAME   run one process in the foreground (what ``up`` launches)
+    huisheng ops | backup | restore ...       operate the platform (kernel/cli/ops.py, backup.py)
     huisheng apikey | admin | directory ...   the running platform's register (services/directory/cli.py)
     huisheng reports rebuild    the reports' counters anew from the tickets (services/tickets/cli.py)
 
-Only the standard library and small clients are imported here: ``service``
-imports ``kernel.runner`` lazily because that module monkey-patches eventlet,
-which must never happen inside the supervisor.
+Only the standard library and small clients are imported here: ``service`` imports ``kernel.runner`` lazily
+because that module monkey-patches eventlet, which must never happen inside the supervisor.
 """
 
 from __future__ import annotations
@@ -27,31 +27,22 @@ from pathlib import Path
 from kernel.auth import DEFAULT_TTL, TOKEN_ROLES, issue_token
 from kernel.cli import complain, infra, say, table
 from kernel.cli.supervisor import (
-    SUPERVISOR_LOG,
     AlreadyRunning,
     ChildSpec,
     Runner,
-    log_path,
     platform_status,
     restart_policy,
     running_problem,
-    spawn_daemon,
+    start_detached,
     stop_platform,
-    terminate,
-    wait_until_healthy,
 )
 from kernel.config import DEFAULT_SECRET, Settings
 from kernel.platform import PROCESSES, Process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_NAME = "secantus"
-SMS_NAME = "sms"  # the SMS provider stand-in (standins/sms.py), run by `up` unless SMS_PROVIDER_URL is set
-SMS_DEFAULT_PORT = 8190
 DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_NOT_RUNNING = 3  # as LSB init scripts' "status": program is not running
-
-
-# --------------------------------------------------------------------------- what runs
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,17 +65,15 @@ def process_port(process: Process, environ: Mapping[str, str], instance: int = 1
 
 def python_path(environ: Mapping[str, str]) -> str:
     """PYTHONPATH for children: they run `python -m kernel.cli.main`, so this checkout must import."""
-    paths = [str(PROJECT_ROOT)] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else [])
-    return os.pathsep.join(paths)
+    return os.pathsep.join([str(PROJECT_ROOT)] + ([environ["PYTHONPATH"]] if environ.get("PYTHONPATH") else []))
 
 
 def child_env(settings: Settings, environ: Mapping[str, str], extra: Mapping[str, str] = ()) -> dict[str, str]:
     """The environment of a child: ours plus where the broker, database and home are."""
-    env = dict(environ)
-    env.update(AMQP_URI=settings.amqp_uri, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1")
+    env = dict(environ, AMQP_URI=settings.amqp_uri, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1",
+               PYTHONPATH=python_path(environ))
     if settings.mongo_uri:
         env["MONGO_URI"] = settings.mongo_uri
-    env["PYTHONPATH"] = python_path(environ)
     env.update(extra)
     return env
 
@@ -97,65 +86,44 @@ def resolve_stop_timeout(given: float | None, environ: Mapping[str, str]) -> flo
     return max(DEFAULT_STOP_TIMEOUT, float(explicit) + 2.0) if explicit else DEFAULT_STOP_TIMEOUT
 
 
-def graceful_stop_env(stop_timeout: float, environ: Mapping[str, str]) -> dict[str, str]:
-    """Unless the user chose one, give each process a graceful-stop budget that ends before our SIGKILL."""
-    if environ.get("HUISHENG_STOP_TIMEOUT"):
-        return {}
-    return {"HUISHENG_STOP_TIMEOUT": f"{max(1.0, stop_timeout - 2.0):g}"}
-
-
 def parse_scale(text: str | Sequence[str] | None) -> dict[str, int]:
     """``"tickets=2,notify=2"`` (or a list of such) -> ``{"tickets": 2, "notify": 2}``; bad input raises ValueError.
 
     >>> parse_scale(["tickets=2", "notify=3,gateway=1"])
     {'tickets': 2, 'notify': 3, 'gateway': 1}
     """
-    items = [text] if isinstance(text, str) else list(text or [])
     scale: dict[str, int] = {}
-    for item in ",".join(items).split(","):
+    for item in ",".join([text] if isinstance(text, str) else list(text or [])).split(","):
         if not item.strip():
             continue
-        name, _, count = item.partition("=")
-        name = name.strip()
-        if name not in {p.name for p in PROCESSES} or not count.strip().isdigit() or int(count) < 1:
+        name, _, count = (part.strip() for part in item.partition("="))
+        if name not in {p.name for p in PROCESSES} or not count.isdigit() or int(count) < 1:
             raise ValueError(f"bad scale {item.strip()!r}: want NAME=COUNT, NAME one of "
                              f"{', '.join(p.name for p in PROCESSES)}, COUNT at least 1")
         scale[name] = int(count)
     return scale
 
 
-def instance_name(process: Process, instance: int) -> str:
-    """``tickets`` for the first instance, ``tickets#2`` for the second."""
-    return process.name if instance == 1 else f"{process.name}#{instance}"
-
-
-def process_spec(
-    process: Process,
-    settings: Settings,
-    environ: Mapping[str, str],
-    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-    instance: int = 1,
-) -> ChildSpec:
-    """How the supervisor launches one instance of a platform process (``huisheng service NAME``)."""
+def process_spec(process: Process, settings: Settings, environ: Mapping[str, str],
+                 stop_timeout: float = DEFAULT_STOP_TIMEOUT, instance: int = 1) -> ChildSpec:
+    """How the supervisor launches one instance of a platform process (``huisheng service NAME``); the second
+    instance of ``tickets`` is ``tickets#2``."""
     port = process_port(process, environ, instance)
-    extra = {process.http_port_env: str(port), "HUISHENG_INSTANCE": instance_name(process, instance),
-             **graceful_stop_env(stop_timeout, environ)}
+    name = process.name if instance == 1 else f"{process.name}#{instance}"
+    extra = {process.http_port_env: str(port), "HUISHENG_INSTANCE": name}
+    if not environ.get("HUISHENG_STOP_TIMEOUT"):  # unless the user chose one: a graceful stop before our SIGKILL
+        extra["HUISHENG_STOP_TIMEOUT"] = f"{max(1.0, stop_timeout - 2.0):g}"
     host = settings.gateway_host if process.is_gateway else settings.http_host
     probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # a wildcard bind is probed on loopback
-    return ChildSpec(
-        name=instance_name(process, instance),
-        argv=(sys.executable, "-m", "kernel.cli.main", "service", process.name),
-        env=child_env(settings, environ, extra),
-        address=f"http://{probe_host}:{port}",
-        layer=2 if process.is_gateway else 1,  # the gateway opens the doors last
-    )
+    return ChildSpec(name, (sys.executable, "-m", "kernel.cli.main", "service", process.name),
+                     child_env(settings, environ, extra), f"http://{probe_host}:{port}",
+                     layer=2 if process.is_gateway else 1)  # the gateway opens the doors last
 
 
 def database_spec(settings: Settings) -> ChildSpec:
     """The embedded SecantusDB, data kept in ``$HUISHENG_HOME/data/mongo`` across restarts."""
-    executable = infra.find_secantusd() or "secantusd-py"
-    storage = settings.home / "data" / "mongo"
-    argv = infra.secantus_argv(executable, settings.secantus_port, storage)
+    argv = infra.secantus_argv(infra.find_secantusd() or "secantusd-py", settings.secantus_port,
+                               settings.home / "data" / "mongo")
     return ChildSpec(DB_NAME, tuple(argv), None, infra.secantus_uri(settings.secantus_port), "mongo", layer=0)
 
 
@@ -163,10 +131,9 @@ def database_spec(settings: Settings) -> ChildSpec:
 class StandIn:
     """A local stand-in of an outside provider (standins/), run by ``up`` unless its URL is configured.
 
-    Infrastructure of a local run, like the embedded database (layer 0): production points
-    ``url_variable`` at the real provider, and then ``up`` does not start it. It has no
-    dependencies, hence no ``/ready``: its health is ``GET /health``. Not essential: without
-    it only that channel fails (and notify falls back), so giving up on it keeps the platform up.
+    Infrastructure of a local run, like the embedded database (layer 0): production points ``url_variable`` at
+    the real provider, and then ``up`` does not start it. It has no dependencies, hence no ``/ready``. Not
+    essential: without it only that channel fails (and notify falls back), so giving up on it keeps the platform up.
     """
 
     name: str
@@ -177,8 +144,7 @@ class StandIn:
     journal: bool = False  # keeps a journal in $HUISHENG_HOME/data (what it was asked to send)
 
     def spec(self, settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
-        variable = f"HUISHENG_PORT_{self.name.upper()}"
-        port = int(environ[variable]) if environ.get(variable) else self.default_port
+        port = int(environ.get(f"HUISHENG_PORT_{self.name.upper()}") or self.default_port)
         argv = [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(port)]
         if self.journal:
             argv += ["--journal", str(settings.home / "data" / f"{self.name}-journal.jsonl")]
@@ -187,35 +153,28 @@ class StandIn:
 
 
 STAND_INS: tuple[StandIn, ...] = (
-    StandIn(SMS_NAME, "standins.sms", SMS_DEFAULT_PORT, "SMS_PROVIDER_URL", "sms_provider_url", journal=True),
+    StandIn("sms", "standins.sms", 8190, "SMS_PROVIDER_URL", "sms_provider_url", journal=True),
     StandIn("wechat", "standins.wechat", 8191, "WECHAT_API_URL", "wechat_api_url"),
 )
 
 
-def platform_plan(
-    settings: Settings,
-    environ: Mapping[str, str],
-    processes: Sequence[Process] = PROCESSES,
-    infra_enabled: bool = True,
-    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-    scale: Mapping[str, int] | None = None,
-) -> tuple[Settings, list[ChildSpec]]:
-    """The settings children get and the specs to supervise (the database and the SMS stand-in first if we run them).
+def platform_plan(settings: Settings, environ: Mapping[str, str], processes: Sequence[Process] = PROCESSES,
+                  infra_enabled: bool = True, stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+                  scale: Mapping[str, int] | None = None) -> tuple[Settings, list[ChildSpec]]:
+    """The settings children get and the specs to supervise (the database and the stand-ins first if we run them).
 
     ``scale`` runs that many instances of a process (default: ``HUISHENG_SCALE``, else one each).
     """
     scale = parse_scale(environ.get("HUISHENG_SCALE")) if scale is None else scale
     specs: list[ChildSpec] = []
     if infra_enabled and not settings.mongo_uri:
-        db = database_spec(settings)
-        specs.append(db)
-        settings = replace(settings, mongo_uri=db.address)
+        specs.append(database_spec(settings))
+        settings = replace(settings, mongo_uri=specs[0].address)
     for stand_in in STAND_INS:
         if infra_enabled and not environ.get(stand_in.url_variable):  # else: the provider configured
-            spec = stand_in.spec(settings, environ)
-            specs.append(spec)
+            specs.append(stand_in.spec(settings, environ))
             # notify reaches the provider through its URL setting: point it at the stand-in.
-            url = f"{spec.address}/"
+            url = f"{specs[-1].address}/"
             environ = {**environ, stand_in.url_variable: url}
             settings = replace(settings, **{stand_in.setting: url})
     specs += [process_spec(p, settings, environ, stop_timeout, n)
@@ -228,17 +187,9 @@ def procfile_specs(path: str, settings: Settings, environ: Mapping[str, str]) ->
     specs = []
     for entry in json.loads(Path(path).read_text()):
         address = entry.get("address") or (f"http://127.0.0.1:{entry['port']}" if entry.get("port") else None)
-        specs.append(
-            ChildSpec(
-                name=entry["name"],
-                argv=tuple(entry["argv"]),
-                env=child_env(settings, environ, entry.get("env", {})),
-                address=address,
-                health=entry.get("health", "http" if address else "none"),
-                layer=int(entry.get("layer", 1)),
-                essential=bool(entry.get("essential", True)),
-            )
-        )
+        specs.append(ChildSpec(entry["name"], tuple(entry["argv"]), child_env(settings, environ, entry.get("env", {})),
+                               address, entry.get("health", "http" if address else "none"),
+                               int(entry.get("layer", 1)), bool(entry.get("essential", True))))
     return specs
 
 
@@ -246,21 +197,17 @@ def check_ports_free(specs: Sequence[ChildSpec]) -> None:
     """Fail before starting if a port we need is taken: its owner would answer our health probes."""
     for spec in specs:
         endpoint = spec.port()
-        if endpoint and infra.port_in_use(*endpoint):
-            if spec.name == DB_NAME:
-                hint = "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
-            elif stand_in := next((s for s in STAND_INS if s.name == spec.name), None):
-                hint = (f"set HUISHENG_PORT_{stand_in.name.upper()} to a free port, or {stand_in.url_variable} "
-                        "to use that provider")
-            else:
-                hint = f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
-            raise infra.InfraError(
-                f"port {endpoint[1]} needed by {spec.name} is already in use by another program "
-                f"(not started by this huisheng); {hint}"
-            )
-
-
-# --------------------------------------------------------------------------- commands
+        if not endpoint or not infra.port_in_use(*endpoint):
+            continue
+        if spec.name == DB_NAME:
+            hint = "set SECANTUS_PORT to a free port, or MONGO_URI to use that server"
+        elif stand_in := next((s for s in STAND_INS if s.name == spec.name), None):
+            hint = (f"set HUISHENG_PORT_{spec.name.upper()} to a free port, or {stand_in.url_variable} "
+                    "to use that provider")
+        else:
+            hint = f"stop it, or choose another port (HUISHENG_PORT_{spec.name.upper()} / GATEWAY_PORT)"
+        raise infra.InfraError(f"port {endpoint[1]} needed by {spec.name} is already in use by another program "
+                               f"(not started by this huisheng); {hint}")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -286,9 +233,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if any(s.name == DB_NAME for s in specs) and infra.find_secantusd() is None:
             raise infra.InfraError("secantusd-py not found: `pip install secantusdb==0.7.0b3`, or set MONGO_URI")
     check_ports_free(specs)
-    if args.detach:
-        return up_detached(args, settings)
-    return up_foreground(args, settings, specs)
+    return up_detached(args, settings) if args.detach else up_foreground(args, settings, specs)
 
 
 def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[ChildSpec]) -> int:
@@ -310,44 +255,24 @@ def up_foreground(args: argparse.Namespace, settings: Settings, specs: Sequence[
 
 def up_detached(args: argparse.Namespace, settings: Settings) -> int:
     """Start a daemonised supervisor and return once every process is healthy (or fail and clean up)."""
-    argv = [sys.executable, "-m", "kernel.cli.main", "up", "--daemon-child"]
-    # The daemon waits a little longer than we do, so that on a timeout our diagnosis is the one shown.
-    argv += ["--timeout", str(args.timeout + 10), "--stop-timeout", str(args.stop_timeout)]
+    argv = [sys.executable, "-m", "kernel.cli.main", "up", "--daemon-child", "--timeout", str(args.timeout),
+            "--stop-timeout", str(args.stop_timeout), *(["--no-infra"] if args.no_infra else [])]
     if args.procfile:
         argv += ["--procfile", str(Path(args.procfile).absolute())]
-    if args.no_infra:
-        argv.append("--no-infra")
     for item in args.scale:
         argv += ["--scale", item]
     # Our own environment, not child_env(): the daemon must decide about MONGO_URI exactly as we did.
-    env = dict(os.environ, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = python_path(os.environ)
-    log = log_path(settings.home, SUPERVISOR_LOG)
-    offset = log.stat().st_size if log.exists() else 0
-    daemon = spawn_daemon(settings.home, argv, env)
-    say(f"supervisor started (pid {daemon.pid}); waiting up to {args.timeout:g} s for health")
-    ok, reason = wait_until_healthy(settings.home, daemon, args.timeout, offset)
-    if ok:
-        print(format_status(platform_status(settings.home)))
-        say(f"the platform is up; logs in {settings.home / 'log'}; stop it with `huisheng down`")
-        return 0
-    complain(f"the platform did not come up:\n{reason}")
-    complain("stopping what was started ...")
-    stop_platform(settings.home, say=complain)
-    # The daemon may not have recorded anything yet: stop it by its Popen as well.
-    terminate("supervisor", daemon.pid, lambda: daemon.poll() is None, args.stop_timeout + 5, complain)
-    daemon.wait()
-    complain("stopped")
-    return 1
+    env = dict(os.environ, HUISHENG_HOME=str(settings.home), PYTHONUNBUFFERED="1", PYTHONPATH=python_path(os.environ))
+    if not start_detached(settings.home, argv, env, args.timeout):
+        return 1
+    print(format_status(platform_status(settings.home)))
+    say(f"the platform is up; logs in {settings.home / 'log'}; stop it with `huisheng down`")
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     """``huisheng down``: stop the supervisor (or, if it is gone, its children); idempotent."""
-    settings = load_settings()
-    if stop_platform(settings.home, say=say, wait=args.timeout):
-        say("stopped")
-    else:
-        say("not running")
+    say("stopped" if stop_platform(load_settings().home, say=say, wait=args.timeout) else "not running")
     return 0
 
 
@@ -358,8 +283,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     "processes": [{"name", "pid", "alive", "health", "state", "restarts", "detail", "address"}, ...]}``.
     """
     settings = load_settings()
-    _, planned = platform_plan(settings, os.environ)
-    report = platform_status(settings.home, planned)
+    report = platform_status(settings.home, platform_plan(settings, os.environ)[1])
     print(json.dumps(report, indent=2) if args.json else format_status(report))
     if not report["running"]:
         return EXIT_NOT_RUNNING
@@ -369,17 +293,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def format_status(report: Mapping) -> str:
     """The human table of :func:`platform_status`."""
     supervisor = report.get("supervisor") or {}
-    if not report["running"]:
-        head = "huisheng: not running"
-    else:
+    head = "huisheng: not running"
+    if report["running"]:
         alive = "alive" if supervisor.get("alive") else "DEAD: nothing restarts or stops these; run `huisheng down`"
-        since = report.get("started_at")
-        head = f"huisheng: running since {since} (supervisor pid {supervisor.get('pid')}, {alive})"
+        head = f"huisheng: running since {report.get('started_at')} (supervisor pid {supervisor.get('pid')}, {alive})"
     rows = [("NAME", "PID", "ALIVE", "HEALTH", "RESTARTS", "ADDRESS", "DETAIL")]
-    for p in report["processes"]:
-        alive = "yes" if p["alive"] else "no"
-        rows.append((p["name"], str(p["pid"] or "-"), alive, p["health"], str(p.get("restarts", 0)),
-                     p["address"] or "-", p["detail"]))
+    rows += [(p["name"], str(p["pid"] or "-"), "yes" if p["alive"] else "no", p["health"], str(p.get("restarts", 0)),
+              p["address"] or "-", p["detail"]) for p in report["processes"]]
     return "\n".join([head, *table(rows)])
 
 
@@ -387,9 +307,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     """``huisheng token``: print a signed bearer token (and nothing else on stdout)."""
     settings = load_settings()
     try:
-        token = issue_token(
-            settings, args.role, args.subject, args.community, args.ttl, args.name, grids=args.grid, teams=args.team
-        )
+        token = issue_token(settings, args.role, args.subject, args.community, args.ttl, args.name, grids=args.grid,
+                            teams=args.team)
     except ValueError as exc:
         complain(f"token: {exc}")
         return 2
@@ -407,11 +326,9 @@ def cmd_service(args: argparse.Namespace) -> int:
     return result if isinstance(result, int) else 0
 
 
-# --------------------------------------------------------------------------- parsing
-
-# Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers,
-# which adds its parsers and sets ``func`` (a function of the parsed args returning the exit code).
-# A service's own commands come from its Process's ``cli_module``: the kernel names it, never imports it by hand.
+# Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers, which adds its
+# parsers and sets ``func`` (a function of the parsed args returning the exit code). A service's own commands
+# come from its Process's ``cli_module``: the kernel names it, never imports it by hand.
 COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup",
                                     *(p.cli_module for p in PROCESSES if p.cli_module))
 
@@ -423,33 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the whole platform (Ctrl-C stops it)")
     up.add_argument("-d", "--detach", action="store_true", help="run in the background; return once healthy")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health (default 60)")
-    up.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=None,
-        help="seconds between SIGTERM and SIGKILL when stopping (default 10, or HUISHENG_STOP_TIMEOUT + 2)",
-    )
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health, all layers (default 60)")
+    up.add_argument("--stop-timeout", type=float, default=None,
+                    help="seconds between SIGTERM and SIGKILL when stopping (default 10, or HUISHENG_STOP_TIMEOUT + 2)")
     up.add_argument("--procfile", metavar="FILE", help="JSON list of processes to run instead of the platform's")
-    up.add_argument(
-        "--scale",
-        action="append",
-        default=[],
-        metavar="NAME=N",
-        help="run N instances of a process, the second named NAME#2 (repeatable; also HUISHENG_SCALE=a=2,b=2)",
-    )
-    up.add_argument(
-        "--no-infra",
-        action="store_true",
-        help="do not check the broker, start the database or declare topology",
-    )
+    up.add_argument("--scale", action="append", default=[], metavar="NAME=N",
+                    help="run N instances of a process, the second named NAME#2 "
+                    "(repeatable; also HUISHENG_SCALE=a=2,b=2)")
+    up.add_argument("--no-infra", action="store_true",
+                    help="do not check the broker, start the database or declare topology")
     up.add_argument("--daemon-child", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop what `up` started")
-    down.add_argument(
-        "--timeout", type=float, default=None, help="seconds to wait for the supervisor before killing it"
-    )
+    down.add_argument("--timeout", type=float, default=None,
+                      help="seconds to wait for the supervisor before killing it")
     down.set_defaults(func=cmd_down)
 
     status = commands.add_parser("status", help="list processes and their health (exit 0 if all healthy)")
@@ -460,16 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, metavar="ROLE", help=f"one of: {', '.join(TOKEN_ROLES)}")
     token.add_argument("--subject", required=True, metavar="ID", help="who the token is for (the `sub` claim)")
     token.add_argument("--community", help="community id (default HUISHENG_COMMUNITY)")
-    token.add_argument(
-        "--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS", help=f"lifetime (default {DEFAULT_TTL})"
-    )
+    token.add_argument("--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS",
+                       help=f"lifetime (default {DEFAULT_TTL})")
     token.add_argument("--name", help="display name")
-    token.add_argument(
-        "--grid", action="append", default=[], metavar="G", help="a grid the bearer works (repeatable; `grids` claim)"
-    )
-    token.add_argument(
-        "--team", action="append", default=[], metavar="T", help="a volunteer team of the bearer (repeatable)"
-    )
+    token.add_argument("--grid", action="append", default=[], metavar="G",
+                       help="a grid the bearer works (repeatable; `grids` claim)")
+    token.add_argument("--team", action="append", default=[], metavar="T",
+                       help="a volunteer team of the bearer (repeatable)")
     token.set_defaults(func=cmd_token)
 
     service = commands.add_parser("service", help="run one process in the foreground")

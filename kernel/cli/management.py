@@ -1,9 +1,8 @@
 """A small client of the RabbitMQ management HTTP API, for ``huisheng ops``.
 
-Where the API is: ``RABBITMQ_MANAGEMENT_URL`` when set, else derived from
-``AMQP_URI`` (same host and credentials, http on port 15672, or https on 15671
-for ``amqps``). The vhost is always the one of ``AMQP_URI``: the platform's
-queues live there.
+Where the API is: ``RABBITMQ_MANAGEMENT_URL`` when set, else derived from ``AMQP_URI`` (same host and
+credentials, http on port 15672, or https on 15671 for ``amqps``). The vhost is always the one of ``AMQP_URI``:
+the platform's queues live there.
 
 >>> endpoint = endpoint_for("amqp://hs:pw@rabbit:5672/prod")
 >>> endpoint.api, endpoint.vhost, endpoint.username
@@ -28,8 +27,6 @@ import requests
 from kernel.cli.infra import is_local, redact  # noqa: F401 - redact: where callers of this module found it
 
 DEFAULT_TIMEOUT = 5.0
-MANAGEMENT_PORT = 15672
-MANAGEMENT_TLS_PORT = 15671
 
 
 class ManagementError(Exception):
@@ -55,12 +52,6 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def vhost_of(amqp_uri: str) -> str:
-    """The vhost of an AMQP URI as kombu reads it: an empty path or ``/`` is the default vhost ``/``."""
-    path = urlsplit(amqp_uri).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
-
-
 def endpoint_for(amqp_uri: str, management_url: str | None = None) -> Endpoint:
     """The management endpoint of a broker: ``management_url`` if given, else derived from ``amqp_uri``.
 
@@ -78,9 +69,11 @@ def endpoint_for(amqp_uri: str, management_url: str | None = None) -> Endpoint:
         netloc = _host_for_url(given.hostname or "localhost") + (f":{given.port}" if given.port else "")
         base = urlunsplit((given.scheme or "http", netloc, path, "", ""))
     else:
-        scheme, port = ("https", MANAGEMENT_TLS_PORT) if amqp.scheme == "amqps" else ("http", MANAGEMENT_PORT)
+        scheme, port = ("https", 15671) if amqp.scheme == "amqps" else ("http", 15672)
         base = f"{scheme}://{_host_for_url(amqp.hostname or 'localhost')}:{port}"
-    return Endpoint(api=f"{base}/api", username=username, password=password, vhost=vhost_of(amqp_uri))
+    # The vhost as kombu reads it: an empty path or ``/`` is the default vhost ``/``.
+    vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
+    return Endpoint(api=f"{base}/api", username=username, password=password, vhost=vhost)
 
 
 def _reason(error: Exception) -> str:
@@ -105,9 +98,8 @@ class ManagementClient:
         return "/".join([self.endpoint.api, *(quote(part, safe="") for part in parts)])
 
     def _request(self, method: str, *parts: str, **kwargs: Any) -> Any:
-        url = self._url(*parts)
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, self._url(*parts), timeout=self.timeout, **kwargs)
         except requests.Timeout as error:
             raise ManagementUnavailable(f"the RabbitMQ management API at {self.endpoint.api} did not answer "
                                         f"within {self.timeout:g} s") from error

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -39,9 +39,8 @@ if TYPE_CHECKING:
     from kernel.cli.management import ManagementClient
     from kernel.events import Subscription
 
-# Every command of the CLI builds this module's parser, so only light modules are imported above:
-# kombu, requests, pymongo (kernel.ledger imports it) and the event catalogue are imported by the
-# functions that use them.
+# Every command of the CLI builds this module's parser, so only light modules are imported above: kombu,
+# requests, pymongo (kernel.ledger imports it) and the event catalogue are imported by the functions that use them.
 
 # Header names of kernel.handlers, repeated: importing that module would load nameko and eventlet
 # (half a second and a deprecation warning) into every CLI command. A unit test holds them equal.
@@ -71,7 +70,10 @@ def _int(value: Any, default: int | None = None) -> int | None:
         return default
 
 
-# --------------------------------------------------------------------------- which queues
+def emit(args: argparse.Namespace, report: Mapping, human: Callable[[Mapping], str]) -> int:
+    """Print a report as JSON (``--json``) or as ``human`` text; 0 if it says healthy (or says nothing), else 1."""
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else human(report))
+    return EXIT_OK if report.get("healthy", True) else EXIT_PROBLEM
 
 
 def resolve_subscription(name: str) -> Subscription:
@@ -81,9 +83,11 @@ def resolve_subscription(name: str) -> Subscription:
     for sub in SUBSCRIPTIONS:
         if name in (sub.name, sub.queue, sub.dead_letter_queue):
             return sub
-    known = ", ".join(sub.name for sub in SUBSCRIPTIONS)
-    raise OpsError(f"no subscription has a queue called {name!r}; known: {known} "
+    raise OpsError(f"no subscription has a queue called {name!r}; known: {', '.join(s.name for s in SUBSCRIPTIONS)} "
                    "(or their queues huisheng.<subscription>[.dlq])")
+
+
+# --------------------------------------------------------------------------- ops queues
 
 
 def platform_queues(retry_delays_ms: Iterable[int]) -> dict[str, str]:
@@ -97,15 +101,12 @@ def platform_queues(retry_delays_ms: Iterable[int]) -> dict[str, str]:
     return {queue.name: kinds.get(queue.name, "retry") for queue in consumer_queues(retry_delays_ms)}
 
 
-# --------------------------------------------------------------------------- ops queues: the verdict
-
-
 @dataclass
 class QueueRow:
     """One queue as ``ops queues`` reports it."""
 
     name: str
-    kind: str  # consumer, dlq, retry, unrouted, rpc
+    kind: str  # consumer, dlq, retry, unrouted, rpc, other
     exists: bool = True
     messages: int = 0
     ready: int = 0
@@ -117,58 +118,54 @@ class QueueRow:
     problem: str | None = None
 
 
-def _rate(stats: Mapping, name: str) -> float | None:
-    details = stats.get(f"{name}_details")
-    return float(details["rate"]) if isinstance(details, Mapping) and "rate" in details else None
-
-
 def _row(name: str, kind: str, info: Mapping | None, live: Mapping[str, tuple[int, int]] | None) -> QueueRow:
     """A row from the management API's queue object, with live ready/consumer counts when we have them."""
     if info is None:
         return QueueRow(name, kind, exists=False)
     stats = info.get("message_stats") or {}
-    ready = _int(info.get("messages_ready"), 0)
-    unacked = _int(info.get("messages_unacknowledged"), 0)
-    consumers = _int(info.get("consumers"), 0)
-    if live and name in live:
-        ready, consumers = live[name]
+
+    def rate(key: str) -> float | None:
+        details = stats.get(f"{key}_details")
+        return float(details["rate"]) if isinstance(details, Mapping) and "rate" in details else None
+
+    ready, unacked = _int(info.get("messages_ready"), 0), _int(info.get("messages_unacknowledged"), 0)
+    ready, consumers = (live or {}).get(name) or (ready, _int(info.get("consumers"), 0))
     return QueueRow(name, kind, messages=ready + unacked, ready=ready, unacked=unacked, consumers=consumers,
-                    publish_rate=_rate(stats, "publish"), deliver_rate=_rate(stats, "deliver_get"))
-
-
-def _service_of(row: QueueRow) -> str:
-    if row.kind == "rpc":
-        return row.name[len(RPC_PREFIX):]
-    return row.name.split(".")[1] if row.name.count(".") >= 2 else row.name
+                    publish_rate=rate("publish"), deliver_rate=rate("deliver_get"))
 
 
 def problem_of(row: QueueRow) -> str | None:
     """What is wrong with a queue, or None. Retry tiers and DLQs are meant to have no consumer."""
-    if not row.exists and row.kind == "retry":
-        return "missing: the topology is not declared, or RETRY_DELAYS_MS differs from the services'"
     if not row.exists:
-        return "missing: the topology is not declared (`huisheng up` declares it)"
+        return ("missing: the topology is not declared, or RETRY_DELAYS_MS differs from the services'"
+                if row.kind == "retry" else "missing: the topology is not declared (`huisheng up` declares it)")
     if row.kind == "dlq" and row.messages:
         return f"{row.messages} dead-lettered: `huisheng ops dlq show {row.name}`"
     if row.kind == "unrouted" and row.messages:
         return f"{row.messages} event(s) of a type no queue is bound to"
     if row.kind in ("consumer", "rpc") and row.consumers == 0:
-        return f"no consumer: is {_service_of(row)} running?"
+        service = row.name[len(RPC_PREFIX):] if row.kind == "rpc" else row.name.split(".")[1]
+        return f"no consumer: is {service} running?"
     return None
+
+
+def is_ours(name: str) -> bool:
+    """A queue of the platform: declared by its topology (huisheng.*) or a nameko service's (rpc-*)."""
+    return name.startswith((PLATFORM_PREFIX, RPC_PREFIX))
 
 
 def queue_rows(expected: Mapping[str, str], listed: Iterable[Mapping],
                live: Mapping[str, tuple[int, int]] | None = None) -> list[QueueRow]:
     """The rows of ``ops queues``: the topology's queues in order, then other huisheng.* and rpc-* queues.
 
-    ``listed`` is the management API's list of queues; ``live`` maps a queue to its
-    (ready, consumers) read over AMQP just now, which wins over the API's sampled counts.
-    Other huisheng.* queues (a retry tier of another RETRY_DELAYS_MS) are shown, not judged.
+    ``listed`` is the management API's list of queues; ``live`` maps a queue to its (ready, consumers) read
+    over AMQP just now, which wins over the API's sampled counts. Other huisheng.* queues (a retry tier of
+    another RETRY_DELAYS_MS) are shown, not judged.
     """
     by_name = {queue["name"]: queue for queue in listed}
-    extra = sorted(name for name in by_name if is_ours(name) and name not in expected)
-    rows = [_row(name, expected.get(name) or _extra_kind(name), by_name.get(name), live)
-            for name in [*expected, *extra]]
+    extra = {name: "rpc" if name.startswith(RPC_PREFIX) else "retry" if name.startswith(f"{PLATFORM_PREFIX}retry.")
+             else "other" for name in sorted(by_name) if is_ours(name) and name not in expected}
+    rows = [_row(name, kind, by_name.get(name), live) for name, kind in {**expected, **extra}.items()]
     index = {row.name: row for row in rows}
     for row in rows:
         dlq = index.get(f"{row.name}.dlq")
@@ -178,46 +175,25 @@ def queue_rows(expected: Mapping[str, str], listed: Iterable[Mapping],
     return rows
 
 
-def is_ours(name: str) -> bool:
-    """A queue of the platform: declared by its topology (huisheng.*) or a nameko service's (rpc-*)."""
-    return name.startswith((PLATFORM_PREFIX, RPC_PREFIX))
-
-
-def _extra_kind(name: str) -> str:
-    if name.startswith(RPC_PREFIX):
-        return "rpc"
-    return "retry" if name.startswith(f"{PLATFORM_PREFIX}retry.") else "other"
-
-
 def verdict(rows: Iterable[QueueRow]) -> int:
     """The exit code of ``ops queues``: 1 if any queue has a problem."""
     return EXIT_PROBLEM if any(row.problem for row in rows) else EXIT_OK
-
-
-def _rate_cell(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1f}"
 
 
 def format_queues(report: Mapping) -> str:
     """The human table of ``ops queues``."""
     head = [("QUEUE", "KIND", "MSGS", "READY", "UNACKED", "CONSUMERS", "IN/s", "OUT/s", "DLQ", "STATUS")]
     for row in report["queues"]:
-        if not row["exists"]:
-            cells = (row["name"], row["kind"], *["-"] * 7)
-        else:
-            dlq = "-" if row["dead_letters"] is None else str(row["dead_letters"])
-            cells = (row["name"], row["kind"], str(row["messages"]), str(row["ready"]), str(row["unacked"]),
-                     str(row["consumers"]), _rate_cell(row["publish_rate"]), _rate_cell(row["deliver_rate"]), dlq)
+        cells = [row["name"], row["kind"], *["-"] * 7]
+        if row["exists"]:
+            rates = ["-" if rate is None else f"{rate:.1f}" for rate in (row["publish_rate"], row["deliver_rate"])]
+            cells[2:] = [*map(str, (row["messages"], row["ready"], row["unacked"], row["consumers"])), *rates,
+                         "-" if row["dead_letters"] is None else str(row["dead_letters"])]
         head.append((*cells, row["problem"] or "ok"))
     counts = "live over AMQP" if report["live_counts"] else "from the management API (up to its 5 s sample old)"
-    lines = [f"vhost {report['vhost']!r} at {report['management_api']}; ready/consumer counts {counts}"]
-    lines += table(head, right=range(2, 9))
-    problems = [row for row in report["queues"] if row["problem"]]
-    lines.append("healthy" if not problems else f"{len(problems)} problem(s)")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- ops queues: I/O
+    problems = sum(1 for row in report["queues"] if row["problem"])
+    return "\n".join([f"vhost {report['vhost']!r} at {report['management_api']}; ready/consumer counts {counts}",
+                      *table(head, right=range(2, 9)), f"{problems} problem(s)" if problems else "healthy"])
 
 
 def management_client(settings: Settings) -> ManagementClient:
@@ -230,8 +206,8 @@ def management_client(settings: Settings) -> ManagementClient:
 def live_counts(settings: Settings, names: Iterable[str]) -> dict[str, tuple[int, int]] | None:
     """(ready, consumers) of each queue, read over AMQP now; None if the broker does not answer.
 
-    The management API's counters are sampled every 5 s (its statistics interval): right
-    after a replay or a purge they would still show the old depth.
+    The management API's counters are sampled every 5 s (its statistics interval): right after a replay or a
+    purge they would still show the old depth.
     """
     from amqp.exceptions import ChannelError
 
@@ -241,8 +217,7 @@ def live_counts(settings: Settings, names: Iterable[str]) -> dict[str, tuple[int
             channel = connection.channel()
             for name in names:
                 try:
-                    _, ready, consumers = channel.queue_declare(name, passive=True)
-                    counts[name] = (ready, consumers)
+                    counts[name] = channel.queue_declare(name, passive=True)[1:]
                 except ChannelError:  # deleted since it was listed; the broker closed the channel
                     channel = connection.channel()
     except OpsError:
@@ -254,18 +229,12 @@ def queues_report(settings: Settings) -> dict:
     """Everything ``ops queues`` shows, as a JSON-able dict (raises ManagementError)."""
     client = management_client(settings)
     listed = client.queues()
-    expected = platform_queues(settings.retry_delays_ms)
-    ours = [q["name"] for q in listed if is_ours(q["name"])]
-    live = live_counts(settings, ours)
-    rows = queue_rows(expected, listed, live)
-    return {
-        "vhost": client.endpoint.vhost,
-        "management_api": client.endpoint.api,
-        "live_counts": live is not None,
-        "healthy": verdict(rows) == EXIT_OK,
-        "problems": [f"{row.name}: {row.problem}" for row in rows if row.problem],
-        "queues": [asdict(row) for row in rows],
-    }
+    live = live_counts(settings, [q["name"] for q in listed if is_ours(q["name"])])
+    rows = queue_rows(platform_queues(settings.retry_delays_ms), listed, live)
+    return {"vhost": client.endpoint.vhost, "management_api": client.endpoint.api, "live_counts": live is not None,
+            "healthy": verdict(rows) == EXIT_OK,
+            "problems": [f"{row.name}: {row.problem}" for row in rows if row.problem],
+            "queues": [asdict(row) for row in rows]}
 
 
 def cmd_queues(args: argparse.Namespace, settings: Settings) -> int:
@@ -273,14 +242,12 @@ def cmd_queues(args: argparse.Namespace, settings: Settings) -> int:
     from kernel.cli.management import ManagementError
 
     try:
-        report = queues_report(settings)
+        return emit(args, queues_report(settings), format_queues)
     except ManagementError as error:
         if args.json:
             print(json.dumps({"healthy": False, "error": str(error)}, indent=2))
         complain(str(error))
         return EXIT_CANNOT_CHECK
-    print(json.dumps(report, indent=2) if args.json else format_queues(report))
-    return EXIT_OK if report["healthy"] else EXIT_PROBLEM
 
 
 # --------------------------------------------------------------------------- dead letters: reading
@@ -295,12 +262,6 @@ def _when(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def _broker_death(headers: Mapping) -> dict | None:
-    """The latest x-death entry: how the broker itself dead-lettered a message (rejected, expired ...)."""
-    deaths = headers.get("x-death")
-    return deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping) else None
-
-
 def _decode_body(message: Mapping) -> tuple[dict | None, str | None]:
     """The envelope in a message of the management API's get, or None and why not."""
     payload = message.get("payload", "")
@@ -310,9 +271,7 @@ def _decode_body(message: Mapping) -> tuple[dict | None, str | None]:
         body = json.loads(payload)
     except ValueError:
         return None, f"undecodable body (not JSON): {payload[:80]!r}"
-    if not isinstance(body, dict):
-        return None, f"not an event envelope: {payload[:80]!r}"
-    return body, None
+    return (body, None) if isinstance(body, dict) else (None, f"not an event envelope: {payload[:80]!r}")
 
 
 def describe_dead_letter(message: Mapping) -> dict:
@@ -326,9 +285,11 @@ def describe_dead_letter(message: Mapping) -> dict:
     headers = properties.get("headers") or {}
     body, problem = _decode_body(message)
     body = body or {}
-    death = _broker_death(headers)
+    # The latest x-death entry: how the broker itself dead-lettered a message (rejected, expired ...).
+    deaths = headers.get("x-death")
+    death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping) else {}
     error = headers.get(ERROR)
-    if error is None and death is not None:
+    if error is None and death:
         error = f"dead-lettered by the broker: {death.get('reason')} from {death.get('queue')}"
     return {
         "event_id": body.get("event_id") or properties.get("message_id"),
@@ -339,17 +300,11 @@ def describe_dead_letter(message: Mapping) -> dict:
         "attempts": _int(headers.get(ATTEMPT)),
         "replayed": _int(headers.get(REPLAYED), 0),
         "error": mask_text(str(error)) if error is not None else problem or "no reason recorded",
-        "failed_at": _when(headers.get(FAILED_AT)) or _when(death.get("time") if death else None),
+        "failed_at": _when(headers.get(FAILED_AT)) or _when(death.get("time")),
         "traceback": mask_text(str(headers.get(TRACEBACK) or "")),
         "payload": mask_value("payload", body["payload"]) if "payload" in body else None,
         "body_problem": problem,
     }
-
-
-def _last_lines(text: str, count: int) -> list[str]:
-    """The last ``count`` lines of a traceback, without blank lines and Python 3.11's ^^^ markers."""
-    lines = [line for line in text.splitlines() if line.strip(" ^~")]
-    return lines[-count:] if count > 0 else []
 
 
 def format_dead_letters(queue: str, total: int, entries: list[dict], traceback_lines: int = TRACEBACK_LINES) -> str:
@@ -362,11 +317,12 @@ def format_dead_letters(queue: str, total: int, entries: list[dict], traceback_l
         replayed = f"  (replayed {entry['replayed']} time(s) before)" if entry["replayed"] else ""
         lines.append(f"    attempts {entry['attempts'] or '-'}  failed at {entry['failed_at'] or '-'}{replayed}")
         lines.append(f"    error: {entry['error']}")
-        # The innermost frames say where the handler raised; the outer ones are nameko's worker.
-        trace = _last_lines(entry["traceback"], traceback_lines)
+        # The innermost frames say where the handler raised; the outer ones are nameko's worker. Blank lines
+        # and Python 3.11's ^^^ markers say nothing.
+        trace = [line for line in entry["traceback"].splitlines() if line.strip(" ^~")]
+        trace = trace[-traceback_lines:] if traceback_lines > 0 else []
         if trace:
-            lines.append(f"    traceback (last {len(trace)} lines):")
-            lines += [f"      {line}" for line in trace]
+            lines += [f"    traceback (last {len(trace)} lines):", *(f"      {line}" for line in trace)]
         if entry["payload"] is not None:
             text = json.dumps(entry["payload"], ensure_ascii=False)
             lines.append(f"    payload: {text if len(text) <= 300 else text[:297] + '...'}")
@@ -379,13 +335,9 @@ def cmd_dlq_show(args: argparse.Namespace, settings: Settings) -> int:
     messages = management_client(settings).peek(sub.dead_letter_queue, args.limit)
     # Each message of a get carries how many remain after it: the last one tells the total.
     total = len(messages) + (_int(messages[-1].get("message_count"), 0) if messages else 0)
-    entries = [describe_dead_letter(message) for message in messages]
-    if args.json:
-        print(json.dumps({"queue": sub.dead_letter_queue, "subscription": sub.name, "total": total,
-                          "messages": entries}, indent=2, ensure_ascii=False))
-    else:
-        print(format_dead_letters(sub.dead_letter_queue, total, entries, args.traceback_lines))
-    return EXIT_OK
+    report = {"queue": sub.dead_letter_queue, "subscription": sub.name, "total": total,
+              "messages": [describe_dead_letter(message) for message in messages]}
+    return emit(args, report, lambda r: format_dead_letters(r["queue"], total, r["messages"], args.traceback_lines))
 
 
 # --------------------------------------------------------------------------- dead letters: replay, purge
@@ -394,9 +346,7 @@ def cmd_dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 def replay_headers(headers: Mapping | None) -> dict:
     """The headers of a replayed copy: a fresh first attempt, one more replay, no stale failure."""
     kept = {key: value for key, value in (headers or {}).items() if key not in (ERROR, TRACEBACK, FAILED_AT)}
-    kept[ATTEMPT] = 1
-    kept[REPLAYED] = _int(kept.get(REPLAYED), 0) + 1
-    return kept
+    return {**kept, ATTEMPT: 1, REPLAYED: _int(kept.get(REPLAYED), 0) + 1}
 
 
 @contextmanager
@@ -444,40 +394,18 @@ def confirmed(question: str, *, yes: bool, expected: str = "y", stdin: IO[str] |
     return False
 
 
-def replay_messages(channel: Any, sub: Subscription, count: int) -> tuple[int, Exception | None]:
-    """Move up to ``count`` messages from the DLQ back to the consumer's queue.
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """``ops dlq replay QUEUE``: 0 all moved, 1 stopped partway, 2 nothing could be done.
 
-    Each DLQ message is acked only after the broker confirmed its copy (the channel's
-    connection has publisher confirms), so a failure leaves at most a duplicate, which
-    consumers dedupe. Returns how many moved and the error that stopped the move, if any.
+    Each DLQ message is acked only after the broker confirmed its copy (the connection has publisher
+    confirms), so a failure leaves at most a duplicate, which consumers dedupe.
     """
     import amqp
 
     from kernel.topology import REQUEUE
 
-    moved = 0
-    try:
-        for _ in range(count):
-            message = channel.basic_get(sub.dead_letter_queue, no_ack=False)
-            if message is None:
-                break
-            properties = dict(message.properties)
-            properties["application_headers"] = replay_headers(properties.get("application_headers"))
-            properties["delivery_mode"] = 2
-            # mandatory: if the copy cannot be routed the broker returns it and this raises, so the
-            # original stays unacked and goes back to the DLQ when the channel closes.
-            channel.basic_publish(amqp.Message(message.body, **properties), exchange=REQUEUE.name,
-                                  routing_key=sub.queue, mandatory=True)
-            channel.basic_ack(message.delivery_tag)
-            moved += 1
-    except (OSError, amqp.exceptions.AMQPError) as error:
-        return moved, error
-    return moved, None
-
-
-def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """``ops dlq replay QUEUE``: 0 all moved, 1 stopped partway, 2 nothing could be done."""
     sub = resolve_subscription(args.queue)
+    moved, error = 0, None
     with broker(settings, confirms=True) as connection:
         channel = connection.channel()
         waiting = queue_depth(channel, sub.dead_letter_queue)
@@ -490,7 +418,18 @@ def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
         if not confirmed(f"replay {count} message(s) from {sub.dead_letter_queue} to {sub.queue}? [y/N]",
                          yes=args.yes):
             return EXIT_CANNOT_CHECK
-        moved, error = replay_messages(channel, sub, count)
+        try:
+            while moved < count and (message := channel.basic_get(sub.dead_letter_queue, no_ack=False)) is not None:
+                properties = {**message.properties, "delivery_mode": 2,
+                              "application_headers": replay_headers(message.properties.get("application_headers"))}
+                # mandatory: if the copy cannot be routed the broker returns it and this raises, so the
+                # original stays unacked and goes back to the DLQ when the channel closes.
+                channel.basic_publish(amqp.Message(message.body, **properties), exchange=REQUEUE.name,
+                                      routing_key=sub.queue, mandatory=True)
+                channel.basic_ack(message.delivery_tag)
+                moved += 1
+        except (OSError, amqp.exceptions.AMQPError) as failure:
+            error = failure
     print(f"replayed {moved} message(s) from {sub.dead_letter_queue} to {sub.queue}")
     if error is not None:
         complain(f"replay stopped after {moved} of {count}: {type(error).__name__}: {error}; "
@@ -531,22 +470,19 @@ def resolve_mongo_uri(settings: Settings) -> str:
 def backlog(documents: Iterable[Mapping], now: datetime) -> dict:
     """Pending documents, events and the age of the oldest event (the relay's lag) of one collection.
 
-    ``documents`` are what :func:`kernel.ledger.unpublished` returns: each carries only
-    its unpublished events, so published ones neither count nor age the collection. An
-    event's age runs from its ``_staged`` stamp: a document's ``_outbox_since`` is its
-    latest staging and would hide an older event still waiting beside a newer one. An
-    entry without a stamp (staged before the ledger existed) falls back to it.
+    ``documents`` are what :func:`kernel.ledger.unpublished` returns: each carries only its unpublished
+    events, so published ones neither count nor age the collection. An event's age runs from its ``_staged``
+    stamp: a document's ``_outbox_since`` is its latest staging and would hide an older event still waiting
+    beside a newer one. An entry without a stamp (staged before the ledger existed) falls back to it.
     """
     from kernel.ledger import OUTBOX, SINCE, STAGED
 
     count = events = 0
     oldest: datetime | None = None
     for document in documents:
-        count += 1
         entries = document.get(OUTBOX) or []
-        events += len(entries)
-        stamps = [entry.get(STAGED) or document.get(SINCE) for entry in entries] or [document.get(SINCE)]
-        for moment in stamps:
+        count, events = count + 1, events + len(entries)
+        for moment in [entry.get(STAGED) or document.get(SINCE) for entry in entries] or [document.get(SINCE)]:
             if isinstance(moment, datetime):
                 moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
                 oldest = moment if oldest is None else min(oldest, moment)
@@ -558,8 +494,8 @@ def backlog(documents: Iterable[Mapping], now: datetime) -> dict:
 def outbox_collections(database: Any) -> list[str]:
     """The outbox collections of a service's database: those with the relay's ``outbox_since`` index.
 
-    The ledger and the checkpoints live beside them but are bookkeeping, never outboxes:
-    left out by name, whatever indexes they carry.
+    The ledger and the checkpoints live beside them but are bookkeeping, never outboxes: left out by name,
+    whatever indexes they carry.
     """
     from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX_INDEX
 
@@ -570,18 +506,16 @@ def outbox_collections(database: Any) -> list[str]:
 def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime | None = None) -> dict:
     """Every outbox collection of every service's database, with what the broker has not confirmed.
 
-    A document keeps its events after they are published; :func:`kernel.ledger.unpublished`
-    (the question the relay asks) tells the events written after the collection's resume
-    point, in commit order, that the ledger does not list.
+    A document keeps its events after they are published; :func:`kernel.ledger.unpublished` (the question
+    the relay asks) tells the events written after the collection's resume point, in commit order, that the
+    ledger does not list.
     """
     from kernel.ledger import unpublished
     from kernel.platform import PROCESSES
 
     now = now or datetime.now(UTC)
     rows = []
-    for process in PROCESSES:
-        if process.is_gateway:  # owns no database
-            continue
+    for process in (p for p in PROCESSES if not p.is_gateway):  # the gateway owns no database
         database = client[settings.database_name(process.name)]
         for name in outbox_collections(database) or [None]:  # a service without an outbox still gets its line
             found = backlog(unpublished(database, name) if name else (), now)
@@ -593,12 +527,11 @@ def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime
 def format_outbox(report: Mapping) -> str:
     """The human table of ``ops outbox``."""
     head = [("SERVICE", "DATABASE", "COLLECTION", "DOCS", "EVENTS", "LAG s", "OLDEST", "STATUS")]
-    for row in report["outboxes"]:
-        status = f"LAGGING (> {report['max_lag_seconds']:g} s)" if row["lagging"] else "ok"
-        head.append((row["service"], row["database"], row["collection"] or "(no outbox)", str(row["documents"]),
-                     str(row["events"]), f"{row['lag_seconds']:.1f}", row["oldest"] or "-", status))
+    head += [(row["service"], row["database"], row["collection"] or "(no outbox)", str(row["documents"]),
+              str(row["events"]), f"{row['lag_seconds']:.1f}", row["oldest"] or "-",
+              f"LAGGING (> {report['max_lag_seconds']:g} s)" if row["lagging"] else "ok") for row in report["outboxes"]]
     lagging = sum(1 for row in report["outboxes"] if row["lagging"])
-    return "\n".join([*table(head, right=range(3, 6)), "healthy" if not lagging else f"{lagging} lagging"])
+    return "\n".join([*table(head, right=range(3, 6)), f"{lagging} lagging" if lagging else "healthy"])
 
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -622,8 +555,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
         raise OpsError(f"database {redact(uri)}: {type(error).__name__}: {reason}") from error
     finally:
         client.close()
-    print(json.dumps(report, indent=2) if args.json else format_outbox(report))
-    return EXIT_OK if report["healthy"] else EXIT_PROBLEM
+    return emit(args, report, format_outbox)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -679,9 +611,8 @@ def dispatch(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run the parsed ``ops`` command; a reason it cannot run is printed and gives exit code 2."""
     from kernel.cli.management import ManagementError
 
-    settings = settings or Settings.from_env()
     try:
-        return args.ops_func(args, settings)
+        return args.ops_func(args, settings or Settings.from_env())
     except (OpsError, ManagementError) as error:
         complain(str(error))
         return EXIT_CANNOT_CHECK

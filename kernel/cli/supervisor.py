@@ -1,21 +1,20 @@
 """``huisheng up``'s runner: supervisord runs the processes; this module keeps the platform's own part.
 
-supervisord (PyPI ``supervisor``) spawns each child in its own process group, writes its log,
-restarts it when it dies and gives up on it visibly (state FATAL), and stops it with SIGTERM then
-SIGKILL after ``stop_timeout``. What stays here is what supervisord does not know:
+supervisord (PyPI ``supervisor``) spawns each child in its own process group, writes its log, restarts it
+when it dies, gives up on it visibly (state FATAL) and stops it with SIGTERM, then SIGKILL after
+``stop_timeout``. What it does not know stays here:
 
-* **health gating**: every program is declared with ``autostart=false`` and started over
-  XML-RPC layer by layer (database and stand-ins, then services, then the gateway), each layer
-  only once the previous one answers its health probe; it stops the other way round.
-* **the run state**, ``$HUISHENG_HOME/run/platform.json``: pids, restarts and health for
-  ``huisheng status`` and ``down`` in other shells.
+* **health gating**: every program is declared ``autostart=false`` and started over XML-RPC layer by layer
+  (database and stand-ins, then services, then the gateway), each layer once the previous one answers its
+  health probe; it stops the other way round.
+* **the run state**, ``$HUISHENG_HOME/run/platform.json``: pids, restarts and health for ``status`` and
+  ``down`` in other shells.
 * **an essential child given up on stops the platform** (exit 1), so it never looks half alive.
 
-The restart policy is supervisord's: a child that exits within ``HUISHENG_START_SECONDS`` (10) of
-its start failed to start and is tried again after 1 s, 2 s, 3 s ... until
-``HUISHENG_RESTART_LIMIT`` (5) failures in a row, then given up on ("gave up"); one that ran longer
-is started again at once. Every spawn goes through :func:`launch`, which counts it, so ``restarts``
-is exact however fast a child crashes.
+The restart policy is supervisord's: a child that exits within ``HUISHENG_START_SECONDS`` (10) of its start
+is tried again after 1 s, 2 s, 3 s ... until ``HUISHENG_RESTART_LIMIT`` (5) failures in a row ("gave up");
+one that ran longer is started again at once. Every spawn goes through :func:`launch`, which counts it:
+supervisord keeps no count, and polling its state would miss a child that crashes between two polls.
 """
 
 from __future__ import annotations
@@ -42,12 +41,12 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import ProxyHandler, build_opener
 
-POLL_SECONDS = 0.2
-TAIL_LINES = 20
-SUPERVISOR_LOG = "supervisor"
 if TYPE_CHECKING:
     from kernel.config import Settings
 
+POLL_SECONDS = 0.2
+TAIL_LINES = 20
+SUPERVISOR_LOG = "supervisor"
 # An empty ProxyHandler: health probes of 127.0.0.1 must never go through $http_proxy.
 _OPENER = build_opener(ProxyHandler({}))
 # supervisord's process states, as `huisheng status` names them.
@@ -57,12 +56,11 @@ STATES = {"STARTING": "running", "RUNNING": "running", "BACKOFF": "restarting", 
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One process to run.
+    """One process to run. Lower ``layer`` starts first and stops last.
 
-    ``health`` says how readiness is probed at ``address``: ``"http"`` (GET ``/health`` and
-    ``/ready`` must both answer 200), ``"live"`` (GET ``/health`` alone: a stand-in with no
-    dependencies has no ``/ready``), ``"mongo"`` (a ``ping`` must answer) or ``"none"``.
-    Lower ``layer`` starts first and stops last.
+    ``health`` says how readiness is probed at ``address``: ``"http"`` (GET ``/health`` and ``/ready`` both
+    200), ``"live"`` (``/health`` alone: a stand-in with no dependencies has no ``/ready``), ``"mongo"`` (a
+    ``ping``) or ``"none"``.
     """
 
     name: str
@@ -101,9 +99,6 @@ def format_failure(name: str, reason: str, log_tail: str) -> str:
     if log_tail:
         text += f"\n--- last lines of {name}'s log ---\n{log_tail}\n--- end of {name}'s log ---"
     return text
-
-
-# --------------------------------------------------------------------------- files
 
 
 def run_dir(home: Path) -> Path:
@@ -146,8 +141,7 @@ def log_tail(path: Path, lines: int = TAIL_LINES, offset: int = 0) -> str:
     """The last ``lines`` lines written to ``path`` after byte ``offset`` (this run's part)."""
     try:
         with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(offset, size - 64 * 1024))
+            handle.seek(max(offset, handle.seek(0, os.SEEK_END) - 64 * 1024))
             data = handle.read()
     except FileNotFoundError:
         return ""
@@ -156,9 +150,6 @@ def log_tail(path: Path, lines: int = TAIL_LINES, offset: int = 0) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- processes
 
 
 def process_identity(pid: int) -> str | None:
@@ -172,10 +163,12 @@ def process_identity(pid: int) -> str | None:
 
 def pid_alive(pid: int | None, identity: str | None = None) -> bool:
     """True if ``pid`` runs, is not a zombie and (if given) still has start time ``identity``."""
-    if not pid:
-        return False
-    now = process_identity(pid)
+    now = process_identity(pid) if pid else None
     return now is not None and (identity is None or now == identity)
+
+
+def _alive(record: Mapping) -> bool:
+    return pid_alive(record.get("pid"), record.get("identity"))
 
 
 def terminate(name: str, pid: int, alive: Callable[[], bool], timeout: float, say: Callable[[str], None]) -> None:
@@ -195,22 +188,16 @@ def terminate(name: str, pid: int, alive: Callable[[], bool], timeout: float, sa
 
 
 def launch(program_file: str) -> None:
-    """What supervisord runs for a child: count the start, mark the log, then become the child.
-
-    ``python -m kernel.cli.supervisor exec FILE``; FILE holds the child's argv and environment
-    (supervisord's own ``environment=`` would need every value quoted for its config syntax).
-    """
+    """What supervisord runs for a child (``python -m kernel.cli.supervisor exec FILE``): count the start, mark
+    the log, then become the child. FILE holds its argv and environment: supervisord's own ``environment=``
+    would need every value quoted for its config syntax."""
     program = json.loads(Path(program_file).read_text())
     log = Path(program["log"])
     offset = log.stat().st_size if log.exists() else 0
     with open(program_file + ".starts", "a") as starts:
         starts.write(json.dumps({"pid": os.getpid(), "at": _now(), "log_offset": offset}) + "\n")
     print(f"=== huisheng: starting {program['name']} at {_now()}: {' '.join(program['argv'])}", flush=True)
-    env = program["env"] if program["env"] is not None else dict(os.environ)
-    os.execvpe(program["argv"][0], program["argv"], env)
-
-
-# --------------------------------------------------------------------------- health
+    os.execvpe(program["argv"][0], program["argv"], program["env"] if program["env"] is not None else os.environ)
 
 
 def http_health(address: str, timeout: float = 1.0, paths: Sequence[str] = ("/health", "/ready")) -> tuple[bool, str]:
@@ -239,9 +226,6 @@ def probe(health: str, address: str | None, timeout: float = 1.0) -> tuple[bool,
     return True, "not probed"
 
 
-# --------------------------------------------------------------------------- supervisord
-
-
 def restart_policy(environ: Mapping[str, str]) -> tuple[int, int]:
     """``(startretries, startsecs)`` from ``HUISHENG_RESTART_LIMIT`` (5) and ``HUISHENG_START_SECONDS`` (10).
 
@@ -259,12 +243,15 @@ def supervisord_config(home: Path, specs: Sequence[ChildSpec], stop_timeout: flo
     """supervisord's configuration: every program declared, none started (the runner gates them)."""
     home = Path(home).absolute()
     retries, start_seconds = restart_policy(environ)
-    # Where supervisord writes: %-signs would be read as its %(here)s-style expansions.
-    sock, log = socket_path(home), str(log_path(home, SUPERVISOR_LOG)).replace("%", "%%")
+
+    def path(value: object) -> str:  # %-signs would be read as supervisord's %(here)s-style expansions
+        return str(value).replace("%", "%%")
+
+    sock = socket_path(home)
     lines = [
         f"[unix_http_server]\nfile={sock}\nchmod=0700",
-        f"[supervisord]\nnodaemon=true\nsilent={str(silent).lower()}\nlogfile={log}\nlogfile_maxbytes=0",
-        f"pidfile={run_dir(home) / 'supervisord.pid'}\nidentifier=huisheng",
+        f"[supervisord]\nnodaemon=true\nsilent={str(silent).lower()}\nlogfile={path(log_path(home, SUPERVISOR_LOG))}"
+        f"\nlogfile_maxbytes=0\npidfile={path(run_dir(home) / 'supervisord.pid')}\nidentifier=huisheng",
         "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory=supervisor.rpcinterface:make_main_rpcinterface",
         f"[supervisorctl]\nserverurl=unix://{sock}",
     ]
@@ -272,13 +259,12 @@ def supervisord_config(home: Path, specs: Sequence[ChildSpec], stop_timeout: flo
         names = ",".join(s.program.partition(":")[2] for s in specs if s.layer == layer)
         lines.append(f"[group:layer{layer}]\nprograms={names}\npriority={100 + layer}")
     for spec in specs:
-        file = program_file(home, spec)
-        command = f"{sys.executable} -m {__name__} exec {file}".replace("%", "%%")
         lines.append(
-            f"[program:{spec.program.partition(':')[2]}]\ncommand={command}\ndirectory={os.getcwd()}\n"
-            f"autostart=false\nautorestart=true\nstartsecs={start_seconds}\nstartretries={retries}\n"
-            f"stopsignal=TERM\nstopwaitsecs={math.ceil(stop_timeout)}\nstopasgroup=true\nkillasgroup=true\n"
-            f"redirect_stderr=true\nstdout_logfile={str(log_path(home, spec.name)).replace('%', '%%')}\n"
+            f"[program:{spec.program.partition(':')[2]}]\n"
+            f"command={path(f'{sys.executable} -m {__name__} exec {program_file(home, spec)}')}\n"
+            f"directory={path(os.getcwd())}\nautostart=false\nautorestart=true\nstartsecs={start_seconds}\n"
+            f"startretries={retries}\nstopsignal=TERM\nstopwaitsecs={math.ceil(stop_timeout)}\nstopasgroup=true\n"
+            f"killasgroup=true\nredirect_stderr=true\nstdout_logfile={path(log_path(home, spec.name))}\n"
             "stdout_logfile_maxbytes=0\nstdout_logfile_backups=0"
         )
     return "\n\n".join(lines) + "\n"
@@ -289,11 +275,12 @@ def program_file(home: Path, spec: ChildSpec) -> str:
 
 
 def control(home: Path) -> Any:
-    """An XML-RPC proxy of the supervisord of ``home``."""
-    from supervisor.xmlrpc import SupervisorTransport  # lazy: only `up` and `down` talk to supervisord
+    """An XML-RPC proxy of the supervisord of ``home``; a new one each time, as one is not reusable after an
+    error."""
+    from supervisor.xmlrpc import SupervisorTransport  # lazy: only `up` talks to supervisord
 
     transport = SupervisorTransport(None, None, f"unix://{socket_path(home)}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
 
 def starts(home: Path, spec: ChildSpec) -> list[dict]:
@@ -304,27 +291,23 @@ def starts(home: Path, spec: ChildSpec) -> list[dict]:
         return []
 
 
-# --------------------------------------------------------------------------- the runner
-
-
 class Runner:
     """Starts supervisord, starts its programs layer by layer behind health, watches, stops; see above."""
 
     def __init__(self, home: Path, specs: Sequence[ChildSpec], *, stop_timeout: float = 10.0, echo: bool = True,
-                 info: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 info: Mapping[str, object] | None = None) -> None:
         self.home = Path(home).absolute()
         self.specs = sorted(specs, key=lambda s: s.layer)  # stable: keeps the given order in a layer
-        self.stop_timeout = stop_timeout
-        self.echo = echo
+        self.layers = sorted({s.layer for s in self.specs})
+        self.stop_timeout, self.echo = stop_timeout, echo
         self.info = {"started_at": _now(), **(info or {})}
-        self.environ = os.environ if environ is None else environ
         self.stop_event = threading.Event()
         self.phase = "starting"
-        self.daemon: subprocess.Popen | None = None
+        self.daemon: subprocess.Popen | None = None  # supervisord
         self.rows: dict[str, dict] = {}  # name -> pid, identity, state, restarts, log_offset
         self.before: dict[str, dict] = {}  # the rows as the previous refresh left them
         self._width = max([len(s.name) for s in self.specs] + [len("huisheng")])
-        self._echoed: dict[str, int] = {}
+        self._echoed: dict[str, int] = {}  # bytes of each child's log already copied to our output
 
     def say(self, message: str) -> None:
         for line in message.splitlines() or [""]:
@@ -344,11 +327,9 @@ class Runner:
         try:
             try:
                 self.start(health_timeout, before_layer)
-            except StartError as exc:
-                self.say(f"!!! startup failed: {exc}")
-                return 1
             except Exception as exc:  # noqa: BLE001 - report any startup failure, then clean up
-                self.say(f"!!! startup failed: {type(exc).__name__}: {exc}")
+                reason = str(exc) if isinstance(exc, StartError) else f"{type(exc).__name__}: {exc}"
+                self.say(f"!!! startup failed: {reason}")
                 return 1
             if self.stop_event.is_set():
                 return 0
@@ -361,57 +342,53 @@ class Runner:
             lock.close()
 
     def start(self, health_timeout: float, before_layer: Callable[[int], None] | None) -> None:
+        """Start supervisord, then each layer once the previous one is healthy, all within ``health_timeout``."""
+        deadline = time.monotonic() + health_timeout
         (self.home / "log").mkdir(parents=True, exist_ok=True)
         (run_dir(self.home) / "programs").mkdir(parents=True, exist_ok=True)
         for spec in self.specs:
             self.rows[spec.name] = {"pid": None, "identity": None, "state": "pending", "restarts": 0, "log_offset": 0}
-            file = Path(program_file(self.home, spec))
+            file, log = Path(program_file(self.home, spec)), log_path(self.home, spec.name)
             Path(f"{file}.starts").unlink(missing_ok=True)
             file.touch(mode=0o600)  # the environment holds the platform's secret
-            file.write_text(json.dumps({"name": spec.name, "argv": list(spec.argv), "log": str(
-                log_path(self.home, spec.name)), "env": dict(spec.env) if spec.env is not None else None}))
-            self._echoed[spec.name] = log_path(self.home, spec.name).stat().st_size \
-                if log_path(self.home, spec.name).exists() else 0
+            file.write_text(json.dumps({"name": spec.name, "argv": list(spec.argv), "log": str(log),
+                                        "env": dict(spec.env) if spec.env is not None else None}))
+            self._echoed[spec.name] = log.stat().st_size if log.exists() else 0
         conf = run_dir(self.home) / "supervisord.conf"
-        conf.write_text(supervisord_config(self.home, self.specs, self.stop_timeout, self.environ, not self.echo))
+        conf.write_text(supervisord_config(self.home, self.specs, self.stop_timeout, os.environ, not self.echo))
         Path(socket_path(self.home)).unlink(missing_ok=True)
         # Its own session: a Ctrl-C reaches only us, and we stop the layers in order.
         self.daemon = subprocess.Popen([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         self.write_state()
-        deadline = time.monotonic() + health_timeout
         while not self.stop_event.is_set():
             if self.daemon.poll() is not None or time.monotonic() > deadline:
                 raise StartError("supervisord", f"did not answer on {socket_path(self.home)} (exit code "
                                  f"{self.daemon.poll()})", log_tail(log_path(self.home, SUPERVISOR_LOG)))
             try:
-                server = control(self.home)  # a new one each time: a failed connection is not reused
-                server.supervisor.getState()
+                control(self.home).getState()
                 break
             except OSError:
                 time.sleep(POLL_SECONDS)
-        for layer in sorted({s.layer for s in self.specs}):
+        for layer in self.layers:
             if self.stop_event.is_set():
                 return
             if before_layer:
                 before_layer(layer)
             batch = [s for s in self.specs if s.layer == layer]
             for spec in batch:
-                server.supervisor.startProcess(spec.program, False)
+                control(self.home).startProcess(spec.program, False)
                 self.say(f"started {spec.name}{' at ' + spec.address if spec.address else ''}")
-            self.wait_healthy(batch, health_timeout)
+            self.wait_healthy(batch, deadline, health_timeout)
         self.phase = "running"
         self.write_state()
 
-    def wait_healthy(self, batch: Sequence[ChildSpec], timeout: float) -> None:
-        """Block until every child of ``batch`` is healthy; fail at once if one exits, or after ``timeout``."""
+    def wait_healthy(self, batch: Sequence[ChildSpec], deadline: float, timeout: float) -> None:
+        """Block until every child of ``batch`` is healthy; fail at once if one exits, or at ``deadline``."""
         pending = {s.name: "not probed yet" for s in batch}
-        deadline = time.monotonic() + timeout
         while pending and not self.stop_event.is_set():
             infos = self.refresh()
-            for spec in batch:
-                if spec.name not in pending:
-                    continue
+            for spec in (s for s in batch if s.name in pending):
                 info = infos[spec.program]
                 if info["statename"] in ("BACKOFF", "EXITED", "FATAL"):
                     raise StartError(spec.name, f"exited with code {info['exitstatus']} while starting",
@@ -435,23 +412,23 @@ class Runner:
             except (OSError, xmlrpc.client.Error) as exc:  # a busy or restarting supervisord: ask again next time
                 self.say(f"supervisord did not answer ({type(exc).__name__}: {exc})")
                 continue
-            for name in self.crashed():
-                spec = next(s for s in self.specs if s.name == name)
-                row = self.rows[name]
-                if row["state"] == "gave up":
-                    self.say(format_failure(name, "its last output", self.tail(name)))
-                    self.say(f"!!! giving up on {name}: it kept exiting as it started ({row['restarts']} restarts)")
+            for spec in self.specs:
+                row, before = self.rows[spec.name], self.before[spec.name]
+                if row["state"] == "gave up" and before["state"] != "gave up":
+                    self.say(format_failure(spec.name, "its last output", self.tail(spec.name)))
+                    self.say(f"!!! giving up on {spec.name}: it kept exiting as it started ({row['restarts']} "
+                             "restarts)")
                     if spec.essential:
-                        self.say(f"!!! {name} is essential: stopping the platform")
+                        self.say(f"!!! {spec.name} is essential: stopping the platform")
                         return 1
-                else:
-                    self.say(f"!!! {name} exited unexpectedly; supervisord restarts it ({row['restarts']} restarts)")
+                elif row["restarts"] > before["restarts"]:
+                    self.say(f"!!! {spec.name} exited unexpectedly; supervisord restarts it ({row['restarts']} "
+                             "restarts)")
         return 0
 
     def refresh(self) -> dict[str, dict]:
         """Read supervisord's view into the run state (and, in the foreground, echo new output); it, by program."""
-        # A new proxy each time: its connection is not usable again after an error.
-        infos = {f"{i['group']}:{i['name']}": i for i in control(self.home).supervisor.getAllProcessInfo()}
+        infos = {f"{i['group']}:{i['name']}": i for i in control(self.home).getAllProcessInfo()}
         self.before = {name: dict(row) for name, row in self.rows.items()}
         for spec in self.specs:
             info, row, began = infos[spec.program], self.rows[spec.name], starts(self.home, spec)
@@ -464,11 +441,6 @@ class Runner:
         if self.echo:
             self.copy_output()
         return infos
-
-    def crashed(self) -> list[str]:
-        """The children that exited or were given up on since the previous :meth:`refresh`."""
-        return [name for name, row in self.rows.items() if row["restarts"] > self.before[name]["restarts"]
-                or (row["state"] == "gave up" and self.before[name]["state"] != "gave up")]
 
     def copy_output(self) -> None:
         """Foreground: each child's new log lines, prefixed with its name."""
@@ -492,12 +464,11 @@ class Runner:
         self.write_state()
         self.say("stopping ...")
         try:
-            server = control(self.home)
-            for layer in sorted({s.layer for s in self.specs}, reverse=True):
-                server.supervisor.stopProcessGroup(f"layer{layer}", True)
+            for layer in reversed(self.layers):
+                control(self.home).stopProcessGroup(f"layer{layer}", True)
             if self.echo:
                 self.copy_output()
-            server.supervisor.shutdown()
+            control(self.home).shutdown()
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the signal below still stops it all
             self.say(f"supervisord did not stop its programs ({type(exc).__name__}: {exc}); stopping it by signal")
         terminate("supervisord", self.daemon.pid, lambda: self.daemon.poll() is None, self.stop_timeout + 5, self.say)
@@ -509,15 +480,14 @@ class Runner:
 
     def write_state(self) -> None:
         """Record what runs, for ``status`` and ``down`` in other shells."""
-        children = [{"name": s.name, "address": s.address, "health": s.health, "layer": s.layer,
-                     "essential": s.essential, "log": str(log_path(self.home, s.name)), **self.rows[s.name]}
-                    for s in self.specs]
+        daemon = self.daemon.pid if self.daemon else None
         write_state(self.home, {
             **self.info, "home": str(self.home), "phase": self.phase, "stop_timeout": self.stop_timeout,
             "supervisor": {"pid": os.getpid(), "identity": process_identity(os.getpid())},
-            "supervisord": {"pid": self.daemon.pid if self.daemon else None,
-                            "identity": process_identity(self.daemon.pid) if self.daemon else None},
-            "children": children,
+            "supervisord": {"pid": daemon, "identity": process_identity(daemon) if daemon else None},
+            "children": [{"name": s.name, "address": s.address, "health": s.health, "layer": s.layer,
+                          "essential": s.essential, "log": str(log_path(self.home, s.name)), **self.rows[s.name]}
+                         for s in self.specs],
         })
 
 
@@ -527,7 +497,7 @@ class Runner:
 def child_report(record: Mapping) -> dict:
     """Name, pid, alive, health (healthy/unhealthy/down), state, restarts and address of one recorded child."""
     state = record.get("state", "running")
-    alive = state == "running" and pid_alive(record.get("pid"), record.get("identity"))
+    alive = state == "running" and _alive(record)
     if alive:
         ok, detail = probe(record.get("health", "http"), record.get("address"))
     else:
@@ -548,7 +518,7 @@ def platform_status(home: Path, planned: Sequence[ChildSpec] = ()) -> dict:
     with ThreadPoolExecutor(max_workers=8) as pool:  # probes time out independently
         rows = list(pool.map(child_report, state.get("children", [])))
     supervisor = dict(state.get("supervisor") or {})
-    supervisor["alive"] = pid_alive(supervisor.get("pid"), supervisor.get("identity"))
+    supervisor["alive"] = _alive(supervisor)
     return {
         "running": supervisor["alive"] or any(r["alive"] for r in rows),
         # Without its runner nobody would notice an essential child given up on: that is not healthy.
@@ -562,9 +532,8 @@ def platform_status(home: Path, planned: Sequence[ChildSpec] = ()) -> dict:
 def stop_platform(home: Path, say: Callable[[str], None] = print, wait: float | None = None) -> bool:
     """Stop what ``up`` started in ``home``; False if nothing was running.
 
-    The runner is asked first (SIGTERM) since it stops the layers in order. If it is gone,
-    supervisord is (it stops its children the same way); if that is gone too, the recorded
-    children are stopped directly.
+    The runner is asked first (SIGTERM) since it stops the layers in order. If it is gone, supervisord is (it
+    stops its children the same way); if that is gone too, the recorded children are stopped directly.
     """
     state = read_state(home)
     if state is None:
@@ -589,10 +558,6 @@ def stop_platform(home: Path, say: Callable[[str], None] = print, wait: float | 
     return True
 
 
-def _alive(record: Mapping) -> bool:
-    return pid_alive(record.get("pid"), record.get("identity"))
-
-
 def resolve_uri(settings: Settings, given: str | None = None) -> tuple[str | None, str]:
     """The database URI and where it came from: ``given`` (``--to-uri``, ``--uri``), ``MONGO_URI`` or the
     ``huisheng up`` running in ``settings.home`` (its runner or one of its processes alive); else ``(None, "")``."""
@@ -606,12 +571,9 @@ def resolve_uri(settings: Settings, given: str | None = None) -> tuple[str | Non
 
 def running_problem(home: Path) -> str | None:
     """Why ``up`` must not start in ``home`` (something still runs there), or None; drops stale state."""
-    state = read_state(home)
-    if state is None:
-        return None
-    supervisor = state.get("supervisor") or {}
-    if _alive(supervisor):
-        return f"the platform is already running (supervisor pid {supervisor['pid']}); see `huisheng status`"
+    state = read_state(home) or {}
+    if _alive(state.get("supervisor") or {}):
+        return f"the platform is already running (supervisor pid {state['supervisor']['pid']}); see `huisheng status`"
     records = [{"name": "supervisord", **(state.get("supervisord") or {})}, *state.get("children", [])]
     leftovers = [record["name"] for record in records if _alive(record)]
     if leftovers:
@@ -620,52 +582,42 @@ def running_problem(home: Path) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- detached start
+def start_detached(home: Path, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> bool:
+    """Start a detached runner (its own session, output to ``log/supervisor.log``) and wait until it has every
+    child healthy. The runner keeps the deadline and says what failed; if it exits first, its output is shown on
+    stderr and False returned."""
+    from kernel.cli import complain, say
 
-
-def spawn_daemon(home: Path, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen:
-    """Start a detached runner (its own session, output to ``log/supervisor.log``)."""
     path = log_path(home, SUPERVISOR_LOG)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as log:
+        offset = log.seek(0, os.SEEK_END)
         log.write(f"=== huisheng: detached supervisor starting at {_now()}\n".encode())
         log.flush()  # before the daemon shares the file descriptor
-        return subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_until_healthy(home: Path, daemon: subprocess.Popen, timeout: float, offset: int = 0) -> tuple[bool, str]:
-    """Wait until every child recorded by the detached ``daemon`` is healthy: ``(True, "")`` or ``(False, why)``."""
-    deadline = time.monotonic() + timeout
-    rows: list[dict] = []
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            tail = log_tail(log_path(home, SUPERVISOR_LOG), lines=40, offset=offset)
-            return False, format_failure("supervisor", f"exited with code {daemon.returncode} before the platform "
-                                                       "was up", tail)
-        state = read_state(home) or {}
-        rows = [child_report(r) for r in state.get("children") or []]
-        # The runner must have finished starting (phase "running"), so that what we report is what it watches.
-        if rows and all(r["health"] == "healthy" for r in rows) and state.get("phase") == "running":
-            return True, ""
+        daemon = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    say(f"supervisor started (pid {daemon.pid}); waiting up to {timeout:g} s for health")
+    deadline = time.monotonic() + timeout + 15  # the runner's own deadline comes first, unless it hangs
+    while daemon.poll() is None and time.monotonic() < deadline:
+        if (read_state(home) or {}).get("phase") == "running":
+            return True
         time.sleep(POLL_SECONDS)
-    records = {r["name"]: r for r in (read_state(home) or {}).get("children") or []}
-    for row in sorted(rows, key=lambda row: not row["pid"]):  # one that started and is not healthy says most
-        if row["health"] != "healthy":
-            record = records.get(row["name"], {})
-            if not record.get("pid"):
-                return False, f"{row['name']}: not started within {timeout:g} s (earlier processes were not healthy)"
-            tail = log_tail(Path(record["log"]), offset=record.get("log_offset", 0))
-            return False, format_failure(row["name"], f"not healthy within {timeout:g} s ({row['detail']})", tail)
-    return False, f"the supervisor recorded no processes within {timeout:g} s"
-
-
-def main(argv: Sequence[str]) -> int:
-    if len(argv) == 2 and argv[0] == "exec":
-        launch(argv[1])
-    print("usage: python -m kernel.cli.supervisor exec PROGRAM_FILE (supervisord runs this)", file=sys.stderr)
-    return 2
+    why = f"exited with code {daemon.returncode}" if daemon.poll() is not None else "hung"
+    lines = log_tail(path, 400, offset).splitlines()
+    # From the runner's own diagnosis (its child's log tail included); what supervisord logged before says less.
+    first = max([i for i, line in enumerate(lines) if "!!! startup failed" in line] or [max(0, len(lines) - 60)])
+    complain(f"the platform did not come up:\n{format_failure('supervisor', why, chr(10).join(lines[first:]))}")
+    complain("stopping what was started ...")
+    stop_platform(home, say=complain)
+    # It may not have recorded anything yet: stop it by its Popen as well.
+    terminate("supervisor", daemon.pid, lambda: daemon.poll() is None, timeout + 5, complain)
+    daemon.wait()
+    complain("stopped")
+    return False
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if len(sys.argv) == 3 and sys.argv[1] == "exec":
+        launch(sys.argv[2])
+    print("usage: python -m kernel.cli.supervisor exec PROGRAM_FILE (supervisord runs this)", file=sys.stderr)
+    sys.exit(2)
