@@ -5,13 +5,13 @@ the time it was staged, and the document with the time of its latest staging und
 ``_outbox_since``); the relay never updates it again. What the broker confirmed is
 recorded in the **ledger** instead, one document per batch of ids.
 
-Which writes exist is learnt in commit order, from a change stream on each outbox collection
-(:func:`read_changes`; :mod:`kernel.outbox` says why). Each collection has a **resume point**
-(``_outbox_checkpoints``): a change stream resume token such that every event of every change up to it is
-published. Next to it, ``since``: a lower bound on the staging stamps of what may still be unpublished (the
-server's time of that change less :data:`FALLBACK_LOOKBACK`), which only the fallback scan reads, when the
-token itself is no longer usable (the oplog was cut short: SecantusDB keeps 100,000 entries or an hour, an
-operator resized a replica set's).
+Which writes exist is learnt in commit order, from one change stream per service database that names its
+outbox collections (:func:`outbox_pipeline`, :func:`read_changes`; :mod:`kernel.outbox` says why). The
+stream has one **resume point** (``_outbox_checkpoints``, :data:`STREAM_POINT`): a change stream resume token
+such that every event of every change up to it is published. Next to it, ``since``: a lower bound on the
+staging stamps of what may still be unpublished (the server's time of that change less
+:data:`FALLBACK_LOOKBACK`), which only the fallback scan reads, when the token itself is no longer usable (the
+oplog was cut short: SecantusDB keeps 100,000 entries or an hour, an operator resized a replica set's).
 
 An event is *unpublished* when a change after the resume point carries it and no ledger
 document lists it (:func:`unpublished`: what ``huisheng ops outbox``, the fault suite and
@@ -48,6 +48,10 @@ STAGED = "_staged"  # in each outbox entry: when it was written (the writer's cl
 OUTBOX_INDEX = "outbox_since"
 LEDGER = "_outbox_published"
 CHECKPOINTS = "_outbox_checkpoints"
+# The resume point of a database's outbox stream. Before one stream served all of a database's outbox
+# collections, each collection had its own point, stored under its name: a relay's first start after that
+# change scans from the earliest of them (:func:`first_bound`).
+STREAM_POINT = "outboxes"
 # Ledger entries only matter between a resume point and the present; a point held back
 # longer than this (an event the broker keeps refusing) costs duplicates once it moves, not losses.
 LEDGER_RETENTION_SECONDS = 3600
@@ -67,7 +71,7 @@ STREAM_PIPELINE = [
         {"operationType": "update"},
         {"operationType": {"$in": ["insert", "replace"]}, f"fullDocument.{OUTBOX}": {"$exists": True}},
     ]}},
-    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1,
+    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1, "ns": 1,
                   f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}},
 ]
 # Every write, whatever it carries: for a projection that follows the documents themselves.
@@ -125,6 +129,13 @@ def resume_point(db: Database, collection_name: str) -> dict | None:
     return db[CHECKPOINTS].find_one({"_id": collection_name})
 
 
+def first_bound(db: Database, collection_names: Iterable[str]) -> datetime | None:
+    """The scan's bound for a database stream that has no point yet: the earliest of the collections' own
+    points (stored before one stream served them all), or None (scan everything) if one of them has none."""
+    bounds = [checkpoint(db, name) for name in collection_names]
+    return None if not bounds or None in bounds else min(bounds)
+
+
 def checkpoint(db: Database, collection_name: str) -> datetime | None:
     """The fallback scan's lower bound: no unpublished event was staged before it (None: scan everything)."""
     document = resume_point(db, collection_name)
@@ -156,6 +167,7 @@ class Change:
     wall: datetime | None
     document_id: object
     events: list[dict]
+    collection: str | None = None
 
 
 def events_of(change: dict) -> list[dict]:
@@ -187,22 +199,35 @@ def events_of(change: dict) -> list[dict]:
 def as_change(raw: dict) -> Change:
     wall = raw.get("wallTime")
     return Change(raw["_id"], raw.get("clusterTime"), _aware(wall) if wall else None,
-                  (raw.get("documentKey") or {}).get("_id"), events_of(raw))
+                  (raw.get("documentKey") or {}).get("_id"), events_of(raw), (raw.get("ns") or {}).get("coll"))
 
 
-def open_stream(collection: MongoCollection, token: dict | None, await_ms: int = 1,
+def outbox_pipeline(collection_names: Iterable[str]) -> list[dict]:
+    """:data:`STREAM_PIPELINE` of a database's stream, for the writes of ``collection_names`` only.
+
+    One stream per database, not one per collection: the server reads every entry of its oplog once per
+    open stream (on SecantusDB, three streams on notify's collections cost a broadcast's fan-out a fifth
+    of its rate), and the collections of one service share one resume point.
+
+    >>> outbox_pipeline(["tickets", "patrols"])[0]
+    {'$match': {'ns.coll': {'$in': ['patrols', 'tickets']}}}
+    """
+    return [{"$match": {"ns.coll": {"$in": sorted(collection_names)}}}, *STREAM_PIPELINE]
+
+
+def open_stream(source: MongoCollection | Database, token: dict | None, await_ms: int = 1,
                 pipeline: Sequence[dict] = STREAM_PIPELINE):
-    """A change stream of the collection's writes that may carry events (``pipeline``), resumed after
+    """A change stream of the collection's (or database's) writes that ``pipeline`` keeps, resumed after
     ``token`` (from now if None).
 
     Raises :class:`ResumePointLost` if the server cannot resume from the token.
     """
     try:
-        stream = collection.watch(list(pipeline), resume_after=token, batch_size=STREAM_BATCH,
-                                  max_await_time_ms=await_ms)
+        stream = source.watch(list(pipeline), resume_after=token, batch_size=STREAM_BATCH,
+                              max_await_time_ms=await_ms)
     except OperationFailure as error:
         if token is not None and error.code in RESUME_LOST_CODES:
-            raise ResumePointLost(f"{collection.name}: {error.details.get('codeName', error.code)}") from error
+            raise ResumePointLost(f"{source.name}: {error.details.get('codeName', error.code)}") from error
         raise
     return stream
 
@@ -224,9 +249,10 @@ def next_changes(stream, limit: int) -> Iterator[Change]:
         yield as_change(raw)
 
 
-def read_changes(collection: MongoCollection, token: dict, limit: int = 1_000_000) -> list[Change]:
+def read_changes(source: MongoCollection | Database, token: dict, limit: int = 1_000_000,
+                 pipeline: Sequence[dict] = STREAM_PIPELINE) -> list[Change]:
     """Every change after ``token`` committed by now (raises :class:`ResumePointLost`)."""
-    with open_stream(collection, token) as stream:
+    with open_stream(source, token, pipeline=pipeline) as stream:
         return list(next_changes(stream, limit))
 
 
@@ -265,23 +291,25 @@ def scan(db: Database, collection_name: str, since: datetime | None) -> list[dic
 
 
 def unpublished(db: Database, collection_name: str) -> list[dict]:
-    """Documents of the collection with events written after its resume point that the ledger does not list.
+    """Documents of the collection with events written after the database's resume point that the ledger
+    does not list.
 
-    Read from the change stream after the stored token (commit order: a late commit is
-    there); if there is no token, or the server cannot resume from it, from a scan of the
-    documents staged since the point's ``since``. Each comes back as ``{"_id",
-    "_outbox_since", "_outbox": [its unpublished events]}``, oldest staging first.
+    Read from the database's change stream after the stored token, this collection's writes only (commit
+    order: a late commit is there); if there is no token, or the server cannot resume from it, from a scan
+    of the documents staged since the point's ``since`` (the collection's own point's, stored before one
+    stream served the database). Each comes back as ``{"_id", "_outbox_since", "_outbox": [its unpublished
+    events]}``, oldest staging first.
     """
-    point = resume_point(db, collection_name) or {}
+    point = resume_point(db, STREAM_POINT)
     documents, since = None, None
-    if point.get("token"):
+    if point and point.get("token"):
         with suppress(ResumePointLost):  # the history was cut short: the scan below answers instead
             merged: dict = {}
-            for change in read_changes(db[collection_name], point["token"]):
+            for change in read_changes(db, point["token"], pipeline=outbox_pipeline([collection_name])):
                 merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
             documents = [doc for doc in merged.values() if doc[OUTBOX]]
     if documents is None:
-        since = checkpoint(db, collection_name)
+        since = checkpoint(db, STREAM_POINT if point else collection_name)
         documents = scan(db, collection_name, since)
     found = []
     for document, events in pending_events(db, documents, since):

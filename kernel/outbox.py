@@ -9,8 +9,8 @@ with publisher confirms. It never writes the document again: what the broker
 confirmed goes into a ledger, one document per batch (see :mod:`kernel.ledger`).
 
 What its writer's publish left behind (a crash between the write and the publish,
-a broker outage) is found in **commit order**, from a change stream on each outbox
-collection, never by the writers' clocks: a write is seen when the database applies
+a broker outage) is found in **commit order**, from one change stream over the service
+database's outbox collections, never by the writers' clocks: a write is seen when the database applies
 it, however long after its staging (an election, a stalled network: the fault suite
 holds one back 10 s) and whatever its writer's clock says (two hosts, two clocks).
 The relay holds each change for a grace delay counted on its *own* clock from when
@@ -59,6 +59,7 @@ from nameko.extensions import DependencyProvider, SharedExtension
 from prometheus_client import Counter
 from pymongo import MongoClient
 from pymongo.collection import Collection
+from pymongo.database import Database
 
 from kernel.config import settings_of
 from kernel.envelope import Envelope, utcnow
@@ -68,12 +69,15 @@ from kernel.ledger import (
     OUTBOX,
     SINCE,
     STAGED,
+    STREAM_POINT,
     Change,
     ResumePointLost,
     checkpoint,
     ensure_ledger_indexes,
+    first_bound,
     next_changes,
     open_stream,
+    outbox_pipeline,
     prune_ledger,
     published_among,
     record_published,
@@ -156,7 +160,7 @@ class _Pending:
 
 @dataclass
 class _Tail:
-    """One collection's stream and what the relay read from it and has not yet seen published."""
+    """The database's outbox stream and what the relay read from it and has not yet seen published."""
 
     stream: object = None
     pending: deque = field(default_factory=deque)
@@ -175,10 +179,10 @@ class _Tail:
                 stream.close()
 
 
-def _operation_time(collection: Collection) -> Timestamp | None:
+def _operation_time(db: Database) -> Timestamp | None:
     """The server's cluster time now (the stream just opened is at or before it)."""
-    with collection.database.client.start_session() as session:
-        collection.database.command("ping", session=session)
+    with db.client.start_session() as session:
+        db.command("ping", session=session)
         return session.operation_time
 
 
@@ -231,7 +235,7 @@ class OutboxRelay(SharedExtension):
         self._published: set[str] = set()  # event ids the broker confirmed lately
         self._confirmed: deque[tuple[float, str]] = deque()  # (when, monotonic; event id), oldest first
         self._unrecorded: list[str] = []  # confirmed, not yet in the ledger
-        self._tails: dict[str, _Tail] = {}  # collection -> its stream and what was read from it
+        self._tail = _Tail()  # the database's outbox stream and what was read from it
         self.fallbacks = 0  # resume points lost (also a metric)
         super().__init__(**kwargs)
 
@@ -278,8 +282,7 @@ class OutboxRelay(SharedExtension):
             if thread is not None:
                 thread.kill()
         self._sweeper = self._recorder = self._flusher = None
-        for tail in self._tails.values():
-            tail.close()
+        self._tail.close()
         for publisher in (self._flush_publisher, self._sweep_publisher):
             if publisher is not None:
                 publisher.close()
@@ -389,12 +392,11 @@ class OutboxRelay(SharedExtension):
         while True:
             started = time.monotonic()
             busy = False
-            for name in self.collections():
-                try:
-                    busy = self.tail(name) or busy
-                except Exception as error:  # the stream is reopened from the stored point next round
-                    log.warning("outbox.tail_failed", collection=name, error=repr(error))
-                    self._tails[name].close()
+            try:
+                busy = self.tail()
+            except Exception as error:  # the stream is reopened from the stored point next round
+                log.warning("outbox.tail_failed", error=repr(error))
+                self._tail.close()
             if started - pruned >= PRUNE_SECONDS:
                 try:
                     prune_ledger(self.mongo.database(self.container.service_name))
@@ -404,57 +406,64 @@ class OutboxRelay(SharedExtension):
             pause = self.source.poll_seconds - (time.monotonic() - started)
             eventlet.sleep(0 if busy else max(0.02, pause))  # a backlog is worked off without pausing
 
-    def tail(self, name: str) -> bool:
-        """One round on a collection: read what committed since, publish what is past the grace delay
-        and still unpublished, store the new resume point. True if more is waiting (a backlog)."""
-        tail = self._tails.setdefault(name, _Tail())
-        collection = self.collections()[name]
+    def database(self) -> Database:
+        return self.mongo.database(self.container.service_name)
+
+    def tail(self) -> bool:
+        """One round on the database's stream: read what committed since, publish what is past the grace
+        delay and still unpublished, store the new resume point. True if more is waiting (a backlog)."""
+        tail, db = self._tail, self.database()
         if tail.stream is None:
-            self._open(name, collection, tail)
+            self._open(db, tail)
         now = time.monotonic()
         room = MAX_PENDING - len(tail.pending)
         for change in next_changes(tail.stream, room) if room > 0 else ():
             tail.pending.append(_Pending(change, now))
             tail.last = change
-        more = self._publish_ready(name, collection, tail, now - self.grace)
-        self._save(name, collection, tail)
+        more = self._publish_ready(db, tail, now - self.grace)
+        self._save(db, tail)
         return more or len(tail.pending) >= MAX_PENDING
 
-    def _open(self, name: str, collection: Collection, tail: _Tail) -> None:
+    def _stream(self, db: Database, token: dict | None):
+        return open_stream(db, token, self.source.await_ms, outbox_pipeline(self.collections()))
+
+    def _open(self, db: Database, tail: _Tail) -> None:
         """Resume the stream from the stored point; if that is gone, scan from the point's bound."""
-        point = resume_point(collection.database, name) or {}
+        point = resume_point(db, STREAM_POINT)
         reason = None
-        if point.get("token"):
+        if point and point.get("token"):
             try:
-                tail.stream = open_stream(collection, point["token"], self.source.await_ms)
+                tail.stream = self._stream(db, point["token"])
                 tail.at = point.get("at")
                 return
             except ResumePointLost as lost:
                 reason = str(lost)
-        self._fall_back(name, collection, tail, reason)
+        self._fall_back(db, tail, reason, since=checkpoint(db, STREAM_POINT) if point else first_bound(
+            db, self.collections()))
 
-    def _fall_back(self, name: str, collection: Collection, tail: _Tail, reason: str | None) -> None:
-        """Open the stream at the present first, then scan: whatever commits meanwhile is in one or the other."""
-        tail.stream = open_stream(collection, None, self.source.await_ms)
-        tail.at = _operation_time(collection)
-        since = checkpoint(collection.database, name)
-        documents = scan(collection.database, name, since)
+    def _fall_back(self, db: Database, tail: _Tail, reason: str | None, since: datetime | None) -> None:
+        """Open the stream at the present first, then scan each collection from ``since``: whatever commits
+        meanwhile is in one or the other."""
+        tail.stream = self._stream(db, None)
+        tail.at = _operation_time(db)
         start = tail.stream.resume_token if self.source.idle_positions else None
-        now = time.monotonic()
-        for document in documents:  # published ones are filtered when they are due, as the stream's are
-            events = staged_since(document, since)
-            if events:
-                tail.pending.append(_Pending(Change(start, tail.at, None, document["_id"], events), now))
-        if reason is not None:  # not a first start (nor a quiet collection's on SecantusDB): a loss
+        now, scanned = time.monotonic(), 0
+        for name in self.collections():
+            documents = scan(db, name, since)
+            scanned += len(documents)
+            for document in documents:  # published ones are filtered when they are due, as the stream's are
+                events = staged_since(document, since)
+                if events:
+                    tail.pending.append(_Pending(Change(start, tail.at, None, document["_id"], events, name), now))
+        if reason is not None:  # not a first start (nor a quiet database's on SecantusDB): a loss
             self.fallbacks += 1
-            labelled(OUTBOX_FALLBACKS, self.container.service_name, name).inc()
-            log.warning("outbox.resume_lost", collection=name, reason=reason, scanned=len(documents),
+            labelled(OUTBOX_FALLBACKS, self.container.service_name, STREAM_POINT).inc()
+            log.warning("outbox.resume_lost", reason=reason, scanned=scanned,
                         since=since.isoformat() if since else None)
         else:
-            log.info("outbox.scanned", collection=name, scanned=len(documents),
-                     since=since.isoformat() if since else None)
+            log.info("outbox.scanned", scanned=scanned, since=since.isoformat() if since else None)
 
-    def _publish_ready(self, name: str, collection: Collection, tail: _Tail, due: float) -> bool:
+    def _publish_ready(self, db: Database, tail: _Tail, due: float) -> bool:
         """Publish the unpublished events of changes received before ``due``, in commit order, a batch of
         :data:`SWEEP_BATCH` at a time; the resume point moves past every change all of whose events the
         broker confirmed (or the ledger lists). True if due changes are left (a backlog, or a refusal)."""
@@ -467,24 +476,33 @@ class OutboxRelay(SharedExtension):
             candidates = [(item, [e for e in item.change.events if e["event_id"] not in self._published])
                           for item in batch]
             asked = [event["event_id"] for _, events in candidates for event in events]
-            known = published_among(collection.database, asked) if asked else set()
+            known = published_among(db, asked) if asked else set()
             waiting = [(item, [e for e in events if e["event_id"] not in known]) for item, events in candidates]
             to_publish = [events for _, events in waiting if events]
             confirmed = self._publish_batch(to_publish) if to_publish else set()
-            labelled(PUBLISHED, self.container.service_name, name).inc(len(confirmed))
             if to_publish:
-                log.info("outbox.swept", collection=name, documents=len(to_publish),
+                self._count_published(waiting, confirmed)
+                log.info("outbox.swept", documents=len(to_publish),
                          events=sum(len(events) for events in to_publish), confirmed=len(confirmed))
             for item, events in waiting:
                 if any(event["event_id"] not in confirmed for event in events):
-                    self._gauge(name, tail)
+                    self._gauge(tail)
                     return False  # the broker refused one: this change and what follows wait for the next round
                 tail.pending.popleft()
                 tail.safe = item.change
-        self._gauge(name, tail)
+        self._gauge(tail)
         return bool(tail.pending) and tail.pending[0].received <= due
 
-    def _save(self, name: str, collection: Collection, tail: _Tail) -> None:
+    def _count_published(self, waiting: list[tuple[_Pending, list[dict]]], confirmed: set[str]) -> None:
+        counts: dict[str | None, int] = {}
+        for item, events in waiting:
+            counts[item.change.collection] = counts.get(item.change.collection, 0) + sum(
+                1 for event in events if event["event_id"] in confirmed)
+        for name, count in counts.items():
+            if count:
+                labelled(PUBLISHED, self.container.service_name, name or STREAM_POINT).inc(count)
+
+    def _save(self, db: Database, tail: _Tail) -> None:
         """Store the resume point, every :data:`SAVE_SECONDS` at most: the stream's own position once
         nothing read is pending, else the last change published with all before it."""
         now = time.monotonic()
@@ -501,7 +519,7 @@ class OutboxRelay(SharedExtension):
         at = max(filter(None, (at, tail.at)), default=None)
         if token is None or token == tail.saved_token or at is None:
             return
-        save_resume_point(collection.database, name, token, at, at.as_datetime())  # the server's clock
+        save_resume_point(db, STREAM_POINT, token, at, at.as_datetime())  # the server's clock
         tail.saved, tail.saved_token, tail.safe, tail.at = now, token, None, at
 
     def _publish_batch(self, outboxes: list[list[dict]]) -> set[str]:
@@ -513,13 +531,20 @@ class OutboxRelay(SharedExtension):
             log.warning("outbox.sweep_publish_failed", error=repr(error))
             return set()
 
-    def _gauge(self, name: str, tail: _Tail) -> None:
-        """Changes past the grace delay still waiting, and how long the oldest has waited (on this relay's
-        own clock: the time it was received, not its writer's stamp)."""
+    def _gauge(self, tail: _Tail) -> None:
+        """Per collection, changes past the grace delay still waiting, and how long the oldest has waited (on
+        this relay's own clock: the time it was received, not its writer's stamp)."""
         now = time.monotonic()
-        late = [item for item in tail.pending if item.received <= now - self.grace]
-        labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(late))
-        labelled(OUTBOX_OLDEST, self.container.service_name, name).set(now - late[0].received if late else 0.0)
+        late: dict[str | None, list[_Pending]] = {}
+        for item in tail.pending:
+            if item.received > now - self.grace:
+                break  # received in order: the rest are later still
+            late.setdefault(item.change.collection, []).append(item)
+        for name in self.collections():
+            waiting = late.get(name, [])
+            labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(waiting))
+            labelled(OUTBOX_OLDEST, self.container.service_name, name).set(
+                now - waiting[0].received if waiting else 0.0)
 
 
 class Outbox(DependencyProvider):

@@ -16,10 +16,13 @@ import eventlet
 import pytest
 from nameko.testing.services import dummy, entrypoint_hook
 
+from kernel.envelope import utcnow
 from kernel.events import validate_incoming
 from kernel.ledger import (
     CHECKPOINTS,
+    STREAM_POINT,
     ResumePointLost,
+    outbox_pipeline,
     published_among,
     read_changes,
     record_published,
@@ -73,13 +76,12 @@ def resumed_past(db, name: str = "things") -> bool:
 
 
 def tailing(container) -> bool:
-    """True once the relay has its change stream open on ``things``."""
-    tail = relay_of(container)._tails.get("things")
-    return tail is not None and tail.stream is not None
+    """True once the relay has its database's change stream open."""
+    return relay_of(container)._tail.stream is not None
 
 
-def saved_point(db, name: str = "things") -> dict | None:
-    point = resume_point(db, name)
+def saved_point(db) -> dict | None:
+    point = resume_point(db, STREAM_POINT)
     return point if point and point.get("token") else None
 
 
@@ -341,7 +343,7 @@ def test_a_lost_resume_point_falls_back_to_a_scan_that_misses_nothing(
     while True:  # a burst elsewhere pushes the point out of the oplog (it is pruned lazily)
         client[settings.database_name("tickets")].other.insert_many([{"n": n} for n in range(100)])
         try:
-            read_changes(things, token)
+            read_changes(things.database, token, pipeline=outbox_pipeline(["things"]))
         except ResumePointLost:
             break
         assert time.monotonic() < deadline, "the oplog never dropped the resume point"
@@ -356,3 +358,57 @@ def test_a_lost_resume_point_falls_back_to_a_scan_that_misses_nothing(
     wait_until(lambda: resumed_past(things.database), timeout=10)
     assert things.database[CHECKPOINTS].count_documents({}) == 1
     client.close()
+
+
+class TwoCollectionsWriter:
+    """A service whose documents of two collections carry events (tickets and patrols, say)."""
+
+    name = "tickets"
+    db = Mongo()
+    outbox = Outbox(collections=["things", "others"])
+
+    @dummy
+    def ready(self) -> None:
+        """Nothing: the container only runs the relay."""
+
+
+def test_one_stream_follows_every_outbox_collection_of_the_database_under_one_resume_point(
+        container_factory, settings, mongo_client, wait_until):
+    db = mongo_client[settings.database_name("tickets")]
+    container = container_factory(TwoCollectionsWriter, settings.nameko_config())
+    container.start()
+    wait_until(lambda: tailing(container), timeout=5)
+    # written, never flushed (a writer that died after its write): only the stream finds them
+    events = {"things": [received() for _ in range(3)], "others": [received() for _ in range(2)]}
+    for name, written in events.items():
+        for event in written:
+            db[name].insert_one(with_events({"_id": event.payload["ticket_id"]}, [event]))
+    db.elsewhere.insert_one(with_events({"_id": "not-an-outbox"}, [received()]))  # not one of its collections
+
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 5, timeout=15)
+    eventlet.sleep(0.5)
+    assert sorted(published_ids(settings)) == sorted(e.event_id for written in events.values() for e in written)
+    wait_until(lambda: resumed_past(db, "things") and resumed_past(db, "others") and saved_point(db), timeout=10)
+    assert [point["_id"] for point in db[CHECKPOINTS].find()] == [STREAM_POINT]
+
+
+def test_the_first_start_after_per_collection_points_scans_from_the_earliest_of_them(
+        container_factory, settings, mongo_client, wait_until):
+    db = mongo_client[settings.database_name("tickets")]
+    now = utcnow()
+    # Points of the layout before one stream served the database: one per collection, the older bound wins.
+    db[CHECKPOINTS].insert_many([{"_id": "things", "since": now - timedelta(minutes=5)},
+                                 {"_id": "others", "since": now - timedelta(minutes=1)}])
+    old, missed = received(), received()
+    for event, minutes, name in ((old, 10, "things"), (missed, 3, "others")):
+        document = with_events({"_id": event.payload["ticket_id"]}, [event])
+        document[SINCE] = document[OUTBOX][0][STAGED] = now - timedelta(minutes=minutes)
+        db[name].insert_one(document)
+
+    container = container_factory(TwoCollectionsWriter, settings.nameko_config())
+    container.start()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=15)
+    eventlet.sleep(0.5)
+    # staged 3 min ago: after the earliest bound (5 min), though before its own collection's (1 min)
+    assert published_ids(settings) == [missed.event_id]
+    assert relay_of(container).fallbacks == 0  # a first start, not a lost point
