@@ -383,14 +383,28 @@ class BroadcastRepository:
             "cursor": cursor, "targeted": targeted, "status": "done" if done else "sending", "updated_at": at,
             **({"done_at": at} if done else {})}})
 
-    def counts(self, broadcast_id: str) -> tuple[int, int, int]:
-        """(delivered, read, failed) echoes of the broadcast: delivered on the first channel (the inbox messages
-        that carry their echo) or on a later one (``echoes``), read in the inbox, failed on every step."""
-        delivered = self.inbox.count_documents({"broadcast_id": broadcast_id, "echo.status": "delivered"})
-        delivered += self.echoes.count_documents({"broadcast_id": broadcast_id, "status": "delivered"})
-        read = self.inbox.count_documents({"broadcast_id": broadcast_id, "read_at": {"$ne": None}})
-        failed = self.echoes.count_documents({"broadcast_id": broadcast_id, "status": "failed"})
-        return delivered, read, failed
+    def counts(self, broadcast_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """Per broadcast, (delivered, read, failed) echoes: delivered on the first channel (the inbox messages
+        that carry their echo) or on a later one (``echoes``), read in the inbox, failed on every step.
+
+        Two aggregations for a whole page of broadcasts, whatever its length (a list the console polls while
+        one is sending), not four counts per broadcast."""
+        found = {broadcast_id: [0, 0, 0] for broadcast_id in broadcast_ids}
+        if not found:
+            return {}
+        wanted = {"broadcast_id": {"$in": list(found)}}
+        for group in self.inbox.aggregate([{"$match": wanted}, {"$group": {
+                "_id": "$broadcast_id",
+                "delivered": {"$sum": {"$cond": [{"$eq": ["$echo.status", "delivered"]}, 1, 0]}},
+                "read": {"$sum": {"$cond": [{"$gt": ["$read_at", None]}, 1, 0]}}}}]):
+            found[group["_id"]][0] += group["delivered"]
+            found[group["_id"]][1] += group["read"]
+        for group in self.echoes.aggregate([{"$match": {**wanted, "status": {"$in": ["delivered", "failed"]}}},
+                                            {"$group": {"_id": {"broadcast": "$broadcast_id", "status": "$status"},
+                                                        "count": {"$sum": 1}}}]):
+            position = 0 if group["_id"]["status"] == "delivered" else 2
+            found[group["_id"]["broadcast"]][position] += group["count"]
+        return {broadcast_id: (delivered, read, failed) for broadcast_id, (delivered, read, failed) in found.items()}
 
 
 def insert_new(collection, documents: list[dict]) -> int:

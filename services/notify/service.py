@@ -647,10 +647,17 @@ class NotifyService(HealthEndpoints):
         limit = page_limit(limit)
         found = BroadcastRepository(self.db).recent(community, limit + 1, after=decode_cursor(cursor, 2))
         return page(found, limit, key=lambda broadcast: (broadcast["created_at"], broadcast["_id"]),
-                    dump=lambda shown: [self._broadcast_view(broadcast) for broadcast in shown])
+                    dump=self._broadcast_views)
 
     def _broadcast_view(self, broadcast: dict) -> dict:
-        delivered, read, failed = BroadcastRepository(self.db).counts(broadcast["_id"])
+        return self._broadcast_views([broadcast])[0]
+
+    def _broadcast_views(self, broadcasts: list[dict]) -> list[dict]:
+        counted = BroadcastRepository(self.db).counts([broadcast["_id"] for broadcast in broadcasts])
+        return [self._broadcast_shown(broadcast, *counted[broadcast["_id"]]) for broadcast in broadcasts]
+
+    @staticmethod
+    def _broadcast_shown(broadcast: dict, delivered: int, read: int, failed: int) -> dict:
         return {"id": broadcast["_id"], "title": broadcast["title"], "body": broadcast["body"],
                 "segment": broadcast["segment"], "critical": broadcast["critical"], "status": broadcast["status"],
                 "created_by": broadcast["created_by"], "created_at": broadcast["created_at"].isoformat(),

@@ -186,3 +186,31 @@ def test_a_broadcast_reaches_each_resident_on_their_preferred_channel(preferring
     assert len(http("GET", f"{standins['sms']}/_standin/messages?phone=13900000201")["items"]) == 1
     assert len(http("GET", f"{standins['wechat']}/_standin/messages?touser=openid-b-wx")["items"]) == 1
     assert progress(preferring, created["id"])["delivered"] == 6
+
+
+def test_a_page_of_broadcasts_is_counted_at_once_as_each_would_be_counted_alone(settings, mongo_client):
+    from services.notify.repository import BroadcastRepository
+
+    db = mongo_client[settings.database_name("notify")]
+    at = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    db.inbox.insert_many([
+        {"_id": "a1", "broadcast_id": "a", "echo": {"status": "delivered"}, "read_at": at},
+        {"_id": "a2", "broadcast_id": "a", "echo": {"status": "delivered"}, "read_at": None},
+        {"_id": "a3", "broadcast_id": "a"},  # its echo went to a push channel: counted from the echoes
+        {"_id": "b1", "broadcast_id": "b", "echo": {"status": "delivered"}},
+        {"_id": "t1", "ticket_id": "t", "echo": {"status": "delivered"}, "read_at": at},  # a ticket's echo
+    ])
+    db.echoes.insert_many([
+        {"_id": "a3", "broadcast_id": "a", "status": "delivered"},
+        {"_id": "a4", "broadcast_id": "a", "status": "failed"},
+        {"_id": "a5", "broadcast_id": "a", "status": "sending"},
+        {"_id": "b2", "broadcast_id": "b", "status": "failed"},
+    ])
+    counted = BroadcastRepository(db).counts(["a", "b", "none"])
+    assert counted == {"a": (3, 1, 1), "b": (1, 0, 1), "none": (0, 0, 0)}
+    for broadcast, (delivered, read, failed) in counted.items():  # what four counts of each would say
+        assert delivered == db.inbox.count_documents({"broadcast_id": broadcast, "echo.status": "delivered"}) + \
+            db.echoes.count_documents({"broadcast_id": broadcast, "status": "delivered"})
+        assert read == db.inbox.count_documents({"broadcast_id": broadcast, "read_at": {"$ne": None}})
+        assert failed == db.echoes.count_documents({"broadcast_id": broadcast, "status": "failed"})
+    assert BroadcastRepository(db).counts([]) == {}
