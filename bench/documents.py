@@ -16,6 +16,7 @@ from kernel.ledger import OUTBOX, SINCE, STAGED
 from kernel.outbox import with_events
 
 COMMUNITY = "xingqiao"
+HOME_BUILDING = "b03"  # the demo community's 3号楼, the home a resident's token names
 TICKET_BODY = {"service_code": "blocked_drain", "description": "3号楼下水道堵了，污水漫到楼道",
                "address_string": "兴乔小区3号楼", "attributes": {"overflowing": "yes"}}  # its required answer
 # An event no subscription consumes: it is routed to huisheng.unrouted (and to our tap), so a backlog of

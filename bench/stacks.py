@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.documents import COMMUNITY, TICKET_BODY
+from bench.documents import COMMUNITY, HOME_BUILDING, TICKET_BODY
 from bench.infra import BenchError, free_port
 from bench.loadgen import Request
 from bench.naive.services import RESIDENT_HEADER
@@ -111,7 +111,9 @@ class Stack:
 
     def request(self, subject: str) -> Request:
         """The POST every load generator sends: the same body and headers for both stacks."""
-        token = issue_token(Settings(secret=self.secret, community=COMMUNITY), "resident", subject, ttl=3600)
+        # as a sign-in's token: a resident's carries their home building (3号楼, of the demo community)
+        token = issue_token(Settings(secret=self.secret, community=COMMUNITY), "resident", subject, ttl=3600,
+                            home=HOME_BUILDING)
         headers = {"Authorization": f"Bearer {token}", RESIDENT_HEADER: subject,
                    "Content-Type": "application/json"}
         return Request(self.url, json.dumps(TICKET_BODY, ensure_ascii=False), headers)

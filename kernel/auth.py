@@ -54,9 +54,11 @@ class AuthError(Exception):
 class Principal:
     """Who is calling, as proven by a verified token or API key.
 
-    ``grids`` and ``teams`` scope a grid worker's and a volunteer's view; ``session`` is the sign-in
-    session (the token's ``sid``) that a sign-out or an admin's revocation ends; ``communities`` lists
-    what an API key is scoped to (a token's principal has just ``community``).
+    ``grids`` and ``teams`` scope a grid worker's and a volunteer's view; ``home`` is a resident's home
+    building, as the directory knew it when it signed the token (a ticket is placed in its grid without
+    asking the directory again); ``session`` is the sign-in session (the token's ``sid``) that a sign-out
+    or an admin's revocation ends; ``communities`` lists what an API key is scoped to (a token's principal
+    has just ``community``).
 
     >>> Principal("gw-1", "grid_worker", "xingqiao", grids=("g3",)).grids
     ('g3',)
@@ -70,23 +72,26 @@ class Principal:
     teams: tuple[str, ...] = ()
     session: str | None = None
     communities: tuple[str, ...] = ()
+    home: str | None = None
 
     def viewer(self) -> dict:
-        """What an RPC needs to apply object-level rules: ``{"subject", "role", "community", "grids", "teams"}``.
+        """What an RPC needs to apply object-level rules: ``{"subject", "role", "community", "grids", "teams"}``,
+        and a resident's ``home`` when the token names it.
 
-        >>> Principal("r-1", "resident", "xingqiao").viewer()["grids"]
-        []
+        >>> Principal("r-1", "resident", "xingqiao", home="b03").viewer()["home"]
+        'b03'
         """
         return {"subject": self.subject, "role": self.role, "community": self.community, "grids": list(self.grids),
-                "teams": list(self.teams)}
+                "teams": list(self.teams), **({"home": self.home} if self.home else {})}
 
 
 def issue_token(settings: Settings, role: str, subject: str, community: str | None = None, ttl: int = DEFAULT_TTL,
                 name: str | None = None, *, grids: tuple[str, ...] | list[str] = (),
-                teams: tuple[str, ...] | list[str] = (), session: str | None = None, now: float | None = None) -> str:
+                teams: tuple[str, ...] | list[str] = (), session: str | None = None, now: float | None = None,
+                home: str | None = None) -> str:
     """Sign a token for ``subject`` acting as ``role``; raise ``ValueError`` on bad input.
 
-    ``grids`` and ``teams`` become the claims of the same names, ``session`` the ``sid`` claim.
+    ``grids``, ``teams`` and ``home`` become the claims of the same names, ``session`` the ``sid`` claim.
     ``now`` (epoch seconds) exists so tests can mint already-expired tokens. The ``integrator``
     role is refused: only an API key carries it.
     """
@@ -106,6 +111,8 @@ def issue_token(settings: Settings, role: str, subject: str, community: str | No
         claims["name"] = name
     if session:
         claims["sid"] = str(session)
+    if home:
+        claims["home"] = str(home)
     return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)
 
 
@@ -137,11 +144,12 @@ def _verified(secret: str, default_community: str, token: str) -> tuple[Principa
     role = claims.get("role")
     if role not in TOKEN_ROLES:
         raise AuthError("token_invalid", f"the token names an unknown role {role!r}")
-    grids, teams, sid = claims.get("grids") or [], claims.get("teams") or [], claims.get("sid")
-    if not _strings(grids) or not _strings(teams) or (sid is not None and not isinstance(sid, str)):
-        raise AuthError("token_invalid", "the token's grids, teams or sid claim is malformed")
+    grids, teams = claims.get("grids") or [], claims.get("teams") or []
+    sid, home = claims.get("sid"), claims.get("home")
+    if not _strings(grids) or not _strings(teams) or any(v is not None and not isinstance(v, str) for v in (sid, home)):
+        raise AuthError("token_invalid", "the token's grids, teams, sid or home claim is malformed")
     principal = Principal(claims["sub"], role, claims.get("community") or default_community, claims.get("name"),
-                          tuple(grids), tuple(teams), sid)
+                          tuple(grids), tuple(teams), sid, home=home)
     return principal, float(claims["exp"])
 
 

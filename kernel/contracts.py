@@ -177,6 +177,7 @@ class ViewerSchema(Schema):
     community = fields.String(load_default=None, allow_none=True)
     grids = fields.List(fields.String(), load_default=list)
     teams = fields.List(fields.String(), load_default=list)
+    home = fields.String(load_default=None, allow_none=True)  # a resident's home building, from their token
 
 
 class StaffSchema(Schema):

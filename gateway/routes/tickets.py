@@ -97,7 +97,8 @@ class TicketRoutes:
             created = self.tickets.create(caller.community, None, body, source="open311",
                                           request_key=f"{caller.subject}:{key}" if key else None)
         else:
-            created = self.tickets.create(caller.community, caller.subject, body, source="resident", request_key=key)
+            created = self.tickets.create(caller.community, caller.subject, body, source="resident", request_key=key,
+                                          home=caller.home)  # the token's home building places it
         return 201, created, etag(created)
 
     @http("GET", "/api/v1/tickets")

@@ -563,7 +563,8 @@ class SignInDesk:
         settings = self.kit.settings
         ttl = session.access_ttl(now, settings.access_token_ttl)
         access = issue_token(settings, person.role, person.id, person.community, ttl=ttl, name=person.name,
-                             grids=person.grids, teams=person.teams, session=session.id, now=now)
+                             grids=person.grids, teams=person.teams, session=session.id, now=now,
+                             home=person.building if person.role == "resident" else None)
         return {"access_token": access, "refresh_token": refresh_token, "token_type": "Bearer", "expires_in": ttl}
 
     @staticmethod

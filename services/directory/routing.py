@@ -49,6 +49,19 @@ class RoutingPlaces:
         return {"community": community, "grid": grid.code, "building": building,
                 "workers": list(workers.get(grid.code, []))}
 
+    def routes(self, community: str) -> dict:
+        """The whole community's routing as data: ``{"buildings": {building: grid}, "workers": {grid: [ids]}}``.
+
+        >>> from services.directory.places import Building, Community, Grid
+        >>> tree = Community("xq", "兴乔社区", grids=[Grid("g1", "一网格", buildings=[Building("b01", "1号楼")])])
+        >>> RoutingPlaces(lambda code: (tree, {"g1": ["p-w1"]})).routes("xq")
+        {'buildings': {'b01': 'g1'}, 'workers': {'g1': ['p-w1']}}
+        """
+        tree, workers = self._snapshot(community)
+        grids = tree.grids if tree is not None else []
+        return {"buildings": {building.code: grid.code for grid in grids for building in grid.buildings},
+                "workers": {grid.code: list(workers.get(grid.code, [])) for grid in grids}}
+
     def _snapshot(self, community: str) -> Snapshot:
         now = self._clock()
         kept = self._copies.get(community)

@@ -142,6 +142,12 @@ class DirectoryService(HealthEndpoints):
             raise NotFound(f"no building {building} in {community}")
         return found
 
+    @rpc
+    def routes(self, community: str) -> dict:
+        """Every building's grid and every grid's workers (a copy the tickets service keeps a few seconds, so a
+        ticket whose building is known is placed without a call): ``{"buildings": {...}, "workers": {...}}``."""
+        return self.routing(self._routing_snapshot).routes(community)
+
     def _routing_snapshot(self, community: str) -> tuple[Community | None, dict[str, list[str]]]:
         return self.directory.community(community), self.directory.grid_workers(community)
 

@@ -64,7 +64,8 @@ class TicketsService(HealthEndpoints):
     writes = GroupCommit()
     outbox = Outbox(collections=[COLLECTION, SLA_MARKS, PATROLS])  # the marks carry sla.warned / sla.breached
     numbers = TicketNumbers()  # short numbers, from blocks reserved per process (services/tickets/numbers.py)
-    directory = RpcClient("directory", timeout=routing.DIRECTORY_TIMEOUT)  # routing: directory.route
+    directory = RpcClient("directory", timeout=routing.DIRECTORY_TIMEOUT)  # routing: directory.routes, .route
+    routes = routing.Routing()  # a copy of each community's routing, a few seconds old
     volunteers = RpcClient("volunteers", timeout=reporting.VOLUNTEERS_TIMEOUT)  # the weekly review's coverage gaps
     report_stream = ReportProjection()  # the tickets' change stream, folded into the reports' counters
     sla_clock = SlaClock()  # the wall clock, movable in tests (SLA_TEST_CLOCK)
@@ -93,13 +94,14 @@ class TicketsService(HealthEndpoints):
 
     @rpc
     def create(self, community: str, reporter: str | None, data: dict, source: str = "resident",
-               request_key: str | None = None, viewer: dict | None = None) -> dict:
+               request_key: str | None = None, viewer: dict | None = None, home: str | None = None) -> dict:
         """Receive a request. The same ``request_key`` from the same reporter creates one ticket only.
 
         ``viewer`` is staff entering it on a resident's behalf (phone-in, walk-in, hotline): the body
         may then name ``on_behalf_of`` (the resident, who gets the echoes) and ``source``. Routing: a
-        ``building`` (the body's, else the reporter's own home) places the ticket in
-        its grid (``directory.route``) and proposes the grid's worker as ``suggested_owner``.
+        ``building`` (the body's, else ``home``, the reporter's own as their token says, else the one the
+        directory knows) places the ticket in its grid (routing.py) and proposes the grid's worker as
+        ``suggested_owner``.
         """
         if lifecycle.enters_for_resident(viewer):
             request = load(STAFF_CREATE, data)
@@ -118,7 +120,8 @@ class TicketsService(HealthEndpoints):
             raise ValidationFailed("the request is not valid",
                                    {"service_code": [f"unknown service_code {error.code!r}"]}) from error
         answers = intake.answers(service, given)  # 422 before routing asks the directory anything
-        placed = routing.route(self.directory, community, reporter, request.pop("building", None))
+        placed = routing.route(self.directory, community, reporter, request.pop("building", None),
+                               home=home if viewer is None else None, copy=self.routes)
         ticket_id = ticket_id_for(community, reporter, request_key)
         author = viewer["subject"] if viewer is not None else reporter  # who uploaded the photos it names
         attachments = photos.claim(self.db, community, author, ticket_id, attachments)
@@ -271,7 +274,7 @@ class TicketsService(HealthEndpoints):
         patrol_id, now = uuid.uuid4().hex, utcnow()
         ticket_ids = []
         for index, (finding, service) in enumerate(zip(request["findings"], services, strict=True)):
-            placed = routing.route(self.directory, community, None, finding.get("building")) or {
+            placed = routing.route(self.directory, community, None, finding.get("building"), copy=self.routes) or {
                 "grid": request["grid"]}
             ticket = patrols.finding_ticket(community, patrol_id, index, finding, service, now,
                                             self.numbers.next(self.tickets.numbers, community), placed)
@@ -400,7 +403,7 @@ class TicketsService(HealthEndpoints):
                 address_string=open311.address_of(request), reporter=reporter, source="open311", now=utcnow(),
                 lat=request["lat"], long=request["long"], number=self.numbers.next(self.tickets.numbers, community),
                 attributes=values,
-                **routing.open311_route(self.directory, community, reporter, request["address_id"]))
+                **routing.open311_route(self.directory, community, reporter, request["address_id"], self.routes))
             clocks.at_intake(ticket)  # the fast lane: escalated to the secretary at once
             extra = {"media_url": request["media_url"], "address_id": request["address_id"],
                      **self._give_deadlines(ticket)}

@@ -67,6 +67,10 @@ def test_a_resident_signs_in_files_exports_and_is_forgotten(running_platform):
     created = requests.post(f"{platform.gateway}/api/v1/tickets", json=REPORT, headers=bearer, timeout=10)
     assert created.status_code == 201, created.text
     ticket_id = created.json()["id"]
+    # placed by the home building the sign-in put in the token (REPORT names none): its grid, its worker
+    home_grid = next(grid["code"] for grid in load_demo()["grids"]
+                     if resident["building"] in [building["code"] for building in grid["buildings"]])
+    assert (created.json()["building"], created.json()["grid"]) == (resident["building"], home_grid)
     inbox = eventually(lambda: requests.get(f"{platform.gateway}/api/v1/me/inbox", headers=bearer,
                                             timeout=10).json()["items"])
     assert [message["ticket_id"] for message in inbox] == [ticket_id]

@@ -23,7 +23,7 @@ from nameko.testing.services import entrypoint_hook
 from kernel.auth import verify_token
 from kernel.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from services.directory.credentials import revoked_filter
-from services.directory.people import Person
+from services.directory.people import Address, Person
 from services.directory.places import Community
 from services.directory.repository import DirectoryRepository
 from services.directory.sealing import Sealer
@@ -89,7 +89,7 @@ def people(signin_settings, mongo_client):
     db = mongo_client[signin_settings.database_name("directory")]
     repository = DirectoryRepository(db, Sealer.from_settings(signin_settings))
     repository.save_community(Community("xingqiao", "兴乔社区", street="体育场街道"))
-    resident = Person("p-00000000000a", "xingqiao", "李华", RESIDENT_PHONE)
+    resident = Person("p-00000000000a", "xingqiao", "李华", RESIDENT_PHONE, address=Address("b03", "2", "401"))
     staff = Person("p-00000000000b", "xingqiao", "王芳", STAFF_PHONE, roles=["grid_worker"], grids=["g3"],
                    password_hash=hash_password(STAFF_PASSWORD))
     repository.insert(resident)
@@ -135,6 +135,7 @@ def test_a_resident_signs_in_with_the_texted_code_refreshes_and_signs_out(
     principal = verify_token(signin_settings, tokens["access_token"])
     assert (principal.subject, principal.role, principal.community) == ("p-00000000000a", "resident", "xingqiao")
     assert principal.session and principal.name == "李华"
+    assert principal.home == "b03"  # a resident's token names their home building: tickets are placed by it
 
     with pytest.raises(Unauthorized) as replay:  # a code is used once
         call(directory, "sign_in", RESIDENT_PHONE, code)
@@ -203,6 +204,7 @@ def test_staff_must_give_their_password_too(directory, sms_standin, signin_setti
     tokens = call(directory, "sign_in", STAFF_PHONE, code, STAFF_PASSWORD)
     principal = verify_token(signin_settings, tokens["access_token"])
     assert (principal.subject, principal.role, principal.grids) == ("p-00000000000b", "grid_worker", ("g3",))
+    assert principal.home is None  # staff have no home in their token, whatever address they have
 
 
 def test_a_password_hashed_with_old_parameters_is_rehashed_at_sign_in(directory, sms_standin, people):

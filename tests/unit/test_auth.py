@@ -231,3 +231,23 @@ def test_malformed_grid_claim_is_invalid():
         verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
 
     assert caught.value.code == "token_invalid"
+
+
+def test_a_resident_s_home_building_roundtrips_and_reaches_the_viewer():
+    token = issue_token(SETTINGS, "resident", "r-9", ttl=600, home="b03")
+
+    principal = verify_token(SETTINGS, token)
+
+    assert principal.home == "b03" and principal.viewer()["home"] == "b03"
+    assert jwt.decode(token, options={"verify_signature": False})["home"] == "b03"
+    assert "home" not in jwt.decode(issue_token(SETTINGS, "resident", "r-9"), options={"verify_signature": False})
+
+
+def test_a_home_claim_that_is_not_a_string_is_invalid():
+    claims = {"sub": "r-9", "role": "resident", "community": "xingqiao", "iss": ISSUER, "iat": int(time.time()),
+              "exp": int(time.time()) + 600, "grids": [], "teams": [], "home": ["b03"]}
+    token = jwt.encode(claims, SETTINGS.secret, algorithm="HS256")
+
+    with pytest.raises(AuthError) as error:
+        verify_token(SETTINGS, token)
+    assert error.value.code == "token_invalid"
