@@ -4,6 +4,7 @@ The eventlet monkey-patch happens first, in the repository's root conftest.py.
 """
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -20,10 +21,35 @@ from kernel.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on, below the kernel's ephemeral range, not handed out before in this run.
+
+    A port the kernel gave for port 0 is an ephemeral one: between this call and the server's own bind, an
+    outgoing connection (a service reaching RabbitMQ) may take it as its local port, and the server fails
+    with "Address already in use" (the e2e platform's SecantusDB did, once, in a full run).
+    """
+    low = _ephemeral_low()
+    while True:
+        port = random.randrange(10_000, low)
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
 
 
 def secantus_executable() -> str:
