@@ -275,7 +275,9 @@ def test_quiet_hours_hold_back_an_sms_but_not_for_a_critical_ticket(notify, stan
                       == "quiet_hours")
     held = echoes.find_one({"_id": f"{quiet.event_id}:r-quiet"})
     assert held["steps"][0]["attempts"] == 0 and held["not_before"] > held["requested_at"]
-    assert wait_until(lambda: echoes.find_one({"_id": f"{loud.event_id}:r-loud"})["steps"][0]["status"] == "sent")
+    # the loud echo may not be stored yet when the quiet one is: None is "not yet", not an error
+    assert wait_until(lambda: ((echoes.find_one({"_id": f"{loud.event_id}:r-loud"}) or {}).get("steps") or [{}])[0]
+                      .get("status") == "sent")
     assert http("GET", f"{standins['sms']}/_standin/messages?phone=13900000106")["items"] == []
     assert len(http("GET", f"{standins['sms']}/_standin/messages?phone=13900000107")["items"]) == 1
 
