@@ -9,15 +9,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gateway.service import GatewayService
 from kernel.auth import issue_token
 from kernel.contracts import MAX_ATTACHMENT_BYTES
 from kernel.envelope import Envelope, utcnow
-from services.directory.service import DirectoryService
-from services.notify.service import NotifyService
 from services.tickets import photos
-from services.tickets.service import TicketsService
-from tests.conftest import free_port
 from tests.support.broker import publish_event
 from tests.support.images import tiny_png
 
@@ -32,15 +27,6 @@ LEAK = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花
         "building": "b09"}
 ANSWERS = {"floor": "6", "still_leaking": "yes", "leak_spots": ["ceiling", "wall"]}
 PNG = tiny_png(4, 3)
-
-
-@pytest.fixture
-def gateway(container_factory, settings):
-    for service in (DirectoryService, TicketsService, NotifyService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
 
 
 def bearer(settings, role: str = "resident", subject: str = RESIDENT, **claims) -> dict:

@@ -12,10 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from gateway.service import GatewayService
 from kernel.auth import issue_token
-from services.directory.service import DirectoryService
-from services.notify.service import NotifyService
 from services.tickets.repository import COLLECTION, STAFF_SORT, TicketRepository
 from services.tickets.service import TicketsService
 from tests.conftest import eventually, free_port
@@ -28,15 +25,6 @@ WORKER_G1 = "p-f9043c2a2fbc"
 SECRETARY = "p-60b58c2b932b"
 REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区9号楼",
           "building": "b09", "attributes": {"floor": 9, "still_leaking": "yes"}}  # roof_leak's required answers
-
-
-@pytest.fixture
-def gateway(container_factory, settings):
-    for service in (DirectoryService, TicketsService, NotifyService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
 
 
 def bearer(settings, role: str, subject: str, **claims) -> dict:
