@@ -140,12 +140,11 @@ class DatabaseServer:
 
     def start(self, log: Path, timeout: float = 30.0) -> DatabaseServer:
         """Start the server and wait until it answers ``ping``."""
-        executable = find_secantusd()
-        if executable is None:
+        if find_secantusd() is None:
             raise BenchError("secantusd-py not found: run `make install` (it comes with the dev extras)")
         self.storage.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as sink:
-            self.process = subprocess.Popen(secantus_argv(executable, self.port, self.storage),
+            self.process = subprocess.Popen(secantus_argv(self.port, self.storage),
                                             stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)
         return self

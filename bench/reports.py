@@ -221,11 +221,10 @@ class LoadedDatabase(DatabaseServer):
     def start(self, log: Path, timeout: float = 60.0) -> DatabaseServer:
         import subprocess
 
-        from bench.infra import find_secantusd
         from kernel.cli.infra import secantus_argv
 
         self.storage.mkdir(parents=True, exist_ok=True)
-        argv = [arg for arg in secantus_argv(find_secantusd(), self.port, self.storage) if arg != "--sync-on-commit"]
+        argv = [arg for arg in secantus_argv(self.port, self.storage) if arg != "--sync-on-commit"]
         with log.open("ab") as sink:
             self.process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)

@@ -65,15 +65,17 @@ FALLBACK_LOOKBACK = timedelta(minutes=15)
 RESUME_LOST_CODES = frozenset({286, 280, 260, 9})  # ChangeStreamHistoryLost, ChangeStreamFatalError,
 # InvalidResumeToken, FailedToParse (SecantusDB's answer to a token it cannot decode)
 # Only writes can carry events, and an insert or replacement only if its document has an outbox (a broadcast's
-# inbox messages have none); the projection keeps deletes, drops and large documents off the wire.
+# inbox messages have none).
 STREAM_PIPELINE = [
     {"$match": {"$or": [
         {"operationType": "update"},
         {"operationType": {"$in": ["insert", "replace"]}, f"fullDocument.{OUTBOX}": {"$exists": True}},
     ]}},
-    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1, "ns": 1,
-                  f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}},
 ]
+# What a relay reads of a change: keeps large documents off the wire where the server projects cheaply
+# (kernel.outbox.StreamReading says where it does not).
+STREAM_PROJECTION = {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1, "ns": 1,
+                                  f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}}
 # Every write, whatever it carries: for a projection that follows the documents themselves.
 EVERY_WRITE = [
     {"$match": {"operationType": {"$in": ["insert", "update", "replace", "delete"]}}},
@@ -202,8 +204,9 @@ def as_change(raw: dict) -> Change:
                   (raw.get("documentKey") or {}).get("_id"), events_of(raw), (raw.get("ns") or {}).get("coll"))
 
 
-def outbox_pipeline(collection_names: Iterable[str]) -> list[dict]:
-    """:data:`STREAM_PIPELINE` of a database's stream, for the writes of ``collection_names`` only.
+def outbox_pipeline(collection_names: Iterable[str], project: bool = True) -> list[dict]:
+    """:data:`STREAM_PIPELINE` of a database's stream, for the writes of ``collection_names`` only
+    (then :data:`STREAM_PROJECTION` if ``project``).
 
     One stream per database, not one per collection: the server reads every entry of its oplog once per
     open stream (SecantusDB decodes each entry of the whole server for each stream before it filters by
@@ -212,7 +215,8 @@ def outbox_pipeline(collection_names: Iterable[str]) -> list[dict]:
     >>> outbox_pipeline(["tickets", "patrols"])[0]
     {'$match': {'ns.coll': {'$in': ['patrols', 'tickets']}}}
     """
-    return [{"$match": {"ns.coll": {"$in": sorted(collection_names)}}}, *STREAM_PIPELINE]
+    return [{"$match": {"ns.coll": {"$in": sorted(collection_names)}}}, *STREAM_PIPELINE,
+            *([STREAM_PROJECTION] if project else [])]
 
 
 def open_stream(source: MongoCollection | Database, token: dict | None, await_ms: int = 1,

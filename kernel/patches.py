@@ -22,6 +22,13 @@ The patches were written against :data:`PINNED`; ``constraints.txt`` pins the sa
    suite saw requests carried out after SIGTERM whose answers never reached the client. Here the first
    entrypoint to stop makes the server stop accepting and answer further requests with ``Connection: close``,
    then waits (at most ``DRAIN_SECONDS``) until every open connection was answered.
+6. :func:`use_pooled_producers` also makes RPC replies transient and unconfirmed (:class:`ReplyPublisher`):
+   nameko publishes every reply as a persistent message with a publisher confirm, a broker round trip per
+   reply (a tenth of the tickets service's CPU). The caller's wait acknowledges a reply end to end: one the
+   broker loses ends in the caller's timeout, as it would with a confirm, since a broker restart drops the
+   reply queues. (Requests stay confirmed, so that a call to a service that never ran fails at once, but are
+   transient: ``kernel.rpc.RpcClient``.) Events keep both: they go through :mod:`kernel.publisher`.
+   Goes if nameko gains an option for replies.
 
 ``kernel.handlers.ReliableQueueConsumer`` sets kombu's ``on_decode_error`` on nameko's consumers; what it relies
 on is checked here too.
@@ -44,7 +51,8 @@ import nameko.amqp.publish
 from eventlet.wsgi import STATE_IDLE
 from kombu import Connection
 from kombu.pools import ProducerPool, producers
-from nameko.rpc import RpcConsumer, ServiceProxy
+from nameko.amqp.publish import Publisher
+from nameko.rpc import Responder, RpcConsumer, ServiceProxy
 from nameko.web.server import WebServer
 
 from kernel.logging import get_logger
@@ -83,9 +91,20 @@ def pooled_producer(amqp_uri, confirms=True, ssl=None, login_method=None, transp
         yield producer
 
 
+TRANSIENT = 1  # AMQP delivery mode: the broker keeps the message in memory only
+
+
+class ReplyPublisher(Publisher):
+    """nameko's publisher for RPC replies: transient, without publisher confirms (patch 6)."""
+
+    use_confirms = False
+    delivery_mode = TRANSIENT
+
+
 def use_pooled_producers() -> None:
-    """Make nameko's publishers (RPC requests and replies, events) use :func:`pooled_producer`."""
+    """Make nameko's publishers use :func:`pooled_producer`, and its replies :class:`ReplyPublisher`."""
     nameko.amqp.publish.get_producer = pooled_producer
+    Responder.publisher_cls = ReplyPublisher
 
 
 # --------------------------------------------------------------------------- 2-4. RPC
@@ -229,6 +248,11 @@ RELIES_ON: tuple[Reliance, ...] = (
     Reliance("nameko.amqp.publish:DEFAULT_TRANSPORT_OPTIONS"),
     Reliance("nameko.amqp.publish:Publisher.publish", uses=("get_producer",)),
     Reliance("kombu.pools:producers"),
+    # 6. transient, unconfirmed RPC replies
+    Reliance("nameko.rpc:Responder.publisher_cls"),
+    Reliance("nameko.rpc:RpcConsumer.handle_result", uses=("Responder",)),
+    Reliance("nameko.amqp.publish:Publisher.use_confirms"),
+    Reliance("nameko.amqp.publish:Publisher.delivery_mode"),
     # 2. the resilient RPC consumer
     Reliance("nameko.rpc:RpcConsumer.handle_result", ("self", "message", "result", "exc_info")),
     Reliance("nameko.rpc:Rpc.rpc_consumer"),

@@ -23,7 +23,7 @@ from kombu.exceptions import ChannelError
 from nameko.rpc import MethodProxy, ReplyListener, Rpc, RpcProxy, ServiceProxy
 
 from kernel.config import settings_of
-from kernel.patches import ResilientRpcConsumer, forget_reply, send_request
+from kernel.patches import TRANSIENT, ResilientRpcConsumer, forget_reply, send_request
 
 
 class ResilientRpc(Rpc):
@@ -86,13 +86,14 @@ class TimedServiceProxy(ServiceProxy):
 
 
 class RpcClient(RpcProxy):
-    """An ``RpcProxy`` whose calls time out."""
+    """An ``RpcProxy`` whose calls time out, sent as transient messages (a restarted broker has lost the
+    caller's reply queue anyway: the call has timed out)."""
 
     rpc_reply_listener = ReplyListener()
 
     def __init__(self, target_service: str, timeout: float | None = None, **options):
         self.timeout = timeout
-        super().__init__(target_service, **options)
+        super().__init__(target_service, **{"delivery_mode": TRANSIENT, **options})
 
     def get_dependency(self, worker_ctx) -> TimedServiceProxy:
         timeout = self.timeout or settings_of(self.container.config).rpc_timeout

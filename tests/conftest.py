@@ -16,6 +16,7 @@ from pathlib import Path
 import eventlet
 import pytest
 
+from kernel.cli.infra import EMBEDDED_SERVER
 from kernel.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +80,7 @@ def secantus_server():
     """A fresh in-memory SecantusDB server on a free port; yields its URI."""
     port = free_port()
     server = subprocess.Popen(
-        [secantus_executable(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
+        [*EMBEDDED_SERVER, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
          "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -105,7 +105,11 @@ def secantus_uri(port: int, host: str = "127.0.0.1") -> str:
     return f"mongodb://{host}:{port}/?retryWrites=false&directConnection=true"
 
 
-def secantus_argv(executable: str, port: int, storage: Path, host: str = "127.0.0.1") -> list[str]:
+# The embedded database as the platform runs it: SecantusDB through standins/mongodb.py, the one seam for its costs.
+EMBEDDED_SERVER = [sys.executable, str(Path(__file__).resolve().parents[2] / "standins" / "mongodb.py")]
+
+
+def secantus_argv(port: int, storage: Path, host: str = "127.0.0.1") -> list[str]:
     """Command line of the embedded database.
 
     Never ``--standalone`` (change streams need the replica set). Always ``--sync-on-commit``: without it
@@ -113,7 +117,7 @@ def secantus_argv(executable: str, port: int, storage: Path, host: str = "127.0.
     before a SIGKILL of the server lost (tickets answered 201 and inbox echoes whose events were already acked).
     It costs write throughput; an acknowledged write must survive.
     """
-    return [executable, "--host", host, "--port", str(port), "--storage-path", str(storage), "--sync-on-commit"]
+    return [*EMBEDDED_SERVER, "--host", host, "--port", str(port), "--storage-path", str(storage), "--sync-on-commit"]
 
 
 def mongo_ping(mongo_uri: str, timeout: float = 1.0) -> bool:

@@ -122,8 +122,7 @@ def process_spec(process: Process, settings: Settings, environ: Mapping[str, str
 
 def database_spec(settings: Settings) -> ChildSpec:
     """The embedded SecantusDB, data kept in ``$HUISHENG_HOME/data/mongo`` across restarts."""
-    argv = infra.secantus_argv(infra.find_secantusd() or "secantusd-py", settings.secantus_port,
-                               settings.home / "data" / "mongo")
+    argv = infra.secantus_argv(settings.secantus_port, settings.home / "data" / "mongo")
     return ChildSpec(DB_NAME, tuple(argv), None, infra.secantus_uri(settings.secantus_port), "mongo", layer=0)
 
 

@@ -107,6 +107,10 @@ def environment() -> SandboxedEnvironment:
     return env
 
 
+# A wrapper that is its text alone needs no rendering (half of the renders of an inbox echo).
+_PLAIN = {"{{ title }}": "title", "{{ body }}": "body"}
+
+
 @cache
 def _compiled(source: str):
     return environment().from_string(_SINGLE_BRACE.sub(r"{{ \1 }}", source))
@@ -165,7 +169,8 @@ def render(event_type: str, channel: str, ticket_facts: Mapping, *, recipient_la
     body = _compiled(body_source).render(context)
     wrap_title, wrap_body = CHANNEL_WRAPPERS[channel]
     wrapped = {"title": title, "body": body, "recipient_label": recipient_label or BLANK, "signature": signature}
-    return (mask_phones(_compiled(wrap_title).render(wrapped)), mask_phones(_compiled(wrap_body).render(wrapped)))
+    return tuple(mask_phones(wrapped[_PLAIN[source]] if source in _PLAIN else _compiled(source).render(wrapped))
+                 for source in (wrap_title, wrap_body))
 
 
 def digest_text(texts: list[tuple[str, str]]) -> tuple[str, str]:

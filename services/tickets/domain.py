@@ -1113,4 +1113,8 @@ def _copied(value: Any) -> Any:
     >>> _copied(flags) is flags, _copied(flags) == flags, _copied(state) is state
     (False, True, True)
     """
-    return copy.deepcopy(value) if isinstance(value, list | dict | set) else value
+    if isinstance(value, dict):  # a ticket's data is plain (dicts, lists, sets of scalars): no deepcopy's memo
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return set(value) if isinstance(value, set) else value

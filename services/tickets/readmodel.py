@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -156,13 +156,15 @@ class ReadModel:
                 difference, new_record = self._fold(ticket_id, community, document, record, now)
                 applied[(named, ticket_id)] = difference
                 differences[community].update(difference)
-                if new_record is not None:
-                    records.append(ReplaceOne({"_id": ticket_id}, new_record, upsert=True))
+                if new_record is not None:  # a first record is inserted: on SecantusDB an upsert costs twice as much
+                    records.append(InsertOne(new_record) if record is None
+                                   else ReplaceOne({"_id": ticket_id}, new_record, upsert=True))
             updates = [update for community, difference in sorted(differences.items())
                        for update in counter_updates(community, {key: n for key, n in difference.items() if n})]
             if updates:
                 self.counters.bulk_write(updates, ordered=False, session=session)
-            # Written in the same transaction: a concurrent fold of the same ticket collides here and is retried.
+            # Written in the same transaction: a concurrent fold of the same ticket collides here and is retried
+            # (a first record's duplicate key fails the batch, which is folded again and finds the record).
             if records:
                 self.facts.bulk_write(records, ordered=False, session=session)
 

@@ -131,11 +131,10 @@ class DatabaseServer(Process):
     """SecantusDB on a fixed port with its data on disk, so a restart finds what was written."""
 
     def __init__(self, storage: Path, port: int, log: Path):
-        executable = find_secantusd()
-        if executable is None:
+        if find_secantusd() is None:
             raise ProcessFailed("secantusd-py not found: `pip install secantusdb==0.7.0b3` (make install)")
         # Exactly as `huisheng up` runs it (with --sync-on-commit: acknowledged writes survive a SIGKILL).
-        argv = [*secantus_argv(executable, port, storage), "--log-level", "WARNING"]
+        argv = [*secantus_argv(port, storage), "--log-level", "WARNING"]
         super().__init__("secantusdb", argv, dict(os.environ), log)
         self.port = port
         self.uri = secantus_uri(port)

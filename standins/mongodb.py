@@ -1,0 +1,187 @@
+"""The local stand-in for MongoDB: SecantusDB, with two of its per-write costs taken out.
+
+Production runs MongoDB; development, the tests and the benchmark run the embedded SecantusDB (pinned in
+constraints.txt), a MongoDB written in Python. Profiles of the echo path put two of its costs above every
+cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB:
+
+1. **The index catalog is read again for every write.** Each insert or update reads and BSON-decodes the
+   specification of every index of the collection five times or more (``Storage._iter_indexes``): a fifth
+   of the server's CPU on a ticket with eleven indexes. MongoDB keeps its catalog in memory. Here each
+   collection's specifications are kept once read, and every catalog change (an index built, dropped or
+   changed, a collection dropped or renamed) empties the copy. The one flag ordinary writes set,
+   ``multikey``, is never answered from the copy: it is read from the table as before.
+2. **Every change stream decodes every entry of the server's oplog** before it looks at its namespace, so
+   five services' streams decode each write five times. Here an entry's ``ns`` is read first (its
+   top-level fields, without the document it carries) and only an entry the stream wants is decoded.
+
+Both change how fast the server answers, not what: the tests of this module compare answers with the
+unpatched server's. :func:`install` refuses any other SecantusDB version than the one the patches were read
+against, so an upgrade fails loudly until they are read again.
+
+    python -m standins.mongodb --port 27017 --storage-path var/mongo --sync-on-commit
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import bson
+from bson.raw_bson import RawBSONDocument
+
+PATCHED_VERSION = "0.7.0b3"
+# Storage methods that change an index catalog: each one empties the copy before and after it runs.
+CATALOG_CHANGES = ("create_index", "drop_index", "set_index_expiry", "set_index_options", "drop_all_indexes",
+                   "drop_collection", "drop_database", "rename_collection", "_recover_pending_drops_locked")
+_RAW = bson.CodecOptions(document_class=RawBSONDocument)
+
+
+class CatalogCopy:
+    """Each collection's index specifications, as ``Storage._iter_indexes`` yields them, kept once read.
+
+    A generation count guards the race between a reader and a catalog change: a reader that started before
+    a change never stores what it read.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], tuple[tuple[str, dict, dict], ...]] = {}
+        self.generation = 0
+        self.lock = threading.Lock()
+
+    def read(self, key: tuple[str, str], load: Callable[[], list[tuple[str, dict, dict]]]) -> tuple:
+        cached = self.entries.get(key)
+        if cached is not None:
+            return cached
+        generation = self.generation
+        loaded = tuple(load())
+        with self.lock:
+            if generation == self.generation:
+                self.entries[key] = loaded
+        return loaded
+
+    def forget(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.entries.clear()
+
+
+def _copied(entries: tuple) -> list[tuple[str, dict, dict]]:
+    # Callers may change what they are given; the copy must not change with it.
+    return [(name, dict(key), dict(options)) for name, key, options in entries]
+
+
+def _forgetting(method: Callable, catalog: CatalogCopy) -> Callable:
+    def changed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        catalog.forget()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            catalog.forget()
+    return changed
+
+
+def oplog_namespace(blob: bytes) -> str:
+    """An oplog entry's ``ns``, read from its leading string fields (SecantusDB writes ``op``, then ``ns``);
+    from its top-level fields otherwise, the document it carries left undecoded.
+
+    >>> oplog_namespace(bson.encode({"op": "i", "ns": "tickets.tickets", "o": {"_id": 1}}))
+    'tickets.tickets'
+    >>> oplog_namespace(bson.encode({"ts": bson.Timestamp(1, 1), "ns": "notify.inbox"}))
+    'notify.inbox'
+    """
+    position = 4  # past the document's length
+    while blob[position] == 0x02:  # a string element: type, name, NUL, int32 length (with its NUL), bytes
+        end = blob.index(b"\0", position + 1)
+        length = int.from_bytes(blob[end + 1:end + 5], "little")
+        if blob[position + 1:end] == b"ns":
+            return blob[end + 5:end + 4 + length].decode()
+        position = end + 5 + length
+    return str(bson.decode(blob, _RAW).get("ns", ""))
+
+
+def install(storage_module: Any, version: str) -> CatalogCopy:
+    """Patch SecantusDB's ``Storage`` class in place; return the catalog copy (tests look at it)."""
+    if version != PATCHED_VERSION:
+        raise RuntimeError(f"standins.mongodb patches SecantusDB {PATCHED_VERSION}, not {version}: read them again")
+    storage = storage_module.Storage
+    catalog = CatalogCopy()
+    uncached = storage._iter_indexes
+
+    def iter_indexes(self: Any, db: str, coll: str) -> list[tuple[str, dict, dict]]:
+        return _copied(catalog.read((db, coll), lambda: list(uncached(self, db, coll))))
+
+    def multikey_index_names(self: Any, db: str, coll: str) -> set[str]:
+        return {name for name, _key, options in uncached(self, db, coll) if options.get("multikey")}
+
+    def index_is_multikey(self: Any, db: str, coll: str, name: str) -> bool:
+        return any(found == name and options.get("multikey") for found, _key, options in uncached(self, db, coll))
+
+    storage._iter_indexes = iter_indexes
+    storage._multikey_index_names = multikey_index_names
+    storage.index_is_multikey = index_is_multikey
+    for name in CATALOG_CHANGES:
+        setattr(storage, name, _forgetting(getattr(storage, name), catalog))
+    storage._merge_oplog_on_session = staticmethod(_merging_oplog(storage_module))
+    return catalog
+
+
+def _merging_oplog(module: Any) -> Callable:
+    """``Storage._merge_oplog_on_session`` of SecantusDB 0.7.0b3, deciding on ``ns`` before decoding an entry."""
+    wt = module.wt
+
+    def merge(session: Any, start_seq: int, limit: int,
+              ns_filter: Callable[[str], bool] | None = None) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        out: list[tuple[int, dict[str, Any]]] = []
+        scan_high = start_seq - 1
+        cursors: list[Any] = []
+        heads: list[int | None] = []
+        try:
+            for table in module._OPLOG_ALL_TABLES:
+                try:
+                    cursor = session.open_cursor(table, None)
+                except Exception as exc:
+                    if module._is_missing_table(exc):
+                        continue
+                    raise
+                cursors.append(cursor)
+                cursor.set_key(int(start_seq))
+                found = cursor.search_near()
+                if found == wt.WT_NOTFOUND:
+                    heads.append(None)
+                elif found < 0:
+                    heads.append(int(cursor.get_key()) if cursor.next() == 0 else None)
+                else:
+                    heads.append(int(cursor.get_key()))
+            while len(out) < limit:
+                best = min((i for i, head in enumerate(heads) if head is not None), key=heads.__getitem__,
+                           default=None)
+                if best is None:
+                    break
+                cursor, seq = cursors[best], heads[best]
+                blob = bytes(cursor.get_value())
+                if blob and (ns_filter is None or ns_filter(oplog_namespace(blob))):
+                    out.append((seq, bson.decode(blob)))
+                scan_high = max(scan_high, seq)
+                heads[best] = int(cursor.get_key()) if cursor.next() == 0 else None
+        finally:
+            for cursor in cursors:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+        return out, scan_high
+
+    return merge
+
+
+def main(argv: list[str] | None = None) -> int:
+    import secantus
+    from secantus import cli, storage
+
+    install(storage, secantus.__version__)
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
