@@ -1,6 +1,6 @@
 """Who is calling: bearer tokens and API keys, checked against a live feed of revocations.
 
-A bearer token is verified locally (``kernel.auth``); an API key (``X-API-Key``) by the
+A bearer token (``kernel.auth`` signs it) is verified here, locally; an API key (``X-API-Key``) by the
 directory (``directory.verify_api_key``), whose answer is remembered for up to
 :data:`KEY_CACHE_SECONDS`. Either way the caller is then checked against what the
 directory has revoked: a background greenthread asks ``directory.revocations(since)``
@@ -15,15 +15,18 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 
 import eventlet
+import jwt
 from nameko.extensions import DependencyProvider
 from nameko.rpc import ReplyListener
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from gateway.http import API_KEY_HEADER
-from kernel.auth import AuthError, Principal, token_from_header, verify_token
-from kernel.config import settings_of
+from kernel.auth import ALGORITHM, ISSUER, TOKEN_ROLES
+from kernel.config import Settings, settings_of
 from kernel.errors import Unauthorized
 from kernel.logging import get_logger
 from kernel.permissions import require
@@ -34,7 +37,99 @@ KEY_CACHE_SECONDS = 30.0
 KEY_CACHE_SIZE = 1024
 REVOCATION_MEMORY_SECONDS = 24 * 3600  # longer than any token lives (the CLI's tokens last 8 h)
 API_KEY_PATTERN = re.compile(r"hsk_([0-9a-f]{8})_[A-Za-z0-9_-]{16,128}")
+LEEWAY_SECONDS = 5  # tolerate small clock drift between the token issuer's host and the gateway's
+VERIFIED_TOKENS = 4096  # tokens remembered as verified, least recently used first out
+REQUIRED_CLAIMS = ["sub", "role", "iat", "exp", "iss"]
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as proven by a verified token or API key.
+
+    ``grids`` and ``teams`` scope a grid worker's and a volunteer's view; ``home`` is a resident's home
+    building, as the directory knew it when it signed the token (a ticket is placed in its grid without
+    asking the directory again); ``session`` is the sign-in session (the token's ``sid``) that a sign-out
+    or an admin's revocation ends; ``communities`` lists what an API key is scoped to (a token's principal
+    has just ``community``).
+
+    >>> Principal("gw-1", "grid_worker", "xingqiao", grids=("g3",)).grids
+    ('g3',)
+    """
+
+    subject: str
+    role: str
+    community: str
+    name: str | None = None
+    grids: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    session: str | None = None
+    communities: tuple[str, ...] = ()
+    home: str | None = None
+
+    def viewer(self) -> dict:
+        """What an RPC needs to apply object-level rules: ``{"subject", "role", "community", "grids", "teams"}``,
+        and a resident's ``home`` when the token names it.
+
+        >>> Principal("r-1", "resident", "xingqiao", home="b03").viewer()["home"]
+        'b03'
+        """
+        return {"subject": self.subject, "role": self.role, "community": self.community, "grids": list(self.grids),
+                "teams": list(self.teams), **({"home": self.home} if self.home else {})}
+
+
+def _refused(code: str, message: str) -> Unauthorized:
+    """A 401 whose ``code`` (``token_missing``, ``token_invalid``, ``token_expired``) is stable."""
+    return Unauthorized(message, {"token": [code]}, code=code)
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    """Check signature, issuer, expiry and role of ``token``; :class:`Unauthorized` if any fails.
+
+    A token that passed is remembered (by its exact text, with the secret) until it
+    expires, so a client's next requests cost a lookup instead of a signature check;
+    its expiry is checked on every use. A token that failed is checked again each time.
+    """
+    if not token:
+        raise _refused("token_missing", "a bearer token is required")
+    principal, expires_at = _verified(settings.secret, settings.community, token)
+    if time.time() > expires_at + LEEWAY_SECONDS:
+        raise _refused("token_expired", "the token has expired")
+    return principal
+
+
+@lru_cache(maxsize=VERIFIED_TOKENS)
+def _verified(secret: str, default_community: str, token: str) -> tuple[Principal, float]:
+    try:
+        # Pinning the algorithm list is what stops "alg: none" and key-confusion tokens.
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, leeway=LEEWAY_SECONDS,
+                            options={"require": REQUIRED_CLAIMS})
+    except jwt.ExpiredSignatureError as exc:
+        raise _refused("token_expired", "the token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise _refused("token_invalid", f"the token is invalid: {exc}") from exc
+    role = claims.get("role")
+    if role not in TOKEN_ROLES:
+        raise _refused("token_invalid", f"the token names an unknown role {role!r}")
+    grids, teams = claims.get("grids") or [], claims.get("teams") or []
+    sid, home = claims.get("sid"), claims.get("home")
+    if not _strings(grids) or not _strings(teams) or any(v is not None and not isinstance(v, str) for v in (sid, home)):
+        raise _refused("token_invalid", "the token's grids, teams, sid or home claim is malformed")
+    principal = Principal(claims["sub"], role, claims.get("community") or default_community, claims.get("name"),
+                          tuple(grids), tuple(teams), sid, home=home)
+    return principal, float(claims["exp"])
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def token_from_header(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; :class:`Unauthorized` if absent."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _refused("token_missing", "expected an 'Authorization: Bearer <token>' header")
+    return token.strip()
 
 
 class Revocations:
@@ -157,11 +252,7 @@ class Authentication:
         return caller
 
     def _by_token(self, authorization: str | None) -> Principal:
-        settings = self.provider.settings
-        try:
-            caller = verify_token(settings, token_from_header(authorization))
-        except AuthError as error:
-            raise Unauthorized(error.message, {"token": [error.code]}, code=error.code) from error
+        caller = verify_token(self.provider.settings, token_from_header(authorization))
         if self.provider.revoked.session(caller.session):
             raise Unauthorized("this session has been signed out or revoked", {"token": ["token_revoked"]},
                                code="token_revoked")

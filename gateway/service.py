@@ -10,7 +10,7 @@ from __future__ import annotations
 from nameko.containers import WorkerContext
 from nameko.extensions import DependencyProvider
 
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, Principal
 from gateway.http import (
     CORS_HEADERS,
     CORS_METHODS,
@@ -30,12 +30,10 @@ from gateway.routes.ops import OpsRoutes
 from gateway.routes.photos import PhotoRoutes
 from gateway.routes.tickets import TicketRoutes
 from gateway.routes.volunteers import VolunteerRoutes
-from kernel.auth import Principal
 from kernel.config import Settings, settings_of
 from kernel.context import Context
 from kernel.errors import PROBLEM_CONTENT_TYPE, Forbidden, NotFound
 from kernel.health import Health, HealthEndpoints
-from kernel.idempotency import IdempotencyKey
 from kernel.permissions import require
 from kernel.rpc import RpcClient
 
@@ -54,7 +52,6 @@ class GatewayService(TicketRoutes, PhotoRoutes, DirectoryRoutes, DocsRoutes, Ope
     settings = SettingsProvider()
     auth = Authenticator()
     limits = RateLimits()
-    idempotency = IdempotencyKey()
     tickets = RpcClient("tickets")
     notify = RpcClient("notify")
     volunteers = RpcClient("volunteers")
@@ -67,8 +64,8 @@ class GatewayService(TicketRoutes, PhotoRoutes, DirectoryRoutes, DocsRoutes, Ope
         self.limits.check("caller", caller.session or caller.subject)
         if action is not None:
             require(action, caller.role)
-        if request.method == "POST":
-            self.idempotency.adopt(caller.subject, idempotency_key(request))
+        if request.method == "POST" and (key := idempotency_key(request)):
+            self.context.idempotency_key = f"{caller.subject}:{key}"  # with every RPC of this worker
         return caller
 
     @staticmethod

@@ -14,6 +14,7 @@ import structlog
 from nameko.extensions import DependencyProvider
 
 CORRELATION_ID = "correlation_id"
+IDEMPOTENCY_KEY = "idempotency_key"  # the caller's Idempotency-Key, scoped to the caller (kernel.idempotency)
 
 
 class RequestContext:
@@ -27,6 +28,16 @@ class RequestContext:
     @property
     def correlation_id(self) -> str:
         return self._data[CORRELATION_ID]
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The caller's ``Idempotency-Key``; set, it rides with every call this worker makes."""
+        key = self._data.get(IDEMPOTENCY_KEY)
+        return key if isinstance(key, str) else None
+
+    @idempotency_key.setter
+    def idempotency_key(self, key: str) -> None:
+        self._data[IDEMPOTENCY_KEY] = key
 
     def adopt(self, correlation_id: str) -> None:
         """Carry ``correlation_id`` in every call and event this worker causes, and in its logs."""

@@ -40,14 +40,11 @@ class PlatformError(Exception):
         deserialize_to_instance(cls)
 
     def __init__(self, message: str = "", details: dict | None = None, code: str | None = None):
-        args: tuple = (message or self.default_message(), details or {})
+        args: tuple = (message or self.code.replace("_", " "), details or {})
         if code and code != type(self).code:
             self.code = code  # an instance's own, more precise code; it rides in args over RPC
             args += (code,)
         super().__init__(*args)
-
-    def default_message(self) -> str:
-        return self.code.replace("_", " ")
 
     @property
     def message(self) -> str:
@@ -56,12 +53,6 @@ class PlatformError(Exception):
     @property
     def details(self) -> dict:
         return self.args[1]
-
-    def to_dict(self) -> dict:
-        body = {"code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
 
     def to_problem(self, correlation_id: str | None = None) -> dict:
         """The RFC 9457 problem details of this error (``errors`` carries the per-field details)."""

@@ -4,13 +4,8 @@ The vocabulary: a :class:`CommitQueue` commits one kind of write (say, inserts i
 batches; :class:`CommitQueues` holds a container's queues, one per kind; :class:`GroupCommit` is the
 dependency that gives a service's workers its container's queues.
 
-Every statement costs the database a commit (with ``--sync-on-commit``, a flush to
-disk) and, on SecantusDB, its Python engine's fixed cost per statement: ten inserts
-in one ``insert_many`` cost it about a third of ten ``insert_one``. A worker submits
-its write and waits for the outcome; one queue per kind of write takes everything
-that queued up while its previous statement ran and sends it as one statement.
-Alone, a write goes at once; under load the batches grow with the queue, so the
-database does less work per write exactly when it is the bottleneck.
+Why (every statement costs the database a commit; ten inserts in one ``insert_many`` cost SecantusDB about
+a third of ten ``insert_one``) and how: docs/architecture.md, "Group commit".
 
 >>> calls = []
 >>> def run(items):

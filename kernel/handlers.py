@@ -1,20 +1,11 @@
 """Reliable event handlers: retries with back-off, then a dead-letter queue; never ack-and-forget.
 
-nameko's ``@event_handler`` acks a message after the worker finishes even when it
-raised, so a failing handler loses the event. ``@handles`` replaces it for the
-platform's subscriptions (:mod:`kernel.events`):
-
-* the message must be a valid envelope of a catalogued type (upcast to the current
-  version); anything else goes straight to the subscription's dead-letter queue;
-* an event already processed by this subscription is acked without running the
-  handler again (dedupe on ``event_id``, claimed and recorded in the service's
-  own database before and after the handler runs); a handler whose writes are
-  themselves keyed by the event id says ``dedupe="effects"`` and skips those two
-  writes, since its effect and the record of the event are then one write;
-* a handler that raises has its message parked in a retry queue for the next
-  back-off delay and acked only once the broker confirmed the parked copy; after
-  the last attempt the message goes to the dead-letter queue with the error,
-  where ``huisheng ops dlq`` can show and replay it.
+``@handles("<subscription>")`` replaces nameko's ``@event_handler`` (which acks a message even when its
+handler raised) for the platform's subscriptions (:mod:`kernel.events`): only a valid envelope of a catalogued
+type is handled (upcast to its current version), each event once per subscription (its claim, or
+``dedupe="effects"``), a failure is parked for the next back-off delay and, after the last attempt,
+dead-lettered with its error, where ``huisheng ops dlq`` shows and replays it. docs/architecture.md
+("Reliable handlers") tells each step.
 
 Usage::
 
@@ -46,12 +37,8 @@ from kernel.logging import get_logger
 from kernel.metrics import HANDLED, labelled
 from kernel.mongo import MongoClientProvider
 from kernel.publisher import ConfirmedPublisher
-from kernel.topology import DEAD, consumer_queue, retry_exchange
+from kernel.topology import ATTEMPT, DEAD, ERROR, FAILED_AT, TRACEBACK, consumer_queue, retry_exchange
 
-ATTEMPT = "x-huisheng-attempt"
-ERROR = "x-huisheng-error"
-TRACEBACK = "x-huisheng-traceback"
-FAILED_AT = "x-huisheng-failed-at"
 PROCESSED = "processed_events"
 PROCESSED_RETENTION_SECONDS = 30 * 24 * 3600
 DATABASE_BACKOFF_SECONDS = 1.0
@@ -84,14 +71,13 @@ class ProcessedEvents(SharedExtension):
     A delivery *claims* its event before the handler runs (:class:`kernel.idempotency.Claims`).
     Two copies of one event arriving together (a sweep and a flush both published it; a
     redelivery after a crash) cannot both run: the second finds the claim. A claim whose
-    worker died expires after ``lease_seconds`` and can be taken over.
+    worker died expires after :data:`CLAIM_LEASE_SECONDS` and can be taken over.
     """
 
     mongo = MongoClientProvider()
-    lease_seconds = CLAIM_LEASE_SECONDS
 
     def claims(self) -> Claims:
-        return Claims(self.mongo.database(self.container.service_name)[PROCESSED], self.lease_seconds)
+        return Claims(self.mongo.database(self.container.service_name)[PROCESSED], CLAIM_LEASE_SECONDS)
 
     def start(self) -> None:
         self.claims().collection.create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
@@ -132,10 +118,6 @@ class ReliableEventHandler(Consumer):
         self.publisher = ConfirmedPublisher(settings.amqp_uri)
         super().setup()
 
-    @property
-    def max_attempts(self) -> int:
-        return len(self.retry_delays_ms) + 1
-
     def handle_message(self, body, message) -> None:
         try:
             event = validate_incoming(Envelope.from_wire(body))
@@ -148,7 +130,9 @@ class ReliableEventHandler(Consumer):
                 message.reject(requeue=False)
             return
         try:
-            claim = self._claim(event)
+            claim = "claimed"  # "effects": the handler's own writes are keyed by the event, a repeat changes nothing
+            if self.dedupe == "claim":
+                claim = self.processed.claim(self.subscription.name, event.event_id)
         except Exception as error:
             # The database is unreachable: hold consumption a moment and give the message back.
             log.error("event.dedupe_unavailable", event_id=event.event_id, error=repr(error))
@@ -175,11 +159,6 @@ class ReliableEventHandler(Consumer):
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)
 
-    def _claim(self, event: Envelope) -> str:
-        if self.dedupe == "effects":
-            return "claimed"  # the handler's own writes are keyed by the event: a repeat changes nothing
-        return self.processed.claim(self.subscription.name, event.event_id)
-
     def handle_event_result(self, body, message, event: Envelope, worker_ctx, result=None, exc_info=None):
         claims = self.dedupe == "claim"
         try:
@@ -205,7 +184,7 @@ class ReliableEventHandler(Consumer):
         attempt = _attempt(message)
         error = f"{exc_info[0].__name__}: {exc_info[1]}"
         trace = "".join(traceback.format_exception(*exc_info))[-4000:]
-        if attempt >= self.max_attempts:
+        if attempt > len(self.retry_delays_ms):  # the last attempt
             self._dead_letter(body, message, attempt=attempt, error=error, trace=trace)
             return
         self._park(body, message, event, delay_ms=self.retry_delays_ms[attempt - 1], attempt=attempt + 1, error=error)

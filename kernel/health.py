@@ -11,9 +11,10 @@ import time
 
 from kombu import Connection
 from nameko.extensions import DependencyProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kernel.config import settings_of
-from kernel.metrics import WorkerMetrics, exposition
+from kernel.metrics import WorkerMetrics
 from kernel.mongo import MongoClientProvider
 from kernel.web import http
 
@@ -58,10 +59,9 @@ class Health(DependencyProvider):
         self.mongo.database(self.container.service_name).command("ping")
 
 
-def json_response(status: int, body, headers: dict | None = None):
+def json_response(status: int, body):
     """A nameko http response tuple with a JSON body."""
-    return status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, json.dumps(
-        body, ensure_ascii=False, default=str)
+    return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(body, ensure_ascii=False)
 
 
 class HealthEndpoints:
@@ -81,5 +81,4 @@ class HealthEndpoints:
 
     @http("GET", "/metrics")
     def metrics_exposition(self, request):
-        body, content_type = exposition()
-        return 200, {"Content-Type": content_type}, body.decode("utf-8")  # nameko's http wants text
+        return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode("utf-8")  # nameko's http wants text

@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
-from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -42,7 +41,6 @@ from pymongo.errors import DuplicateKeyError
 
 from kernel.errors import Conflict, ValidationFailed
 
-CONTEXT_KEY = "idempotency_key"
 COLLECTION = "idempotency_keys"
 KEEP_SECONDS = 24 * 3600
 STALE_SECONDS = 60
@@ -130,22 +128,6 @@ class IdempotencyStore:
         self.claims.release(fingerprint(scope, key))
 
 
-class IdempotencyKey(DependencyProvider):
-    """The gateway's side: ``self.idempotency.adopt(caller, key)`` sends the key with every RPC this worker makes."""
-
-    def get_dependency(self, worker_ctx) -> _Adopter:
-        return _Adopter(worker_ctx)
-
-
-class _Adopter:
-    def __init__(self, worker_ctx) -> None:
-        self._data = worker_ctx.data
-
-    def adopt(self, caller: str, key: str | None) -> None:
-        if key:
-            self._data[CONTEXT_KEY] = f"{caller}:{key}"
-
-
 def idempotent(method):
     """Make an RPC method honour the caller's ``Idempotency-Key`` (see the module docstring).
 
@@ -156,8 +138,8 @@ def idempotent(method):
 
     @wraps(method)
     def wrapper(self, *args, **kwargs):
-        key = _key_of(self)
-        if not key:
+        key = getattr(getattr(self, "context", None), "idempotency_key", None)  # kernel.context.RequestContext's
+        if not key or not isinstance(key, str):
             return method(self, *args, **kwargs)
         scope = f"{type(self).__name__}.{method.__name__}"
         store = IdempotencyStore(self.db)
@@ -173,13 +155,3 @@ def idempotent(method):
         return answer
 
     return wrapper
-
-
-def _key_of(service) -> str | None:
-    """The key in the running worker's context data, found through the service's ``context`` (kernel.context)."""
-    context = getattr(service, "context", None)
-    data = getattr(context, "_data", None)  # kernel.context.RequestContext keeps worker_ctx.data
-    if isinstance(data, dict):
-        key = data.get(CONTEXT_KEY)
-        return key if isinstance(key, str) else None
-    return None

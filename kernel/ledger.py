@@ -1,24 +1,16 @@
-"""Which outbox events are published: the ledger, and each outbox collection's resume point.
+"""Which outbox events are published: the ledger, and each service database's resume point.
 
-A document keeps the events it was written with (under ``_outbox``, each stamped with
-the time it was staged, and the document with the time of its latest staging under
-``_outbox_since``); the relay never updates it again. What the broker confirmed is
-recorded in the **ledger** instead, one document per batch of ids.
-
-Which writes exist is learnt in commit order, from one change stream per service database that names its
-outbox collections (:func:`outbox_pipeline`, :func:`read_changes`; :mod:`kernel.outbox` says why). The
-stream has one **resume point** (``_outbox_checkpoints``, :data:`STREAM_POINT`): a change stream resume token
-such that every event of every change up to it is published. Next to it, ``since``: a lower bound on the
-staging stamps of what may still be unpublished (the server's time of that change less
-:data:`FALLBACK_LOOKBACK`), which only the fallback scan reads, when the token itself is no longer usable (the
-oplog was cut short: SecantusDB keeps 100,000 entries or an hour, an operator resized a replica set's).
+A document keeps the events it was written with (under ``_outbox``, each stamped with the time it was staged,
+and the document with the time of its latest staging under ``_outbox_since``); the relay never updates it
+again. What the broker confirmed is recorded in the **ledger** instead, one document per batch of ids. Writes
+are learnt in commit order from one change stream per service database (:func:`outbox_pipeline`), resumed
+from its **resume point** (:data:`STREAM_POINT`), or found by a scan from its ``since`` when the token is no
+longer usable: docs/architecture.md ("The relay never writes a document again") tells how and why.
 
 An event is *unpublished* when a change after the resume point carries it and no ledger
 document lists it (:func:`unpublished`: what ``huisheng ops outbox``, the fault suite and
 the benchmarks ask). The relay (:mod:`kernel.outbox`) answers the same question as it
-tails the stream.
-
-This module has no eventlet or nameko in it, so the CLI can import it.
+tails the stream. This module has no eventlet or nameko in it, so the CLI can import it.
 
 >>> from datetime import datetime, UTC
 >>> checkpoint = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -76,11 +68,6 @@ STREAM_PIPELINE = [
 # (kernel.outbox.StreamReading says where it does not).
 STREAM_PROJECTION = {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1, "ns": 1,
                                   f"fullDocument.{OUTBOX}": 1, "updateDescription.updatedFields": 1}}
-# Every write, whatever it carries: for a projection that follows the documents themselves.
-EVERY_WRITE = [
-    {"$match": {"operationType": {"$in": ["insert", "update", "replace", "delete"]}}},
-    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1}},
-]
 STREAM_BATCH = 1000
 
 

@@ -54,27 +54,13 @@ def mask_event(_logger: Any, _method: str, event_dict: dict) -> dict:
     return {key: mask_value(key, value) for key, value in event_dict.items()}
 
 
-class StdoutLogger:
-    """Writes each rendered line to ``sys.stdout`` as it is at the time of writing.
-
-    The platform's own log calls go straight from structlog's processors to here; the
-    standard library's logging (per record: a LogRecord, the caller's frame, a lock, a
-    formatter) cost a tenth of a busy service's CPU for one line per event.
-    """
-
-    def msg(self, message: str) -> None:
-        stream = sys.stdout
-        stream.write(message + "\n")
-        stream.flush()
-
-    debug = info = warning = warn = error = critical = exception = fatal = failure = log = msg
-
-
 def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """structlog's lines and the standard library's logging's, rendered alike: masked JSON lines.
 
-    structlog calls below ``level`` cost nothing (a filtering logger); libraries' records
-    go through a logging handler with the same processors.
+    structlog calls below ``level`` cost nothing (a filtering logger) and the others go straight to
+    ``sys.stdout`` (as it is at the time of writing): the standard library's logging (per record: a LogRecord,
+    the caller's frame, a lock, a formatter) cost a tenth of a busy service's CPU for one line per event.
+    Libraries' records go through a logging handler with the same processors.
     """
     def add_service(_logger: Any, _method: str, event_dict: dict) -> dict:
         # A processor, not a context variable: every greenthread's lines name the service.
@@ -86,7 +72,7 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     renderer = (structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[*shared, renderer], logger_factory=lambda *_args: StdoutLogger(),
+        processors=[*shared, renderer], logger_factory=structlog.PrintLoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=True)
     handler = logging.StreamHandler(sys.stdout)

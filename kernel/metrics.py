@@ -5,7 +5,8 @@ entrypoint or subscription a sample belongs to, so a service built on the kernel
 reports all of these without code of its own.
 
 >>> HANDLED.labels(subscription="notify.ticket_events", outcome="ok").inc()
->>> b"huisheng_events_handled_total" in exposition()[0]
+>>> from prometheus_client import generate_latest
+>>> b"huisheng_events_handled_total" in generate_latest()
 True
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 
 from nameko.extensions import DependencyProvider
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -33,19 +34,9 @@ OUTBOX_PENDING = Gauge("huisheng_outbox_pending_documents", "Documents with unpu
                        ["service", "collection"])
 OUTBOX_OLDEST = Gauge("huisheng_outbox_oldest_seconds", "Age of the oldest unpublished event",
                       ["service", "collection"])
-ECHO_LATENCY = Histogram("huisheng_echo_latency_seconds",
-                         "From a ticket change to its echo being delivered, by channel", ["channel"],
-                         buckets=LATENCY_BUCKETS)
-ECHO_STAGE_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-ECHO_STAGE_LATENCY = Histogram("huisheng_echo_stage_seconds",
-                               "From a ticket change to each stage of its echo (sent, delivered, read), by channel",
-                               ["channel", "stage"], buckets=ECHO_STAGE_BUCKETS)
-SILENT_TICKETS = Gauge("huisheng_silent_tickets", "Tickets with a resident-relevant change whose echo was neither "
-                       "delivered nor accounted for in time")
 GROUP_COMMIT_SIZE = Histogram("huisheng_group_commit_writes",
                               "Writes sent to the database in one statement, by kind of write",
                               ["write"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)", ["channel", "outcome"])
 
 
 _CHILDREN: dict[tuple, object] = {}
@@ -65,11 +56,6 @@ def labelled(metric, *values: str):
     if child is None:
         child = _CHILDREN[key] = metric.labels(*values)
     return child
-
-
-def exposition() -> tuple[bytes, str]:
-    """The text format Prometheus scrapes, and its content type."""
-    return generate_latest(), CONTENT_TYPE_LATEST
 
 
 class WorkerMetrics(DependencyProvider):

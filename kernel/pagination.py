@@ -37,8 +37,8 @@ _CHECK = b"huisheng-cursor-v1"  # a checksum against edits, not a secret: the qu
 _DIGEST_BYTES = 8
 
 
-def page_limit(limit: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    """The page size a client asked for; :class:`ValidationFailed` (``limit``) unless 1..maximum.
+def page_limit(limit: Any) -> int:
+    """The page size asked for (else :data:`DEFAULT_LIMIT`); :class:`ValidationFailed` (``limit``) unless 1..MAX_LIMIT.
 
     >>> page_limit(101)
     Traceback (most recent call last):
@@ -46,13 +46,13 @@ def page_limit(limit: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMI
     kernel.errors.ValidationFailed: ('the request is not valid', {'limit': ['must be a whole number from 1 to 100']})
     """
     if limit is None or limit == "":
-        return default
+        return DEFAULT_LIMIT
     if isinstance(limit, bool):
         limit = None
     elif isinstance(limit, str) and re.fullmatch(r"[0-9]{1,6}", limit.strip()):  # not isdigit(): "²" is a digit
         limit = int(limit.strip())
-    if not isinstance(limit, int) or not 1 <= limit <= maximum:
-        raise ValidationFailed("the request is not valid", {"limit": [f"must be a whole number from 1 to {maximum}"]})
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed("the request is not valid", {"limit": [f"must be a whole number from 1 to {MAX_LIMIT}"]})
     return limit
 
 

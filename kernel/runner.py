@@ -17,8 +17,8 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # must precede every other import that touches sockets or threads
 
-import importlib  # noqa: E402
 import os  # noqa: E402
+import pkgutil  # noqa: E402
 import signal  # noqa: E402
 
 from nameko.runners import ServiceRunner  # noqa: E402
@@ -32,27 +32,15 @@ from kernel.topology import declare_all  # noqa: E402
 log = platform_logging.get_logger(__name__)
 
 
-def load_service(path: str) -> type:
-    """``"services.tickets.service:TicketsService"`` -> the class."""
-    module_name, _, class_name = path.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def web_address(name: str, settings: Settings) -> str:
-    proc = process(name)
-    if proc.is_gateway:
-        return f"{settings.gateway_host}:{settings.gateway_port}"
-    return f"{settings.http_host}:{settings.http_port or proc.default_port}"
-
-
 def main(name: str) -> int:
-    settings = Settings.from_env()
+    settings, proc = Settings.from_env(), process(name)
     platform_logging.configure(name, settings.log_level, settings.log_format)
-    service_cls = load_service(process(name).service_path)
+    service_cls = pkgutil.resolve_name(proc.service_path)  # "services.tickets.service:TicketsService"
+    address = (f"{settings.gateway_host}:{settings.gateway_port}" if proc.is_gateway
+               else f"{settings.http_host}:{settings.http_port or proc.default_port}")
     declare_all(settings)
     use_pooled_producers()
-    runner = ServiceRunner(settings.nameko_config(web_address=web_address(name, settings),
-                                                  gateway=process(name).is_gateway))
+    runner = ServiceRunner(settings.nameko_config(web_address=address, gateway=proc.is_gateway))
     runner.add_service(service_cls)
     stopping = eventlet.event.Event()
 
@@ -64,7 +52,7 @@ def main(name: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner.start()
-    log.info("process.started", listening=web_address(name, settings))
+    log.info("process.started", listening=address)
     eventlet.spawn(_watch, runner, stopping)
     if stopping.wait() == "crashed":
         return 1

@@ -1,12 +1,6 @@
-"""The broker topology, declared before anything is published.
-
-Events go to one topic exchange, routed by their type. Each subscription of
-:mod:`kernel.events` has a durable queue bound to its event types. A failing
-handler's message is parked in a retry queue whose TTL is the back-off delay;
-when the TTL expires RabbitMQ dead-letters it to ``huisheng.requeue``, which
-routes it back to its consumer's queue by name. After the last attempt the
-message goes to the consumer's dead-letter queue. An event that no queue is bound
-to lands in ``huisheng.unrouted`` instead of vanishing.
+"""The broker topology, declared before anything is published (docs/architecture.md, "Topology, declared
+first"): the events' topic exchange, a queue and a dead-letter queue per subscription of :mod:`kernel.events`,
+the retry tiers whose TTL is a back-off delay, and ``huisheng.unrouted`` for events no queue is bound to.
 
 >>> names = [q.name for q in consumer_queues((1000,))]
 >>> "huisheng.notify.ticket_events" in names and "huisheng.notify.ticket_events.dlq" in names
@@ -27,6 +21,12 @@ UNROUTED = Exchange("huisheng.unrouted", type="fanout", durable=True)
 REQUEUE = Exchange("huisheng.requeue", type="direct", durable=True)
 DEAD = Exchange("huisheng.dead", type="direct", durable=True)
 UNROUTED_QUEUE = Queue("huisheng.unrouted", exchange=UNROUTED, durable=True)
+# The headers of a message parked for a retry or dead-lettered (kernel.handlers), and of a replayed one (ops).
+ATTEMPT = "x-huisheng-attempt"
+ERROR = "x-huisheng-error"
+TRACEBACK = "x-huisheng-traceback"
+FAILED_AT = "x-huisheng-failed-at"
+REPLAYED = "x-huisheng-replayed"
 
 
 def retry_exchange(delay_ms: int) -> Exchange:
@@ -58,19 +58,14 @@ def consumer_queues(retry_delays_ms: Iterable[int]) -> list[Queue]:
     return queues
 
 
-def declare(connection: Connection, retry_delays_ms: Iterable[int]) -> list[str]:
-    """Declare every exchange, queue and binding; idempotent. Returns the queue names."""
-    channel = connection.default_channel
-    for exchange in (UNROUTED, EVENTS, REQUEUE, DEAD):
-        exchange.declare(channel=channel)
-    queues = consumer_queues(retry_delays_ms)
-    for queue in queues:
-        queue(channel).declare()
-    return [queue.name for queue in queues]
-
-
 def declare_all(settings: Settings) -> list[str]:
-    """Connect to the broker of ``settings`` and declare the whole topology."""
+    """Declare every exchange, queue and binding on the broker of ``settings``; idempotent. The queue names."""
     with Connection(settings.amqp_uri, connect_timeout=5) as connection:
         connection.ensure_connection(max_retries=3)
-        return declare(connection, settings.retry_delays_ms)
+        channel = connection.default_channel
+        for exchange in (UNROUTED, EVENTS, REQUEUE, DEAD):
+            exchange.declare(channel=channel)
+        queues = consumer_queues(settings.retry_delays_ms)
+        for queue in queues:
+            queue(channel).declare()
+        return [queue.name for queue in queues]

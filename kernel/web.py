@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from nameko.web.handlers import HttpRequestHandler
 
-from kernel.patches import DRAIN_SECONDS, GracefulWebServer
-
-__all__ = ["DRAIN_SECONDS", "HttpEntrypoint", "http"]
+from kernel.patches import GracefulWebServer
 
 
 class HttpEntrypoint(HttpRequestHandler):

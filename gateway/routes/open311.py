@@ -17,6 +17,7 @@ from functools import wraps
 from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, UnknownService
 
+from gateway.auth import Principal
 from gateway.http import (
     API_KEY_HEADER,
     CLIENT_ID_PATTERN,
@@ -31,7 +32,6 @@ from gateway.http import (
 )
 from gateway.open311 import FORMATS, comma_list, error_answer, read_form, render, request_arguments
 from gateway.openapi import allowed_methods
-from kernel.auth import Principal
 from kernel.errors import (
     BadRequest,
     Forbidden,

@@ -9,15 +9,11 @@ other is still shown — the page exists for the moment something is wrong.
 
 from __future__ import annotations
 
-import warnings
-
 from gateway.http import endpoint
 from kernel.logging import get_logger
 from kernel.web import http
 
 log = get_logger(__name__)
-
-OUTBOX_TIMEOUT_MS = 3000  # the page waits this long for the database, as `huisheng ops outbox` does
 
 # For gateway/openapi.py (as VOLUNTEER_OPERATIONS): each handler's description, Operation's keyword arguments.
 OPS_OPERATIONS: dict[str, dict] = {
@@ -45,28 +41,13 @@ def queues_overview(settings) -> dict:
 
 def outbox_overview(settings) -> dict:
     """``huisheng ops outbox --json``'s report, or why the database could not give it."""
-    from pymongo.errors import PyMongoError
+    from kernel.cli.ops import DEFAULT_MAX_LAG, OpsError, outbox_report
 
-    from kernel.cli.infra import redact
-    from kernel.cli.ops import DEFAULT_MAX_LAG, OpsError, outbox_report, resolve_mongo_uri
-
-    with warnings.catch_warnings():  # kernel.mongo imports nameko, hence eventlet and its warning
-        warnings.simplefilter("ignore")
-        from kernel.mongo import connect
     try:
-        uri = resolve_mongo_uri(settings)
+        return outbox_report(settings, DEFAULT_MAX_LAG)
     except OpsError as error:
         log.warning("ops.outbox_unavailable", error=str(error)[:300])
         return {"healthy": False, "error": str(error)}
-    client = connect(uri, timeout_ms=OUTBOX_TIMEOUT_MS)
-    try:
-        return outbox_report(client, settings, DEFAULT_MAX_LAG)
-    except PyMongoError as error:
-        reason = str(error).split(", Timeout: ")[0][:300]  # pymongo appends its whole topology description
-        log.warning("ops.outbox_unavailable", error=reason)
-        return {"healthy": False, "error": f"database {redact(uri)}: {type(error).__name__}: {reason}"}
-    finally:
-        client.close()
 
 
 class OpsRoutes:

@@ -3,21 +3,9 @@
     huisheng backup [--out FILE] [--service NAME ...] [--embedded]
     huisheng restore FILE [--drop] [--to-uri URI]
 
-* **The embedded SecantusDB** (``huisheng up`` without ``MONGO_URI``): ``backup`` asks the server for
-  ``secantusAdmin.backupArchive``, one WiredTiger checkpoint of every service's database in a ``.tar.gz``.
-  ``restore FILE.tar.gz`` is offline, as SecantusDB's ``secantus-restore-archive`` is: with the platform
-  stopped, the archive replaces ``$HUISHENG_HOME/data/mongo`` (the old directory is kept beside it).
-  ``--embedded`` starts a stopped platform's database for the duration of a backup.
-* **MongoDB** (``MONGO_URI``, production): ``mongodump``/``mongorestore --archive=FILE --gzip``. They cannot be
-  installed on the development machines: the tests check the command lines with stand-ins, and
-  docs/operations.md says how to run them by hand.
-
-``restore`` tells the archives apart by their content (a tar archive is SecantusDB's). The database is
-``--to-uri`` (restore), else ``MONGO_URI``, else that of the running ``huisheng up`` of ``$HUISHENG_HOME``.
-
-Consistency: ``mongodump`` without ``--oplog`` reads one collection after another; each service keeps a change
-and its events in one document (the outbox), so every document is whole and a restored service publishes what
-it had not yet published.
+SecantusDB's ``secantusAdmin.backupArchive`` and ``secantus-restore-archive`` (offline) for the embedded database,
+``mongodump``/``mongorestore`` for MongoDB: docs/operations.md ("Backups") tells which runs when, and why a backup
+is consistent.
 """
 
 from __future__ import annotations
@@ -107,9 +95,9 @@ def run_tool(argv: list[str], uri: str) -> None:
         raise BackupError(f"{argv[0]} failed with exit status {done.returncode} against {redact(uri)}")
 
 
-def default_backup_path(home: Path, secantus: bool, now: datetime | None = None) -> Path:
+def default_backup_path(home: Path, secantus: bool) -> Path:
     """``$HUISHENG_HOME/backups/huisheng-<UTC time>.secantus.tar.gz`` (or ``.archive.gz`` for mongodump)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Path(home) / "backups" / f"huisheng-{stamp}.{'secantus.tar.gz' if secantus else 'archive.gz'}"
 
 

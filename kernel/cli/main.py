@@ -45,9 +45,9 @@ DEFAULT_STOP_TIMEOUT = 10.0
 EXIT_NOT_RUNNING = 3  # as LSB init scripts' "status": program is not running
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings() -> Settings:
     """Settings from the environment, with HUISHENG_HOME made absolute (children and daemons share it)."""
-    settings = Settings.from_env(environ)
+    settings = Settings.from_env()
     return replace(settings, home=settings.home.absolute())
 
 
@@ -139,7 +139,6 @@ class StandIn:
     module: str
     default_port: int
     url_variable: str  # the setting that names the provider
-    setting: str  # the Settings field of that URL
     journal: bool = False  # keeps a journal in $HUISHENG_HOME/data (what it was asked to send)
 
     def spec(self, settings: Settings, environ: Mapping[str, str]) -> ChildSpec:
@@ -152,13 +151,13 @@ class StandIn:
 
 
 STAND_INS: tuple[StandIn, ...] = (
-    StandIn("sms", "standins.sms", 8190, "SMS_PROVIDER_URL", "sms_provider_url", journal=True),
-    StandIn("wechat", "standins.wechat", 8191, "WECHAT_API_URL", "wechat_api_url"),
+    StandIn("sms", "standins.sms", 8190, "SMS_PROVIDER_URL", journal=True),
+    StandIn("wechat", "standins.wechat", 8191, "WECHAT_API_URL"),
 )
 
 
-def platform_plan(settings: Settings, environ: Mapping[str, str], processes: Sequence[Process] = PROCESSES,
-                  infra_enabled: bool = True, stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+def platform_plan(settings: Settings, environ: Mapping[str, str], infra_enabled: bool = True,
+                  stop_timeout: float = DEFAULT_STOP_TIMEOUT,
                   scale: Mapping[str, int] | None = None) -> tuple[Settings, list[ChildSpec]]:
     """The settings children get and the specs to supervise (the database and the stand-ins first if we run them).
 
@@ -172,12 +171,10 @@ def platform_plan(settings: Settings, environ: Mapping[str, str], processes: Seq
     for stand_in in STAND_INS:
         if infra_enabled and not environ.get(stand_in.url_variable):  # else: the provider configured
             specs.append(stand_in.spec(settings, environ))
-            # notify reaches the provider through its URL setting: point it at the stand-in.
-            url = f"{specs[-1].address}/"
-            environ = {**environ, stand_in.url_variable: url}
-            settings = replace(settings, **{stand_in.setting: url})
+            # notify reaches the provider through its URL setting: point the children's at the stand-in.
+            environ = {**environ, stand_in.url_variable: f"{specs[-1].address}/"}
     specs += [process_spec(p, settings, environ, stop_timeout, n)
-              for p in processes for n in range(1, scale.get(p.name, 1) + 1)]
+              for p in PROCESSES for n in range(1, scale.get(p.name, 1) + 1)]
     return settings, specs
 
 
@@ -226,7 +223,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.procfile:
         specs = procfile_specs(args.procfile, settings, os.environ)
     else:
-        settings, specs = platform_plan(settings, os.environ, PROCESSES, not args.no_infra, args.stop_timeout, scale)
+        settings, specs = platform_plan(settings, os.environ, not args.no_infra, args.stop_timeout, scale)
     if not args.no_infra:
         infra.ensure_broker(settings.amqp_uri, say=say)
         if any(s.name == DB_NAME for s in specs) and infra.find_secantusd() is None:

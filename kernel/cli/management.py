@@ -30,11 +30,7 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class ManagementError(Exception):
-    """The management API answered, but not with what was asked (401, 404, 500 ...)."""
-
-
-class ManagementUnavailable(ManagementError):
-    """The management API did not answer at all (refused, timed out, not HTTP)."""
+    """The management API did not answer (refused, timed out, not HTTP), or not with what was asked (401, 404 ...)."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +97,10 @@ class ManagementClient:
         try:
             response = self.session.request(method, self._url(*parts), timeout=self.timeout, **kwargs)
         except requests.Timeout as error:
-            raise ManagementUnavailable(f"the RabbitMQ management API at {self.endpoint.api} did not answer "
-                                        f"within {self.timeout:g} s") from error
+            raise ManagementError(f"the RabbitMQ management API at {self.endpoint.api} did not answer "
+                                  f"within {self.timeout:g} s") from error
         except requests.RequestException as error:
-            raise ManagementUnavailable(
+            raise ManagementError(
                 f"the RabbitMQ management API at {self.endpoint.api} is unreachable ({_reason(error)}); "
                 "is the rabbitmq_management plugin enabled? (set RABBITMQ_MANAGEMENT_URL if it is elsewhere)"
             ) from error
@@ -113,8 +109,8 @@ class ManagementClient:
         try:
             return response.json() if response.content else None
         except ValueError as error:
-            raise ManagementUnavailable(f"{self.endpoint.api} answered something that is not the RabbitMQ "
-                                        "management API (not JSON)") from error
+            raise ManagementError(f"{self.endpoint.api} answered something that is not the RabbitMQ "
+                                  "management API (not JSON)") from error
 
     def _describe(self, response: requests.Response, what: str) -> str:
         try:

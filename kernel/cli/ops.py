@@ -42,14 +42,6 @@ if TYPE_CHECKING:
 # Every command of the CLI builds this module's parser, so only light modules are imported above: kombu,
 # requests, pymongo (kernel.ledger imports it) and the event catalogue are imported by the functions that use them.
 
-# Header names of kernel.handlers, repeated: importing that module would load nameko and eventlet
-# (half a second and a deprecation warning) into every CLI command. A unit test holds them equal.
-ATTEMPT = "x-huisheng-attempt"
-ERROR = "x-huisheng-error"
-TRACEBACK = "x-huisheng-traceback"
-FAILED_AT = "x-huisheng-failed-at"
-REPLAYED = "x-huisheng-replayed"
-
 PLATFORM_PREFIX = "huisheng."  # every queue kernel.topology declares
 RPC_PREFIX = "rpc-"  # nameko's service queues: rpc-<service>
 EXIT_OK, EXIT_PROBLEM, EXIT_CANNOT_CHECK = 0, 1, 2
@@ -254,9 +246,7 @@ def cmd_queues(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _when(value: Any) -> str | None:
-    """A header time (ISO text, epoch seconds from the management API, or a datetime) as ISO text."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    """A header time (ISO text, or epoch seconds from the management API) as ISO text."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC).isoformat()
     return str(value) if value else None
@@ -280,6 +270,7 @@ def describe_dead_letter(message: Mapping) -> dict:
     Addresses, names and mobile numbers are masked as in the logs.
     """
     from kernel.logging import mask_text, mask_value
+    from kernel.topology import ATTEMPT, ERROR, FAILED_AT, REPLAYED, TRACEBACK
 
     properties = message.get("properties") or {}
     headers = properties.get("headers") or {}
@@ -345,6 +336,8 @@ def cmd_dlq_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def replay_headers(headers: Mapping | None) -> dict:
     """The headers of a replayed copy: a fresh first attempt, one more replay, no stale failure."""
+    from kernel.topology import ATTEMPT, ERROR, FAILED_AT, REPLAYED, TRACEBACK
+
     kept = {key: value for key, value in (headers or {}).items() if key not in (ERROR, TRACEBACK, FAILED_AT)}
     return {**kept, ATTEMPT: 1, REPLAYED: _int(kept.get(REPLAYED), 0) + 1}
 
@@ -503,24 +496,39 @@ def outbox_collections(database: Any) -> list[str]:
             if name not in (LEDGER, CHECKPOINTS) and OUTBOX_INDEX in database[name].index_information()]
 
 
-def outbox_report(client: Any, settings: Settings, max_lag: float, now: datetime | None = None) -> dict:
-    """Every outbox collection of every service's database, with what the broker has not confirmed.
+def outbox_report(settings: Settings, max_lag: float) -> dict:
+    """Every outbox collection of every service's database, with what the broker has not confirmed (OpsError
+    if there is no database, or it does not answer).
 
     A document keeps its events after they are published; :func:`kernel.ledger.unpublished` (the question
     the relay asks) tells the events written after the collection's resume point, in commit order, that the
     ledger does not list.
     """
+    import warnings
+
+    with warnings.catch_warnings():  # kernel.mongo imports nameko, hence eventlet and its warning
+        warnings.simplefilter("ignore")
+        from kernel.mongo import connect
+    from pymongo.errors import PyMongoError
+
+    from kernel.cli.infra import redact
     from kernel.ledger import unpublished
     from kernel.platform import PROCESSES
 
-    now = now or datetime.now(UTC)
-    rows = []
-    for process in (p for p in PROCESSES if not p.is_gateway):  # the gateway owns no database
-        database = client[settings.database_name(process.name)]
-        for name in outbox_collections(database) or [None]:  # a service without an outbox still gets its line
-            found = backlog(unpublished(database, name) if name else (), now)
-            rows.append({"service": process.name, "database": database.name, "collection": name, **found,
-                         "lagging": found["lag_seconds"] > max_lag})
+    uri = resolve_mongo_uri(settings)
+    client, now, rows = connect(uri, timeout_ms=3000), datetime.now(UTC), []
+    try:
+        for process in (p for p in PROCESSES if not p.is_gateway):  # the gateway owns no database
+            database = client[settings.database_name(process.name)]
+            for name in outbox_collections(database) or [None]:  # a service without an outbox still gets its line
+                found = backlog(unpublished(database, name) if name else (), now)
+                rows.append({"service": process.name, "database": database.name, "collection": name, **found,
+                             "lagging": found["lag_seconds"] > max_lag})
+    except PyMongoError as error:
+        reason = str(error).split(", Timeout: ")[0][:300]  # pymongo appends its whole topology description
+        raise OpsError(f"database {redact(uri)}: {type(error).__name__}: {reason}") from error
+    finally:
+        client.close()
     return {"max_lag_seconds": max_lag, "healthy": not any(row["lagging"] for row in rows), "outboxes": rows}
 
 
@@ -536,26 +544,7 @@ def format_outbox(report: Mapping) -> str:
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     """``ops outbox``: 0 every relay keeps up, 1 one lags more than --max-lag, 2 no database."""
-    import warnings
-
-    with warnings.catch_warnings():  # kernel.mongo imports nameko, hence eventlet and its warning
-        warnings.simplefilter("ignore")
-        from kernel.mongo import connect
-    from pymongo.errors import PyMongoError
-
-    from kernel.cli.infra import redact
-
-    uri = resolve_mongo_uri(settings)
-    client = connect(uri, timeout_ms=3000)
-    try:
-        report = outbox_report(client, settings, args.max_lag)
-    except PyMongoError as error:
-        # pymongo appends its whole topology description: the first clause says what happened.
-        reason = str(error).split(", Timeout: ")[0][:300]
-        raise OpsError(f"database {redact(uri)}: {type(error).__name__}: {reason}") from error
-    finally:
-        client.close()
-    return emit(args, report, format_outbox)
+    return emit(args, outbox_report(settings, args.max_lag), format_outbox)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -625,10 +614,3 @@ def register(commands: Any) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=dispatch)
-
-
-def run(argv: list[str], settings: Settings | None = None) -> int:
-    """``huisheng ops ARGV`` with the given settings (else the environment's); returns the exit code."""
-    parser = argparse.ArgumentParser(prog="huisheng ops")
-    add_arguments(parser)
-    return dispatch(parser.parse_args(argv), settings)

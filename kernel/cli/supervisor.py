@@ -1,20 +1,10 @@
-"""``huisheng up``'s runner: supervisord runs the processes; this module keeps the platform's own part.
+"""``huisheng up``'s runner: supervisord (PyPI ``supervisor``) spawns, logs, restarts and stops the processes;
+this module keeps the platform's own part, as docs/architecture.md tells: starting them layer by layer behind
+their health probes, the run state ``$HUISHENG_HOME/run/platform.json`` for ``status`` and ``down`` in other
+shells, and stopping the platform (exit 1) when an essential child is given up on.
 
-supervisord (PyPI ``supervisor``) spawns each child in its own process group, writes its log, restarts it
-when it dies, gives up on it visibly (state FATAL) and stops it with SIGTERM, then SIGKILL after
-``stop_timeout``. What it does not know stays here:
-
-* **health gating**: every program is declared ``autostart=false`` and started over XML-RPC layer by layer
-  (database and stand-ins, then services, then the gateway), each layer once the previous one answers its
-  health probe; it stops the other way round.
-* **the run state**, ``$HUISHENG_HOME/run/platform.json``: pids, restarts and health for ``status`` and
-  ``down`` in other shells.
-* **an essential child given up on stops the platform** (exit 1), so it never looks half alive.
-
-The restart policy is supervisord's: a child that exits within ``HUISHENG_START_SECONDS`` (10) of its start
-is tried again after 1 s, 2 s, 3 s ... until ``HUISHENG_RESTART_LIMIT`` (5) failures in a row ("gave up");
-one that ran longer is started again at once. Every spawn goes through :func:`launch`, which counts it:
-supervisord keeps no count, and polling its state would miss a child that crashes between two polls.
+Every spawn goes through :func:`launch`, which counts it: supervisord keeps no count, and polling its state
+would miss a child that crashes between two polls.
 """
 
 from __future__ import annotations
@@ -215,14 +205,14 @@ def http_health(address: str, timeout: float = 1.0, paths: Sequence[str] = ("/he
     return True, f"GET {', '.join(paths)} -> 200"
 
 
-def probe(health: str, address: str | None, timeout: float = 1.0) -> tuple[bool, str]:
-    """Probe one child's readiness according to its ``health`` kind."""
+def probe(health: str, address: str | None) -> tuple[bool, str]:
+    """Probe one child's readiness according to its ``health`` kind (a second at most)."""
     if health in ("http", "live") and address:
-        return http_health(address, timeout, ("/health", "/ready") if health == "http" else ("/health",))
+        return http_health(address, 1.0, ("/health", "/ready") if health == "http" else ("/health",))
     if health == "mongo" and address:
         from kernel.cli.infra import mongo_ping  # lazy: pymongo is slow to import
 
-        return (True, "ping ok") if mongo_ping(address, timeout) else (False, "no answer to ping")
+        return (True, "ping ok") if mongo_ping(address, 1.0) else (False, "no answer to ping")
     return True, "not probed"
 
 

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from kernel.envelope import Envelope
-from kernel.metrics import ECHO_LATENCY, ECHO_STAGE_LATENCY, ECHOES, labelled
+from kernel.metrics import LATENCY_BUCKETS, labelled
+
+# notify's own metrics, on every process's /metrics beside kernel.metrics's.
+ECHO_LATENCY = Histogram("huisheng_echo_latency_seconds",
+                         "From a ticket change to its echo being delivered, by channel", ["channel"],
+                         buckets=LATENCY_BUCKETS)
+ECHO_STAGE_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+ECHO_STAGE_LATENCY = Histogram("huisheng_echo_stage_seconds",
+                               "From a ticket change to each stage of its echo (sent, delivered, read), by channel",
+                               ["channel", "stage"], buckets=ECHO_STAGE_BUCKETS)
+SILENT_TICKETS = Gauge("huisheng_silent_tickets", "Tickets with a resident-relevant change whose echo was neither "
+                       "delivered nor accounted for in time")
+ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)", ["channel", "outcome"])
 
 
 def outcome_event(echo: dict, kind: str, channel: str, at: datetime, reason: str | None = None) -> Envelope:

@@ -28,7 +28,7 @@ from kernel.handlers import handles
 from kernel.health import HealthEndpoints
 from kernel.idempotency import idempotent
 from kernel.logging import get_logger
-from kernel.metrics import ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, labelled
+from kernel.metrics import labelled
 from kernel.mongo import Mongo
 from kernel.outbox import Outbox
 from kernel.pagination import decode_cursor, page, page_limit
@@ -65,7 +65,7 @@ from services.notify.fallback import (
     record_send,
     skip,
 )
-from services.notify.outcomes import observe, outcome_events, template_of
+from services.notify.outcomes import ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, observe, outcome_events, template_of
 from services.notify.preferences import deferral, normalised
 from services.notify.receipts import Receipt, parse, verified
 from services.notify.reports import latency, silent_items

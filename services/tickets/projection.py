@@ -31,7 +31,7 @@ from nameko.extensions import DependencyProvider
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from kernel.ledger import EVERY_WRITE, FALLBACK_LOOKBACK, ResumePointLost, next_changes, open_stream
+from kernel.ledger import FALLBACK_LOOKBACK, ResumePointLost, next_changes, open_stream
 from kernel.logging import get_logger
 from services.tickets.readmodel import ReadModel
 
@@ -42,6 +42,11 @@ MIN_FOLD_BATCH = 10  # ... and at least, however slow the database is
 FOLD_SECONDS = 5.0  # one fold's deadline (pymongo.timeout): past it, the batch is read again next round
 FOLD_INTERVAL = 0.5  # seconds between two folds (the service's timer)
 LEASE_SECONDS = 10.0  # a folder that stopped renewing (killed) is replaced after this long
+# Every write of a ticket, whatever it carries (kernel.ledger's stream keeps only those with outbox events).
+EVERY_WRITE = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace", "delete"]}}},
+    {"$project": {"operationType": 1, "clusterTime": 1, "wallTime": 1, "documentKey": 1}},
+]
 log = get_logger(__name__)
 
 

@@ -40,7 +40,7 @@ from kernel.errors import Conflict, NotFound, ServiceUnavailable, ValidationFail
 from kernel.events import current_version
 from kernel.handlers import handles
 from kernel.health import HealthEndpoints
-from kernel.idempotency import CONTEXT_KEY, idempotent
+from kernel.idempotency import idempotent
 from kernel.logging import get_logger
 from kernel.mongo import Mongo
 from kernel.outbox import OUTBOX, Outbox
@@ -213,15 +213,15 @@ class VolunteersService(HealthEndpoints):
         if rejected:
             return {"imported": 0, "created": 0, "updated": 0, "rejected": rejected}
         created = 0
-        key = self.context._data.get(CONTEXT_KEY)
+        key = self.context.idempotency_key
         for row in good:
             # Each row's directory call gets its own key: a retried import adds nobody twice.
             if key:
-                self.context._data[CONTEXT_KEY] = f"{key}:{row['row']}"
+                self.context.idempotency_key = f"{key}:{row['row']}"
             registration = {**{k: v for k, v in row.items() if k != "row"}, "exceptions": [], "status": "active"}
             created += self._register(community, registration)["created"]
         if key:
-            self.context._data[CONTEXT_KEY] = key
+            self.context.idempotency_key = key
         log.info("volunteers.imported", community=community, rows=len(good), created=created,
                  actor=actor.get("subject") if isinstance(actor, dict) else actor)
         return {"imported": len(good), "created": created, "updated": len(good) - created, "rejected": []}

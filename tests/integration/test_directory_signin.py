@@ -20,7 +20,7 @@ import requests
 from argon2 import PasswordHasher
 from nameko.testing.services import entrypoint_hook
 
-from kernel.auth import verify_token
+from gateway.auth import verify_token
 from kernel.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from services.directory.credentials import revoked_filter
 from services.directory.people import Address, Person

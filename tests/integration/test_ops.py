@@ -15,6 +15,7 @@ import pytest
 from kombu import Connection, Producer
 
 from kernel.cli import ops
+from kernel.cli.main import build_parser
 from kernel.config import Settings
 from kernel.envelope import Envelope, utcnow
 from kernel.events import SUBSCRIPTIONS, subscription
@@ -23,7 +24,7 @@ from kernel.ledger import CHECKPOINTS, OUTBOX, SINCE, STAGED, ensure_ledger_inde
 from kernel.mongo import Mongo
 from kernel.outbox import ensure_indexes, with_events
 from kernel.platform import PROCESSES
-from kernel.topology import DEAD, REQUEUE
+from kernel.topology import DEAD, REPLAYED, REQUEUE
 from tests.conftest import ROOT, free_port
 from tests.support.broker import depth, drain, publish_event
 from tests.support.events import ticket_received
@@ -72,7 +73,7 @@ OTHERS = [ignoring(name) for name in sorted({sub.service for sub in SUBSCRIPTION
 
 def run_ops(capsys, settings: Settings, *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()
-    code = ops.run(list(argv), settings)
+    code = ops.dispatch(build_parser().parse_args(["ops", *argv]), settings)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -154,7 +155,7 @@ def test_replay_resets_the_attempts_and_counts_replays(settings, capsys):
     assert code == 0 and "replayed 1 message(s)" in out
     [(body, headers)] = drain(settings.amqp_uri, SUB.queue)
     assert body == event.to_wire()
-    assert headers[ATTEMPT] == 1 and headers[ops.REPLAYED] == 1
+    assert headers[ATTEMPT] == 1 and headers[REPLAYED] == 1
     assert ERROR not in headers and TRACEBACK not in headers
     assert depth(settings.amqp_uri, SUB.dead_letter_queue) == 0
 

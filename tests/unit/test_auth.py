@@ -1,4 +1,4 @@
-"""Bearer tokens: what the CLI signs, the gateway must accept, and nothing else."""
+"""Bearer tokens: what the CLI signs (kernel.auth), the gateway must accept (gateway.auth), and nothing else."""
 
 import dataclasses
 import time
@@ -6,17 +6,10 @@ import time
 import jwt
 import pytest
 
-from kernel.auth import (
-    ISSUER,
-    ROLES,
-    TOKEN_ROLES,
-    AuthError,
-    Principal,
-    issue_token,
-    token_from_header,
-    verify_token,
-)
+from gateway.auth import Principal, token_from_header, verify_token
+from kernel.auth import ISSUER, ROLES, TOKEN_ROLES, issue_token
 from kernel.config import Settings
+from kernel.errors import Unauthorized
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 SETTINGS = Settings(secret=SECRET, community="xingqiao")
@@ -57,7 +50,7 @@ def test_principal_is_immutable():
 def test_expired_token_is_refused_with_token_expired():
     token = issue_token(SETTINGS, "resident", "r-1", ttl=60, now=time.time() - 3600)
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == "token_expired"
@@ -69,7 +62,7 @@ def test_a_remembered_token_still_expires(monkeypatch):
     later = time.time() + 60 + 10  # past its expiry and the leeway
     monkeypatch.setattr(time, "time", lambda: later)
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == "token_expired"
@@ -80,7 +73,7 @@ def test_a_remembered_token_is_not_valid_under_another_secret():
     assert verify_token(SETTINGS, token).role == "admin"
     rotated = Settings(secret="the-rotated-secret-that-is-long-enough!!", community="xingqiao")
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(rotated, token)
 
     assert caught.value.code == "token_invalid"
@@ -90,7 +83,7 @@ def test_token_signed_with_another_secret_is_invalid():
     other = Settings(secret="another-secret-that-is-also-long-enough!!")
     token = issue_token(other, "admin", "intruder")
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == "token_invalid"
@@ -102,7 +95,7 @@ def test_tampered_payload_is_invalid():
         b'{"sub":"r-1","role":"admin","iat":1,"exp":9999999999,"iss":"huisheng"}'
     ).decode()
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, f"{header}.{forged_payload}.{signature}")
 
     assert caught.value.code == "token_invalid"
@@ -118,7 +111,7 @@ def test_unsigned_alg_none_token_is_invalid():
     }
     token = jwt.encode(claims, key=None, algorithm="none")
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == "token_invalid"
@@ -134,7 +127,7 @@ def test_correctly_signed_token_with_unknown_role_is_invalid():
     claims = {"sub": "m-1", "role": "mayor", "iat": now, "exp": now + 60, "iss": ISSUER}
     token = jwt.encode(claims, SECRET, algorithm="HS256")
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == "token_invalid"
@@ -145,7 +138,7 @@ def test_token_of_another_issuer_is_invalid():
     now = int(time.time())
     claims = {"sub": "x", "role": "admin", "iat": now, "exp": now + 60, "iss": "someone-else"}
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
 
     assert caught.value.code == "token_invalid"
@@ -154,7 +147,7 @@ def test_token_of_another_issuer_is_invalid():
 def test_token_without_expiry_is_invalid():
     claims = {"sub": "x", "role": "admin", "iat": int(time.time()), "iss": ISSUER}
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
 
     assert caught.value.code == "token_invalid"
@@ -162,7 +155,7 @@ def test_token_without_expiry_is_invalid():
 
 @pytest.mark.parametrize("token", ["", "not-a-jwt", "a.b.c"])
 def test_missing_or_garbage_token(token):
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, token)
 
     assert caught.value.code == ("token_missing" if token == "" else "token_invalid")
@@ -179,7 +172,7 @@ def test_token_from_header():
     assert token_from_header("Bearer abc.def.ghi") == "abc.def.ghi"
     assert token_from_header("bearer   xyz ") == "xyz"
     for header in (None, "", "Basic dXNlcjpwYXNz", "Bearer "):
-        with pytest.raises(AuthError) as caught:
+        with pytest.raises(Unauthorized) as caught:
             token_from_header(header)
         assert caught.value.code == "token_missing"
 
@@ -195,7 +188,7 @@ def test_a_token_claiming_integrator_is_invalid():
     now = int(time.time())
     claims = {"sub": "k", "role": "integrator", "iat": now, "exp": now + 60, "iss": ISSUER}
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
 
     assert caught.value.code == "token_invalid"
@@ -227,7 +220,7 @@ def test_malformed_grid_claim_is_invalid():
     now = int(time.time())
     claims = {"sub": "x", "role": "grid_worker", "grids": "g3", "iat": now, "exp": now + 60, "iss": ISSUER}
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(Unauthorized) as caught:
         verify_token(SETTINGS, jwt.encode(claims, SECRET, algorithm="HS256"))
 
     assert caught.value.code == "token_invalid"
@@ -248,6 +241,6 @@ def test_a_home_claim_that_is_not_a_string_is_invalid():
               "exp": int(time.time()) + 600, "grids": [], "teams": [], "home": ["b03"]}
     token = jwt.encode(claims, SETTINGS.secret, algorithm="HS256")
 
-    with pytest.raises(AuthError) as error:
+    with pytest.raises(Unauthorized) as error:
         verify_token(SETTINGS, token)
     assert error.value.code == "token_invalid"

@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from kernel.auth import verify_token
+from gateway.auth import verify_token
 from kernel.cli import infra
 from kernel.cli.main import (
     check_ports_free,
@@ -389,8 +389,7 @@ def test_plan_runs_the_sms_standin_beside_the_database_and_points_notify_at_it(m
                         "--journal", str(journal))
     assert (sms.layer, sms.health, sms.address) == (0, "live", "http://127.0.0.1:19190")
     assert sms.env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)  # `-m standins.sms` imports from this checkout
-    assert settings.sms_provider_url == "http://127.0.0.1:19190/"
-    for process in PROCESSES:
+    for process in PROCESSES:  # the children's setting names the stand-in
         assert by_name[process.name].env["SMS_PROVIDER_URL"] == "http://127.0.0.1:19190/"
 
 
@@ -431,11 +430,10 @@ def test_a_taken_sms_port_fails_clearly(monkeypatch):
 
 def test_the_wechat_standin_runs_unless_a_wechat_api_is_named(monkeypatch):
     monkeypatch.setenv("HUISHENG_PORT_WECHAT", "19191")
-    settings, specs = platform_plan(load_settings(), os.environ)
+    _, specs = platform_plan(load_settings(), os.environ)
     wechat = next(s for s in specs if s.name == "wechat")
     assert wechat.argv[1:] == ("-m", "standins.wechat", "--host", "127.0.0.1", "--port", "19191")
     assert not wechat.essential and wechat.layer == 0
-    assert settings.wechat_api_url == "http://127.0.0.1:19191/"
     assert all(s.env["WECHAT_API_URL"] == "http://127.0.0.1:19191/" for s in specs if s.env and s.layer > 0)
 
     monkeypatch.setenv("WECHAT_API_URL", "https://api.weixin.qq.com")

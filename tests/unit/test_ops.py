@@ -15,11 +15,12 @@ import requests
 
 from kernel.cli import management, ops
 from kernel.cli.main import build_parser, main
-from kernel.cli.management import Endpoint, ManagementClient, ManagementError, ManagementUnavailable, endpoint_for
+from kernel.cli.management import Endpoint, ManagementClient, ManagementError, endpoint_for
 from kernel.cli.supervisor import process_identity, write_state
 from kernel.config import Settings
 from kernel.events import SUBSCRIPTIONS
 from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX, OUTBOX_INDEX, SINCE, STAGED
+from kernel.topology import ATTEMPT, ERROR, FAILED_AT, REPLAYED, TRACEBACK
 from tests.conftest import ROOT
 
 RETRY = (200, 1000)
@@ -68,13 +69,6 @@ def by_name(rows):
 
 
 # --------------------------------------------------------------------------- kept equal to the kernel
-
-
-def test_header_names_are_those_of_the_reliable_handler():
-    from kernel import handlers
-
-    assert (ops.ATTEMPT, ops.ERROR, ops.TRACEBACK, ops.FAILED_AT) == (
-        handlers.ATTEMPT, handlers.ERROR, handlers.TRACEBACK, handlers.FAILED_AT)
 
 
 def test_outbox_names_are_those_of_the_relay():
@@ -269,8 +263,8 @@ TRACE = ("Traceback (most recent call last):\n  File \"nameko/containers.py\", l
          "    result = method(*worker_ctx.args)\n  File \"services/notify/service.py\", line 40, in on_ticket_event\n"
          "    raise RuntimeError(\"the SMS gateway is down\")\n    ^^^^^^^^^^^^^^^^^^\n\n"
          "RuntimeError: the SMS gateway is down\n")
-FAILED = {ops.ATTEMPT: 3, ops.ERROR: "RuntimeError: the SMS gateway is down", ops.TRACEBACK: TRACE,
-          ops.FAILED_AT: "2026-11-26T08:00:02.123000+00:00"}
+FAILED = {ATTEMPT: 3, ERROR: "RuntimeError: the SMS gateway is down", TRACEBACK: TRACE,
+          FAILED_AT: "2026-11-26T08:00:02.123000+00:00"}
 
 
 def test_a_dead_letter_is_described_with_its_failure_and_a_masked_payload():
@@ -290,7 +284,7 @@ def test_a_message_the_broker_rejected_is_explained_by_its_x_death():
     death = [{"reason": "rejected", "queue": NOTIFY, "count": 1, "exchange": "huisheng.events",
               "time": 1_795_680_000, "routing-keys": ["ticket.received"]}]
     raw = base64.b64encode(b"\xff not json").decode()
-    entry = ops.describe_dead_letter(dead_letter({"x-death": death, ops.ATTEMPT: 1}, raw, encoding="base64"))
+    entry = ops.describe_dead_letter(dead_letter({"x-death": death, ATTEMPT: 1}, raw, encoding="base64"))
     assert entry["error"] == f"dead-lettered by the broker: rejected from {NOTIFY}"
     assert entry["failed_at"] == datetime.fromtimestamp(1_795_680_000, UTC).isoformat()
     assert entry["body_problem"].startswith("undecodable body")
@@ -316,9 +310,9 @@ def test_the_listing_shows_error_attempts_the_innermost_frames_and_no_raw_addres
 
 
 def test_replayed_headers_start_a_fresh_attempt_and_count_replays():
-    headers = {**FAILED, "x-custom": "kept", ops.REPLAYED: 1}
-    assert ops.replay_headers(headers) == {"x-custom": "kept", ops.ATTEMPT: 1, ops.REPLAYED: 2}
-    assert ops.replay_headers(None) == {ops.ATTEMPT: 1, ops.REPLAYED: 1}
+    headers = {**FAILED, "x-custom": "kept", REPLAYED: 1}
+    assert ops.replay_headers(headers) == {"x-custom": "kept", ATTEMPT: 1, REPLAYED: 2}
+    assert ops.replay_headers(None) == {ATTEMPT: 1, REPLAYED: 1}
 
 
 class Terminal(io.StringIO):
@@ -374,14 +368,14 @@ def response(status: int, body: bytes) -> requests.Response:
 
 
 @pytest.mark.parametrize("answer,error,message", [
-    (requests.ConnectionError("... [Errno 111] Connection refused')"), ManagementUnavailable,
+    (requests.ConnectionError("... [Errno 111] Connection refused')"), ManagementError,
      r"unreachable \(\[Errno 111\] Connection refused\).*RABBITMQ_MANAGEMENT_URL"),
-    (requests.ReadTimeout("slow"), ManagementUnavailable, "did not answer within 5 s"),
+    (requests.ReadTimeout("slow"), ManagementError, "did not answer within 5 s"),
     (response(401, b'{"error":"not_authorized","reason":"Login failed"}'), ManagementError,
      "refused user 'guest' \\(401 Login failed\\)"),
     (response(404, b'{"error":"Object Not Found","reason":"Not Found"}'), ManagementError, "not found"),
     (response(500, b"oops"), ManagementError, "answered 500"),
-    (response(200, b"<html>"), ManagementUnavailable, "not JSON"),
+    (response(200, b"<html>"), ManagementError, "not JSON"),
 ])
 def test_management_errors_say_what_went_wrong(monkeypatch, answer, error, message):
     client = ManagementClient(endpoint_for("amqp://127.0.0.1/"))

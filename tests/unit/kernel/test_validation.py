@@ -49,7 +49,5 @@ def test_nested_errors_keep_their_position():
 def test_validation_failed_body_carries_the_details():
     with pytest.raises(ValidationFailed) as caught:
         load(Body(), {})
-    assert caught.value.to_dict() == {
-        "code": "validation_failed", "message": "the request is not valid",
-        "details": {"name": ["Missing data for required field."]},
-    }
+    assert (caught.value.code, caught.value.message, caught.value.details) == (
+        "validation_failed", "the request is not valid", {"name": ["Missing data for required field."]})
