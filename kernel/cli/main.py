@@ -304,7 +304,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         token = issue_token(settings, args.role, args.subject, args.community, args.ttl, args.name, grids=args.grid,
-                            teams=args.team)
+                            teams=args.team, home=args.home)
     except ValueError as exc:
         complain(f"token: {exc}")
         return 2
@@ -368,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a grid the bearer works (repeatable; `grids` claim)")
     token.add_argument("--team", action="append", default=[], metavar="T",
                        help="a volunteer team of the bearer (repeatable)")
+    token.add_argument("--home", metavar="BUILDING",
+                       help="a resident's home building (`home` claim: places their tickets without a directory call)")
     token.set_defaults(func=cmd_token)
 
     service = commands.add_parser("service", help="run one process in the foreground")

@@ -116,6 +116,14 @@ def test_token_without_grids_or_teams_has_empty_claims(capsys):
 
     claims = jwt.decode(capsys.readouterr().out.strip(), options={"verify_signature": False})
     assert (claims["grids"], claims["teams"]) == ([], [])
+    assert "home" not in claims
+
+
+def test_token_carries_a_residents_home_building(capsys):
+    assert main(["token", "--role", "resident", "--subject", "r-3", "--home", "b03"]) == 0
+
+    principal = verify_token(Settings(secret=SECRET), capsys.readouterr().out.strip())
+    assert (principal.home, principal.viewer()["home"]) == ("b03", "b03")
 
 
 def test_token_refuses_the_integrator_role(capsys):
