@@ -468,7 +468,8 @@ class TicketsService(HealthEndpoints):
             self.outbox.flush_soon(SLA_MARKS, key, events)
         today = now.astimezone(SHANGHAI).date()
         # The next year's arrangement is published in November: from December on, its absence is worth a warning.
-        MISSING.report(calendar, [today.year, today.year + 1] if today.month == 12 else [today.year])
+        years = [today.year, today.year + 1] if today.month == 12 else [today.year]
+        MISSING.report(calendar, years, read_at=CALENDARS_CACHE.read_at(calendar))
         return len(fired.marks)
 
     @rpc

@@ -33,6 +33,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
@@ -114,7 +115,7 @@ def first_look(ticket: Ticket, catalogue: Catalogue, calendar: WorkingCalendar) 
     running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
     upcoming = next_check(running, calendar, ticket.created_at, percents_of(catalogue))
     if calendar.missing_seen:
-        MISSING.report(calendar)
+        MISSING.report(calendar, read_at=CALENDARS_CACHE.read_at(calendar))
     return next_at_for_write(upcoming) if upcoming is not None else {}
 
 
@@ -188,25 +189,39 @@ def _calendar_fields(document: dict) -> dict:
 
 
 class CalendarCache:
-    """The working calendar of one database, read at most every :data:`CALENDAR_SECONDS` per process."""
+    """The working calendar of one database, read at most every :data:`CALENDAR_SECONDS` per process.
 
-    def __init__(self, seconds: float = CALENDAR_SECONDS) -> None:
-        self.seconds = seconds
+    A read that a PUT overtook (``forget`` while it was reading) is used once but not kept, and
+    :meth:`read_at` lets the missing-year warning tell such a stale calendar from a current one.
+    """
+
+    def __init__(self, missing: MissingYears, seconds: float = CALENDAR_SECONDS) -> None:
+        self.missing, self.seconds = missing, seconds
         self._cached: dict[str, tuple[float, WorkingCalendar]] = {}
+        self._forgotten: dict[str, int] = {}  # per database, how many times forget was called
+        self._read_at: WeakKeyDictionary[WorkingCalendar, float] = WeakKeyDictionary()
 
     def get(self, db: Database, catalogue: Catalogue) -> WorkingCalendar:
         loaded = self._cached.get(db.name)
         if loaded is not None and time.monotonic() - loaded[0] < self.seconds:
             return loaded[1]
+        started, forgotten = time.monotonic(), self._forgotten.get(db.name, 0)
         hours = catalogue.working_hours
         calendar = WorkingCalendar(CalendarStore(db).all(), hours.start, hours.end, hours.weekdays)
-        self._cached[db.name] = (time.monotonic(), calendar)
-        MISSING.cleared(calendar)
+        self._read_at[calendar] = started
+        if self._forgotten.get(db.name, 0) == forgotten:
+            self._cached[db.name] = (started, calendar)
+        self.missing.cleared(calendar)
         return calendar
 
     def forget(self, db: Database) -> None:
         """Read the calendar again on next use (after a PUT)."""
         self._cached.pop(db.name, None)
+        self._forgotten[db.name] = self._forgotten.get(db.name, 0) + 1
+
+    def read_at(self, calendar: WorkingCalendar) -> float | None:
+        """When (``time.monotonic``) this cache began reading ``calendar``; None if it did not read it."""
+        return self._read_at.get(calendar)
 
 
 class MissingYears:
@@ -214,15 +229,20 @@ class MissingYears:
 
     def __init__(self) -> None:
         self._warned: dict[int, float] = {}
+        self._loaded_at: dict[int, float] = {}
 
-    def report(self, calendar: WorkingCalendar, years: Iterable[int] = ()) -> list[int]:
-        """Warn about the years ``calendar`` was asked about (and ``years``) that it lacks; the years warned."""
+    def report(self, calendar: WorkingCalendar, years: Iterable[int] = (), read_at: float | None = None) -> list[int]:
+        """Warn about the years ``calendar`` was asked about (and ``years``) that it lacks; the years warned.
+
+        A year loaded in this process since ``read_at`` (when ``calendar`` was read, see
+        :meth:`CalendarCache.read_at`) is not missing: the calendar is stale.
+        """
         for year in years:
             calendar.is_working_day(date(year, 6, 1))  # notes the year if it is missing
         warned = []
         now = time.monotonic()
         for year in sorted(calendar.missing_seen):
-            if calendar.has_year(year):
+            if calendar.has_year(year) or (read_at is not None and self._loaded_at.get(year, -math.inf) >= read_at):
                 continue
             CALENDAR_MISSING.labels(year=str(year)).set(1)
             last = self._warned.get(year)
@@ -241,11 +261,12 @@ class MissingYears:
 
     def loaded(self, year: int) -> None:
         self._warned.pop(year, None)
+        self._loaded_at[year] = time.monotonic()
         CALENDAR_MISSING.labels(year=str(year)).set(0)
 
 
 MISSING = MissingYears()
-CALENDARS_CACHE = CalendarCache()
+CALENDARS_CACHE = CalendarCache(MISSING)
 
 
 # --- the clock ------------------------------------------------------------------------------------
