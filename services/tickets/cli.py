@@ -38,7 +38,7 @@ def rebuild(uri: str, database: str, community: str | None = None, quiet: bool =
     from kernel.envelope import utcnow
     from services.tickets.catalogue import Catalogue
     from services.tickets.readmodel import ReadModel, clock_response_due
-    from services.tickets.sla import CalendarCache
+    from services.tickets.sla import CALENDARS_CACHE
 
     # kernel.mongo.connect's options, but a socket that waits: the database reads every ticket before it
     # answers the rebuild's first batch (minutes at a million tickets on the embedded database).
@@ -47,7 +47,7 @@ def rebuild(uri: str, database: str, community: str | None = None, quiet: bool =
     try:
         db = client[database]
         catalogue = Catalogue.load()
-        calendar = CalendarCache().get(db, catalogue)
+        calendar = CALENDARS_CACHE.get(db, catalogue)
         progress = None if quiet else (lambda done: say(f"{done} tickets read"))
         return ReadModel(db, clock_response_due(catalogue, calendar)).rebuild(utcnow(), community, progress=progress)
     finally:
