@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -19,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernel.cli.infra import find_secantusd, free_port, secantus_argv, secantus_uri
+from kernel.cli.infra import find_secantusd, secantus_argv, secantus_uri
 
 MANAGEMENT_API = os.environ.get("BENCH_RABBIT_API", "http://127.0.0.1:15672/api")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -28,6 +29,13 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class BenchError(RuntimeError):
     """The benchmark cannot run; the message says what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS considers free right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- tools

@@ -26,17 +26,7 @@ from nameko.exceptions import RemoteError, UnknownService
 from werkzeug.routing import PathConverter, Rule
 
 from kernel.config import Settings
-from kernel.errors import (
-    PROBLEM_CONTENT_TYPE,
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-    PlatformError,
-    ServiceUnavailable,
-    TooManyRequests,
-    UpstreamTimeout,
-    ValidationFailed,
-)
+from kernel.errors import NotFound, PlatformError, ServiceUnavailable, TooManyRequests, ValidationFailed
 from kernel.logging import get_logger
 from kernel.metrics import HTTP_REQUESTS, labelled
 from kernel.pagination import page_limit
@@ -61,6 +51,7 @@ RETRY_AFTER_SECONDS = 5
 DOWNSTREAM_DOWN = frozenset({UnknownService.__name__, RpcTimeout.__name__})
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -133,7 +124,7 @@ def parse_json(raw: bytes) -> Any:
     >>> parse_json(b"[" * 5000 + b"]" * 5000)
     Traceback (most recent call last):
     ...
-    kernel.errors.BadRequest: ('the body is nested deeper than 32 levels', {'body': ['max depth 32']}, 'body_too_deep')
+    gateway.http.BadRequest: ('the body is nested deeper than 32 levels', {'body': ['max depth 32']}, 'body_too_deep')
     """
     if _depth(raw) > MAX_JSON_DEPTH:
         raise BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels",
@@ -225,6 +216,32 @@ def paging(request) -> tuple[str | None, int]:
 
 # -------------------------------------------------------------------------------------------- answers
 
+# Errors of the HTTP edge alone: no service raises them.
+class BadRequest(PlatformError):
+    code, status, title = "bad_request", 400, "Bad Request"
+
+
+class PayloadTooLarge(PlatformError):
+    code, status, title = "payload_too_large", 413, "Content Too Large"
+
+
+class UnsupportedMediaType(PlatformError):
+    code, status, title = "unsupported_media_type", 415, "Unsupported Media Type"
+
+
+class UpstreamTimeout(PlatformError):
+    code, status, title = "upstream_timeout", 504, "Gateway Timeout"
+
+
+def problem_details(error: PlatformError, correlation_id: str | None = None) -> dict:
+    """The RFC 9457 problem details of ``error`` (``errors`` carries the per-field details)."""
+    details = {"type": f"/problems/{error.code}", "title": error.title, "status": error.status,
+               "detail": error.message, "code": error.code, "correlation_id": correlation_id}
+    if error.details:
+        details["errors"] = error.details
+    return details
+
+
 def problem(error: PlatformError, correlation_id: str) -> tuple[int, dict, str]:
     """An error as a problem-details answer (status, headers, body)."""
     headers = {"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
@@ -233,7 +250,7 @@ def problem(error: PlatformError, correlation_id: str) -> tuple[int, dict, str]:
     if error.status in (429, 503, 504):
         retry_after = error.retry_after if isinstance(error, TooManyRequests) else None
         headers["Retry-After"] = str(retry_after if retry_after is not None else RETRY_AFTER_SECONDS)
-    return error.status, headers, json.dumps(error.to_problem(correlation_id), ensure_ascii=False, default=str)
+    return error.status, headers, json.dumps(problem_details(error, correlation_id), ensure_ascii=False, default=str)
 
 
 def endpoint(method: Callable) -> Callable:

@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
-from kernel.errors import BadRequest, PayloadTooLarge, PlatformError, UnsupportedMediaType
+from gateway.http import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from kernel.errors import PlatformError
 
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 DEFAULT_FORMAT = "xml"  # the format the spec requires of every server
@@ -188,7 +189,7 @@ def parse_form(raw: bytes) -> list[tuple[str, str]]:
     >>> parse_form(b"a=%FF")
     Traceback (most recent call last):
     ...
-    kernel.errors.BadRequest: ('the body is not UTF-8 form data', {'body': ['not UTF-8']})
+    gateway.http.BadRequest: ('the body is not UTF-8 form data', {'body': ['not UTF-8']})
     """
     try:
         text = raw.decode("utf-8")
@@ -212,7 +213,7 @@ def request_arguments(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, Any],
     >>> request_arguments([("status", "closed")])
     Traceback (most recent call last):
     ...
-    kernel.errors.BadRequest: ('the request is not valid', {'status': ['not an argument of POST requests']})
+    gateway.http.BadRequest: ('the request is not valid', {'status': ['not an argument of POST requests']})
     """
     data: dict[str, Any] = {}
     own: dict[str, str] = {}

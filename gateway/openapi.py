@@ -27,7 +27,7 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema
+from marshmallow import Schema, fields
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
@@ -45,9 +45,39 @@ from gateway.routes.ops import OPS_OPERATIONS
 from gateway.routes.photos import PHOTO_OPERATIONS
 from gateway.routes.volunteers import VOLUNTEER_OPERATIONS
 from kernel import contracts
-from kernel.contracts import ATTACHMENT_TYPES, CALENDAR_YEARS
+from kernel.contracts import ATTACHMENT_TYPES, CALENDAR_YEARS, text_field
 from kernel.pagination import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT
 from kernel.permissions import PERMISSIONS
+
+# The sign-in and API-key bodies, for this document only: gateway/routes/directory.py and the directory check them.
+
+
+class SignInCodeSchema(Schema):
+    """``POST /api/v1/auth/code``: text a one-time sign-in code to this phone."""
+
+    phone = fields.String(required=True, metadata={"example": "13800002001"})
+
+
+class SignInSchema(Schema):
+    """``POST /api/v1/auth/token``: the phone, the code it got, and a staff member's password."""
+
+    phone = fields.String(required=True, metadata={"example": "13800002001"})
+    code = fields.String(required=True, metadata={"example": "123456"})
+    password = fields.String(allow_none=True)
+
+
+class RefreshSchema(Schema):
+    """``POST /api/v1/auth/refresh``: a refresh token for a new access token."""
+
+    refresh_token = fields.String(required=True)
+
+
+class ApiKeySchema(Schema):
+    """``POST /api/v1/apikeys``: an integrator's key, scoped to communities (the admin's own by default)."""
+
+    name = text_field(64, 1, required=True)
+    communities = fields.List(fields.String(), allow_none=True)
+
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -278,11 +308,11 @@ OPERATIONS: dict[str, Operation] = {
     # --- sign-in (gateway/routes/directory.py) ---
     "request_code": Operation("Text a one-time sign-in code to a phone", "sign-in", 202,
                               answer={"type": "object", "properties": {"sent": {"type": "boolean"}}},
-                              body=contracts.SignInCodeSchema, auth=False, invalid=True),
+                              body=SignInCodeSchema, auth=False, invalid=True),
     "sign_in": Operation("Sign in with the code (and a staff member's password)", "sign-in", answer="Tokens",
-                         body=contracts.SignInSchema, auth=False, invalid=True, refuses=True),
+                         body=SignInSchema, auth=False, invalid=True, refuses=True),
     "refresh": Operation("A new access token for a refresh token", "sign-in", answer="Tokens",
-                         body=contracts.RefreshSchema, auth=False, invalid=True, refuses=True),
+                         body=RefreshSchema, auth=False, invalid=True, refuses=True),
     "sign_out": Operation("End the caller's session", "sign-in", 204),
     # --- me ---
     "me": Operation("Who the caller is", "me", action="me.read", not_found=True),
@@ -307,7 +337,7 @@ OPERATIONS: dict[str, Operation] = {
     "list_api_keys": Operation("Integrators' API keys (never the secret)", "administration", answer="Page",
                                action="apikeys.manage"),
     "create_api_key": Operation("A new API key: its secret is shown once", "administration", 201,
-                                body=contracts.ApiKeySchema, action="apikeys.manage", invalid=True),
+                                body=ApiKeySchema, action="apikeys.manage", invalid=True),
     "revoke_api_key": Operation("Revoke an API key (refused within a second)", "administration",
                                 action="apikeys.manage", invalid=True),
     "revoke_person": Operation("End every session of a person", "administration", action="sessions.revoke",

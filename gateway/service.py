@@ -14,6 +14,7 @@ from gateway.auth import Authenticator, Principal
 from gateway.http import (
     CORS_HEADERS,
     CORS_METHODS,
+    PROBLEM_CONTENT_TYPE,
     cors_headers,
     endpoint,
     http,  # its <path:...> matches a newline too
@@ -32,7 +33,7 @@ from gateway.routes.tickets import TicketRoutes
 from gateway.routes.volunteers import VolunteerRoutes
 from kernel.config import Settings, settings_of
 from kernel.context import Context
-from kernel.errors import PROBLEM_CONTENT_TYPE, Forbidden, NotFound
+from kernel.errors import Forbidden, NotFound
 from kernel.health import Health, HealthEndpoints
 from kernel.permissions import require
 from kernel.rpc import RpcClient

@@ -20,12 +20,10 @@ import time
 import jwt
 
 from kernel.config import Settings
+from kernel.permissions import INTEGRATOR, PEOPLE
 
-# kernel.permissions's roles, repeated: importing it would bring nameko into the CLI (through kernel.errors).
-ROLES: tuple[str, ...] = ("resident", "grid_worker", "volunteer", "secretary", "ops", "admin", "integrator")
-INTEGRATOR = "integrator"
 # Roles a bearer token may carry: ``integrator`` is only ever proven by an API key (the directory verifies it).
-TOKEN_ROLES: tuple[str, ...] = tuple(role for role in ROLES if role != INTEGRATOR)
+TOKEN_ROLES: tuple[str, ...] = PEOPLE
 ISSUER = "huisheng"
 ALGORITHM = "HS256"
 DEFAULT_TTL = 8 * 3600  # one working day: long enough for a demo, short enough to expire

@@ -199,11 +199,8 @@ class Settings:
         return f"{self.mongo_db_prefix}{service}"
 
     def nameko_config(self, *, web_address: str | None = None, gateway: bool = False) -> dict:
-        """The dict a nameko container is built with; kernel extensions read ``HUISHENG``.
-
-        The gateway gets more workers than a service: a request beyond them would wait for a
-        worker before its RPC deadline even starts, so its answer time would have no bound.
-        """
+        """The dict a nameko container is built with; kernel extensions read ``HUISHENG``. The gateway's own worker
+        count: docs/architecture.md ("RPC with deadlines")."""
         config = {"AMQP_URI": self.amqp_uri, "max_workers": self.gateway_max_workers if gateway else self.max_workers,
                   "serializer": "json", "HUISHENG": self}
         if web_address:

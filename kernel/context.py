@@ -1,9 +1,7 @@
 """The request context a worker runs in, and the correlation id that ties a request's work together.
 
-nameko copies a worker's context data into the headers of every RPC call it
-makes, so a correlation id set by the gateway reaches every service it calls;
-events carry it in their envelope, and the reliable handler puts it back into the
-context of the worker that handles them.
+nameko copies a worker's context data into the headers of every RPC call it makes; events carry the id in
+their envelope, and the reliable handler puts it back into the context of the worker that handles them.
 """
 
 from __future__ import annotations

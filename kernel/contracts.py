@@ -33,7 +33,7 @@ def attributes_field(**options: Any) -> fields.Dict:
 
 
 # --------------------------------------------------------------------------------------------- tickets
-# The tickets service's requests (issue #11): docs/api.md documents each action's body.
+# The tickets service's requests (issue #11).
 
 ATTACHMENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/heic", "application/pdf")
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -42,7 +42,7 @@ MAX_ATTACHMENTS_PER_REQUEST = 9
 
 # A photo uploaded to the platform (POST /api/v1/photos answers this address): a path on the API, not a URL.
 PHOTO_URL = re.compile(r"^/api/v1/photos/(?P<id>[0-9a-f]{32})\Z")
-_HTTPS_URL = validate.URL(schemes={"https"})
+_HTTPS_URL = validate.URL(schemes={"https"}, error="an https URL, or /api/v1/photos/<id> from POST /api/v1/photos")
 
 
 def _attachment_url(value: str) -> None:
@@ -55,12 +55,8 @@ def _attachment_url(value: str) -> None:
     ...
     marshmallow.exceptions.ValidationError: an https URL, or /api/v1/photos/<id> from POST /api/v1/photos
     """
-    if PHOTO_URL.match(value):
-        return
-    try:
+    if not PHOTO_URL.match(value):
         _HTTPS_URL(value)
-    except ValidationError:
-        raise ValidationError("an https URL, or /api/v1/photos/<id> from POST /api/v1/photos") from None
 
 
 class AttachmentSchema(Schema):
@@ -120,12 +116,11 @@ class CreateTicketSchema(_Report):
 
 
 # --------------------------------------------------------------------------------------------- the directory
-# Moved from services/directory/schemas.py (which re-exports them): docs/directory.md names the shapes.
 # A phone's format is part of the contract, so its normal form is defined here, where the gateway can use it.
 
 CONSENT_PURPOSES: tuple[str, ...] = ("service_echoes", "sms", "wechat", "broadcasts")
 STAFF_ROLES: tuple[str, ...] = ("grid_worker", "secretary", "ops", "admin")
-_MOBILE = re.compile(r"^1[3-9]\d{9}\Z")
+_MOBILE = re.compile(r"(?:\+86|0086|86)?(1[3-9]\d{9})")  # a country code or not, then the 11 digits
 CODE_FIELD = fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,31}\Z", error="a code like g3"))
 
 
@@ -145,14 +140,10 @@ def normalise_phone(text: Any) -> str:
     """
     if not isinstance(text, str | int) or isinstance(text, bool):
         raise InvalidPhone("not a mainland mobile number")
-    digits = re.sub(r"[\s\-()]", "", str(text).strip())
-    for prefix in ("+86", "0086", "86"):
-        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
-            digits = digits[len(prefix):]
-            break
-    if not _MOBILE.match(digits):
+    found = _MOBILE.fullmatch(re.sub(r"[\s\-()]", "", str(text).strip()))
+    if not found:
         raise InvalidPhone("not a mainland mobile number")
-    return digits
+    return found.group(1)
 
 
 class PhoneField(fields.String):
@@ -223,33 +214,6 @@ class ImportSchema(Schema):
     filename = fields.String(required=True, validate=validate.Regexp(r"(?i)^[^/\\]{1,200}\.(csv|xlsx|txt)\Z",
                                                                        error="a .csv or .xlsx file"))
     content_base64 = fields.String(required=True, validate=validate.Length(min=1))
-
-
-class SignInCodeSchema(Schema):
-    """``POST /api/v1/auth/code``: text a one-time sign-in code to this phone."""
-
-    phone = fields.String(required=True, metadata={"example": "13800002001"})
-
-
-class SignInSchema(Schema):
-    """``POST /api/v1/auth/token``: the phone, the code it got, and a staff member's password."""
-
-    phone = fields.String(required=True, metadata={"example": "13800002001"})
-    code = fields.String(required=True, metadata={"example": "123456"})
-    password = fields.String(allow_none=True)
-
-
-class RefreshSchema(Schema):
-    """``POST /api/v1/auth/refresh``: a refresh token for a new access token."""
-
-    refresh_token = fields.String(required=True)
-
-
-class ApiKeySchema(Schema):
-    """``POST /api/v1/apikeys``: an integrator's key, scoped to communities (the admin's own by default)."""
-
-    name = text_field(64, 1, required=True)
-    communities = fields.List(fields.String(), allow_none=True)
 
 
 # --------------------------------------------------------------------------------------------- ticket actions

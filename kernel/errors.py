@@ -1,8 +1,8 @@
-"""Errors that cross service boundaries intact, and their HTTP face: RFC 9457 problem details.
+"""Errors that cross service boundaries intact, with the HTTP status the gateway answers them with.
 
 nameko turns an exception raised by an RPC method into a ``RemoteError`` unless
 its class is registered; these are registered, so the gateway receives the same
-class with the same structured details and can answer 401, 404, 409, 412, 422 or 429 with them.
+class with the same structured details and answers them as RFC 9457 problem details (gateway/http.py).
 
 >>> error = ValidationFailed("the request is not valid", {"description": ["Missing data."]})
 >>> error.code, error.status, error.details
@@ -11,11 +11,8 @@ class with the same structured details and can answer 401, 404, 409, 412, 422 or
 A subclass's code is its default; an instance may name a more precise one (it travels with it):
 
 >>> wrong = Unauthorized("wrong phone or code", code="invalid_credentials")
->>> wrong.code, wrong.status
-('invalid_credentials', 401)
->>> problem = wrong.to_problem("c-1")
->>> problem["type"], problem["title"], problem["status"], problem["correlation_id"]
-('/problems/invalid_credentials', 'Unauthorized', 401, 'c-1')
+>>> wrong.code, wrong.status, wrong.title
+('invalid_credentials', 401, 'Unauthorized')
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from nameko.exceptions import deserialize_to_instance
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 class PlatformError(Exception):
@@ -54,18 +49,6 @@ class PlatformError(Exception):
     def details(self) -> dict:
         return self.args[1]
 
-    def to_problem(self, correlation_id: str | None = None) -> dict:
-        """The RFC 9457 problem details of this error (``errors`` carries the per-field details)."""
-        problem = {"type": f"/problems/{self.code}", "title": self.title, "status": self.status,
-                   "detail": self.message, "code": self.code, "correlation_id": correlation_id}
-        if self.details:
-            problem["errors"] = self.details
-        return problem
-
-
-class BadRequest(PlatformError):
-    code, status, title = "bad_request", 400, "Bad Request"
-
 
 class Unauthorized(PlatformError):
     code, status, title = "unauthorized", 401, "Unauthorized"
@@ -87,30 +70,10 @@ class PreconditionFailed(PlatformError):
     """A write's ``If-Match`` names a version that is no longer current: reload, then retry (RFC 9110, 412).
 
     Not a 409: a 409 says the state does not allow the change, whereas this says the client's copy is stale.
-    ``details["version"]`` is the current version (RPC carries it as text: :attr:`current_version` reads it back).
-
-    >>> error = PreconditionFailed("reload it", {"version": "4", "expected": "3"}, code="stale_version")
-    >>> error.status, error.code, error.current_version
-    (412, 'stale_version', 4)
+    ``details["version"]`` is the current version.
     """
 
     code, status, title = "precondition_failed", 412, "Precondition Failed"
-
-    @property
-    def current_version(self) -> int | None:
-        value = self.details.get("version")
-        try:
-            return int(value) if value is not None and not isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            return None
-
-
-class PayloadTooLarge(PlatformError):
-    code, status, title = "payload_too_large", 413, "Content Too Large"
-
-
-class UnsupportedMediaType(PlatformError):
-    code, status, title = "unsupported_media_type", 415, "Unsupported Media Type"
 
 
 class ValidationFailed(PlatformError):
@@ -130,7 +93,3 @@ class TooManyRequests(PlatformError):
 
 class ServiceUnavailable(PlatformError):
     code, status, title = "service_unavailable", 503, "Service Unavailable"
-
-
-class UpstreamTimeout(PlatformError):
-    code, status, title = "upstream_timeout", 504, "Gateway Timeout"

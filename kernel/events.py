@@ -1,9 +1,7 @@
 """The catalogue of events: every type, its versions, its payload schema, its consumers.
 
-This is the one place that says what may be published and who listens. Publishers
-validate against it before an event is stored in an outbox; consumers validate and
-upcast what they receive, so a consumer can still read the previous version of an
-event while the services upgrade one at a time.
+The one place that says what may be published and who listens; publishers validate against it, consumers
+validate and upcast (docs/architecture.md, "The event envelope and catalogue").
 
 >>> wire = {"ticket_id": "T1", "state": "received", "reporter": "r1", "service_code": "roof_leak",
 ...         "category": "房屋设施", "priority": "normal", "description": "漏水", "address_string": "3-2-401",

@@ -1,21 +1,14 @@
 """Group commit: the writes that concurrent workers make go to the database together.
 
-The vocabulary: a :class:`CommitQueue` commits one kind of write (say, inserts into one collection) in
-batches; :class:`CommitQueues` holds a container's queues, one per kind; :class:`GroupCommit` is the
-dependency that gives a service's workers its container's queues.
-
-Why (every statement costs the database a commit; ten inserts in one ``insert_many`` cost SecantusDB about
-a third of ten ``insert_one``) and how: docs/architecture.md, "Group commit".
+A :class:`CommitQueue` commits one kind of write (say, inserts into one collection) in batches;
+:class:`CommitQueues` holds a container's queues, one per kind; :class:`GroupCommit` gives them to a
+service's workers. Why (ten inserts in one ``insert_many`` cost SecantusDB about a third of ten
+``insert_one``) and how: docs/architecture.md, "Group commit".
 
 >>> calls = []
->>> def run(items):
-...     calls.append(list(items))
-...     return [item * 2 if item else ValueError("zero") for item in items]
->>> queue = CommitQueue("doubles", run)
->>> pool = eventlet.GreenPool()
->>> outcomes = list(pool.imap(lambda item: _outcome(queue, item), [1, 2, 0, 3]))
->>> outcomes, calls  # four concurrent submits, one run; each submitter gets its own outcome
-([2, 4, 'ValueError', 6], [[1, 2, 0, 3]])
+>>> queue = CommitQueue("doubles", lambda items: calls.append(list(items)) or [item * 2 for item in items])
+>>> list(eventlet.GreenPool().imap(queue.submit, [1, 2, 3])), calls  # concurrent submits, one run
+([2, 4, 6], [[1, 2, 3]])
 >>> queue.submit(5), calls[-1]  # alone, a write goes at once
 (10, [5])
 >>> queue.close()
@@ -153,19 +146,15 @@ def _write_error(failure: dict) -> WriteError:
 
 
 class CommitQueues(SharedExtension):
-    """The container's commit queues, one per kind of write, closed when the container stops.
-
-    Injected by :class:`GroupCommit` into every worker of the container::
-
-        queues.insert(db.tickets, {"_id": "t1", ...})  # raises DuplicateKeyError like insert_one
-    """
+    """The container's commit queues, one per kind of write, closed when the container stops."""
 
     def __init__(self, **kwargs):
         self._queues: dict[str, CommitQueue] = {}
         super().__init__(**kwargs)
 
     def insert(self, collection: Collection, document: dict) -> None:
-        """Insert one document, committed together with concurrent inserts into the same collection."""
+        """Insert one document, committed together with concurrent inserts into the same collection (a duplicate
+        key raises :class:`DuplicateKeyError`, as ``insert_one`` would)."""
         key = f"insert:{collection.full_name}"
         queue = self._queues.get(key)
         if queue is None:
@@ -188,11 +177,3 @@ class GroupCommit(DependencyProvider):
 
     def get_dependency(self, worker_ctx) -> CommitQueues:
         return self.queues
-
-
-def _outcome(queue: CommitQueue, item: Any) -> Any:
-    """For the module's example: an outcome, or the name of the exception raised."""
-    try:
-        return queue.submit(item)
-    except Exception as error:
-        return type(error).__name__

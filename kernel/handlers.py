@@ -1,11 +1,8 @@
 """Reliable event handlers: retries with back-off, then a dead-letter queue; never ack-and-forget.
 
 ``@handles("<subscription>")`` replaces nameko's ``@event_handler`` (which acks a message even when its
-handler raised) for the platform's subscriptions (:mod:`kernel.events`): only a valid envelope of a catalogued
-type is handled (upcast to its current version), each event once per subscription (its claim, or
-``dedupe="effects"``), a failure is parked for the next back-off delay and, after the last attempt,
-dead-lettered with its error, where ``huisheng ops dlq`` shows and replays it. docs/architecture.md
-("Reliable handlers") tells each step.
+handler raised) for the subscriptions of :mod:`kernel.events`; docs/architecture.md ("Reliable handlers")
+tells each step. Dead-lettered events are shown and replayed by ``huisheng ops dlq``.
 
 Usage::
 
@@ -24,6 +21,7 @@ from contextlib import suppress
 from functools import partial
 
 import eventlet
+from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
@@ -36,16 +34,16 @@ from kernel.idempotency import DONE, Claims
 from kernel.logging import get_logger
 from kernel.metrics import HANDLED, labelled
 from kernel.mongo import MongoClientProvider
-from kernel.publisher import ConfirmedPublisher
 from kernel.topology import ATTEMPT, DEAD, ERROR, FAILED_AT, TRACEBACK, consumer_queue, retry_exchange
 
 PROCESSED = "processed_events"
 PROCESSED_RETENTION_SECONDS = 30 * 24 * 3600
 DATABASE_BACKOFF_SECONDS = 1.0
 CLAIM_LEASE_SECONDS = 60.0
-# "claim": the kernel records each event id before and after the handler (any handler is safe).
-# "effects": the handler's writes record the event id themselves, atomically with the effect (a
-# unique key derived from it, or a guard on it), so a repeat has no effect and costs no extra writes.
+# A parked or dead-lettered copy: a short retry, then the original goes back to its queue instead.
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+# "claim": the kernel records each event id before and after the handler (any handler is safe). "effects": the
+# handler's writes record the event id themselves, atomically with the effect, so a repeat has no effect.
 DEDUPE_MODES = ("claim", "effects")
 
 log = get_logger(__name__)
@@ -66,13 +64,8 @@ class ReliableQueueConsumer(QueueConsumer):
 
 
 class ProcessedEvents(SharedExtension):
-    """Which events each subscription of this service has handled, or is handling now.
-
-    A delivery *claims* its event before the handler runs (:class:`kernel.idempotency.Claims`).
-    Two copies of one event arriving together (a sweep and a flush both published it; a
-    redelivery after a crash) cannot both run: the second finds the claim. A claim whose
-    worker died expires after :data:`CLAIM_LEASE_SECONDS` and can be taken over.
-    """
+    """Which events each subscription of this service has handled, or is handling now: a delivery claims its
+    event before the handler runs; a claim whose worker died expires after :data:`CLAIM_LEASE_SECONDS`."""
 
     mongo = MongoClientProvider()
 
@@ -115,7 +108,9 @@ class ReliableEventHandler(Consumer):
                                f"the subscription belongs to {self.subscription.service}")
         settings = settings_of(self.container.config)
         self.retry_delays_ms = settings.retry_delays_ms
-        self.publisher = ConfirmedPublisher(settings.amqp_uri)
+        # Persistent, JSON, confirmed (the original is acked only once the broker has the copy) and mandatory
+        # (no queue to take it raises UndeliverableMessage); nameko's producers are pooled (kernel.patches).
+        self.publisher = Publisher(settings.amqp_uri, mandatory=True, retry_policy=RETRY_POLICY)
         super().setup()
 
     def handle_message(self, body, message) -> None:

@@ -11,16 +11,8 @@ in its own database (collection :data:`COLLECTION`):
 
 A call that fails leaves no record: the client may retry it. A record is kept
 :data:`KEEP_SECONDS`; a record left "in flight" by a worker that died is taken over after
-:data:`STALE_SECONDS` (the lease of its :class:`Claims`).
-
-Usage in a service (it needs a ``db`` dependency, :class:`kernel.mongo.Mongo`)::
-
-    class DirectoryService:
-        db = Mongo(indexes=ensure_idempotency_index)
-
-        @rpc
-        @idempotent
-        def create_api_key(self, name, communities, actor): ...
+:data:`STALE_SECONDS` (the lease of its :class:`Claims`). A service's database gets the index
+from :func:`ensure_idempotency_index`.
 
 >>> fingerprint({"b": 1, "a": "兴"}) == fingerprint({"a": "兴", "b": 1})
 True
@@ -129,12 +121,8 @@ class IdempotencyStore:
 
 
 def idempotent(method):
-    """Make an RPC method honour the caller's ``Idempotency-Key`` (see the module docstring).
-
-    The service needs ``self.db`` (a database) and ``self.context`` (:class:`kernel.context.Context`), through
-    which the key is read from the worker's context data.
-    Answers must be JSON-ready (they are, for an RPC method).
-    """
+    """Make an RPC method honour the caller's ``Idempotency-Key`` (see the module docstring); the service needs
+    ``self.db`` and ``self.context`` (:class:`kernel.context.Context`, which reads the key)."""
 
     @wraps(method)
     def wrapper(self, *args, **kwargs):

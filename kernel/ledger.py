@@ -1,16 +1,12 @@
 """Which outbox events are published: the ledger, and each service database's resume point.
 
-A document keeps the events it was written with (under ``_outbox``, each stamped with the time it was staged,
-and the document with the time of its latest staging under ``_outbox_since``); the relay never updates it
-again. What the broker confirmed is recorded in the **ledger** instead, one document per batch of ids. Writes
-are learnt in commit order from one change stream per service database (:func:`outbox_pipeline`), resumed
-from its **resume point** (:data:`STREAM_POINT`), or found by a scan from its ``since`` when the token is no
-longer usable: docs/architecture.md ("The relay never writes a document again") tells how and why.
-
-An event is *unpublished* when a change after the resume point carries it and no ledger
-document lists it (:func:`unpublished`: what ``huisheng ops outbox``, the fault suite and
-the benchmarks ask). The relay (:mod:`kernel.outbox`) answers the same question as it
-tails the stream. This module has no eventlet or nameko in it, so the CLI can import it.
+The relay never writes a document again: what the broker confirmed goes into the **ledger**, one document per
+batch of ids. Writes are learnt in commit order from one change stream per service database
+(:func:`outbox_pipeline`), resumed from its **resume point** (:data:`STREAM_POINT`), or found by a scan from
+its ``since`` when the token is no longer usable: docs/architecture.md ("The relay never writes a document
+again"). An event is *unpublished* when a change after the resume point carries it and no ledger document
+lists it (:func:`unpublished`, what ``huisheng ops outbox`` asks; the relay answers the same as it tails).
+This module has no eventlet or nameko in it, so the CLI can import it.
 
 >>> from datetime import datetime, UTC
 >>> checkpoint = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -40,22 +36,19 @@ STAGED = "_staged"  # in each outbox entry: when it was written (the writer's cl
 OUTBOX_INDEX = "outbox_since"
 LEDGER = "_outbox_published"
 CHECKPOINTS = "_outbox_checkpoints"
-# The resume point of a database's outbox stream. Before one stream served all of a database's outbox
-# collections, each collection had its own point, stored under its name: a relay's first start after that
-# change scans from the earliest of them (:func:`first_bound`).
+# The resume point of a database's outbox stream. Points stored per collection (under its name), before one
+# stream served the database, only bound its first start's scan (:func:`first_bound`).
 STREAM_POINT = "outboxes"
 # Ledger entries only matter between a resume point and the present; a point held back
 # longer than this (an event the broker keeps refusing) costs duplicates once it moves, not losses.
 LEDGER_RETENTION_SECONDS = 3600
 LOOKUP_CHUNK = 500  # event ids per ledger query
-# How far before its resume point the fallback scan reads: the one bound left, and only on the
-# degraded path (a lost resume token). A write staged longer than this before it committed, or
-# on a writer whose clock is that far behind, could be missed by the scan. Shorter than the
-# ledger's retention, so the ledger still knows what of it was published (few duplicates).
+# How far before its resume point the fallback scan reads, the one bound left (docs/architecture.md): shorter
+# than the ledger's retention, so the ledger still knows what of it was published (few duplicates).
 FALLBACK_LOOKBACK = timedelta(minutes=15)
-# The server cannot resume from the token: its history was cut short, or the token is not one it reads.
-RESUME_LOST_CODES = frozenset({286, 280, 260, 9})  # ChangeStreamHistoryLost, ChangeStreamFatalError,
-# InvalidResumeToken, FailedToParse (SecantusDB's answer to a token it cannot decode)
+# The server cannot resume from the token: ChangeStreamHistoryLost, ChangeStreamFatalError, InvalidResumeToken,
+# FailedToParse (SecantusDB's answer to a token it cannot decode).
+RESUME_LOST_CODES = frozenset({286, 280, 260, 9})
 # Only writes can carry events, and an insert or replacement only if its document has an outbox (a broadcast's
 # inbox messages have none).
 STREAM_PIPELINE = [
@@ -76,12 +69,8 @@ class ResumePointLost(Exception):
 
 
 def ensure_ledger_indexes(db: Database) -> None:
-    """The ledger is looked up by event id and pruned by age (:func:`prune_ledger`).
-
-    Not a TTL index: SecantusDB's TTL monitor decodes every document of the collection
-    under its global lock once a minute, which stalled every write for a fraction of a
-    second under load.
-    """
+    """The ledger is looked up by event id and pruned by age (:func:`prune_ledger`), not by a TTL index:
+    SecantusDB's TTL monitor decodes every document under its global lock, which stalled every write."""
     ledger = db[LEDGER]
     ledger.create_index("ids", name="by_event")
     ledger.create_index("at", name="by_age")
@@ -100,7 +89,7 @@ def record_published(db: Database, event_ids: Sequence[str], at: datetime | None
 
 
 def published_among(db: Database, event_ids: Iterable[str]) -> set[str]:
-    """The ids among ``event_ids`` that the ledger lists as published."""
+    """The ids among ``event_ids`` that the ledger lists as published (no query if there are none)."""
     wanted = list(dict.fromkeys(event_ids))
     found: set[str] = set()
     for start in range(0, len(wanted), LOOKUP_CHUNK):
@@ -108,6 +97,12 @@ def published_among(db: Database, event_ids: Iterable[str]) -> set[str]:
         for entry in db[LEDGER].find({"ids": {"$in": chunk}}, {"ids": 1, "_id": 0}):
             found.update(entry["ids"])
     return found.intersection(wanted)
+
+
+def unlisted(db: Database, outboxes: Sequence[list[dict]]) -> list[list[dict]]:
+    """Each outbox's events that the ledger does not list as published."""
+    listed = published_among(db, [event["event_id"] for events in outboxes for event in events])
+    return [[event for event in events if event["event_id"] not in listed] for events in outboxes]
 
 
 # --------------------------------------------------------------------------- resume points
@@ -193,11 +188,7 @@ def as_change(raw: dict) -> Change:
 
 def outbox_pipeline(collection_names: Iterable[str], project: bool = True) -> list[dict]:
     """:data:`STREAM_PIPELINE` of a database's stream, for the writes of ``collection_names`` only
-    (then :data:`STREAM_PROJECTION` if ``project``).
-
-    One stream per database, not one per collection: the server reads every entry of its oplog once per
-    open stream (SecantusDB decodes each entry of the whole server for each stream before it filters by
-    namespace: a broadcast's fan-out gained about 6 %), and the collections of one service share one point.
+    (then :data:`STREAM_PROJECTION` if ``project``). One stream per database: docs/architecture.md says why.
 
     >>> outbox_pipeline(["tickets", "patrols"])[0]
     {'$match': {'ns.coll': {'$in': ['patrols', 'tickets']}}}
@@ -240,13 +231,6 @@ def next_changes(stream, limit: int) -> Iterator[Change]:
         yield as_change(raw)
 
 
-def read_changes(source: MongoCollection | Database, token: dict, limit: int = 1_000_000,
-                 pipeline: Sequence[dict] = STREAM_PIPELINE) -> list[Change]:
-    """Every change after ``token`` committed by now (raises :class:`ResumePointLost`)."""
-    with open_stream(source, token, pipeline=pipeline) as stream:
-        return list(next_changes(stream, limit))
-
-
 # --------------------------------------------------------------------------- what is unpublished
 
 
@@ -261,20 +245,6 @@ def staged_since(document: dict, since: datetime | None) -> list[dict]:
     return [event for event in events if STAGED not in event or _aware(event[STAGED]) >= since]
 
 
-def pending_events(db: Database, documents: Iterable[dict], since: datetime | None) -> list[tuple[dict, list[dict]]]:
-    """The documents with events staged since ``since`` that the ledger does not list as published, each
-    with those events (in the documents' order)."""
-    candidates = [(document, staged_since(document, since)) for document in documents]
-    asked = [event["event_id"] for _, events in candidates for event in events]
-    published = published_among(db, asked) if asked else set()
-    pending = []
-    for document, events in candidates:
-        events = [event for event in events if event["event_id"] not in published]
-        if events:
-            pending.append((document, events))
-    return pending
-
-
 def scan(db: Database, collection_name: str, since: datetime | None) -> list[dict]:
     """The fallback: documents staged at or after ``since`` (every one with an outbox if None), oldest first."""
     query = {SINCE: {"$gte": since} if since else {"$exists": True}}
@@ -282,28 +252,30 @@ def scan(db: Database, collection_name: str, since: datetime | None) -> list[dic
 
 
 def unpublished(db: Database, collection_name: str) -> list[dict]:
-    """Documents of the collection with events written after the database's resume point that the ledger
-    does not list.
+    """Documents of the collection with events written after the resume point that the ledger does not list,
+    each as ``{"_id", "_outbox_since", "_outbox": [its unpublished events]}``, oldest staging first.
 
-    Read from the database's change stream after the stored token, this collection's writes only (commit
-    order: a late commit is there); if there is no token, or the server cannot resume from it, from a scan
-    of the documents staged since the point's ``since`` (the collection's own point's, stored before one
-    stream served the database). Each comes back as ``{"_id", "_outbox_since", "_outbox": [its unpublished
-    events]}``, oldest staging first.
+    Read from the change stream after the stored token (commit order: a late commit is there); without one,
+    or if the server cannot resume from it, from a scan from the point's ``since`` (or the collection's own
+    point's, stored before one stream served the database).
     """
     point = resume_point(db, STREAM_POINT)
     documents, since = None, None
     if point and point.get("token"):
-        with suppress(ResumePointLost):  # the history was cut short: the scan below answers instead
-            merged: dict = {}
-            for change in read_changes(db, point["token"], pipeline=outbox_pipeline([collection_name])):
+        merged: dict = {}
+        pipeline = outbox_pipeline([collection_name])
+        # The history was cut short: the scan below answers instead.
+        with suppress(ResumePointLost), open_stream(db, point["token"], pipeline=pipeline) as stream:
+            for change in next_changes(stream, 1_000_000):
                 merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
             documents = [doc for doc in merged.values() if doc[OUTBOX]]
     if documents is None:
         since = checkpoint(db, STREAM_POINT if point else collection_name)
         documents = scan(db, collection_name, since)
     found = []
-    for document, events in pending_events(db, documents, since):
+    for document, events in zip(documents, unlisted(db, [staged_since(doc, since) for doc in documents]), strict=True):
+        if not events:
+            continue
         stamps = [_aware(event[STAGED]) for event in events if STAGED in event]
         latest = _aware(document[SINCE]) if document.get(SINCE) else max(stamps, default=None)
         found.append({"_id": document["_id"], SINCE: latest, OUTBOX: events})

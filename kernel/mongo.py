@@ -1,17 +1,11 @@
-"""MongoDB for nameko services: one client per container, indexes ensured at start.
-
-All pymongo contact with eventlet stays in this module, so the concurrency model
-can change without touching the services.
+"""MongoDB for nameko services: one client per container, indexes ensured at start. All pymongo client
+creation is here, so the concurrency model can change without touching the services.
 
 Usage::
 
     class TicketsService:
         name = "tickets"
-        db = Mongo(indexes=TicketRepository.ensure_indexes)
-
-        @rpc
-        def get(self, ticket_id):
-            return self.db.tickets.find_one({"_id": ticket_id})
+        db = Mongo(indexes=TicketRepository.ensure_indexes)  # a worker's self.db is the service's database
 """
 
 from __future__ import annotations

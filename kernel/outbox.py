@@ -1,35 +1,14 @@
 """Transactional outbox: a state change and the events it causes are one write.
 
-A repository stores the events it stages *inside* the document it writes (under
-``_outbox``, each stamped with the time it was staged, and the document with the
-time of its latest staging under ``_outbox_since``), so the change and its events
-are saved atomically: no dual write, and on SecantusDB a single-document write
-costs a third of a transaction. Right after the write the relay publishes them
-with publisher confirms. It never writes the document again: what the broker
-confirmed goes into a ledger, one document per batch (see :mod:`kernel.ledger`).
-
-What its writer's publish left behind (a crash between the write and the publish,
-a broker outage) is found in **commit order**, from one change stream over the service
-database's outbox collections, never by the writers' clocks: a write is seen when the database applies
-it, however long after its staging (an election, a stalled network: the fault suite
-holds one back 10 s) and whatever its writer's clock says (two hosts, two clocks).
-The relay holds each change for a grace delay counted on its *own* clock from when
-it received it, so the writer's immediate publish usually wins; then it publishes
-the change's events that neither it (it remembers a minute of confirms) nor the
-ledger knows, and stores a resume token past every change all of whose events are
-published. A relay that restarts resumes from that token; two instances of a
-service tail the same collections and store the same point (it only moves
-forward), so an event may be published by both, never by neither. A consumer may
-therefore see an event twice, never zero times: consumers dedupe on ``event_id``.
-
-If the server cannot resume from the token (its oplog was cut short: SecantusDB
-keeps 100,000 entries or an hour; an operator resized a replica set's), the relay
-opens a new stream at the present *first*, then scans the documents staged since
-the point's bound (:data:`kernel.ledger.FALLBACK_LOOKBACK` before it), so whatever
-commits meanwhile is in one or the other; it logs ``outbox.resume_lost`` and counts
-``huisheng_outbox_resume_lost_total``.
-
-How the stream is read depends on the server, behind one seam, :class:`StreamReading`.
+A repository stores the events it stages inside the document it writes (``_outbox``, each entry stamped
+under ``_staged``; the document's latest staging under ``_outbox_since``): no dual write, and on SecantusDB
+a single-document write costs a third of a transaction. Right after the write the relay publishes them with
+publisher confirms, and records what the broker confirmed in the ledger (:mod:`kernel.ledger`), never in the
+document. What a writer's publish left behind is found in commit order, from one change stream over the
+service database's outbox collections, held for a grace delay on the relay's own clock and published unless
+the relay or the ledger knows it; a lost resume point falls back to a scan (``outbox.resume_lost``,
+``huisheng_outbox_resume_lost_total``). An event may be published twice (consumers dedupe on ``event_id``),
+never zero times. How and why: docs/architecture.md, "No dual writes: the outbox".
 
 >>> from kernel.envelope import Envelope
 >>> event = Envelope.new("echo.failed", {"echo_id": "e", "ticket_id": "t", "recipient": "r",
@@ -57,7 +36,6 @@ from bson import Timestamp
 from eventlet.queue import LightQueue
 from nameko.extensions import DependencyProvider, SharedExtension
 from prometheus_client import Counter
-from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -67,6 +45,7 @@ from kernel.events import validate_outgoing
 from kernel.groupcommit import next_batch
 from kernel.ledger import (
     OUTBOX,
+    OUTBOX_INDEX,
     SINCE,
     STAGED,
     STREAM_POINT,
@@ -79,12 +58,12 @@ from kernel.ledger import (
     open_stream,
     outbox_pipeline,
     prune_ledger,
-    published_among,
     record_published,
     resume_point,
     save_resume_point,
     scan,
     staged_since,
+    unlisted,
 )
 from kernel.logging import get_logger
 from kernel.metrics import OUTBOX_LAG, OUTBOX_OLDEST, OUTBOX_PENDING, PUBLISH_FAILURES, PUBLISHED, labelled
@@ -116,23 +95,12 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class StreamReading:
-    """How the relay reads a change stream: THE seam for the embedded server's costs.
+    """How the relay reads a change stream: THE seam for the embedded server's costs (docs/architecture.md).
 
-    On MongoDB a ``getMore`` waits on the server for new changes (``await_ms``) and the
-    relay reads again at once. On SecantusDB every waiting ``getMore`` is a polling loop
-    in its Python engine and each answer a round trip per write, which cost the writes
-    beside it a fifth of their rate per relay: there the relay asks without waiting,
-    once per ``poll_seconds`` (the sweep interval), and takes everything committed
-    meanwhile in one batch. The grace delay makes the latency of either irrelevant.
-
-    MongoDB drops what a relay does not read of a change (``project``); SecantusDB projects in Python, which
-    cost it more (7 % of its CPU under load) than sending the changed documents whole.
-
-    A caught-up stream's own position (its post-batch resume token) is stored on
-    MongoDB, so a quiet collection's point stays inside the oplog. SecantusDB's can name
-    the database's ``$cmd`` namespace (after an index build) and it then refuses to
-    resume from it: there only tokens of changes are stored (``idle_positions``), and a
-    collection quiet for longer than its oplog lasts falls back to a (small) scan.
+    On MongoDB a ``getMore`` waits on the server (``await_ms``), changes are projected (``project``) and a
+    caught-up stream's own position is stored (``idle_positions``), so a quiet collection's point stays inside
+    the oplog. On SecantusDB the relay asks without waiting once per ``poll_seconds``, unprojected, and stores
+    only tokens of changes (a collection quiet for longer than its oplog lasts falls back to a small scan).
 
     >>> StreamReading.for_server({"setName": "secantus"}, poll_seconds=1.0)
     StreamReading(poll_seconds=1.0, await_ms=1, idle_positions=False, project=False)
@@ -150,10 +118,6 @@ class StreamReading:
         if hello.get("setName") == "secantus":
             return cls(poll_seconds=poll_seconds, await_ms=1, idle_positions=False, project=False)
         return cls(poll_seconds=0.02, await_ms=500, idle_positions=True, project=True)
-
-    @classmethod
-    def of(cls, client: MongoClient, poll_seconds: float) -> StreamReading:
-        return cls.for_server(client.admin.command("hello"), poll_seconds)
 
 
 @dataclass
@@ -207,9 +171,8 @@ def with_events(document: dict, envelopes: Sequence[Envelope]) -> dict:
 def push_events(update: dict, envelopes: Sequence[Envelope]) -> dict:
     """An update that also appends events to the document's outbox, for ``update_one``.
 
-    ``_outbox_since`` becomes the time of this staging: the sweep finds a document by
-    its latest events (the older ones were published, or its checkpoint would not have
-    passed them).
+    ``_outbox_since`` becomes the time of this staging: the fallback scan finds a document by its latest
+    events (the older ones were published, or the resume point would not have passed them).
     """
     if not envelopes:
         return update
@@ -223,7 +186,7 @@ def push_events(update: dict, envelopes: Sequence[Envelope]) -> dict:
 
 def ensure_indexes(collection: Collection) -> None:
     """The sweep reads documents by the time of their latest events; the ledger sits beside them."""
-    collection.create_index(SINCE, sparse=True, name="outbox_since")
+    collection.create_index(SINCE, sparse=True, name=OUTBOX_INDEX)
     ensure_ledger_indexes(collection.database)
 
 
@@ -250,9 +213,8 @@ class OutboxRelay(SharedExtension):
         self.settings = settings
         self.record_every = min(LEDGER_SECONDS, settings.outbox_grace_seconds / 4)
         self.grace = settings.outbox_grace_seconds
-        # confirms + mandatory: the broker confirms each event; the alternate exchange keeps
-        # events nobody is bound to in a visible queue instead of dropping them. One publisher
-        # per greenthread that publishes: the flusher's and the sweep's.
+        # confirms + mandatory: the alternate exchange keeps events nobody is bound to in a visible queue
+        # instead of dropping them. One publisher per greenthread that publishes: the flusher's and the sweep's.
         self._flush_publisher = PipelinedPublisher(settings.amqp_uri)
         self._sweep_publisher = PipelinedPublisher(settings.amqp_uri)
 
@@ -263,12 +225,13 @@ class OutboxRelay(SharedExtension):
     def collections(self) -> dict[str, Collection]:
         """Resolved on first use: the shared Mongo client is set up in no particular order."""
         if self._collections is None:
-            db = self.mongo.database(self.container.service_name)
+            db = self.database()
             self._collections = {name: db[name] for name in sorted(self.collection_names)}
         return self._collections
 
     def start(self) -> None:
-        self.source = StreamReading.of(self.mongo.client, self.settings.outbox_sweep_seconds)
+        self.source = StreamReading.for_server(self.mongo.client.admin.command("hello"),
+                                               self.settings.outbox_sweep_seconds)
         self._sweeper = self.container.spawn_managed_thread(self._tail_forever, identifier="outbox-tail")
         self._recorder = self.container.spawn_managed_thread(self._record_forever, identifier="outbox-ledger")
         self._flusher = self.container.spawn_managed_thread(self._flush_forever, identifier="outbox-flush")
@@ -292,14 +255,9 @@ class OutboxRelay(SharedExtension):
                 publisher.close()
 
     def flush_soon(self, collection_name: str, document_id, events: Sequence[Envelope] = ()) -> None:
-        """Publish a document's events in the background, right after its write.
-
-        ``events`` are the envelopes just written with the document; given them, the
-        relay does not read the document back. Without them it reads the document and
-        publishes every event in its outbox again (for a retried write that found its
-        document already there; consumers dedupe). The flusher publishes what
-        concurrent writers queued meanwhile as one batch.
-        """
+        """Publish a document's events in the background, right after its write, with what concurrent writers
+        queued meanwhile. ``events`` are the envelopes just written with the document; without them the relay
+        reads the document and publishes its whole outbox again (a retried write that found it stored)."""
         self._queued.put((collection_name, document_id, events))
 
     def _flush_forever(self) -> None:
@@ -316,37 +274,33 @@ class OutboxRelay(SharedExtension):
         collections = self.collections()
         documents = []
         for collection_name, document_id, events in batch:
-            wire = [event.to_wire() for event in events] if events else self._stored_events(
-                collections[collection_name], document_id)
-            if wire:
-                documents.append((collection_name, wire))
-        confirmed = self._publish_documents(self._flush_publisher, [wire for _, wire in documents])
-        for collection_name, wire in documents:
-            count = sum(1 for event in wire if event["event_id"] in confirmed)
-            if count:
-                labelled(PUBLISHED, self.container.service_name, collection_name).inc(count)
+            wire = [event.to_wire() for event in events] if events else (collections[collection_name].find_one(
+                {"_id": document_id}, {OUTBOX: 1}) or {}).get(OUTBOX) or []
+            documents.append((collection_name, wire))
+        self._publish_documents(self._flush_publisher, documents)
 
-    @staticmethod
-    def _stored_events(collection: Collection, document_id) -> list[dict]:
-        document = collection.find_one({"_id": document_id}, {OUTBOX: 1})
-        return (document or {}).get(OUTBOX) or []
-
-    def _publish_documents(self, publisher: PipelinedPublisher, outboxes: Sequence[list[dict]]) -> set[str]:
-        """Publish the events of several documents as one batch; the ids the broker confirmed.
+    def _publish_documents(self, publisher: PipelinedPublisher,
+                           outboxes: Sequence[tuple[str | None, list[dict]]]) -> set[str]:
+        """Publish the events of several documents (each with its collection's name) as one batch; the ids the
+        broker confirmed, counted per collection.
 
         A refused event is counted and logged; it stays in its outbox for the sweep.
         """
-        events = [event for outbox in outboxes for event in outbox]
-        outcomes = publisher.publish_all([_outgoing(event) for event in events])
-        confirmed = set()
+        events = [(name, event) for name, outbox in outboxes for event in outbox]
+        outcomes = publisher.publish_all([_outgoing(event) for _, event in events])
+        confirmed, counts = set(), dict.fromkeys((name for name, _ in outboxes), 0)
         lag = labelled(OUTBOX_LAG, self.container.service_name)
-        for event, ok in zip(events, outcomes, strict=True):
+        for (name, event), ok in zip(events, outcomes, strict=True):
             if ok:
                 confirmed.add(event["event_id"])
+                counts[name] += 1
                 lag.observe(_age_seconds(event))
             else:
                 PUBLISH_FAILURES.labels(service=self.container.service_name).inc()
                 log.warning("outbox.publish_refused", event_id=event["event_id"], type=event["type"])
+        for name, count in counts.items():
+            if count:
+                labelled(PUBLISHED, self.container.service_name, name or STREAM_POINT).inc(count)
         self._note_published(confirmed)
         return confirmed
 
@@ -369,7 +323,7 @@ class OutboxRelay(SharedExtension):
         """
         ids, self._unrecorded = self._unrecorded, []
         try:
-            record_published(self.mongo.database(self.container.service_name), ids)
+            record_published(self.database(), ids)
         except Exception:
             self._unrecorded[:0] = ids
             raise
@@ -403,7 +357,7 @@ class OutboxRelay(SharedExtension):
                 self._tail.close()
             if started - pruned >= PRUNE_SECONDS:
                 try:
-                    prune_ledger(self.mongo.database(self.container.service_name))
+                    prune_ledger(self.database())
                     pruned = started
                 except Exception as error:
                     log.warning("outbox.prune_failed", error=repr(error))
@@ -477,17 +431,13 @@ class OutboxRelay(SharedExtension):
                 if item.received > due or len(batch) == SWEEP_BATCH:
                     break
                 batch.append(item)
-            candidates = [(item, [e for e in item.change.events if e["event_id"] not in self._published])
-                          for item in batch]
-            asked = [event["event_id"] for _, events in candidates for event in events]
-            known = published_among(db, asked) if asked else set()
-            waiting = [(item, [e for e in events if e["event_id"] not in known]) for item, events in candidates]
-            to_publish = [events for _, events in waiting if events]
+            unknown = [[e for e in item.change.events if e["event_id"] not in self._published] for item in batch]
+            waiting = list(zip(batch, unlisted(db, unknown), strict=True))
+            to_publish = [(item.change.collection, events) for item, events in waiting if events]
             confirmed = self._publish_batch(to_publish) if to_publish else set()
             if to_publish:
-                self._count_published(waiting, confirmed)
                 log.info("outbox.swept", documents=len(to_publish),
-                         events=sum(len(events) for events in to_publish), confirmed=len(confirmed))
+                         events=sum(len(events) for _, events in to_publish), confirmed=len(confirmed))
             for item, events in waiting:
                 if any(event["event_id"] not in confirmed for event in events):
                     self._gauge(tail)
@@ -496,15 +446,6 @@ class OutboxRelay(SharedExtension):
                 tail.safe = item.change
         self._gauge(tail)
         return bool(tail.pending) and tail.pending[0].received <= due
-
-    def _count_published(self, waiting: list[tuple[_Pending, list[dict]]], confirmed: set[str]) -> None:
-        counts: dict[str | None, int] = {}
-        for item, events in waiting:
-            counts[item.change.collection] = counts.get(item.change.collection, 0) + sum(
-                1 for event in events if event["event_id"] in confirmed)
-        for name, count in counts.items():
-            if count:
-                labelled(PUBLISHED, self.container.service_name, name or STREAM_POINT).inc(count)
 
     def _save(self, db: Database, tail: _Tail) -> None:
         """Store the resume point, every :data:`SAVE_SECONDS` at most: the stream's own position once
@@ -526,7 +467,7 @@ class OutboxRelay(SharedExtension):
         save_resume_point(db, STREAM_POINT, token, at, at.as_datetime())  # the server's clock
         tail.saved, tail.saved_token, tail.safe, tail.at = now, token, None, at
 
-    def _publish_batch(self, outboxes: list[list[dict]]) -> set[str]:
+    def _publish_batch(self, outboxes: list[tuple[str | None, list[dict]]]) -> set[str]:
         """Publish a batch from the stream; the ids the broker confirmed (none if the connection failed)."""
         try:
             return self._publish_documents(self._sweep_publisher, outboxes)

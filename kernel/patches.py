@@ -1,10 +1,9 @@
 """Every place the platform leans on a private part of nameko, eventlet or kombu, in one module.
 
 The rest of the kernel uses these libraries through their public API only. Each patch below says why it
-exists, what it relies on and when it can go; :data:`RELIES_ON` lists every private attribute, signature and
-code path the patches depend on, and :func:`problems` checks them against the installed libraries
-(``tests/unit/kernel/test_patches.py`` fails loudly on an upgrade that changes one of them, and names it).
-The patches were written against :data:`PINNED`; ``constraints.txt`` pins the same versions.
+exists and when it can go. ``tests/unit/kernel/test_patches.py`` lists every private attribute, signature and
+code path the patches rely on, and the versions they were written against (``constraints.txt`` pins the
+same): it fails loudly on an upgrade that changes one of them, and names it.
 
 1. :func:`pooled_producer` (used by ``kernel.runner``): nameko builds a kombu ``Connection`` on every publish
    (each RPC request and reply) only to find the producer pool equal connections share: a quarter of the
@@ -23,27 +22,20 @@ The patches were written against :data:`PINNED`; ``constraints.txt`` pins the sa
    entrypoint to stop makes the server stop accepting and answer further requests with ``Connection: close``,
    then waits (at most ``DRAIN_SECONDS``) until every open connection was answered.
 6. :func:`use_pooled_producers` also makes RPC replies transient and unconfirmed (:class:`ReplyPublisher`):
-   nameko publishes every reply as a persistent message with a publisher confirm, a broker round trip per
-   reply (a tenth of the tickets service's CPU). The caller's wait acknowledges a reply end to end: one the
-   broker loses ends in the caller's timeout, as it would with a confirm, since a broker restart drops the
-   reply queues. (Requests stay confirmed, so that a call to a service that never ran fails at once, but are
-   transient: ``kernel.rpc.RpcClient``.) Events keep both: they go through :mod:`kernel.publisher`.
-   Goes if nameko gains an option for replies.
+   a persistent, confirmed reply cost a broker round trip each (a tenth of the tickets service's CPU), and the
+   caller's wait acknowledges a reply end to end (docs/architecture.md, "RPC with deadlines"). Goes if nameko
+   gains an option for replies.
 
 ``kernel.handlers.ReliableQueueConsumer`` sets kombu's ``on_decode_error`` on nameko's consumers; what it relies
-on is checked here too.
+on is checked there too.
 """
 
 from __future__ import annotations
 
-import inspect
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from importlib import import_module
-from importlib.metadata import version
 from typing import Any
 
 import eventlet
@@ -59,7 +51,6 @@ from kernel.logging import get_logger
 
 log = get_logger(__name__)
 
-PINNED = {"nameko": "2.14.1", "eventlet": "0.41.3", "kombu": "5.7.0"}
 DRAIN_SECONDS = 10.0
 
 
@@ -71,10 +62,8 @@ _nameko_get_producer = nameko.amqp.publish.get_producer
 
 @contextmanager
 def pooled_producer(amqp_uri, confirms=True, ssl=None, login_method=None, transport_options=None) -> Iterator:
-    """nameko's ``get_producer``, with the producer pool looked up once per set of arguments.
-
-    The pool found is the one nameko's own lookup finds; only the lookup is cached.
-    """
+    """nameko's ``get_producer``, with the producer pool (the one nameko's own lookup finds) looked up once per
+    set of arguments."""
     options = dict(nameko.amqp.publish.DEFAULT_TRANSPORT_OPTIONS if transport_options is None
                    else transport_options, confirm_publish=confirms)
     try:
@@ -111,11 +100,8 @@ def use_pooled_producers() -> None:
 
 
 class ResilientRpcConsumer(RpcConsumer):
-    """nameko's RPC consumer, except that a reply the broker cannot take does not kill the service.
-
-    The caller has lost its reply queue with the connection anyway; the request stays unacked, so the broker
-    redelivers it.
-    """
+    """nameko's RPC consumer, except that a reply the broker cannot take is logged instead of killing the
+    service (the caller has lost its reply queue anyway); the request stays unacked, for redelivery."""
 
     def handle_result(self, message, result, exc_info):
         try:
@@ -190,104 +176,3 @@ class GracefulWebServer(WebServer):
             if state == STATE_IDLE:
                 with suppress(OSError):  # already gone
                     sock.shutdown(socket.SHUT_RDWR)
-
-
-# --------------------------------------------------------------------------- what the patches rely on
-
-
-@dataclass(frozen=True)
-class Reliance:
-    """One thing a patch relies on: ``module:attribute.path`` exists, and (if given) takes ``params``,
-    sets ``instance_attrs`` when constructed with no arguments, names ``uses`` in its code or has each
-    of ``source`` in its source text."""
-
-    target: str
-    params: tuple[str, ...] | None = None
-    instance_attrs: tuple[str, ...] = ()
-    uses: tuple[str, ...] = ()
-    source: tuple[str, ...] = ()
-
-    def resolve(self) -> Any:
-        module_name, _, path = self.target.partition(":")
-        found: Any = import_module(module_name)
-        for part in path.split(".") if path else ():
-            found = getattr(found, part)
-        return found
-
-    def problem(self) -> str | None:
-        """None if the installed library still has what the patch relies on, else what changed."""
-        try:
-            found = self.resolve()
-        except (ImportError, AttributeError) as error:
-            return f"{self.target}: missing ({error})"
-        if self.params is not None:
-            names = tuple(inspect.signature(found).parameters)
-            if names[: len(self.params)] != self.params:
-                return f"{self.target}: parameters are {names}, the patch expects {self.params}"
-        if self.instance_attrs:
-            instance = found()
-            missing = [name for name in self.instance_attrs if not hasattr(instance, name)]
-            if missing:
-                return f"{self.target}: an instance has no {', '.join(missing)}"
-        if self.uses:
-            names = set(found.__code__.co_names)
-            missing = [name for name in self.uses if name not in names]
-            if missing:
-                return f"{self.target}: its code no longer looks up {', '.join(missing)}"
-        text = inspect.getsource(found) if self.source else ""
-        missing = [snippet for snippet in self.source if snippet not in text]
-        if missing:
-            return f"{self.target}: its code no longer contains {', '.join(missing)}"
-        return None
-
-
-RELIES_ON: tuple[Reliance, ...] = (
-    # 1. the pooled producer replaces this module global, which Publisher.publish looks up on every call
-    Reliance("nameko.amqp.publish:get_producer", ("amqp_uri", "confirms", "ssl", "login_method",
-                                                  "transport_options")),
-    Reliance("nameko.amqp.publish:DEFAULT_TRANSPORT_OPTIONS"),
-    Reliance("nameko.amqp.publish:Publisher.publish", uses=("get_producer",)),
-    Reliance("kombu.pools:producers"),
-    # 6. transient, unconfirmed RPC replies
-    Reliance("nameko.rpc:Responder.publisher_cls"),
-    Reliance("nameko.rpc:RpcConsumer.handle_result", uses=("Responder",)),
-    Reliance("nameko.amqp.publish:Publisher.use_confirms"),
-    Reliance("nameko.amqp.publish:Publisher.delivery_mode"),
-    # 2. the resilient RPC consumer
-    Reliance("nameko.rpc:RpcConsumer.handle_result", ("self", "message", "result", "exc_info")),
-    Reliance("nameko.rpc:Rpc.rpc_consumer"),
-    # 3. timed calls
-    Reliance("nameko.rpc:MethodProxy.__init__", ("self", "worker_ctx", "service_name", "method_name",
-                                                 "reply_listener")),
-    Reliance("nameko.rpc:MethodProxy._call", uses=("get_reply_event",)),
-    Reliance("nameko.rpc:ReplyListener", instance_attrs=("_reply_events",)),
-    Reliance("nameko.rpc:ReplyListener.get_reply_event", uses=("_reply_events",)),
-    Reliance("nameko.rpc:RpcReply.__init__", ("self", "reply_event")),
-    Reliance("nameko.rpc:ServiceProxy.__init__", ("self", "worker_ctx", "service_name", "reply_listener")),
-    # 4. the CLI's expiring proxy
-    Reliance("nameko.standalone.rpc:ClusterProxy.__init__", ("self", "worker_ctx", "reply_listener"),
-             uses=("_worker_ctx", "_reply_listener")),
-    # 5. the graceful web server
-    Reliance("nameko.web.server:WebServer", instance_attrs=("_gt", "_sock", "_serv", "_is_accepting")),
-    Reliance("nameko.web.server:WebServer.process_request", ("self", "sock", "address")),
-    Reliance("nameko.web.server:WebServer.run", uses=("_is_accepting", "process_request")),
-    Reliance("eventlet.wsgi:STATE_IDLE"),
-    Reliance("eventlet.wsgi:Server.process_request", ("self", "conn_state")),
-    Reliance("eventlet.wsgi:Server.__init__", ("self", "socket", "address", "app"), uses=("keepalive",)),
-    Reliance("eventlet.wsgi:HttpProtocol.handle_one_response", source=("self.server.keepalive",)),
-    # kernel.handlers.ReliableQueueConsumer
-    Reliance("nameko.messaging:QueueConsumer.get_consumers", ("self", "consumer_cls", "channel")),
-    Reliance("kombu.messaging:Consumer.on_decode_error"),
-)
-
-
-def problems() -> list[str]:
-    """What changed under the patches: a version other than :data:`PINNED`, or a reliance that no longer holds.
-
-    >>> problems()
-    []
-    """
-    found = [f"{name} {version(name)} is installed; the patches were checked against {pinned}"
-             for name, pinned in PINNED.items() if version(name) != pinned]
-    found += [problem for reliance in RELIES_ON if (problem := reliance.problem())]
-    return found

@@ -5,17 +5,9 @@ services for object-level rules (``may_access``), and the tickets domain for its
 commands (``services/tickets/domain.py`` builds its ``AUTHORISATION`` from here).
 
 An action is ``<resource>.<verb>``. A role that is not listed for an action may not
-do it (403 at the gateway). A role that is listed may do it over the objects its
-:class:`Grant` reaches:
-
-- ``ALWAYS``: anything in the caller's community;
-- ``IF_GRID``: objects in one of the caller's grids (an object not placed in a grid yet
-  counts as community-wide: a ticket routing could not place);
-- ``IF_ASSIGNED``: objects dispatched to the caller or to one of their teams;
-- ``IF_SELF``: the caller's own objects (their record; tickets they reported or are attached to).
-
-An object the caller may not reach answers 404 (not 403): a resident cannot learn that
-another resident's ticket exists. One community's staff never reach another's objects.
+do it (403 at the gateway); a listed one may, over the objects its :class:`Grant` reaches
+within the caller's community. An object out of reach answers 404 (not 403): a resident
+cannot learn that another resident's ticket exists.
 
 >>> require("tickets.dispatch", "secretary")
 <Grant.ALWAYS: 'always'>
@@ -34,14 +26,12 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from kernel.errors import Forbidden
-
 
 class Grant(StrEnum):
-    ALWAYS = "always"  # community-wide
-    IF_GRID = "if_grid"  # objects in the caller's grids
-    IF_ASSIGNED = "if_assigned"  # dispatched to the actor ("worker") or one of the actor's teams
-    IF_SELF = "if_self"  # the caller's own: a resident acting for themselves, their own record
+    ALWAYS = "always"  # anything in the caller's community
+    IF_GRID = "if_grid"  # in one of the caller's grids; not placed in a grid yet counts as community-wide
+    IF_ASSIGNED = "if_assigned"  # dispatched to the caller ("worker") or to one of their teams
+    IF_SELF = "if_self"  # the caller's own: their record; tickets they reported or are attached to
 
 
 RESIDENT, GRID_WORKER, VOLUNTEER = "resident", "grid_worker", "volunteer"
@@ -146,8 +136,6 @@ PERMISSIONS: dict[str, dict[str, Grant]] = {
 }
 """Action -> role -> how far the role reaches. A role not listed may not do the action."""
 
-ACTIONS: frozenset[str] = frozenset(PERMISSIONS)
-
 
 def grant_for(action: str, role: str) -> Grant | None:
     """The role's grant for ``action``, None if it has none; an unknown action is a programming error.
@@ -169,7 +157,9 @@ def allowed(action: str, role: str) -> bool:
 
 
 def require(action: str, role: str) -> Grant:
-    """The role's grant for ``action``, or :class:`Forbidden`."""
+    """The role's grant for ``action``, or :class:`~kernel.errors.Forbidden`."""
+    from kernel.errors import Forbidden  # lazy: it imports nameko, which the CLI (kernel.auth) must not
+
     grant = grant_for(action, role)
     if grant is None:
         raise Forbidden(f"the role {role} may not do {action}", {"action": [action]})
@@ -181,7 +171,7 @@ def may_access(action: str, viewer: Mapping[str, Any], *, community: str, owners
     """Whether ``viewer`` (``{"subject", "role", "community", "grids", "teams"}``) may do ``action`` on one object.
 
     ``community`` is the object's; ``owners`` who it belongs to (a ticket's attached residents,
-    a person's own id); ``grid`` where it is (None: not placed yet, see the module's docstring);
+    a person's own id); ``grid`` where it is (None: not placed yet, see :class:`Grant`);
     ``assignee`` to whom it is dispatched (``{"kind": "worker"|"team", "id"}``).
 
     >>> worker = {"subject": "gw-1", "role": "grid_worker", "community": "xingqiao", "grids": ["g3"], "teams": []}
@@ -198,14 +188,7 @@ def may_access(action: str, viewer: Mapping[str, Any], *, community: str, owners
     if grant is Grant.IF_GRID:
         return grid is None or grid in (viewer.get("grids") or ())
     if grant is Grant.IF_ASSIGNED:
-        return is_assigned(viewer, assignee)
+        kind, assignee_id = (assignee or {}).get("kind"), (assignee or {}).get("id")
+        return (kind == "worker" and assignee_id == viewer.get("subject")) or (
+            kind == "team" and assignee_id in (viewer.get("teams") or ()))
     return viewer.get("subject") in set(owners)
-
-
-def is_assigned(viewer: Mapping[str, Any], assignee: Mapping[str, str] | None) -> bool:
-    """Whether ``assignee`` is the viewer or one of the viewer's teams."""
-    if not assignee:
-        return False
-    kind, assignee_id = assignee.get("kind"), assignee.get("id")
-    return (kind == "worker" and assignee_id == viewer.get("subject")) or (
-        kind == "team" and assignee_id in (viewer.get("teams") or ()))

@@ -1,16 +1,9 @@
-"""Publishing with publisher confirms, for the relay and the reliable handlers.
+"""Publishing a batch with publisher confirms, for the outbox relay.
 
-This publisher resolves its producer pool once and takes producers from it
-(nameko's own, patched the same way, is in :mod:`kernel.patches`).
-
-Every message is persistent, JSON, ``mandatory`` and confirmed: ``publish``
-returns only once the broker has it, and raises :class:`UndeliverableMessage` if
-no queue (nor the alternate exchange) could take it.
-
-:class:`PipelinedPublisher` does the same for a batch: it publishes every message of
-the batch, then waits once for the broker's confirms of all of them (RabbitMQ acks a
-run of messages in one frame). The outbox relay publishes what its writers stored
-that way, instead of a confirm round trip per event.
+:class:`PipelinedPublisher` publishes every message of a batch (persistent, JSON, ``mandatory``), then waits
+once for the broker's confirms of all of them (RabbitMQ acks a run of messages in one frame), instead of a
+confirm round trip per event. (The reliable handlers publish their parked and dead-lettered copies one at a
+time, confirmed, with nameko's ``Publisher``.)
 """
 
 from __future__ import annotations
@@ -20,37 +13,12 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-from kombu import Connection, Exchange, Producer
-from kombu.exceptions import ChannelError
-from kombu.pools import producers
-from nameko.amqp.publish import UndeliverableMessage
+from kombu import Connection, Producer
 
 PERSISTENT = 2
-RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
-TRANSPORT_OPTIONS = {"confirm_publish": True, "max_retries": 3, "interval_start": 2, "interval_step": 1,
-                     "interval_max": 5}
-
 CONFIRM_TIMEOUT_SECONDS = 10.0
 
-__all__ = ["ConfirmedPublisher", "Outgoing", "PipelinedPublisher", "UndeliverableMessage"]
-
-
-class ConfirmedPublisher:
-    """Publishes confirmed, persistent JSON messages over a pool of producers shared by greenthreads."""
-
-    def __init__(self, amqp_uri: str):
-        self._pool = producers[Connection(amqp_uri, transport_options=dict(TRANSPORT_OPTIONS))]
-
-    def publish(self, body, *, exchange: Exchange, routing_key: str, headers: dict | None = None, **properties) -> None:
-        with self._pool.acquire(block=True) as producer:
-            try:
-                producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers or {},
-                                 delivery_mode=PERSISTENT, mandatory=True, serializer="json", retry=True,
-                                 retry_policy=RETRY_POLICY, **properties)
-            except ChannelError as error:
-                if "NO_ROUTE" in str(error):
-                    raise UndeliverableMessage(routing_key) from error
-                raise
+__all__ = ["Outgoing", "PipelinedPublisher"]
 
 
 @dataclass(frozen=True)

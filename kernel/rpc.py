@@ -1,10 +1,6 @@
-"""RPC with a deadline.
-
-nameko 2.14.1's service-side ``RpcProxy`` waits for a reply forever. ``RpcClient``
-waits at most ``timeout`` seconds (default ``RPC_TIMEOUT``) and then raises
-:class:`RpcTimeout`; the request carries the same expiration, so a service that
-comes back late does not work on a request nobody waits for any more. A call to a
-service with no running instance raises nameko's ``UnknownService`` at once.
+"""RPC with a deadline: nameko 2.14.1's service-side ``RpcProxy`` waits forever, ``RpcClient`` raises
+:class:`RpcTimeout` after ``timeout`` seconds (default ``RPC_TIMEOUT``), when its request expires too
+(docs/architecture.md, "RPC with deadlines").
 
 Usage::
 

@@ -58,14 +58,12 @@ def consumer_queues(retry_delays_ms: Iterable[int]) -> list[Queue]:
     return queues
 
 
-def declare_all(settings: Settings) -> list[str]:
-    """Declare every exchange, queue and binding on the broker of ``settings``; idempotent. The queue names."""
+def declare_all(settings: Settings) -> None:
+    """Declare every exchange, queue and binding on the broker of ``settings``; idempotent."""
     with Connection(settings.amqp_uri, connect_timeout=5) as connection:
         connection.ensure_connection(max_retries=3)
         channel = connection.default_channel
         for exchange in (UNROUTED, EVENTS, REQUEUE, DEAD):
             exchange.declare(channel=channel)
-        queues = consumer_queues(settings.retry_delays_ms)
-        for queue in queues:
+        for queue in consumer_queues(settings.retry_delays_ms):
             queue(channel).declare()
-        return [queue.name for queue in queues]

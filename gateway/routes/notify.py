@@ -6,8 +6,8 @@ notify with the contract's schemas (``kernel.contracts.PreferencesSchema``, ``Ta
 
 from __future__ import annotations
 
-from gateway.http import MAX_BODY_BYTES, endpoint, json_body, paging, query
-from kernel.errors import PayloadTooLarge, ValidationFailed
+from gateway.http import MAX_BODY_BYTES, PayloadTooLarge, endpoint, json_body, paging, query
+from kernel.errors import ValidationFailed
 from kernel.web import http
 
 

@@ -24,6 +24,8 @@ from gateway.http import (
     CORRELATION_HEADER,
     CORS_HEADERS,
     SECURITY_HEADERS,
+    BadRequest,
+    UpstreamTimeout,
     cors_headers,
     downstream_unavailable,
     http,  # its <path:...> matches a newline too
@@ -33,13 +35,11 @@ from gateway.http import (
 from gateway.open311 import FORMATS, comma_list, error_answer, read_form, render, request_arguments
 from gateway.openapi import allowed_methods
 from kernel.errors import (
-    BadRequest,
     Forbidden,
     NotFound,
     PlatformError,
     ServiceUnavailable,
     TooManyRequests,
-    UpstreamTimeout,
 )
 from kernel.logging import get_logger
 from kernel.metrics import HTTP_REQUESTS, labelled

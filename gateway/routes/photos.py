@@ -14,9 +14,8 @@ import base64
 
 from werkzeug.wrappers import Response
 
-from gateway.http import endpoint
+from gateway.http import PayloadTooLarge, UnsupportedMediaType, endpoint
 from kernel.contracts import ATTACHMENT_TYPES, MAX_ATTACHMENT_BYTES
-from kernel.errors import PayloadTooLarge, UnsupportedMediaType
 from kernel.web import http
 
 BINARY = {"type": "string", "format": "binary"}

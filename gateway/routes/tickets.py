@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from gateway.http import endpoint, idempotency_key, json_body, paging, query
+from gateway.http import PROBLEM_CONTENT_TYPE, endpoint, idempotency_key, json_body, paging, problem_details, query
 from kernel.contracts import CalendarSchema
-from kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, NotFound, PlatformError, PreconditionFailed, ValidationFailed
+from kernel.errors import Conflict, NotFound, PlatformError, PreconditionFailed, ValidationFailed
 from kernel.permissions import STAFF, allowed, require
 from kernel.validation import load
 from kernel.web import http
@@ -44,7 +44,7 @@ def expected_version(request) -> int | None:
 
 def problem_answer(self, error: PlatformError, **extra) -> tuple[int, dict, dict]:
     """A problem-details answer with members of its own at the top (``state``, ``allowed_actions``, ``version``)."""
-    body = {**error.to_problem(self.context.correlation_id), **extra}
+    body = {**problem_details(error, self.context.correlation_id), **extra}
     return error.status, body, {"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
 
 
@@ -66,7 +66,8 @@ def acted(self, call) -> tuple[int, dict, dict]:
 
 def stale_answer(self, error: PreconditionFailed) -> tuple[int, dict, dict]:
     """412 with the current version, in the body and as the ETag the client's next If-Match sends."""
-    version = error.current_version
+    version = error.details.get("version")  # RPC carries it as text
+    version = int(version) if str(version).isdigit() else None
     status, body, headers = problem_answer(self, error, version=version)
     return status, body, {**headers, **etag({"version": version})}
 

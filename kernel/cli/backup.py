@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from kernel.cli import infra, say
 from kernel.cli.infra import redact
 from kernel.cli.main import DB_NAME, database_spec, load_settings
-from kernel.cli.supervisor import log_path, resolve_uri, running_problem
+from kernel.cli.supervisor import log_path, resolve_uri, running_problem, terminate
 from kernel.config import Settings
 from kernel.platform import PROCESSES
 
@@ -60,28 +60,13 @@ def embedded_database(settings: Settings) -> Iterator[str]:
             time.sleep(0.1)
         yield spec.address
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate("the embedded database", process.pid, lambda: process.poll() is None, 20, say)
         say("stopped the embedded database")
 
 
 def is_secantus(uri: str) -> bool:
     """Whether the server at ``uri`` is SecantusDB (its ``buildInfo`` says so), not MongoDB."""
-    return "secantusVersion" in admin_command(uri, "buildInfo")
-
-
-def admin_command(uri: str, command: str, **options: object) -> dict:
-    from pymongo import MongoClient  # lazy: pymongo is slow to import
-
-    client = MongoClient(uri, serverSelectionTimeoutMS=5000)
-    try:
-        return client.admin.command(command, **options)
-    finally:
-        client.close()
+    return "secantusVersion" in infra.admin_command(uri, "buildInfo")
 
 
 def run_tool(argv: list[str], uri: str) -> None:
@@ -112,7 +97,7 @@ def backup(uri: str, settings: Settings, out: str | None, services: Sequence[str
         raise BackupError(f"{redact(uri)} is a SecantusDB on another host: it writes the archive on its own disk; "
                           "run `huisheng backup` there")
     if secantus:
-        admin_command(uri, "secantusAdmin.backupArchive", outputPath=str(path))
+        infra.admin_command(uri, "secantusAdmin.backupArchive", outputPath=str(path))
     elif len(services) > 1:
         raise BackupError("mongodump takes one --service (one database) or none (all of them)")
     else:

@@ -1,11 +1,8 @@
 """The infrastructure ``huisheng up`` needs before any service: a broker and a database.
 
-RabbitMQ is shared machine infrastructure: we only probe it, and start it with ``rabbitmq-server -detached``
-when it is local and installed; we never stop it. The database is the embedded SecantusDB, which ``up`` runs
-as one of its own supervised children when ``MONGO_URI`` is unset (see :func:`secantus_argv`).
-
-Heavy clients (kombu, pymongo) are imported inside functions so that quick commands such as ``huisheng token``
-stay fast.
+RabbitMQ is shared machine infrastructure: we only probe it, start a local one that is installed
+(``rabbitmq-server -detached``), and never stop it. The database is the embedded SecantusDB, one of ``up``'s
+supervised children unless ``MONGO_URI`` is set. kombu and pymongo are imported lazily (``huisheng token`` stays fast).
 """
 
 from __future__ import annotations
@@ -110,28 +107,28 @@ EMBEDDED_SERVER = [sys.executable, str(Path(__file__).resolve().parents[2] / "st
 
 
 def secantus_argv(port: int, storage: Path, host: str = "127.0.0.1") -> list[str]:
-    """Command line of the embedded database.
-
-    Never ``--standalone`` (change streams need the replica set). Always ``--sync-on-commit``: without it
-    SecantusDB acknowledges writes it has not flushed, and the fault suite saw writes acknowledged up to ~27 ms
-    before a SIGKILL of the server lost (tickets answered 201 and inbox echoes whose events were already acked).
-    It costs write throughput; an acknowledged write must survive.
-    """
+    """Command line of the embedded database: never ``--standalone`` (change streams need the replica set),
+    always ``--sync-on-commit`` (an acknowledged write must survive a SIGKILL: docs/architecture.md)."""
     return [*EMBEDDED_SERVER, "--host", host, "--port", str(port), "--storage-path", str(storage), "--sync-on-commit"]
 
 
-def mongo_ping(mongo_uri: str, timeout: float = 1.0) -> bool:
-    """True if a MongoDB-speaking server answers ``ping`` at ``mongo_uri``."""
+def admin_command(mongo_uri: str, command: str, timeout: float = 5.0, **options: object) -> dict:
+    """The answer of the server at ``mongo_uri`` to an admin ``command``, waiting ``timeout`` seconds for it."""
     from pymongo import MongoClient  # lazy: pymongo is slow to import
 
     client = MongoClient(mongo_uri, serverSelectionTimeoutMS=int(timeout * 1000), connectTimeoutMS=int(timeout * 1000))
     try:
-        client.admin.command("ping")
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        return False
+        return client.admin.command(command, **options)
     finally:
         client.close()
+
+
+def mongo_ping(mongo_uri: str, timeout: float = 1.0) -> bool:
+    """True if a MongoDB-speaking server answers ``ping`` at ``mongo_uri``."""
+    try:
+        return bool(admin_command(mongo_uri, "ping", timeout))
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
 
 
 def port_in_use(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -141,10 +138,3 @@ def port_in_use(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS considers free right now (for tests and ad-hoc second platforms)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]

@@ -1,16 +1,7 @@
-"""The ``huisheng`` command line: run, inspect and stop the platform, mint tokens.
+"""The ``huisheng`` command line: ``up``, ``down``, ``status``, ``token`` and ``service`` here; the commands of
+:data:`COMMAND_MODULES` (ops, backup, restore, and the services' own) register themselves.
 
-    huisheng up [-d] [--scale tickets=2]   run every process (foreground, or detached until healthy)
-    huisheng down           stop what ``up`` started
-    huisheng status         list the processes and their health
-    huisheng token ...      print a signed bearer token
-    huisheng service NAME   run one process in the foreground (what ``up`` launches)
-    huisheng ops | backup | restore ...       operate the platform (kernel/cli/ops.py, backup.py)
-    huisheng apikey | admin | directory ...   the running platform's register (services/directory/cli.py)
-    huisheng reports rebuild    the reports' counters anew from the tickets (services/tickets/cli.py)
-
-Only the standard library and small clients are imported here: ``service`` imports ``kernel.runner`` lazily
-because that module monkey-patches eventlet, which must never happen inside the supervisor.
+``service`` imports ``kernel.runner`` lazily: it monkey-patches eventlet, which the supervisor must never do.
 """
 
 from __future__ import annotations
@@ -128,11 +119,9 @@ def database_spec(settings: Settings) -> ChildSpec:
 
 @dataclass(frozen=True)
 class StandIn:
-    """A local stand-in of an outside provider (standins/), run by ``up`` unless its URL is configured.
+    """A local stand-in of an outside provider (standins/), in layer 0, run by ``up`` unless ``url_variable`` is set.
 
-    Infrastructure of a local run, like the embedded database (layer 0): production points ``url_variable`` at
-    the real provider, and then ``up`` does not start it. It has no dependencies, hence no ``/ready``. Not
-    essential: without it only that channel fails (and notify falls back), so giving up on it keeps the platform up.
+    No dependencies, hence no ``/ready``. Not essential: without it only that channel fails (notify falls back).
     """
 
     name: str
@@ -322,9 +311,8 @@ def cmd_service(args: argparse.Namespace) -> int:
     return result if isinstance(result, int) else 0
 
 
-# Modules that add sub-commands: each has ``register(commands)``, given argparse's sub-parsers, which adds its
-# parsers and sets ``func`` (a function of the parsed args returning the exit code). A service's own commands
-# come from its Process's ``cli_module``: the kernel names it, never imports it by hand.
+# Each has ``register(commands)`` (argparse's sub-parsers): it adds its parsers, each setting ``func(args) -> exit
+# code``. A service's commands come from its Process's ``cli_module``: the kernel never imports it by hand.
 COMMAND_MODULES: tuple[str, ...] = ("kernel.cli.ops", "kernel.cli.backup",
                                     *(p.cli_module for p in PROCESSES if p.cli_module))
 

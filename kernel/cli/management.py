@@ -1,8 +1,8 @@
 """A small client of the RabbitMQ management HTTP API, for ``huisheng ops``.
 
-Where the API is: ``RABBITMQ_MANAGEMENT_URL`` when set, else derived from ``AMQP_URI`` (same host and
-credentials, http on port 15672, or https on 15671 for ``amqps``). The vhost is always the one of ``AMQP_URI``:
-the platform's queues live there.
+Where the API is: ``RABBITMQ_MANAGEMENT_URL`` when set (its credentials, if it has any, win), else derived from
+``AMQP_URI`` (same host and credentials, http on port 15672, or https on 15671 for ``amqps``). The vhost is always
+the one of ``AMQP_URI``: the platform's queues live there.
 
 >>> endpoint = endpoint_for("amqp://hs:pw@rabbit:5672/prod")
 >>> endpoint.api, endpoint.vhost, endpoint.username
@@ -11,8 +11,6 @@ the platform's queues live there.
 '/'
 >>> endpoint_for("amqp://hs:pw@rabbit/", "https://ops:secret@mq.example.org/api/").api
 'https://mq.example.org/api'
->>> redact("amqp://hs:pw@rabbit:5672/prod")
-'amqp://hs:***@rabbit:5672/prod'
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
-from kernel.cli.infra import is_local, redact  # noqa: F401 - redact: where callers of this module found it
+from kernel.cli.infra import is_local
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -43,16 +41,8 @@ class Endpoint:
     vhost: str
 
 
-def _host_for_url(host: str) -> str:
-    """IPv6 literals need their brackets back once urlsplit has taken them off."""
-    return f"[{host}]" if ":" in host else host
-
-
 def endpoint_for(amqp_uri: str, management_url: str | None = None) -> Endpoint:
-    """The management endpoint of a broker: ``management_url`` if given, else derived from ``amqp_uri``.
-
-    Credentials in ``management_url`` win; without any, those of ``amqp_uri`` are used.
-    """
+    """The management endpoint of a broker (see the module's docstring)."""
     amqp = urlsplit(amqp_uri)
     username = unquote(amqp.username) if amqp.username else "guest"
     password = unquote(amqp.password) if amqp.password else "guest"
@@ -60,13 +50,12 @@ def endpoint_for(amqp_uri: str, management_url: str | None = None) -> Endpoint:
         given = urlsplit(management_url)
         if given.username:
             username, password = unquote(given.username), unquote(given.password or "")
-        path = given.path.rstrip("/")
-        path = path[: -len("/api")] if path.endswith("/api") else path
-        netloc = _host_for_url(given.hostname or "localhost") + (f":{given.port}" if given.port else "")
-        base = urlunsplit((given.scheme or "http", netloc, path, "", ""))
+        base = urlunsplit((given.scheme or "http", given.netloc.rpartition("@")[2] or "localhost",
+                           given.path.rstrip("/").removesuffix("/api"), "", ""))
     else:
         scheme, port = ("https", 15671) if amqp.scheme == "amqps" else ("http", 15672)
-        base = f"{scheme}://{_host_for_url(amqp.hostname or 'localhost')}:{port}"
+        host = amqp.hostname or "localhost"
+        base = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"  # an IPv6 literal gets its brackets back
     # The vhost as kombu reads it: an empty path or ``/`` is the default vhost ``/``.
     vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
     return Endpoint(api=f"{base}/api", username=username, password=password, vhost=vhost)

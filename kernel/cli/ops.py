@@ -39,8 +39,7 @@ if TYPE_CHECKING:
     from kernel.cli.management import ManagementClient
     from kernel.events import Subscription
 
-# Every command of the CLI builds this module's parser, so only light modules are imported above: kombu,
-# requests, pymongo (kernel.ledger imports it) and the event catalogue are imported by the functions that use them.
+# Every command builds this module's parser: kombu, requests, pymongo and the catalogue are imported lazily.
 
 PLATFORM_PREFIX = "huisheng."  # every queue kernel.topology declares
 RPC_PREFIX = "rpc-"  # nameko's service queues: rpc-<service>
@@ -167,11 +166,6 @@ def queue_rows(expected: Mapping[str, str], listed: Iterable[Mapping],
     return rows
 
 
-def verdict(rows: Iterable[QueueRow]) -> int:
-    """The exit code of ``ops queues``: 1 if any queue has a problem."""
-    return EXIT_PROBLEM if any(row.problem for row in rows) else EXIT_OK
-
-
 def format_queues(report: Mapping) -> str:
     """The human table of ``ops queues``."""
     head = [("QUEUE", "KIND", "MSGS", "READY", "UNACKED", "CONSUMERS", "IN/s", "OUT/s", "DLQ", "STATUS")]
@@ -224,7 +218,7 @@ def queues_report(settings: Settings) -> dict:
     live = live_counts(settings, [q["name"] for q in listed if is_ours(q["name"])])
     rows = queue_rows(platform_queues(settings.retry_delays_ms), listed, live)
     return {"vhost": client.endpoint.vhost, "management_api": client.endpoint.api, "live_counts": live is not None,
-            "healthy": verdict(rows) == EXIT_OK,
+            "healthy": not any(row.problem for row in rows),
             "problems": [f"{row.name}: {row.problem}" for row in rows if row.problem],
             "queues": [asdict(row) for row in rows]}
 
@@ -463,10 +457,8 @@ def resolve_mongo_uri(settings: Settings) -> str:
 def backlog(documents: Iterable[Mapping], now: datetime) -> dict:
     """Pending documents, events and the age of the oldest event (the relay's lag) of one collection.
 
-    ``documents`` are what :func:`kernel.ledger.unpublished` returns: each carries only its unpublished
-    events, so published ones neither count nor age the collection. An event's age runs from its ``_staged``
-    stamp: a document's ``_outbox_since`` is its latest staging and would hide an older event still waiting
-    beside a newer one. An entry without a stamp (staged before the ledger existed) falls back to it.
+    ``documents`` carry only their unpublished events (:func:`kernel.ledger.unpublished`). An event ages from
+    its own ``_staged``: the document's ``_outbox_since`` (its latest staging) is only a stamp-less entry's.
     """
     from kernel.ledger import OUTBOX, SINCE, STAGED
 
@@ -497,13 +489,8 @@ def outbox_collections(database: Any) -> list[str]:
 
 
 def outbox_report(settings: Settings, max_lag: float) -> dict:
-    """Every outbox collection of every service's database, with what the broker has not confirmed (OpsError
-    if there is no database, or it does not answer).
-
-    A document keeps its events after they are published; :func:`kernel.ledger.unpublished` (the question
-    the relay asks) tells the events written after the collection's resume point, in commit order, that the
-    ledger does not list.
-    """
+    """Every outbox collection of every service's database, with what :func:`kernel.ledger.unpublished` (the
+    relay's own question) finds unconfirmed; OpsError if there is no database, or it does not answer."""
     import warnings
 
     with warnings.catch_warnings():  # kernel.mongo imports nameko, hence eventlet and its warning
@@ -557,8 +544,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sub-commands of ``ops``; each sets ``ops_func(args, settings) -> exit code``."""
+def register(commands: Any) -> None:
+    """Add ``ops`` to the ``huisheng`` command line (``commands`` is its sub-parsers); each of its sub-commands
+    sets ``ops_func(args, settings) -> exit code``, which :func:`dispatch` runs."""
+    parser = commands.add_parser("ops", help="queues, dead letters and outboxes (exit 1 on a problem)",
+                                 description=(__doc__ or "").split("\n\n>>>")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(func=dispatch)
     sub = parser.add_subparsers(dest="ops_command", required=True, metavar="OPS_COMMAND")
 
     queues = sub.add_parser("queues", help="every queue: depth, consumers, rates, dead letters (exit 1 on a problem)")
@@ -605,12 +597,3 @@ def dispatch(args: argparse.Namespace, settings: Settings | None = None) -> int:
     except (OpsError, ManagementError) as error:
         complain(str(error))
         return EXIT_CANNOT_CHECK
-
-
-def register(commands: Any) -> None:
-    """Add ``ops`` to the ``huisheng`` command line (``commands`` is its sub-parsers)."""
-    parser = commands.add_parser("ops", help="queues, dead letters and outboxes (exit 1 on a problem)",
-                                 description=(__doc__ or "").split("\n\n>>>")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=dispatch)

@@ -1,10 +1,7 @@
-"""``huisheng up``'s runner: supervisord (PyPI ``supervisor``) spawns, logs, restarts and stops the processes;
-this module keeps the platform's own part, as docs/architecture.md tells: starting them layer by layer behind
-their health probes, the run state ``$HUISHENG_HOME/run/platform.json`` for ``status`` and ``down`` in other
-shells, and stopping the platform (exit 1) when an essential child is given up on.
+"""``huisheng up``'s runner over supervisord: layers behind health probes, the run state
+(``$HUISHENG_HOME/run/platform.json``) and the stop on an essential child given up on (docs/architecture.md).
 
-Every spawn goes through :func:`launch`, which counts it: supervisord keeps no count, and polling its state
-would miss a child that crashes between two polls.
+Every spawn goes through :func:`launch`, which counts it: polling supervisord would miss a quick crash.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ if TYPE_CHECKING:
     from kernel.config import Settings
 
 POLL_SECONDS = 0.2
-TAIL_LINES = 20
 SUPERVISOR_LOG = "supervisor"
 # An empty ProxyHandler: health probes of 127.0.0.1 must never go through $http_proxy.
 _OPENER = build_opener(ProxyHandler({}))
@@ -127,7 +123,7 @@ def write_state(home: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def log_tail(path: Path, lines: int = TAIL_LINES, offset: int = 0) -> str:
+def log_tail(path: Path, lines: int = 20, offset: int = 0) -> str:
     """The last ``lines`` lines written to ``path`` after byte ``offset`` (this run's part)."""
     try:
         with open(path, "rb") as handle:

@@ -8,9 +8,9 @@ import pytest
 import requests
 from nameko.rpc import rpc
 
+from gateway.http import PROBLEM_CONTENT_TYPE
 from gateway.service import GatewayService
 from kernel.auth import issue_token
-from kernel.errors import PROBLEM_CONTENT_TYPE
 from kernel.rpc import RpcClient
 from tests.conftest import free_port
 

@@ -7,9 +7,10 @@ import jwt
 import pytest
 
 from gateway.auth import Principal, token_from_header, verify_token
-from kernel.auth import ISSUER, ROLES, TOKEN_ROLES, issue_token
+from kernel.auth import ISSUER, TOKEN_ROLES, issue_token
 from kernel.config import Settings
 from kernel.errors import Unauthorized
+from kernel.permissions import ROLES
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 SETTINGS = Settings(secret=SECRET, community="xingqiao")

@@ -12,8 +12,9 @@ from xml.etree import ElementTree
 import pytest
 from marshmallow import ValidationError
 
+from gateway.http import BadRequest
 from gateway.open311 import error_answer, open311_status, parse_form, render, request_arguments
-from kernel.errors import BadRequest, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from kernel.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
 from kernel.permissions import allowed
 from services.tickets.catalogue import DEFAULT_PATH, Catalogue, CatalogueError
 from services.tickets.domain import Ticket

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from kernel.cli import management, ops
+from kernel.cli.infra import redact
 from kernel.cli.main import build_parser, main
 from kernel.cli.management import Endpoint, ManagementClient, ManagementError, endpoint_for
 from kernel.cli.supervisor import process_identity, write_state
@@ -143,7 +144,6 @@ def test_platform_queues_are_the_topology_s_with_their_kinds():
 
 def test_a_healthy_sample_exits_0_and_retry_tiers_and_dlqs_need_no_consumer():
     rows = rows_of(healthy_sample())
-    assert ops.verdict(rows) == ops.EXIT_OK
     assert [row.problem for row in rows] == [None] * len(rows)
     assert [row.name for row in rows][-1] == "rpc-tickets"
     assert "evt-someone-else" not in by_name(rows) and "rpc.reply-gateway-1f2e" not in by_name(rows)
@@ -153,7 +153,7 @@ def test_a_dead_letter_is_a_problem_shown_on_the_dlq_and_beside_its_consumer_que
     sample = healthy_sample()
     sample[4] = api_queue(f"{NOTIFY}.dlq", messages=1)
     rows = by_name(rows_of(sample))
-    assert ops.verdict(rows.values()) == ops.EXIT_PROBLEM
+    assert any(row.problem for row in rows.values())
     assert rows[f"{NOTIFY}.dlq"].problem == f"1 dead-lettered: `huisheng ops dlq show {NOTIFY}.dlq`"
     assert rows[NOTIFY].dead_letters == 1 and rows[NOTIFY].problem is None
     assert rows[TICKETS].dead_letters == 0
@@ -171,7 +171,7 @@ def test_a_consumer_or_rpc_queue_without_consumer_is_a_problem(name, service):
     sample = [api_queue(name, consumers=0) if q["name"] == name else q for q in healthy_sample()]
     rows = by_name(rows_of(sample))
     assert rows[name].problem == f"no consumer: is {service} running?"
-    assert ops.verdict(rows.values()) == ops.EXIT_PROBLEM
+    assert any(row.problem for row in rows.values())
 
 
 def test_a_missing_topology_queue_is_a_problem():
@@ -216,7 +216,7 @@ def report_of(rows) -> dict:
     from dataclasses import asdict
 
     return {"vhost": "/", "management_api": "http://127.0.0.1:15672/api", "live_counts": True,
-            "healthy": ops.verdict(rows) == 0, "queues": [asdict(row) for row in rows]}
+            "healthy": not any(row.problem for row in rows), "queues": [asdict(row) for row in rows]}
 
 
 def test_the_table_has_a_header_aligned_columns_and_a_verdict():
@@ -392,8 +392,8 @@ def test_management_errors_say_what_went_wrong(monkeypatch, answer, error, messa
 
 
 def test_redact_hides_passwords_only():
-    assert management.redact("mongodb://u:pw@db:27017/?x=1") == "mongodb://u:***@db:27017/?x=1"
-    assert management.redact("amqp://127.0.0.1/") == "amqp://127.0.0.1/"
+    assert redact("mongodb://u:pw@db:27017/?x=1") == "mongodb://u:***@db:27017/?x=1"
+    assert redact("amqp://127.0.0.1/") == "amqp://127.0.0.1/"
 
 
 # --------------------------------------------------------------------------- outbox

@@ -5,18 +5,15 @@ import json
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
 
+from gateway.http import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamTimeout, problem_details
 from kernel.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
-    PayloadTooLarge,
     PlatformError,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
-    UnsupportedMediaType,
-    UpstreamTimeout,
     ValidationFailed,
 )
 
@@ -72,7 +69,7 @@ def test_nameko_serialisation_gives_back_the_same_class_message_and_details(cls,
     assert not isinstance(restored, RemoteError)
     assert restored.message == f"{code} happened"
     assert restored.details == details
-    assert restored.to_problem() == error.to_problem()
+    assert problem_details(restored) == problem_details(error)
 
 
 @pytest.mark.parametrize("cls,code,status", ERRORS, ids=IDS)
@@ -83,7 +80,7 @@ def test_a_default_message_survives_serialisation(cls, code, status):
 
 @pytest.mark.parametrize("cls,code,status", ERRORS, ids=IDS)
 def test_problem_details_have_the_rfc_9457_members_and_the_code(cls, code, status):
-    problem = cls("what went wrong").to_problem("corr-1")
+    problem = problem_details(cls("what went wrong"), "corr-1")
 
     assert problem == {"type": f"/problems/{code}", "title": cls.title, "status": status,
                        "detail": "what went wrong", "code": code, "correlation_id": "corr-1"}
@@ -91,7 +88,7 @@ def test_problem_details_have_the_rfc_9457_members_and_the_code(cls, code, statu
 
 
 def test_per_field_errors_ride_in_errors():
-    problem = ValidationFailed("not valid", {"limit": ["Must be at most 100."]}).to_problem("c")
+    problem = problem_details(ValidationFailed("not valid", {"limit": ["Must be at most 100."]}), "c")
 
     assert problem["errors"] == {"limit": ["Must be at most 100."]}
 
@@ -102,7 +99,7 @@ def test_an_instance_code_overrides_the_class_code_and_survives_rpc():
 
     assert (type(restored), restored.code, restored.status) == (Unauthorized, "invalid_credentials", 401)
     assert Unauthorized("x").code == "unauthorized"  # the class default is untouched
-    assert restored.to_problem()["type"] == "/problems/invalid_credentials"
+    assert problem_details(restored)["type"] == "/problems/invalid_credentials"
 
 
 def test_too_many_requests_carries_retry_after():
