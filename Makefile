@@ -54,7 +54,7 @@ lint: install
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
-## benchmarks (bench/, not part of the tests): the full run (about 7 minutes) and a smoke run (under 2)
+## benchmarks (bench/, not part of the tests): the full run (about 30 minutes) and a smoke run (about 2)
 .PHONY: bench bench-quick
 BENCH_DEPS = bash scripts/ensure-rabbitmq.sh && \
 	{ $(BIN)/py-spy --version >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'; }
