@@ -36,8 +36,7 @@ STAGED = "_staged"  # in each outbox entry: when it was written (the writer's cl
 OUTBOX_INDEX = "outbox_since"
 LEDGER = "_outbox_published"
 CHECKPOINTS = "_outbox_checkpoints"
-# The resume point of a database's outbox stream. Points stored per collection (under its name), before one
-# stream served the database, only bound its first start's scan (:func:`first_bound`).
+# The resume point of a database's outbox stream.
 STREAM_POINT = "outboxes"
 # Ledger entries only matter between a resume point and the present; a point held back
 # longer than this (an event the broker keeps refusing) costs duplicates once it moves, not losses.
@@ -111,13 +110,6 @@ def unlisted(db: Database, outboxes: Sequence[list[dict]]) -> list[list[dict]]:
 def resume_point(db: Database, collection_name: str) -> dict | None:
     """The stored point of a collection: ``{"token", "at", "since"}`` (any may be missing), or None."""
     return db[CHECKPOINTS].find_one({"_id": collection_name})
-
-
-def first_bound(db: Database, collection_names: Iterable[str]) -> datetime | None:
-    """The scan's bound for a database stream that has no point yet: the earliest of the collections' own
-    points (stored before one stream served them all), or None (scan everything) if one of them has none."""
-    bounds = [checkpoint(db, name) for name in collection_names]
-    return None if not bounds or None in bounds else min(bounds)
 
 
 def checkpoint(db: Database, collection_name: str) -> datetime | None:
@@ -256,8 +248,7 @@ def unpublished(db: Database, collection_name: str) -> list[dict]:
     each as ``{"_id", "_outbox_since", "_outbox": [its unpublished events]}``, oldest staging first.
 
     Read from the change stream after the stored token (commit order: a late commit is there); without one,
-    or if the server cannot resume from it, from a scan from the point's ``since`` (or the collection's own
-    point's, stored before one stream served the database).
+    or if the server cannot resume from it, from a scan from the point's ``since``.
     """
     point = resume_point(db, STREAM_POINT)
     documents, since = None, None
@@ -270,7 +261,7 @@ def unpublished(db: Database, collection_name: str) -> list[dict]:
                 merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
             documents = [doc for doc in merged.values() if doc[OUTBOX]]
     if documents is None:
-        since = checkpoint(db, STREAM_POINT if point else collection_name)
+        since = checkpoint(db, STREAM_POINT)
         documents = scan(db, collection_name, since)
     found = []
     for document, events in zip(documents, unlisted(db, [staged_since(doc, since) for doc in documents]), strict=True):

@@ -53,7 +53,6 @@ from kernel.ledger import (
     ResumePointLost,
     checkpoint,
     ensure_ledger_indexes,
-    first_bound,
     next_changes,
     open_stream,
     outbox_pipeline,
@@ -396,8 +395,7 @@ class OutboxRelay(SharedExtension):
                 return
             except ResumePointLost as lost:
                 reason = str(lost)
-        self._fall_back(db, tail, reason, since=checkpoint(db, STREAM_POINT) if point else first_bound(
-            db, self.collections()))
+        self._fall_back(db, tail, reason, since=checkpoint(db, STREAM_POINT))
 
     def _fall_back(self, db: Database, tail: _Tail, reason: str | None, since: datetime | None) -> None:
         """Open the stream at the present first, then scan each collection from ``since``: whatever commits

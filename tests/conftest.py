@@ -3,8 +3,10 @@
 The eventlet monkey-patch happens first, in the repository's root conftest.py.
 """
 
+import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import eventlet
 import pytest
 
 from kernel.cli.infra import EMBEDDED_SERVER
+from kernel.cli.supervisor import pid_alive, read_state
 from kernel.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +54,51 @@ def free_port() -> int:
                 continue
         _GIVEN_PORTS.add(port)
         return port
+
+
+def kill_platform(home: Path, timeout: float = 15.0) -> None:
+    """SIGKILL what ``huisheng up -d`` started in ``home``, where nothing checks how it stops (``huisheng down``
+    stops it layer after layer, gracefully: 5 to 15 s). Its runner first, supervisord frozen (it may not restart
+    a child any more), each child's process group (those in the state file and any supervisord started since it
+    was written), supervisord; then wait until none of them is left."""
+    state = read_state(home)
+    if state is None:
+        return
+    runner, daemon = state.get("supervisor") or {}, state.get("supervisord") or {}
+    pids = [record["pid"] for record in (runner, daemon, *state.get("children", []))
+            if pid_alive(record.get("pid"), record.get("identity"))]
+    if runner.get("pid") in pids:
+        _kill_group(runner["pid"])
+    if daemon.get("pid") in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon["pid"], signal.SIGSTOP)
+        pids += [pid for pid in _children_of(daemon["pid"]) if pid not in pids]
+    for pid in reversed(pids):  # the children, then supervisord
+        _kill_group(pid)
+    deadline = time.monotonic() + timeout
+    while any(map(pid_alive, pids)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"huisheng up's processes outlived SIGKILL for {timeout:g} s: {pids}")
+        time.sleep(0.05)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL ``pid``'s process group if it leads one (``huisheng up``'s processes each do), else ``pid``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children_of(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def secantus_executable() -> str:
@@ -89,11 +137,8 @@ def secantus_server():
         wait_for_mongo(uri)
         yield uri
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.kill()  # in memory, and nothing checks its stop: a graceful one takes about 2 s
+        server.wait(10)
 
 
 @pytest.fixture(scope="session")

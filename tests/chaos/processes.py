@@ -185,6 +185,24 @@ class Supervised:
         signal_pid(self.pid, signal.SIGCONT)
 
 
+def start_all(processes: list[Process], timeout: float = 60.0) -> None:
+    """Launch every process, then wait until all are ready within one ``timeout``: they boot side by side
+    (each mostly waits on imports and connections), so N of them take about as long as the slowest."""
+    for process in processes:
+        process.launch()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.wait_ready(max(0.1, deadline - time.monotonic()))
+
+
+def kill_all(processes: list[Process]) -> None:
+    """SIGKILL each of ``processes`` (a paused one too) and reap it: the end of a test, where nothing checks
+    how they stop (a graceful stop costs each one seconds)."""
+    for process in processes:
+        process.kill()
+        _LIVE.discard(process)
+
+
 def huisheng_argv(*args: str) -> list[str]:
     """The ``huisheng`` CLI of this checkout."""
     return [sys.executable, "-m", "kernel.cli.main", *args]

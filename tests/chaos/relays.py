@@ -34,7 +34,7 @@ from kernel.config import Settings
 from kernel.mongo import connect
 from kernel.outbox import OUTBOX, STAGED
 from kernel.topology import EVENTS, declare_all
-from tests.chaos.processes import DatabaseServer, Process
+from tests.chaos.processes import DatabaseServer, Process, kill_all
 from tests.chaos.rabbit import RabbitNode
 from tests.chaos.systems import CHAOS_SETTINGS, clean_environ
 from tests.chaos.writer import NOTES, SERVICE
@@ -249,8 +249,7 @@ class Rig:
         return verdict
 
     def close(self) -> None:
-        for writer in self.writers:
-            writer.stop(10)
+        kill_all(self.writers)  # the verdict is in: how the writers stop is nobody's question (SIGTERM costs seconds)
         for proxy in self.proxies:
             proxy.stop()
         self.commits.close()

@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from kernel.auth import issue_token
 from kernel.cli.main import STAND_INS
@@ -36,8 +37,18 @@ from kernel.ledger import unpublished
 from kernel.mongo import connect
 from kernel.platform import PROCESSES, Process
 from tests.chaos.load import Target
-from tests.chaos.processes import ROOT, DatabaseServer, ProcessFailed, ServiceInstance, Supervised, huisheng_argv
+from tests.chaos.processes import (
+    ROOT,
+    DatabaseServer,
+    ProcessFailed,
+    ServiceInstance,
+    Supervised,
+    huisheng_argv,
+    kill_all,
+    start_all,
+)
 from tests.chaos.rabbit import RabbitNode, free_ports
+from tests.conftest import kill_platform
 
 COMMUNITY = "xingqiao"
 REPORT = {"service_code": "blocked_drain", "address_string": "兴乔小区3号楼2单元",
@@ -53,7 +64,8 @@ CHAOS_SETTINGS = {
 PLATFORM_PROCESSES = ("tickets", "notify", "volunteers", "gateway")
 NAIVE_PROCESSES = ("notify", "tickets", "gateway")
 CLI_TIMEOUT = 150.0
-SILENT_TICKS = 3  # reconciler passes to allow for after the last proof deadline (a slow timer under load)
+SILENT_TICKS = 3  # timer periods to allow for a reconciler pass after the last proof deadline (a slow timer
+# under load): an upper bound, the wait ends with the first pass that began after the deadline
 SILENT_READ_ATTEMPTS = 5
 
 
@@ -191,8 +203,9 @@ class System:
         return {name: q["consumers"] for name, q in self.node.queues(self.vhost).items()}
 
     def close(self) -> None:
-        for instance in self.extras.values():
-            instance.stop()
+        """The end of a test: SIGKILL every instance (nothing checks how they stop, a graceful stop costs
+        seconds each; a scenario that checks a stop, ``test_shutdown``, makes that stop itself)."""
+        kill_all(list(self.extras.values()))
 
 
 class Platform(System):
@@ -273,15 +286,16 @@ class Platform(System):
         restart dead extras."""
         self.down()
         self.up()
-        for name, instance in self.extras.items():
-            if not instance.alive():
-                self.extras[name] = self.extra(name).start()
+        self.start_extras([name for name, instance in self.extras.items() if not instance.alive()])
 
     # ------------------------------------------------------------------ extra instances
 
     def start_extras(self, names=PLATFORM_PROCESSES) -> None:
+        """Start an extra instance of each of ``names``, side by side (each is in ``extras`` from its launch,
+        so :meth:`close` stops it even if another failed to come up)."""
         for name in names:
-            self.extras[name] = self.extra(name).start()
+            self.extras[name] = self.extra(name)
+        start_all([self.extras[name] for name in names])
 
     def extra(self, name: str, crash_after: int | None = None) -> ServiceInstance:
         """A second instance of ``name``; with ``crash_after``, one that dies after that many writes."""
@@ -333,9 +347,8 @@ class Platform(System):
         The count only grows with time for an echo never delivered, so one read after the deadline is enough.
         (None, why) if the report cannot be read: the run then fails, it does not pass unchecked.
         """
-        settle = float(CHAOS_SETTINGS["ECHO_PROOF_SECONDS"]) + SILENT_TICKS * float(
-            CHAOS_SETTINGS["NOTIFY_TIMER_SECONDS"])
-        time.sleep(max(0.0, load_stopped + settle - time.time()))
+        time.sleep(max(0.0, load_stopped + float(CHAOS_SETTINGS["ECHO_PROOF_SECONDS"]) - time.time()))
+        self.wait_reconciler_pass(SILENT_TICKS * float(CHAOS_SETTINGS["NOTIFY_TIMER_SECONDS"]))
         settings = Settings(secret=self.secret, community=COMMUNITY)
         headers = {"Authorization": f"Bearer {issue_token(settings, 'secretary', 'chaos-secretary', ttl=600)}"}
         url = f"http://127.0.0.1:{self.gateway_port}/api/v1/reports/silent"
@@ -354,10 +367,28 @@ class Platform(System):
             time.sleep(1.0)
         return None, f"SILENT REPORT NOT READ: GET /api/v1/reports/silent: {problem}"
 
+    def wait_reconciler_pass(self, timeout: float) -> None:
+        """Until a pass of notify's reconciler that began from now on has ended, on any notify instance: its
+        timer runs one pass at a time, so the second pass it ends from now on began after now. At most
+        ``timeout`` (the margin of :data:`SILENT_TICKS` passes, a slow timer's), as when this was a fixed wait."""
+        addresses = [instance.address for instance in self.instances("notify") if instance.address]
+        before = [reconciler_passes(address) for address in addresses]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = [reconciler_passes(address) for address in addresses]
+            if any(None not in (old, new) and new >= old + 2 for old, new in zip(before, now, strict=True)):
+                return
+
     def close(self) -> None:
+        """The extras and everything ``huisheng up`` started, SIGKILLed: ``huisheng down`` stops the layers
+        one after the other, gracefully (5 to 10 s), which nothing here checks."""
         super().close()
-        if self.supervised:
-            self.down()
+        self.halt()
+
+    def halt(self) -> None:
+        """SIGKILL everything ``huisheng up -d`` started for this system (:func:`tests.conftest.kill_platform`)."""
+        kill_platform(self.root / "home")
 
 
 class NaivePipeline(System):
@@ -394,6 +425,19 @@ class NaivePipeline(System):
 
     def store(self) -> Store:
         return Store(self.db.uri, f"{self.prefix}naive_tickets", f"{self.prefix}naive_notify", "description")
+
+
+def reconciler_passes(address: str) -> int | None:
+    """How many passes of notify's reconciler (its timer's ``tick`` workers) ended well in the notify instance
+    at ``address``, from its ``/metrics``; None if they cannot be read."""
+    try:
+        answer = requests.get(f"{address}/metrics", timeout=2)
+        answer.raise_for_status()
+        return sum(int(sample.value) for family in text_string_to_metric_families(answer.text)
+                   for sample in family.samples if sample.name == "huisheng_worker_seconds_count"
+                   and sample.labels.get("entrypoint") == "tick" and sample.labels.get("outcome") == "ok")
+    except (requests.RequestException, ValueError):
+        return None
 
 
 def lines_with(path: Path, needle: str) -> list[str]:

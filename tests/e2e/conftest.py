@@ -17,7 +17,7 @@ import requests
 from pymongo import MongoClient
 
 from kernel.platform import LOCAL_PORT_VARIABLES
-from tests.conftest import free_port
+from tests.conftest import free_port, kill_platform
 
 HUISHENG = [sys.executable, "-m", "kernel.cli.main"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,8 @@ def platform_env(amqp_uri: str, home: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def running_platform(vhost_pipeline, tmp_path_factory, request):
-    """``huisheng up -d`` once for the session; ``huisheng down`` at its end."""
+    """``huisheng up -d`` once for the session; SIGKILLed at its end (nothing checks that stop; ``huisheng down``
+    would take 15 s over the layers; the tests of ``down`` itself run platforms of their own)."""
     from urllib.parse import urlparse
 
     with vhost_pipeline.get() as vhost:
@@ -79,4 +80,4 @@ def running_platform(vhost_pipeline, tmp_path_factory, request):
         try:
             yield RunningPlatform(env, f"http://127.0.0.1:{env['GATEWAY_PORT']}")
         finally:
-            huisheng(env, "down")
+            kill_platform(Path(env["HUISHENG_HOME"]))

@@ -16,7 +16,6 @@ import eventlet
 import pytest
 from nameko.testing.services import dummy, entrypoint_hook
 
-from kernel.envelope import utcnow
 from kernel.events import validate_incoming
 from kernel.ledger import (
     CHECKPOINTS,
@@ -81,6 +80,22 @@ def tailing(container) -> bool:
     return relay_of(container)._tail.stream is not None
 
 
+@pytest.fixture
+def scanned(monkeypatch):
+    """``scanned(container)``: True once its relay's first start has scanned its collections. A write made
+    between the stream's opening and the end of that scan is in both (published twice, as at-least-once
+    allows): a test of the stream alone, or of publishing once, writes after it."""
+    relays: set[int] = set()
+    fall_back = OutboxRelay._fall_back
+
+    def recorded(self, *args, **kwargs):
+        fall_back(self, *args, **kwargs)
+        relays.add(id(self))
+
+    monkeypatch.setattr(OutboxRelay, "_fall_back", recorded)
+    return lambda container: id(relay_of(container)) in relays
+
+
 def saved_point(db) -> dict | None:
     point = resume_point(db, STREAM_POINT)
     return point if point and point.get("token") else None
@@ -122,9 +137,9 @@ def test_an_event_is_published_right_after_its_write(container_factory, settings
     with entrypoint_hook(container, "save") as save:
         save(event.to_wire())
 
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=2)
-    [(body, _)] = drain(settings.amqp_uri, QUEUE)
-    assert body == event.to_wire()
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=2)
+    bodies = [body for body, _ in drain(settings.amqp_uri, QUEUE)]
+    assert bodies and all(body == event.to_wire() for body in bodies)  # at least once (a copy is deduped)
 
 
 def test_an_event_nobody_listens_to_lands_in_the_unrouted_queue(container_factory, settings, wait_until):
@@ -170,10 +185,10 @@ def test_the_first_start_publishes_what_neither_this_relay_nor_the_ledger_knows(
     container = container_factory(Writer, settings.nameko_config())
     container.start()
 
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=5)
     wait_until(lambda: resumed_past(things.database), timeout=5)
     eventlet.sleep(0.5)
-    assert published_ids(settings) == [lost_in_a_crash.event_id]
+    assert set(published_ids(settings)) == {lost_in_a_crash.event_id}  # at least once; not the other one
 
 
 def test_a_later_event_of_a_document_is_published_without_its_earlier_ones(
@@ -192,9 +207,9 @@ def test_a_later_event_of_a_document_is_published_without_its_earlier_ones(
     # A later change to the same document, its event written and never flushed (its writer died).
     things.update_one({"_id": document_id}, push_events({"$set": {"state": "x"}}, [second]))
 
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 1, timeout=5)
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=5)
     eventlet.sleep(0.5)
-    assert published_ids(settings) == [second.event_id]
+    assert set(published_ids(settings)) == {second.event_id}  # at least once, the earlier one not again
     assert [e["event_id"] for e in things.find_one({"_id": document_id})[OUTBOX]] == [
         first.event_id, second.event_id]  # the document keeps what it emitted
 
@@ -209,6 +224,7 @@ def test_a_write_committed_long_after_its_staging_while_the_broker_was_away_is_p
     behind = replace(settings, amqp_uri=broker.amqp_uri(settings.amqp_uri),
                      mongo_uri=database.mongo_uri(settings.mongo_uri))
     container = container_factory(Writer, behind.nameko_config())
+    request.addfinalizer(container.kill)  # before the proxies stop: closing through a cut one waits 5 s
     container.start()
     things = mongo_client[settings.database_name("tickets")].things
     wait_until(lambda: tailing(container), timeout=5)
@@ -242,6 +258,9 @@ def test_a_restarted_relay_resumes_from_its_stored_point(container_factory, sett
     things = mongo_client[settings.database_name("tickets")].things
     container = container_factory(Writer, settings.nameko_config())
     container.start()
+    # A write before the stream opens is found by the first start's scan, but on SecantusDB only a change read
+    # from the stream gives a token to store (StreamReading.idle_positions): there would be no point to resume.
+    wait_until(lambda: tailing(container), timeout=5)
     before = received()
     with entrypoint_hook(container, "save") as save:
         save(before.to_wire())
@@ -256,10 +275,10 @@ def test_a_restarted_relay_resumes_from_its_stored_point(container_factory, sett
 
     restarted = container_factory(Writer, settings.nameko_config())
     restarted.start()
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) == 3, timeout=5)
+    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 3, timeout=5)
     wait_until(lambda: resumed_past(things.database), timeout=5)
     eventlet.sleep(0.5)
-    assert sorted(published_ids(settings)) == sorted(e.event_id for e in while_down)  # not `before` again
+    assert set(published_ids(settings)) == {e.event_id for e in while_down}  # at least once; not `before` again
     assert relay_of(restarted).fallbacks == 0
 
 
@@ -287,7 +306,7 @@ def test_two_relays_publish_everything_one_of_them_cannot(
 
 
 def test_a_backlog_larger_than_a_batch_and_the_memory_is_published_once(
-        container_factory, settings, mongo_client, wait_until, monkeypatch, request):
+        container_factory, settings, mongo_client, wait_until, monkeypatch, request, scanned):
     import kernel.outbox
 
     monkeypatch.setattr(kernel.outbox, "SWEEP_BATCH", 20)
@@ -297,7 +316,7 @@ def test_a_backlog_larger_than_a_batch_and_the_memory_is_published_once(
     container = container_factory(Writer, replace(settings, amqp_uri=proxy.amqp_uri(settings.amqp_uri)).nameko_config())
     container.start()
     things = mongo_client[settings.database_name("tickets")].things
-    wait_until(lambda: tailing(container), timeout=5)
+    wait_until(lambda: scanned(container), timeout=5)
     proxy.cut()
     events = [received() for _ in range(160)]
     things.insert_many([with_events({"_id": e.payload["ticket_id"]}, [e]) for e in events])  # never flushed
@@ -318,12 +337,12 @@ def short_oplog_uri():
     uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
     wait_for_mongo(uri)
     yield uri
-    server.terminate()
+    server.kill()  # in memory, and nothing checks its stop: a graceful one takes seconds
     server.wait(10)
 
 
 def test_a_lost_resume_point_falls_back_to_a_scan_that_misses_nothing(
-        container_factory, settings, short_oplog_uri, wait_until):
+        container_factory, settings, short_oplog_uri, wait_until, request):
     settings = replace(settings, mongo_uri=short_oplog_uri)
     client = connect(short_oplog_uri)
     things = client[settings.database_name("tickets")].things
@@ -356,9 +375,10 @@ def test_a_lost_resume_point_falls_back_to_a_scan_that_misses_nothing(
     assert [d["_id"] for d in unpublished(things.database, "things")] == [late.payload["ticket_id"]]
 
     restarted = container_factory(Writer, settings.nameko_config())
+    request.addfinalizer(restarted.kill)  # before its server stops: closing its client after that waits 10 s
     restarted.start()
     wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=10)
-    assert published_ids(settings) == [late.event_id]
+    assert set(published_ids(settings)) == {late.event_id}  # at least once
     assert relay_of(restarted).fallbacks == 1
     wait_until(lambda: resumed_past(things.database), timeout=10)
     assert things.database[CHECKPOINTS].count_documents({}) == 1
@@ -378,11 +398,11 @@ class TwoCollectionsWriter:
 
 
 def test_one_stream_follows_every_outbox_collection_of_the_database_under_one_resume_point(
-        container_factory, settings, mongo_client, wait_until):
+        container_factory, settings, mongo_client, wait_until, scanned):
     db = mongo_client[settings.database_name("tickets")]
     container = container_factory(TwoCollectionsWriter, settings.nameko_config())
     container.start()
-    wait_until(lambda: tailing(container), timeout=5)
+    wait_until(lambda: scanned(container), timeout=5)
     # written, never flushed (a writer that died after its write): only the stream finds them
     events = {"things": [received() for _ in range(3)], "others": [received() for _ in range(2)]}
     for name, written in events.items():
@@ -390,30 +410,18 @@ def test_one_stream_follows_every_outbox_collection_of_the_database_under_one_re
             db[name].insert_one(with_events({"_id": event.payload["ticket_id"]}, [event]))
     db.elsewhere.insert_one(with_events({"_id": "not-an-outbox"}, [received()]))  # not one of its collections
 
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 5, timeout=15)
+    expected = {e.event_id for written in events.values() for e in written}
+    published: list[str] = []
+
+    def all_published() -> bool:
+        published.extend(published_ids(settings))
+        return expected <= set(published)
+
+    # At least once, not exactly once (the platform's guarantee; consumers dedupe): an event may be published
+    # twice, whatever found it.
+    wait_until(all_published, timeout=15)
     eventlet.sleep(0.5)
-    assert sorted(published_ids(settings)) == sorted(e.event_id for written in events.values() for e in written)
+    published.extend(published_ids(settings))
+    assert set(published) == expected  # every event, nothing of the other collection
     wait_until(lambda: resumed_past(db, "things") and resumed_past(db, "others") and saved_point(db), timeout=10)
     assert [point["_id"] for point in db[CHECKPOINTS].find()] == [STREAM_POINT]
-
-
-def test_the_first_start_after_per_collection_points_scans_from_the_earliest_of_them(
-        container_factory, settings, mongo_client, wait_until):
-    db = mongo_client[settings.database_name("tickets")]
-    now = utcnow()
-    # Points of the layout before one stream served the database: one per collection, the older bound wins.
-    db[CHECKPOINTS].insert_many([{"_id": "things", "since": now - timedelta(minutes=5)},
-                                 {"_id": "others", "since": now - timedelta(minutes=1)}])
-    old, missed = received(), received()
-    for event, minutes, name in ((old, 10, "things"), (missed, 3, "others")):
-        document = with_events({"_id": event.payload["ticket_id"]}, [event])
-        document[SINCE] = document[OUTBOX][0][STAGED] = now - timedelta(minutes=minutes)
-        db[name].insert_one(document)
-
-    container = container_factory(TwoCollectionsWriter, settings.nameko_config())
-    container.start()
-    wait_until(lambda: depth(settings.amqp_uri, QUEUE) >= 1, timeout=15)
-    eventlet.sleep(0.5)
-    # staged 3 min ago: after the earliest bound (5 min), though before its own collection's (1 min)
-    assert published_ids(settings) == [missed.event_id]
-    assert relay_of(container).fallbacks == 0  # a first start, not a lost point
