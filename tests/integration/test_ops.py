@@ -20,7 +20,7 @@ from kernel.config import Settings
 from kernel.envelope import Envelope, utcnow
 from kernel.events import SUBSCRIPTIONS, subscription
 from kernel.handlers import ATTEMPT, ERROR, TRACEBACK, handles
-from kernel.ledger import CHECKPOINTS, OUTBOX, SINCE, STAGED, ensure_ledger_indexes, record_published
+from kernel.ledger import CHECKPOINTS, OUTBOX, SINCE, STAGED, STREAM_POINT, ensure_ledger_indexes, record_published
 from kernel.mongo import Mongo
 from kernel.outbox import ensure_indexes, with_events
 from kernel.platform import PROCESSES
@@ -203,7 +203,7 @@ def test_outbox_reports_what_neither_the_ledger_nor_the_checkpoint_accounts_for(
     ensure_indexes(db.tickets)  # as the service's Outbox does at start: the ledger's collections come with it
     now = utcnow()
     # A resume point whose token is gone (the oplog was cut short): only the fallback scan's bound is left.
-    db[CHECKPOINTS].insert_one({"_id": "tickets", "since": now - timedelta(seconds=60)})
+    db[CHECKPOINTS].insert_one({"_id": STREAM_POINT, "since": now - timedelta(seconds=60)})
     before = staged_at("T-before", now, 90)  # staged before the checkpoint: published
     confirmed = staged_at("T-confirmed", now, 45, 40)  # after it, both in the ledger
     waiting = staged_at("T-waiting", now, 50, 30)  # the older one in the ledger, the newer one not
@@ -213,7 +213,7 @@ def test_outbox_reports_what_neither_the_ledger_nor_the_checkpoint_accounts_for(
     # The volunteers' database has the ledger's collections but no outbox: still "no outbox".
     volunteers = mongo_client[settings.database_name("volunteers")]
     ensure_ledger_indexes(volunteers)
-    volunteers[CHECKPOINTS].insert_one({"_id": "teams", "since": now})
+    volunteers[CHECKPOINTS].insert_one({"_id": STREAM_POINT, "since": now})
 
     code, out, _ = run_ops(capsys, settings, "outbox", "--json")
     report = json.loads(out)
