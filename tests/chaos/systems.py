@@ -384,10 +384,6 @@ class Platform(System):
         """The extras and everything ``huisheng up`` started, SIGKILLed: ``huisheng down`` stops the layers
         one after the other, gracefully (5 to 10 s), which nothing here checks."""
         super().close()
-        self.halt()
-
-    def halt(self) -> None:
-        """SIGKILL everything ``huisheng up -d`` started for this system (:func:`tests.conftest.kill_platform`)."""
         kill_platform(self.root / "home")
 
 
