@@ -244,10 +244,10 @@ def service_worker(db):
     """A worker of the real TicketsService class on ``db`` (its dependencies given, no broker)."""
     from nameko.testing.services import worker_factory
 
-    from kernel.groupcommit import CommitQueues
+    from kernel.groupcommit import GroupCommit
     from services.tickets.service import TicketsService
 
-    return worker_factory(TicketsService, db=db, writes=CommitQueues(), volunteers=NoVolunteers(), config={})
+    return worker_factory(TicketsService, db=db, writes=GroupCommit(), volunteers=NoVolunteers(), config={})
 
 
 def timed(call: Callable[[], Any], repeat: int) -> dict:

@@ -23,12 +23,13 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, UnknownService
+from prometheus_client import Counter
 from werkzeug.routing import PathConverter, Rule
 
 from kernel.config import Settings
 from kernel.errors import NotFound, PlatformError, ServiceUnavailable, TooManyRequests, ValidationFailed
 from kernel.logging import get_logger
-from kernel.metrics import HTTP_REQUESTS, labelled
+from kernel.metrics import labelled
 from kernel.pagination import page_limit
 from kernel.rpc import RpcTimeout, has_listeners
 from kernel.web import HttpEntrypoint
@@ -51,6 +52,8 @@ RETRY_AFTER_SECONDS = 5
 DOWNSTREAM_DOWN = frozenset({UnknownService.__name__, RpcTimeout.__name__})
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+HTTP_REQUESTS = Counter("huisheng_http_requests_total", "HTTP requests answered, by route and status",
+                        ["service", "route", "status"])
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 SECURITY_HEADERS = {
@@ -242,14 +245,20 @@ def problem_details(error: PlatformError, correlation_id: str | None = None) -> 
     return details
 
 
+def retry_after(error: PlatformError) -> int | None:
+    """A TooManyRequests' own ``details["retry_after"]`` (seconds) for its ``Retry-After`` header, else None."""
+    value = error.details.get("retry_after") if isinstance(error, TooManyRequests) else None
+    return int(value) if isinstance(value, int | float) and value >= 0 else None
+
+
 def problem(error: PlatformError, correlation_id: str) -> tuple[int, dict, str]:
     """An error as a problem-details answer (status, headers, body)."""
     headers = {"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8"}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="huisheng"'
     if error.status in (429, 503, 504):
-        retry_after = error.retry_after if isinstance(error, TooManyRequests) else None
-        headers["Retry-After"] = str(retry_after if retry_after is not None else RETRY_AFTER_SECONDS)
+        seconds = retry_after(error)
+        headers["Retry-After"] = str(seconds if seconds is not None else RETRY_AFTER_SECONDS)
     return error.status, headers, json.dumps(problem_details(error, correlation_id), ensure_ascii=False, default=str)
 
 

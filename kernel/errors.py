@@ -85,11 +85,6 @@ class TooManyRequests(PlatformError):
 
     code, status, title = "too_many_requests", 429, "Too Many Requests"
 
-    @property
-    def retry_after(self) -> int | None:
-        value = self.details.get("retry_after")
-        return int(value) if isinstance(value, int | float) and value >= 0 else None
-
 
 class ServiceUnavailable(PlatformError):
     code, status, title = "service_unavailable", 503, "Service Unavailable"

@@ -1,9 +1,8 @@
 """Group commit: the writes that concurrent workers make go to the database together.
 
-A :class:`CommitQueue` commits one kind of write (say, inserts into one collection) in batches;
-:class:`CommitQueues` holds a container's queues, one per kind; :class:`GroupCommit` gives them to a
-service's workers. Why (ten inserts in one ``insert_many`` cost SecantusDB about a third of ten
-``insert_one``) and how: docs/architecture.md, "Group commit".
+A :class:`CommitQueue` commits one kind of write (say, inserts into one collection) in batches; :class:`GroupCommit`
+holds a container's queues, one per kind, for its workers. Why (ten inserts in one ``insert_many`` cost SecantusDB
+about a third of ten ``insert_one``) and how: docs/architecture.md, "Group commit".
 
 >>> calls = []
 >>> queue = CommitQueue("doubles", lambda items: calls.append(list(items)) or [item * 2 for item in items])
@@ -22,7 +21,7 @@ from typing import Any
 import eventlet
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
-from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.extensions import DependencyProvider
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
@@ -145,12 +144,17 @@ def _write_error(failure: dict) -> WriteError:
     return kind(failure.get("errmsg", "write failed"), failure.get("code"), failure)
 
 
-class CommitQueues(SharedExtension):
-    """The container's commit queues, one per kind of write, closed when the container stops."""
+class GroupCommit(DependencyProvider):
+    """The container's commit queues, one per kind of write, shared by its workers and closed when the container
+    stops: ``writes = GroupCommit()`` on a service, ``self.writes.insert(collection, document)`` in a worker (or a
+    repository it hands them to)."""
 
     def __init__(self, **kwargs):
         self._queues: dict[str, CommitQueue] = {}
         super().__init__(**kwargs)
+
+    def get_dependency(self, worker_ctx) -> GroupCommit:
+        return self
 
     def insert(self, collection: Collection, document: dict) -> None:
         """Insert one document, committed together with concurrent inserts into the same collection (a duplicate
@@ -167,13 +171,3 @@ class CommitQueues(SharedExtension):
         self._queues = {}
 
     kill = stop
-
-
-class GroupCommit(DependencyProvider):
-    """Injects the container's :class:`CommitQueues`, shared by its workers: ``writes = GroupCommit()`` on a
-    service, ``self.writes.insert(collection, document)`` in a worker (or a repository it hands them to)."""
-
-    queues = CommitQueues()
-
-    def get_dependency(self, worker_ctx) -> CommitQueues:
-        return self.queues

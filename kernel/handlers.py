@@ -23,7 +23,6 @@ from functools import partial
 import eventlet
 from nameko.amqp.publish import Publisher
 from nameko.exceptions import ContainerBeingKilled
-from nameko.extensions import SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
 
 from kernel.config import settings_of
@@ -63,37 +62,9 @@ class ReliableQueueConsumer(QueueConsumer):
         message.reject(requeue=False)
 
 
-class ProcessedEvents(SharedExtension):
-    """Which events each subscription of this service has handled, or is handling now: a delivery claims its
-    event before the handler runs; a claim whose worker died expires after :data:`CLAIM_LEASE_SECONDS`."""
-
-    mongo = MongoClientProvider()
-
-    def claims(self) -> Claims:
-        return Claims(self.mongo.database(self.container.service_name)[PROCESSED], CLAIM_LEASE_SECONDS)
-
-    def start(self) -> None:
-        self.claims().collection.create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
-
-    def claim(self, subscription_name: str, event_id: str) -> str:
-        """``"claimed"`` (go ahead), ``"done"`` (a duplicate) or ``"busy"`` (another worker has it)."""
-        claims, key, now = self.claims(), f"{subscription_name}:{event_id}", utcnow()
-        existing = claims.claim(key, now, at=now)
-        if existing is None or claims.take_over(key, now):
-            return "claimed"
-        return "done" if existing["state"] == DONE else "busy"
-
-    def complete(self, subscription_name: str, event_id: str) -> None:
-        self.claims().done(f"{subscription_name}:{event_id}", at=utcnow())
-
-    def release(self, subscription_name: str, event_id: str) -> None:
-        """Give the claim up after a failure, so the retried copy can take it."""
-        self.claims().release(f"{subscription_name}:{event_id}")
-
-
 class ReliableEventHandler(Consumer):
     queue_consumer = ReliableQueueConsumer()
-    processed = ProcessedEvents()
+    mongo = MongoClientProvider()
 
     def __init__(self, subscription_name: str, *, dedupe: str = "claim", **kwargs):
         if dedupe not in DEDUPE_MODES:
@@ -113,6 +84,22 @@ class ReliableEventHandler(Consumer):
         self.publisher = Publisher(settings.amqp_uri, mandatory=True, retry_policy=RETRY_POLICY)
         super().setup()
 
+    def start(self) -> None:
+        # Which events each subscription of this service has handled, or is handling now, keyed
+        # "<subscription>:<event id>": a claim whose worker died expires after CLAIM_LEASE_SECONDS.
+        self.claims = Claims(self.mongo.db[PROCESSED], CLAIM_LEASE_SECONDS)
+        self.claims.collection.create_index("at", expireAfterSeconds=PROCESSED_RETENTION_SECONDS)
+        super().start()
+
+    def claim(self, key: str) -> str:
+        """Claim an event before its handler runs: ``"claimed"`` (go ahead), ``"done"`` (a duplicate) or
+        ``"busy"`` (another worker has it)."""
+        now = utcnow()
+        existing = self.claims.claim(key, now, at=now)
+        if existing is None or self.claims.take_over(key, now):
+            return "claimed"
+        return "done" if existing["state"] == DONE else "busy"
+
     def handle_message(self, body, message) -> None:
         try:
             event = validate_incoming(Envelope.from_wire(body))
@@ -127,7 +114,7 @@ class ReliableEventHandler(Consumer):
         try:
             claim = "claimed"  # "effects": the handler's own writes are keyed by the event, a repeat changes nothing
             if self.dedupe == "claim":
-                claim = self.processed.claim(self.subscription.name, event.event_id)
+                claim = self.claim(f"{self.subscription.name}:{event.event_id}")
         except Exception as error:
             # The database is unreachable: hold consumption a moment and give the message back.
             log.error("event.dedupe_unavailable", event_id=event.event_id, error=repr(error))
@@ -155,16 +142,16 @@ class ReliableEventHandler(Consumer):
             self.queue_consumer.requeue_message(message)
 
     def handle_event_result(self, body, message, event: Envelope, worker_ctx, result=None, exc_info=None):
-        claims = self.dedupe == "claim"
+        key = f"{self.subscription.name}:{event.event_id}" if self.dedupe == "claim" else None
         try:
             if exc_info is None:
-                if claims:
-                    self.processed.complete(self.subscription.name, event.event_id)
+                if key:
+                    self.claims.done(key, at=utcnow())
                 self.queue_consumer.ack_message(message)
                 self._count("ok")
             else:
-                if claims:
-                    self.processed.release(self.subscription.name, event.event_id)
+                if key:  # give the claim up after a failure, so the retried copy can take it
+                    self.claims.release(key)
                 self._failed(body, message, event, exc_info)
         except Exception as error:
             # Could not park or record: give the message back so it is not lost. On a dead channel

@@ -56,7 +56,7 @@ class Health(DependencyProvider):
             connection.ensure_connection(max_retries=1)
 
     def _database(self) -> None:
-        self.mongo.database(self.container.service_name).command("ping")
+        self.mongo.db.command("ping")
 
 
 def json_response(status: int, body):

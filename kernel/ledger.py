@@ -112,10 +112,9 @@ def resume_point(db: Database, collection_name: str) -> dict | None:
     return db[CHECKPOINTS].find_one({"_id": collection_name})
 
 
-def checkpoint(db: Database, collection_name: str) -> datetime | None:
-    """The fallback scan's lower bound: no unpublished event was staged before it (None: scan everything)."""
-    document = resume_point(db, collection_name)
-    return _aware(document["since"]) if document and document.get("since") else None
+def checkpoint(point: dict | None) -> datetime | None:
+    """A stored point's fallback bound: no unpublished event was staged before it (None: scan everything)."""
+    return _aware(point["since"]) if point and point.get("since") else None
 
 
 def save_resume_point(db: Database, collection_name: str, token: dict, at: Timestamp, wall: datetime) -> bool:
@@ -261,7 +260,7 @@ def unpublished(db: Database, collection_name: str) -> list[dict]:
                 merged.setdefault(change.document_id, {"_id": change.document_id, OUTBOX: []})[OUTBOX] += change.events
             documents = [doc for doc in merged.values() if doc[OUTBOX]]
     if documents is None:
-        since = checkpoint(db, STREAM_POINT)
+        since = checkpoint(point)
         documents = scan(db, collection_name, since)
     found = []
     for document, events in zip(documents, unlisted(db, [staged_since(doc, since) for doc in documents]), strict=True):

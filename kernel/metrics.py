@@ -21,8 +21,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 WORKERS = Histogram("huisheng_worker_seconds", "Time a worker took, by entrypoint and outcome",
                     ["service", "entrypoint", "outcome"], buckets=LATENCY_BUCKETS)
-HTTP_REQUESTS = Counter("huisheng_http_requests_total", "HTTP requests answered, by route and status",
-                        ["service", "route", "status"])
 HANDLED = Counter("huisheng_events_handled_total",
                   "Event deliveries by outcome: ok, retried, dead_lettered, duplicate, busy, requeued",
                   ["subscription", "outcome"])

@@ -54,16 +54,17 @@ class CachedDatabase(Database):
 
 
 class MongoClientProvider(SharedExtension):
-    """The container's one MongoClient, closed when the container stops."""
+    """The container's one MongoClient and its service's own database (``db``), closed when the container stops."""
 
     client: MongoClient | None = None
+    db: Database | None = None
 
     def setup(self) -> None:
         settings = settings_of(self.container.config)
         if not settings.mongo_uri:
             raise RuntimeError("MONGO_URI is not set: a service needs its database")
         self.client = connect(settings.mongo_uri)
-        self._databases: dict[str, CachedDatabase] = {}
+        self.db = CachedDatabase(self.client, settings.database_name(self.container.service_name))
 
     def stop(self) -> None:
         if self.client is not None:
@@ -71,13 +72,6 @@ class MongoClientProvider(SharedExtension):
             self.client = None
 
     kill = stop
-
-    def database(self, service_name: str) -> Database:
-        database = self._databases.get(service_name)
-        if database is None:
-            name = settings_of(self.container.config).database_name(service_name)
-            database = self._databases[service_name] = CachedDatabase(self.client, name)
-        return database
 
 
 class Mongo(DependencyProvider):
@@ -89,13 +83,9 @@ class Mongo(DependencyProvider):
         self.indexes = indexes
         super().__init__(**kwargs)
 
-    # Not properties: nameko inspects every attribute of an extension while binding it.
-    def database(self) -> Database:
-        return self.client_provider.database(self.container.service_name)
-
     def start(self) -> None:
         if self.indexes is not None:
-            self.indexes(self.database())
+            self.indexes(self.client_provider.db)
 
     def get_dependency(self, worker_ctx) -> Database:
-        return self.database()
+        return self.client_provider.db

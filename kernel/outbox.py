@@ -34,7 +34,7 @@ from datetime import datetime
 import eventlet
 from bson import Timestamp
 from eventlet.queue import LightQueue
-from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -70,7 +70,7 @@ from kernel.mongo import MongoClientProvider
 from kernel.publisher import Outgoing, PipelinedPublisher
 from kernel.topology import EVENTS
 
-__all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "OutboxRelay", "StreamReading", "ensure_indexes", "push_events",
+__all__ = ["OUTBOX", "SINCE", "STAGED", "Outbox", "StreamReading", "ensure_indexes", "push_events",
            "staged", "with_events"]
 
 SWEEP_BATCH = 500  # documents whose events are published as one pipelined batch
@@ -189,14 +189,15 @@ def ensure_indexes(collection: Collection) -> None:
     ensure_ledger_indexes(collection.database)
 
 
-class OutboxRelay(SharedExtension):
-    """Publishes outbox events of one container, at once after a write and from the collections' change streams."""
+class Outbox(DependencyProvider):
+    """The relay: publishes the events of the documents of ``collections`` (those whose documents carry an outbox),
+    at once after a write (a worker's ``self.outbox.flush_soon``) and from the database's change stream."""
 
-    def __init__(self, **kwargs):
-        self.collection_names: set[str] = set()
+    def __init__(self, collections: Sequence[str], **kwargs):
+        self.collection_names = tuple(collections)
         self._sweeper = self._recorder = self._flusher = None
         self._flush_publisher = self._sweep_publisher = None
-        self._collections: dict[str, Collection] | None = None
+        self.collections: dict[str, Collection] = {}  # by name, once the container starts
         self._queued = LightQueue()  # (collection, document id, events) written, not yet published
         self._published: set[str] = set()  # event ids the broker confirmed lately
         self._confirmed: deque[tuple[float, str]] = deque()  # (when, monotonic; event id), oldest first
@@ -217,18 +218,14 @@ class OutboxRelay(SharedExtension):
         self._flush_publisher = PipelinedPublisher(settings.amqp_uri)
         self._sweep_publisher = PipelinedPublisher(settings.amqp_uri)
 
-    def register(self, collection_name: str) -> None:
-        self.collection_names.add(collection_name)
-        self._collections = None
-
-    def collections(self) -> dict[str, Collection]:
-        """Resolved on first use: the shared Mongo client is set up in no particular order."""
-        if self._collections is None:
-            db = self.database()
-            self._collections = {name: db[name] for name in sorted(self.collection_names)}
-        return self._collections
+    def get_dependency(self, worker_ctx) -> Outbox:
+        return self
 
     def start(self) -> None:
+        # At start, not before: every extension (the shared Mongo client too) is set up by then.
+        self.collections = {name: self.mongo.db[name] for name in sorted(self.collection_names)}
+        for collection in self.collections.values():
+            ensure_indexes(collection)
         self.source = StreamReading.for_server(self.mongo.client.admin.command("hello"),
                                                self.settings.outbox_sweep_seconds)
         self._sweeper = self.container.spawn_managed_thread(self._tail_forever, identifier="outbox-tail")
@@ -270,7 +267,7 @@ class OutboxRelay(SharedExtension):
 
     def _flush_batch(self, batch: list[tuple]) -> None:
         """Publish the events of queued documents in one pipelined batch; note what the broker confirmed."""
-        collections = self.collections()
+        collections = self.collections
         documents = []
         for collection_name, document_id, events in batch:
             wire = [event.to_wire() for event in events] if events else (collections[collection_name].find_one(
@@ -322,7 +319,7 @@ class OutboxRelay(SharedExtension):
         """
         ids, self._unrecorded = self._unrecorded, []
         try:
-            record_published(self.database(), ids)
+            record_published(self.mongo.db, ids)
         except Exception:
             self._unrecorded[:0] = ids
             raise
@@ -356,20 +353,17 @@ class OutboxRelay(SharedExtension):
                 self._tail.close()
             if started - pruned >= PRUNE_SECONDS:
                 try:
-                    prune_ledger(self.database())
+                    prune_ledger(self.mongo.db)
                     pruned = started
                 except Exception as error:
                     log.warning("outbox.prune_failed", error=repr(error))
             pause = self.source.poll_seconds - (time.monotonic() - started)
             eventlet.sleep(0 if busy else max(0.02, pause))  # a backlog is worked off without pausing
 
-    def database(self) -> Database:
-        return self.mongo.database(self.container.service_name)
-
     def tail(self) -> bool:
         """One round on the database's stream: read what committed since, publish what is past the grace
         delay and still unpublished, store the new resume point. True if more is waiting (a backlog)."""
-        tail, db = self._tail, self.database()
+        tail, db = self._tail, self.mongo.db
         if tail.stream is None:
             self._open(db, tail)
         now = time.monotonic()
@@ -382,7 +376,7 @@ class OutboxRelay(SharedExtension):
         return more or len(tail.pending) >= MAX_PENDING
 
     def _stream(self, db: Database, token: dict | None):
-        return open_stream(db, token, self.source.await_ms, outbox_pipeline(self.collections(), self.source.project))
+        return open_stream(db, token, self.source.await_ms, outbox_pipeline(self.collections, self.source.project))
 
     def _open(self, db: Database, tail: _Tail) -> None:
         """Resume the stream from the stored point; if that is gone, scan from the point's bound."""
@@ -395,7 +389,7 @@ class OutboxRelay(SharedExtension):
                 return
             except ResumePointLost as lost:
                 reason = str(lost)
-        self._fall_back(db, tail, reason, since=checkpoint(db, STREAM_POINT))
+        self._fall_back(db, tail, reason, since=checkpoint(point))
 
     def _fall_back(self, db: Database, tail: _Tail, reason: str | None, since: datetime | None) -> None:
         """Open the stream at the present first, then scan each collection from ``since``: whatever commits
@@ -404,7 +398,7 @@ class OutboxRelay(SharedExtension):
         tail.at = _operation_time(db)
         start = tail.stream.resume_token if self.source.idle_positions else None
         now, scanned = time.monotonic(), 0
-        for name in self.collections():
+        for name in self.collections:
             documents = scan(db, name, since)
             scanned += len(documents)
             for document in documents:  # published ones are filtered when they are due, as the stream's are
@@ -483,35 +477,11 @@ class OutboxRelay(SharedExtension):
             if item.received > now - self.grace:
                 break  # received in order: the rest are later still
             late.setdefault(item.change.collection, []).append(item)
-        for name in self.collections():
+        for name in self.collections:
             waiting = late.get(name, [])
             labelled(OUTBOX_PENDING, self.container.service_name, name).set(len(waiting))
             labelled(OUTBOX_OLDEST, self.container.service_name, name).set(
                 now - waiting[0].received if waiting else 0.0)
-
-
-class Outbox(DependencyProvider):
-    """Injects a handle to schedule publication of a document's events after its write.
-
-    ``collections`` names the collections whose documents carry an outbox.
-    """
-
-    relay = OutboxRelay()
-
-    def __init__(self, collections: Sequence[str], **kwargs):
-        self.collection_names = tuple(collections)
-        super().__init__(**kwargs)
-
-    def setup(self) -> None:
-        for name in self.collection_names:
-            self.relay.register(name)
-
-    def start(self) -> None:
-        for name in self.collection_names:
-            ensure_indexes(self.relay.collections()[name])
-
-    def get_dependency(self, worker_ctx) -> OutboxRelay:
-        return self.relay
 
 
 def _outgoing(event: dict) -> Outgoing:

@@ -23,6 +23,7 @@ from gateway.http import (
     CLIENT_ID_PATTERN,
     CORRELATION_HEADER,
     CORS_HEADERS,
+    HTTP_REQUESTS,
     SECURITY_HEADERS,
     BadRequest,
     UpstreamTimeout,
@@ -31,6 +32,7 @@ from gateway.http import (
     http,  # its <path:...> matches a newline too
     idempotency_key,
     query,
+    retry_after,
 )
 from gateway.open311 import FORMATS, comma_list, error_answer, read_form, render, request_arguments
 from gateway.openapi import allowed_methods
@@ -39,10 +41,9 @@ from kernel.errors import (
     NotFound,
     PlatformError,
     ServiceUnavailable,
-    TooManyRequests,
 )
 from kernel.logging import get_logger
-from kernel.metrics import HTTP_REQUESTS, labelled
+from kernel.metrics import labelled
 from kernel.permissions import allowed, require
 from kernel.rpc import RpcTimeout, has_listeners
 
@@ -70,7 +71,7 @@ def open311_endpoint(method):
         self.context.adopt(correlation_id)
         # The catch-all route has no format: answer in the one its path asks for, else XML (the spec's required one).
         fmt = kwargs["fmt"] if "fmt" in kwargs else ("json" if request.path.endswith(".json") else "xml")
-        retry_after = allow = None
+        wait = allow = None
         try:
             if fmt not in FORMATS:
                 raise NotFound(f"no format {str(fmt)[:20]!r}: use .json or .xml", {"format": ["json or xml"]})
@@ -78,15 +79,14 @@ def open311_endpoint(method):
             content_type, body = render(kind, payload, fmt)
         except PlatformError as error:
             status, content_type, body = error_answer(error, fmt)
-            if isinstance(error, TooManyRequests):
-                retry_after = error.retry_after
+            wait = retry_after(error)
             if isinstance(error, MethodNotAllowed):
                 allow = ", ".join([*error.allowed, "OPTIONS"])
         headers = {"Content-Type": content_type, CORRELATION_HEADER: correlation_id, **SECURITY_HEADERS}
         if allow is not None:
             headers["Allow"] = allow
         if status in (429, 503, 504):
-            headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
+            headers["Retry-After"] = str(wait or RETRY_AFTER_SECONDS)
         if request.headers.get(API_KEY_HEADER) or "api_key" in request.args:
             headers["Cache-Control"] = "no-store"
         headers.update(cors_headers(self.settings, request))

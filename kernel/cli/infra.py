@@ -52,14 +52,12 @@ def broker_answers(amqp_uri: str, timeout: float = 3.0) -> bool:
     """True if an AMQP broker completes a handshake (including login) at ``amqp_uri``."""
     from kombu import Connection  # lazy: keeps the CLI quick to start
 
-    connection = Connection(amqp_uri, connect_timeout=timeout)
     try:
-        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
         return True
     except Exception:  # noqa: BLE001 - any failure means "no usable broker here"
         return False
-    finally:
-        connection.release()
 
 
 def broker_help(amqp_uri: str) -> str:

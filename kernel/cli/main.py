@@ -307,8 +307,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     """``huisheng service NAME``: run one process in the foreground (``up`` launches these)."""
     from kernel.runner import main as run_process  # lazy: kernel.runner monkey-patches eventlet
 
-    result = run_process(args.name)
-    return result if isinstance(result, int) else 0
+    return run_process(args.name)
 
 
 # Each has ``register(commands)`` (argparse's sub-parsers): it adds its parsers, each setting ``func(args) -> exit

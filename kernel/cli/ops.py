@@ -445,15 +445,6 @@ def cmd_dlq_purge(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- outbox
 
 
-def resolve_mongo_uri(settings: Settings) -> str:
-    """MONGO_URI, else the database of the ``huisheng up`` running, else OpsError."""
-    uri, _ = resolve_uri(settings)
-    if uri:
-        return uri
-    raise OpsError(f"no database to look at: set MONGO_URI, or start the platform with `huisheng up` "
-                   f"(nothing runs with HUISHENG_HOME={settings.home})")
-
-
 def backlog(documents: Iterable[Mapping], now: datetime) -> dict:
     """Pending documents, events and the age of the oldest event (the relay's lag) of one collection.
 
@@ -489,8 +480,9 @@ def outbox_collections(database: Any) -> list[str]:
 
 
 def outbox_report(settings: Settings, max_lag: float) -> dict:
-    """Every outbox collection of every service's database, with what :func:`kernel.ledger.unpublished` (the
-    relay's own question) finds unconfirmed; OpsError if there is no database, or it does not answer."""
+    """Every outbox collection of every service's database (MONGO_URI's, else the running platform's), with what
+    :func:`kernel.ledger.unpublished` (the relay's own question) finds unconfirmed; OpsError if there is no
+    database, or it does not answer."""
     import warnings
 
     with warnings.catch_warnings():  # kernel.mongo imports nameko, hence eventlet and its warning
@@ -502,7 +494,10 @@ def outbox_report(settings: Settings, max_lag: float) -> dict:
     from kernel.ledger import unpublished
     from kernel.platform import PROCESSES
 
-    uri = resolve_mongo_uri(settings)
+    uri, _ = resolve_uri(settings)
+    if not uri:
+        raise OpsError(f"no database to look at: set MONGO_URI, or start the platform with `huisheng up` "
+                       f"(nothing runs with HUISHENG_HOME={settings.home})")
     client, now, rows = connect(uri, timeout_ms=3000), datetime.now(UTC), []
     try:
         for process in (p for p in PROCESSES if not p.is_gateway):  # the gateway owns no database

@@ -443,21 +443,17 @@ class Runner:
                 print(f"{spec.name:<{self._width}} | {line}", flush=True)
 
     def stop(self) -> None:
-        """Stop the layers last first (supervisord: SIGTERM, SIGKILL after ``stop_timeout``), then supervisord."""
+        """SIGTERM supervisord: it stops the layers last first, a layer at a time (SIGTERM, SIGKILL after
+        ``stop_timeout``), then exits; it is killed if it has not within that budget."""
         self.phase = "stopping"
         if self.daemon is None:
             return
         self.write_state()
         self.say("stopping ...")
-        try:
-            for layer in reversed(self.layers):
-                control(self.home).stopProcessGroup(f"layer{layer}", True)
-            if self.echo:
-                self.copy_output()
-            control(self.home).shutdown()
-        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the signal below still stops it all
-            self.say(f"supervisord did not stop its programs ({type(exc).__name__}: {exc}); stopping it by signal")
-        terminate("supervisord", self.daemon.pid, lambda: self.daemon.poll() is None, self.stop_timeout + 5, self.say)
+        budget = len(self.layers) * self.stop_timeout + 5
+        terminate("supervisord", self.daemon.pid, lambda: self.daemon.poll() is None, budget, self.say)
+        if self.echo:
+            self.copy_output()
         self.say("stopped")
         state_path(self.home).unlink(missing_ok=True)
 

@@ -104,7 +104,7 @@ class SeedOnStart(DependencyProvider):
     def start(self) -> None:
         settings = settings_of(self.container.config)
         if settings.directory_seed:
-            seed(self.mongo.database(self.container.service_name), Sealer.from_settings(settings))
+            seed(self.mongo.db, Sealer.from_settings(settings))
 
     def get_dependency(self, worker_ctx) -> None:
         return None

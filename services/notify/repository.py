@@ -18,7 +18,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from kernel.envelope import Envelope
-from kernel.groupcommit import CommitQueues
+from kernel.groupcommit import GroupCommit
 from kernel.idempotency import ensure_idempotency_index
 from kernel.outbox import push_events, with_events
 from kernel.pagination import keyset_filter
@@ -41,7 +41,7 @@ def ensure_indexes(db: Database) -> None:
 class InboxRepository:
     """Inbox messages of the service's database; ``writes`` group-commits concurrent workers' inserts."""
 
-    def __init__(self, db: Database, writes: CommitQueues):
+    def __init__(self, db: Database, writes: GroupCommit):
         self.collection = db[COLLECTION]
         self.writes = writes
 
@@ -180,7 +180,7 @@ class EchoRepository:
 
     LEASE_SECONDS = 30.0
 
-    def __init__(self, db: Database, writes: CommitQueues | None = None):
+    def __init__(self, db: Database, writes: GroupCommit | None = None):
         self.collection = db[ECHOES]
         self.inbox = db[COLLECTION]
         self.writes = writes

@@ -21,7 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from kernel.envelope import Envelope
 from kernel.errors import Conflict
-from kernel.groupcommit import CommitQueues
+from kernel.groupcommit import GroupCommit
 from kernel.idempotency import ensure_idempotency_index
 from kernel.outbox import OUTBOX, SINCE, push_events, with_events
 from kernel.pagination import keyset_filter
@@ -60,7 +60,7 @@ def ticket_id_for(community: str, reporter: str | None, request_key: str | None)
 class TicketRepository:
     """Tickets of the service's database; ``writes`` group-commits concurrent workers' writes."""
 
-    def __init__(self, db: Database, writes: CommitQueues):
+    def __init__(self, db: Database, writes: GroupCommit):
         self.collection = db[COLLECTION]
         self.echoes = db[ECHOES]
         self.writes = writes

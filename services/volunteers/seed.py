@@ -31,7 +31,7 @@ class SeedOnStart(DependencyProvider):
     mongo = MongoClientProvider()
 
     def start(self) -> None:
-        db = self.mongo.database(self.container.service_name)
+        db = self.mongo.db
         ensure_indexes(db)  # extensions start concurrently: the index may not exist yet
         community = settings_of(self.container.config).community
         TeamRepository(db).seed(community, DEFAULT_TEAMS)

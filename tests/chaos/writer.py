@@ -95,8 +95,8 @@ def main(argv: list[str]) -> int:
     journal.write(clock=time.time(), label=label)
     container = ServiceContainer(WriterService, settings.nameko_config())
     container.start()
-    relay = next(e for e in container.dependencies if isinstance(e, Outbox)).relay
-    collection = relay.collections()[NOTES]
+    relay = next(e for e in container.dependencies if isinstance(e, Outbox))
+    collection = relay.collections[NOTES]
     journal.write(ready=True)
     stopping = eventlet.event.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.ready() or stopping.send(True))

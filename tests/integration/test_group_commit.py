@@ -9,7 +9,7 @@ import eventlet
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from kernel.groupcommit import CommitQueues, insert_each
+from kernel.groupcommit import GroupCommit, insert_each
 from services.tickets.catalogue import Service
 from services.tickets.domain import Actor, Ticket
 from services.tickets.repository import TicketRepository, ticket_id_for
@@ -30,7 +30,7 @@ def collection(mongo_client):
 
 @pytest.fixture
 def writes():
-    queues = CommitQueues()
+    queues = GroupCommit()
     yield queues
     queues.stop()
 

@@ -63,6 +63,6 @@ def test_a_resume_point_only_moves_forward_by_cluster_time(db):
     assert save_resume_point(db, "things", {"_data": "b"}, Timestamp(200, 1), wall)
     assert not save_resume_point(db, "things", {"_data": "a"}, Timestamp(100, 1), wall)  # a slower relay
     assert resume_point(db, "things")["token"] == {"_data": "b"}
-    assert checkpoint(db, "things") == wall - FALLBACK_LOOKBACK  # the scan's bound, a lookback before it
+    assert checkpoint(resume_point(db, "things")) == wall - FALLBACK_LOOKBACK  # the scan's bound, a lookback before it
     assert save_resume_point(db, "things", {"_data": "c"}, Timestamp(200, 2), wall + timedelta(seconds=1))
     assert resume_point(db, "things")["token"] == {"_data": "c"}

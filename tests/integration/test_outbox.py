@@ -30,7 +30,7 @@ from kernel.ledger import (
     unpublished,
 )
 from kernel.mongo import Mongo, connect
-from kernel.outbox import OUTBOX, SINCE, STAGED, Outbox, OutboxRelay, push_events, with_events
+from kernel.outbox import OUTBOX, SINCE, STAGED, Outbox, push_events, with_events
 from tests.conftest import free_port, secantus_executable, wait_for_mongo
 from tests.support.broker import depth, drain
 from tests.support.events import ticket_received
@@ -61,8 +61,8 @@ class Writer:
         self.outbox.flush_soon("things", event.payload["ticket_id"])
 
 
-def relay_of(container) -> OutboxRelay:
-    [relay] = [ext for ext in container.extensions if isinstance(ext, OutboxRelay)]
+def relay_of(container) -> Outbox:
+    [relay] = [ext for ext in container.extensions if isinstance(ext, Outbox)]
     return relay
 
 
@@ -86,13 +86,13 @@ def scanned(monkeypatch):
     between the stream's opening and the end of that scan is in both (published twice, as at-least-once
     allows): a test of the stream alone, or of publishing once, writes after it."""
     relays: set[int] = set()
-    fall_back = OutboxRelay._fall_back
+    fall_back = Outbox._fall_back
 
     def recorded(self, *args, **kwargs):
         fall_back(self, *args, **kwargs)
         relays.add(id(self))
 
-    monkeypatch.setattr(OutboxRelay, "_fall_back", recorded)
+    monkeypatch.setattr(Outbox, "_fall_back", recorded)
     return lambda container: id(relay_of(container)) in relays
 
 

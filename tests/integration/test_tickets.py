@@ -9,7 +9,7 @@ import pytest
 from nameko.testing.services import entrypoint_hook
 
 from kernel.envelope import utcnow
-from kernel.groupcommit import CommitQueues
+from kernel.groupcommit import GroupCommit
 from services.tickets.domain import Ticket
 from services.tickets.repository import TicketRepository, ticket_id_for
 from services.tickets.service import CATALOGUE, TicketsService
@@ -34,7 +34,7 @@ def test_a_retried_create_publishes_the_event_of_a_first_attempt_that_committed_
     first = Ticket.receive(ticket_id_for("xingqiao", "r-1", "k-1"), "xingqiao", CATALOGUE.get("roof_leak"),
                            REPORT["description"], REPORT["address_string"], "r-1", "resident", utcnow())
     events = envelopes(first, "first-attempt")
-    queues = CommitQueues()
+    queues = GroupCommit()
     TicketRepository(mongo_client[settings.database_name("tickets")], queues).add(first, events, "k-1")
     queues.stop()
     eventlet.sleep(0.5)  # several sweeps

@@ -3,14 +3,14 @@
 No Prometheus or Grafana runs where the tests run, so ``deploy/prometheus/``,
 ``deploy/grafana/`` and the observability part of ``docker-compose.yml`` are parsed
 and held against :data:`kernel.platform.PROCESSES` (who is scraped, on which port),
-:mod:`kernel.metrics` and notify's (which ``huisheng_*`` metrics exist), :mod:`kernel.topology`
+:mod:`kernel.metrics`, notify's and the gateway's (which ``huisheng_*`` metrics exist), :mod:`kernel.topology`
 (which queues the alerts' patterns must cover) and ``docs/operations.md`` (every
 alert has its section). Nothing here touches the network.
 
 Metric names a query may use:
 
-* ours: what the prometheus_client objects of :mod:`kernel.metrics` and
-  :mod:`services.notify.outcomes` expose, read
+* ours: what the prometheus_client objects of :mod:`kernel.metrics`,
+  :mod:`services.notify.outcomes` and :mod:`gateway.http` expose, read
   from their ``_name`` and ``_type`` (a Counter's ``_name`` drops ``_total``; a
   Histogram exposes ``_bucket``, ``_count`` and ``_sum``);
 * RabbitMQ's: :data:`RABBITMQ_METRICS`, the rabbitmq_prometheus names the files use,
@@ -33,6 +33,7 @@ import yaml
 from nameko.rpc import RPC_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TEMPLATE
 from prometheus_client.metrics import MetricWrapperBase
 
+import gateway.http as gateway_metrics
 import kernel.metrics as kernel_metrics
 import services.notify.outcomes as notify_metrics
 from kernel.config import Settings
@@ -124,9 +125,10 @@ EXPOSED_SUFFIXES = {
 
 
 def kernel_metric_names() -> set[str]:
-    """Every series name the metrics of kernel/metrics.py (and notify's, services/notify/outcomes.py) expose."""
+    """Every series name the metrics of kernel/metrics.py (and notify's, services/notify/outcomes.py, and the
+    gateway's, gateway/http.py) expose."""
     names: set[str] = set()
-    for value in [*vars(kernel_metrics).values(), *vars(notify_metrics).values()]:
+    for value in [*vars(kernel_metrics).values(), *vars(notify_metrics).values(), *vars(gateway_metrics).values()]:
         if isinstance(value, MetricWrapperBase):
             names |= {value._name + suffix for suffix in EXPOSED_SUFFIXES[value._type]}
     return names

@@ -17,7 +17,7 @@ from kernel.cli import management, ops
 from kernel.cli.infra import redact
 from kernel.cli.main import build_parser, main
 from kernel.cli.management import Endpoint, ManagementClient, ManagementError, endpoint_for
-from kernel.cli.supervisor import process_identity, write_state
+from kernel.cli.supervisor import process_identity, resolve_uri, write_state
 from kernel.config import Settings
 from kernel.events import SUBSCRIPTIONS
 from kernel.ledger import CHECKPOINTS, LEDGER, OUTBOX, OUTBOX_INDEX, SINCE, STAGED
@@ -400,16 +400,17 @@ def test_redact_hides_passwords_only():
 
 
 def test_the_database_is_mongo_uri_else_the_run_state_else_an_error(tmp_path):
-    assert ops.resolve_mongo_uri(Settings(mongo_uri="mongodb://given/", home=tmp_path)) == "mongodb://given/"
+    given = resolve_uri(Settings(mongo_uri="mongodb://given/", home=tmp_path))
+    assert given == ("mongodb://given/", "MONGO_URI")
     with pytest.raises(ops.OpsError, match="set MONGO_URI"):
-        ops.resolve_mongo_uri(Settings(home=tmp_path))
+        ops.outbox_report(Settings(home=tmp_path), ops.DEFAULT_MAX_LAG)
     uri = "mongodb://127.0.0.1:27018/?retryWrites=false"
     write_state(tmp_path, {"supervisor": {"pid": 1, "identity": "not-it"}, "children": [], "mongo_uri": uri})
     with pytest.raises(ops.OpsError, match="set MONGO_URI"):  # a stale run state names no database
-        ops.resolve_mongo_uri(Settings(home=tmp_path))
+        ops.outbox_report(Settings(home=tmp_path), ops.DEFAULT_MAX_LAG)
     write_state(tmp_path, {"supervisor": {"pid": os.getpid(), "identity": process_identity(os.getpid())},
                            "children": [], "mongo_uri": uri})
-    assert ops.resolve_mongo_uri(Settings(home=tmp_path)) == uri
+    assert resolve_uri(Settings(home=tmp_path)) == (uri, "the running platform")
 
 
 def test_backlog_counts_documents_events_and_the_oldest_age():

@@ -5,7 +5,14 @@ import json
 import pytest
 from nameko.exceptions import RemoteError, deserialize, serialize
 
-from gateway.http import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamTimeout, problem_details
+from gateway.http import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UpstreamTimeout,
+    problem_details,
+    retry_after,
+)
 from kernel.errors import (
     Conflict,
     Forbidden,
@@ -102,7 +109,8 @@ def test_an_instance_code_overrides_the_class_code_and_survives_rpc():
     assert problem_details(restored)["type"] == "/problems/invalid_credentials"
 
 
-def test_too_many_requests_carries_retry_after():
-    assert TooManyRequests("slow down", {"retry_after": 30}, code="too_many_attempts").retry_after == 30
-    assert TooManyRequests("slow down").retry_after is None
-    assert TooManyRequests("x", {"retry_after": "soon"}).retry_after is None
+def test_too_many_requests_carries_retry_after_to_the_gateway():
+    assert retry_after(TooManyRequests("slow down", {"retry_after": 30}, code="too_many_attempts")) == 30
+    assert retry_after(TooManyRequests("slow down")) is None
+    assert retry_after(TooManyRequests("x", {"retry_after": "soon"})) is None
+    assert retry_after(ServiceUnavailable("x", {"retry_after": 30})) is None  # only a 429 names its own

@@ -124,9 +124,9 @@ def test_push_events_rejects_an_invalid_event(transition):
 
 
 def test_the_relay_remembers_what_it_published_for_a_while_and_records_each_id_once():
-    from kernel.outbox import OutboxRelay
+    from kernel.outbox import Outbox
 
-    relay = OutboxRelay()
+    relay = Outbox(collections=[])
     relay._note_published(["a", "b"])
     relay._note_published(["b", "c"])  # a second publish of b (a sweep beside a flush)
     assert relay._unrecorded == ["a", "b", "c"]
