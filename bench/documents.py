@@ -1,6 +1,6 @@
 """Documents and events exactly as the platform writes them, built with the platform's own code.
 
-The baselines insert the platform's inbox message (with its outbox), and the
+The baselines insert the platform's inbox message, and the
 backlog scenario writes tickets carrying an unpublished event, so the raw
 figures and the platform's are about the same bytes.
 """
@@ -25,7 +25,8 @@ BACKLOG_EVENT_TYPE = "ticket.escalated"
 
 
 def inbox_message(recipient: str, now: datetime | None = None) -> dict:
-    """An inbox message with its ``echo.delivered`` event in its outbox: what notify inserts per echo."""
+    """An inbox message, delivered: what notify inserts per echo (no event: a ticket's timeline asks notify for
+    its echoes, nothing is published about them)."""
     from services.notify.domain import compose
     from services.notify.domain import inbox_message as platform_inbox_message
 
@@ -34,8 +35,7 @@ def inbox_message(recipient: str, now: datetime | None = None) -> dict:
     source = Envelope.new("ticket.received", {"ticket_id": ticket_id, "attached_residents": [recipient]},
                           community=COMMUNITY, occurred_at=now)
     (echo,) = compose("ticket.received", source.payload)
-    message, outcome = platform_inbox_message(source, echo)
-    return with_events(message, [outcome])
+    return platform_inbox_message(source, echo)
 
 
 def staged_at(document: dict, since: datetime) -> dict:

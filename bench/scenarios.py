@@ -126,7 +126,7 @@ def paced(ctx: Context, stack: Stack, rate: float | None = None, phase: str = "p
                                      result["started"])
     summary.update(rate=rate, seconds=ctx.config.paced_seconds, cpu=cpu)
     if ctx.tap:
-        time.sleep(0.5)  # the last echo.delivered events are on their way
+        time.sleep(0.5)  # the last events are on their way to the tap
         summary["outbox_lag_ms"] = analysis.outbox_lags(ctx.tap.events(mark))
     return summary
 

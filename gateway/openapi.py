@@ -457,7 +457,12 @@ COMPONENTS: dict[str, dict] = {
         "type": "object", "required": ["id"],
         "properties": {"id": {"type": "string"}, "service_code": {"type": "string"}, "state": {"type": "string"},
                        "status": {"type": "string"}, "description": {"type": "string"},
-                       "timeline": {"type": "array", "items": {"type": "object"}}}},
+                       "timeline": {"type": "array", "items": {"type": "object"}, "description": (
+                           "the ticket's own entries, volunteer steps and its echoes' outcomes (echo.delivered, "
+                           "echo.failed, echo.read: notify's records), oldest first")},
+                       "echoes_unavailable": {"type": "boolean", "description": (
+                           "true when notify did not answer in time: the timeline lacks the echoes (absent "
+                           "otherwise); ask again later")}}},
     "Tokens": {
         "type": "object",
         "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"},

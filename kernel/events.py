@@ -95,18 +95,6 @@ class PatrolRecordedV1(Schema):
     ticket_ids = fields.List(fields.String(), required=True)
 
 
-class EchoOutcomePayload(Schema):
-    echo_id = fields.String(required=True)
-    ticket_id = fields.String(required=True)
-    recipient = fields.String(required=True)
-    channel = fields.String(required=True, validate=validate.OneOf(
-        ("inbox", "sms", "wechat", "email", "webhook", "human")))
-    source_event_id = fields.String(required=True)
-    source_event_type = fields.String(required=True)
-    at = fields.String(required=True)
-    reason = fields.String(load_default=None, allow_none=True)
-
-
 class TicketSilentV1(Schema):
     """A resident-relevant ticket change whose echo was neither delivered nor accounted for in time."""
 
@@ -250,9 +238,6 @@ _ONE_VERSION: dict[str, tuple[type[Schema], str]] = {
     "sla.warned": (SlaThresholdV1, "a ticket's first-response, keep-in-loop or resolution clock used a warning "
                                    "share of its time (50 %, 75 %)"),
     "sla.breached": (SlaThresholdV1, "a ticket's clock passed its deadline (100 %)"),
-    "echo.delivered": (EchoOutcomePayload, "an echo reached a resident on a channel"),
-    "echo.failed": (EchoOutcomePayload, "an echo could not be delivered; the reason is recorded"),
-    "echo.read": (EchoOutcomePayload, "a resident read an echo (the in-app inbox's read receipt)"),
     "ticket.silent": (TicketSilentV1, "notify's reconciler found a ticket change whose echo was not delivered, "
                                       "nor a reason recorded, in time"),
     "broadcast.requested": (BroadcastRequestedV1,
@@ -373,8 +358,6 @@ RESIDENT_VISIBLE_VOLUNTEER_EVENTS = (
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("notify.ticket_events", RESIDENT_VISIBLE_TICKET_EVENTS + RESIDENT_VISIBLE_VOLUNTEER_EVENTS,
                  "echo every change a resident should know about to every attached resident"),
-    Subscription("tickets.echo_outcomes", ("echo.delivered", "echo.failed", "echo.read"),
-                 "record each echo's outcome on the ticket's timeline"),
     Subscription("tickets.erasures", ("resident.erased",),
                  "anonymise the erased resident in every ticket they reported or are attached to"),
     Subscription("tickets.merges", ("ticket.merged",),

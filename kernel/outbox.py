@@ -11,12 +11,11 @@ the relay or the ledger knows it; a lost resume point falls back to a scan (``ou
 never zero times. How and why: docs/architecture.md, "No dual writes: the outbox".
 
 >>> from kernel.envelope import Envelope
->>> event = Envelope.new("echo.failed", {"echo_id": "e", "ticket_id": "t", "recipient": "r",
-...     "channel": "inbox", "source_event_id": "s", "source_event_type": "ticket.received",
-...     "at": "2026-11-26T08:00:00+00:00", "reason": "no channel"}, community="xingqiao")
+>>> event = Envelope.new("ticket.paused", {"ticket_id": "t", "state": "paused", "attached_residents": ["r"],
+...     "reason": "parts on order"}, community="xingqiao")
 >>> doc = with_events({"_id": "t"}, [event])
 >>> [e["type"] for e in doc[OUTBOX]], doc[OUTBOX][0][STAGED] == doc[SINCE]
-(['echo.failed'], True)
+(['ticket.paused'], True)
 >>> update = push_events({"$set": {"state": "x"}}, [event])
 >>> sorted(update)
 ['$max', '$push', '$set']

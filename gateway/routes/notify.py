@@ -31,7 +31,7 @@ class NotifyRoutes:
     @http("POST", "/api/v1/me/inbox/<string:message_id>/read")
     @endpoint
     def read_my_message(self, request, message_id):
-        """The read receipt of one inbox message (``echo.read`` to the ticket's timeline); 404 if not theirs."""
+        """The read receipt of one inbox message (the ticket's timeline shows ``echo.read``); 404 if not theirs."""
         caller = self.caller(request, "inbox.read")
         return 200, self.notify.mark_read(caller.community, caller.subject, message_id)
 

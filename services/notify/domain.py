@@ -134,27 +134,20 @@ def code_delivery(delivery_id: str, community: str, phone: str, purpose: str, re
     }
 
 
-def inbox_message(event: Envelope, echo: Echo, now: datetime | None = None) -> tuple[dict, Envelope]:
-    """The stored inbox message for one echo and the ``echo.delivered`` fact it makes true.
+def inbox_message(event: Envelope, echo: Echo, now: datetime | None = None) -> dict:
+    """The stored inbox message for one echo, delivered.
 
     The message's id is ``<event_id>:<recipient>``: the message is the record of the event.
     """
     now = now or utcnow()
-    message_id = f"{event.event_id}:{echo.recipient}"
-    message = {
-        "_id": message_id, "community": event.community, "recipient": echo.recipient,
+    return {
+        "_id": f"{event.event_id}:{echo.recipient}", "community": event.community, "recipient": echo.recipient,
         "ticket_id": event.payload["ticket_id"], "channel": echo.channel,
         "title": echo.title, "body": echo.body,
         "source_event_id": event.event_id, "source_event_type": event.type,
         "correlation_id": event.correlation_id, "created_at": now, "read_at": None,
         "delivery": {"status": "delivered", "requested_at": event.occurred_at, "delivered_at": now},
     }
-    outcome = Envelope.new("echo.delivered", {
-        "echo_id": message_id, "ticket_id": event.payload["ticket_id"], "recipient": echo.recipient,
-        "channel": echo.channel, "source_event_id": event.event_id, "source_event_type": event.type,
-        "at": now.isoformat(), "reason": None,
-    }, community=event.community, correlation_id=event.correlation_id)
-    return message, outcome
 
 
 def echo_message(echo: dict, title: str, body: str, now: datetime) -> dict:

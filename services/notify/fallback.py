@@ -3,7 +3,8 @@
 An echo is one message about one ticket change to one person. Its plan is the person's channels in
 order, then the human step (a grid worker phones or visits). Each step is tried; a step that fails
 after its retries (with back-off), or is not delivered within its deadline, hands over to the next.
-``echo.delivered`` comes from the first step delivered, ``echo.failed`` only when the last step fails.
+The echo is delivered by its first step delivered, failed only when the last step fails (what its ticket's
+timeline shows: :func:`services.notify.outcomes.timeline_entries`).
 
 Each step is the delivery record of the echo on that channel (one per (event, recipient, channel)):
 its status (pending, retrying, sent, delivered, read, failed, expired, skipped), its times and the
@@ -125,7 +126,8 @@ def _copy(echo: Mapping) -> dict:
 
 
 def record_send(echo: Mapping, index: int, outcome: Outcome, now: datetime, policy: Policy) -> tuple[dict, list[str]]:
-    """The echo after an attempt on step ``index``, and the outcome events due (``delivered``/``failed``)."""
+    """The echo after an attempt on step ``index``, and what the attempt made true (``delivered``/``failed``:
+    the metrics count it)."""
     echo = _copy(echo)
     step = echo["steps"][index]
     step["attempts"] += 1

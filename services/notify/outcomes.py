@@ -1,13 +1,20 @@
-"""What an echo's transitions tell the rest of the platform: its ``echo.*`` events and its metrics."""
+"""What an echo's records tell: its ticket's timeline entries (tickets asks for them when it shows a ticket:
+``NotifyService.echo_outcomes``) and notify's metrics.
+
+notify publishes no event of an echo's outcome: its records are the truth, and tickets reads them at
+read time rather than keeping a copy of every outcome (docs/architecture.md, "Echo records").
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from kernel.envelope import Envelope
 from kernel.metrics import LATENCY_BUCKETS, labelled
+from services.notify.fallback import DONE
 
 # notify's own metrics, on every process's /metrics beside kernel.metrics's.
 ECHO_LATENCY = Histogram("huisheng_echo_latency_seconds",
@@ -22,34 +29,69 @@ SILENT_TICKETS = Gauge("huisheng_silent_tickets", "Tickets with a resident-relev
 ECHOES = Counter("huisheng_echoes_total", "Echoes by channel and outcome (delivered, failed)", ["channel", "outcome"])
 
 
-def outcome_event(echo: dict, kind: str, channel: str, at: datetime, reason: str | None = None) -> Envelope:
-    """``echo.<kind>`` for the ticket's timeline."""
-    return Envelope.new(f"echo.{kind}", {
-        "echo_id": echo["_id"], "ticket_id": echo["ticket_id"], "recipient": echo["recipient"], "channel": channel,
-        "source_event_id": echo["source_event_id"], "source_event_type": echo["source_event_type"],
-        "at": at.isoformat(), "reason": reason,
-    }, community=echo["community"], correlation_id=echo.get("correlation_id"))
+# What an echo's record shows on its ticket's timeline (the entries tickets showed when notify told it by events).
+DELIVERED, FAILED, READ = "echo.delivered", "echo.failed", "echo.read"
+FAILED_REASON = "every step of the plan failed; the last: "
 
 
-def outcome_events(echo: dict, kinds: list[str], at: datetime) -> list[Envelope]:
-    """The events of what a transition of ``echo`` made true (delivered, read, failed).
+def timeline_entries(echo: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What an echo's record (an ``echoes`` document, or the one its inbox message carries) shows on its
+    ticket's timeline: ``echo.failed`` when every step of its plan failed, ``echo.delivered`` when a step
+    delivered it (a late receipt may deliver a failed echo: both show), ``echo.read`` when its inbox message
+    was read. Nothing for a broadcast's echo (no ticket).
 
-    A broadcast's echoes have no ticket to tell: their records and the broadcast's progress are the proof.
+    Each entry's ``event_id`` is ``<echo id>:<kind>``: the same on every read, so the ticket's timeline
+    shows it once (:attr:`services.tickets.domain.Ticket.history`).
+
+    >>> from datetime import UTC, datetime
+    >>> t0, t1 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC), datetime(2026, 12, 6, 8, 5, tzinfo=UTC)
+    >>> echo = {"_id": "e1:r1", "ticket_id": "T1", "recipient": "r1", "source_event_type": "ticket.received",
+    ...         "status": "delivered", "delivered_at": t0, "read_at": t1, "failed_at": None,
+    ...         "steps": [{"channel": "inbox", "status": "read", "delivered_at": t0}]}
+    >>> [(entry["type"], entry["channel"], entry["event_id"]) for entry in timeline_entries(echo)]
+    [('echo.delivered', 'inbox', 'e1:r1:delivered'), ('echo.read', 'inbox', 'e1:r1:read')]
     """
-    events: list[Envelope] = []
     if echo.get("ticket_id") is None:
-        return events
-    for kind in kinds:
-        if kind == "delivered":
-            step = next(s for s in echo["steps"] if s["status"] in ("delivered", "read"))
-            events.append(outcome_event(echo, "delivered", step["channel"], at))
-        elif kind == "read":
-            events.append(outcome_event(echo, "read", "inbox", at))
-        elif kind == "failed":
-            last = echo["steps"][-1]
-            events.append(outcome_event(echo, "failed", last["channel"], at,
-                                        reason="every step of the plan failed; the last: " + last["status"]))
-    return events
+        return []
+    entries = []
+    steps = echo["steps"]
+    if echo.get("failed_at"):
+        last = steps[-1]
+        # a receipt that came after the last step's deadline delivered the step that had expired
+        status = "expired" if last["status"] in DONE else last["status"]
+        entries.append(_entry(echo, FAILED, last["channel"], echo["failed_at"], FAILED_REASON + status))
+    if echo["status"] == "delivered":
+        step = next((step for step in steps if step["status"] in DONE), steps[echo.get("current", 0)])
+        entries.append(_entry(echo, DELIVERED, step["channel"], step.get("delivered_at") or echo["delivered_at"]))
+    if echo.get("read_at"):
+        entries.append(_entry(echo, READ, "inbox", echo["read_at"]))
+    return entries
+
+
+def _entry(echo: Mapping[str, Any], kind: str, channel: str, at: datetime, reason: str | None = None
+           ) -> dict[str, Any]:
+    entry = {"type": kind, "at": at, "event_id": f"{echo['_id']}:{kind.removeprefix('echo.')}",
+             "echo_id": echo["_id"], "channel": channel, "recipient": echo["recipient"],
+             "source_event_type": echo["source_event_type"]}
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def by_ticket(ticket_ids: Iterable[str], echoes: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each of ``ticket_ids`` (every one, if only with ``[]``) with the timeline entries of its ``echoes``,
+    oldest first.
+
+    >>> by_ticket(["T1", "T2"], [])
+    {'T1': [], 'T2': []}
+    """
+    found: dict[str, list[dict[str, Any]]] = {ticket_id: [] for ticket_id in ticket_ids}
+    for echo in echoes:
+        if echo.get("ticket_id") in found:
+            found[echo["ticket_id"]] += timeline_entries(echo)
+    for entries in found.values():
+        entries.sort(key=lambda entry: entry["at"])
+    return found
 
 
 def template_of(echo: dict) -> str:

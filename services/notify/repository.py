@@ -1,10 +1,10 @@
-"""Residents' inbox messages, each with its delivery record and the outbox of its outcome event;
-the delivery records of the sign-in codes sent by SMS.
+"""Residents' inbox messages, each with its delivery record; the delivery records of the sign-in codes sent
+by SMS.
 
 An echo delivered at once in the inbox (the common case) is *one* document: the inbox message carries the
-echo's record (``echo``: its plan and each step's delivery record) and the outbox of its ``echo.delivered``,
-written by one insert. Echoes that start on another channel live in ``echoes`` and reach the inbox, if at all,
-as a message of their own. :class:`EchoRepository` reads both where staff or the reports look at echoes."""
+echo's record (``echo``: its plan and each step's delivery record), written by one insert. Echoes that start
+on another channel live in ``echoes`` and reach the inbox, if at all, as a message of their own.
+:class:`EchoRepository` reads both where staff, the reports or a ticket's timeline look at echoes."""
 
 from __future__ import annotations
 
@@ -49,39 +49,39 @@ class InboxRepository:
     def ensure_indexes(db: Database) -> None:
         db[COLLECTION].create_index([("community", ASCENDING), ("recipient", ASCENDING),
                                      ("created_at", DESCENDING)], name="by_recipient")
-        # the echoes a message carries, as staff look them up by ticket
+        # the echoes a message carries, as staff and a ticket's timeline (echo_outcomes) look them up by ticket
         db[COLLECTION].create_index([("community", ASCENDING), ("ticket_id", ASCENDING)], name="by_ticket")
 
-    def deliver(self, message: dict, outcome: list[Envelope]) -> bool:
-        """Store a message and its outcome event in one write; False if it was stored before.
+    def deliver(self, message: dict) -> bool:
+        """Store a message; False if it was stored before.
 
         The message id is derived from the source event and the recipient, so a
         redelivered event cannot leave a second message.
         """
         try:
-            self.writes.insert(self.collection, with_events(message, outcome))
+            self.writes.insert(self.collection, message)
             return True
         except DuplicateKeyError:
             return False
 
-    def deliver_echo(self, message: dict, echo: dict, outcome: list[Envelope]) -> bool:
-        """Store a message with the record of the echo it delivers and that echo's outcome events, in one
-        insert; False if it was stored before (a redelivered event)."""
-        return self.deliver(carrying(message, echo), outcome)
+    def deliver_echo(self, message: dict, echo: dict) -> bool:
+        """Store a message with the record of the echo it delivers, in one insert; False if it was stored
+        before (a redelivered event)."""
+        return self.deliver(carrying(message, echo))
 
     def carries_echo(self, echo_id: str) -> bool:
         return self.collection.find_one({"_id": echo_id, "echo": {"$exists": True}}, {"_id": 1}) is not None
 
-    def save_echo(self, echo: dict, events: list[Envelope]) -> None:
-        """The new state of the echo a message carries (its read receipt), with the events it made true."""
+    def save_echo(self, echo: dict) -> None:
+        """The new state of the echo a message carries (its read receipt)."""
         state = {k: v for k, v in echo.items() if k not in ("_id", "_outbox", "_outbox_since")}
-        self.collection.update_one({"_id": echo["_id"]}, push_events({"$set": {"echo": state}}, events))
+        self.collection.update_one({"_id": echo["_id"]}, {"$set": {"echo": state}})
 
     def erase_recipient(self, community: str, recipient: str) -> int:
         """Remove every inbox message of a resident who asked to be forgotten; how many there were.
 
-        Idempotent: a second call finds nothing. A message still waiting in its outbox goes too;
-        its ``echo.delivered`` is a fact about a person who is no more, and tickets anonymise it.
+        Idempotent: a second call finds nothing. The echo records the messages carry go with them, so a
+        ticket's timeline no longer shows the resident's echoes (tickets reads them here).
         """
         return self.collection.delete_many({"community": community, "recipient": recipient}).deleted_count
 
@@ -95,7 +95,7 @@ class InboxRepository:
         ))
 
     def store(self, message: dict) -> bool:
-        """Store a message whose outcome event its echo carries; False if it was stored before."""
+        """Store the inbox step of an echo recorded in ``echoes``; False if it was stored before."""
         try:
             self.writes.insert(self.collection, message)
             return True
@@ -145,7 +145,8 @@ class DeliveryRepository:
         return self.collection.find_one({"_id": delivery_id})
 
 
-ECHOES = "echoes"  # one document per (event, recipient): its plan, each step's delivery record, its outbox
+ECHOES = "echoes"  # one document per (event, recipient): its plan, each step's delivery record; the outbox of
+# its ticket.silent
 PREFERENCES = "preferences"
 TASKS = "echo_tasks"  # human steps: a grid worker phones or visits
 
@@ -160,6 +161,30 @@ def carried(message: dict) -> dict:
     return {**message["echo"], "_id": message["_id"]}
 
 
+# What a timeline entry needs of an ``echoes`` document (services/notify/outcomes.py), and of an inbox message.
+TIMELINE_FIELDS = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "status": 1, "current": 1, "steps": 1,
+                   "delivered_at": 1, "read_at": 1, "failed_at": 1}
+MESSAGE_FIELDS = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "delivery": 1, "created_at": 1,
+                  "read_at": 1, "echo": 1}
+
+
+def delivered_message(message: dict) -> dict:
+    """The echo record an inbox message stands for when it is the echo's only record (an early release's):
+    delivered in the inbox when the message was stored, read when the message was.
+
+    >>> from datetime import UTC, datetime
+    >>> at = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+    >>> record = delivered_message({"_id": "e1:r1", "ticket_id": "T1", "recipient": "r1", "read_at": None,
+    ...     "source_event_type": "ticket.received", "created_at": at, "delivery": {"delivered_at": at}})
+    >>> record["status"], record["steps"][0]["channel"], record["delivered_at"] == at
+    ('delivered', 'inbox', True)
+    """
+    delivered = (message.get("delivery") or {}).get("delivered_at") or message.get("created_at")
+    read = message.get("read_at")
+    return {"_id": message["_id"], "ticket_id": message.get("ticket_id"), "recipient": message["recipient"],
+            "source_event_type": message["source_event_type"], "status": "delivered", "current": 0,
+            "steps": [{"channel": "inbox", "status": "read" if read else "delivered", "delivered_at": delivered}],
+            "delivered_at": delivered, "read_at": read, "failed_at": None}
 NOT_PROVED = ["staff", "broadcast"]  # audiences outside the reconciler's proof (it proves ticket echoes)
 
 
@@ -185,9 +210,9 @@ class EchoRepository:
         self.inbox = db[COLLECTION]
         self.writes = writes
 
-    def create(self, echo: dict, outcome: list[Envelope]) -> bool:
-        """Store a new echo (with its outcome events, if it is delivered already); False if it exists."""
-        document = with_events({**echo, "version": 0, "lease_until": None}, outcome)
+    def create(self, echo: dict) -> bool:
+        """Store a new echo; False if it exists."""
+        document = {**echo, "version": 0, "lease_until": None}
         try:
             if self.writes is not None:
                 self.writes.insert(self.collection, document)
@@ -210,14 +235,13 @@ class EchoRepository:
         return [d["_id"] for d in self.collection.find({"due_at": {"$lte": now}}, {"_id": 1}, limit=limit,
                                                        sort=[("due_at", ASCENDING)])]
 
-    def save(self, echo: dict, events: list[Envelope], *, release: bool = True) -> bool:
-        """Write the echo's new state (and events) if nobody else moved it since it was read."""
+    def save(self, echo: dict, *, release: bool = True) -> bool:
+        """Write the echo's new state if nobody else moved it since it was read."""
         state = {k: v for k, v in echo.items() if k not in ("_id", "version", "_outbox", "_outbox_since")}
         if release:
             state["lease_until"] = None
-        update = push_events({"$set": state, "$inc": {"version": 1}}, events)
         return self.collection.update_one({"_id": echo["_id"], "version": echo.get("version", 0)},
-                                          update).modified_count == 1
+                                          {"$set": state, "$inc": {"version": 1}}).modified_count == 1
 
     def get(self, echo_id: str) -> dict | None:
         return self.collection.find_one({"_id": echo_id}, {"_outbox": 0, "_outbox_since": 0})
@@ -240,6 +264,28 @@ class EchoRepository:
         inline = [carried(m) for m in self.inbox.find({**query, "echo": {"$exists": True}}, {"echo": 1},
                                                       limit=limit)]
         return sorted(own + inline, key=lambda echo: echo["occurred_at"])[:limit]
+
+    def of_tickets(self, community: str, ticket_ids: Sequence[str]) -> list[dict]:
+        """Every echo of the tickets, as ``echoes`` documents hold them (what a timeline entry needs): those in
+        ``echoes`` and those their inbox messages carry. One query of each collection, each a range of its
+        ``by_ticket`` index.
+
+        An inbox message that does not carry its echo is the inbox step of one in ``echoes``: its ``read_at``
+        is the read receipt, should the echo's own copy have missed it (a receipt that lost every race with
+        the timer). One that has no echo in ``echoes`` either was stored by an early release, whose message
+        was the echo's only record (:func:`delivered_message`).
+        """
+        query = {"community": community, "ticket_id": {"$in": list(ticket_ids)}}
+        own = {echo["_id"]: echo for echo in self.collection.find(query, TIMELINE_FIELDS)}
+        inline = []
+        for message in self.inbox.find(query, MESSAGE_FIELDS):
+            if "echo" in message:
+                inline.append(carried(message))
+            elif message["_id"] not in own:
+                inline.append(delivered_message(message))
+            elif message.get("read_at") and not own[message["_id"]].get("read_at"):
+                own[message["_id"]]["read_at"] = message["read_at"]
+        return inline + list(own.values())
 
     def newly_silent(self, now, limit: int = 500) -> list[dict]:
         """Echoes past their proof deadline, not delivered, not accounted for, not yet reported silent.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from kernel.pagination import MAX_LIMIT
+
 
 class DeliverySchema(Schema):
     status = fields.String()
@@ -77,6 +79,43 @@ class EchoViewSchema(Schema):
     failed_at = fields.AwareDateTime(allow_none=True)
     silent_at = fields.AwareDateTime(allow_none=True)
     steps = fields.List(fields.Nested(StepSchema))
+
+
+class EchoOutcomesQuerySchema(Schema):
+    """What ``echo_outcomes`` is asked: a community and the tickets of one reply (a page at most).
+
+    >>> EchoOutcomesQuerySchema().load({"community": "xingqiao", "ticket_ids": ["T1", "T2"]})["ticket_ids"]
+    ['T1', 'T2']
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    community = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    ticket_ids = fields.List(fields.String(validate=validate.Length(min=1, max=128)), required=True,
+                             validate=validate.Length(max=MAX_LIMIT))
+
+
+ECHO_OUTCOMES_QUERY = EchoOutcomesQuerySchema()
+
+
+class EchoEntrySchema(Schema):
+    """An echo's outcome as a ticket's timeline shows it (services/notify/outcomes.py): delivered, failed, read.
+
+    ``event_id`` (``<echo id>:<kind>``) is the same on every read: the timeline shows an entry once.
+    """
+
+    type = fields.String()
+    at = fields.AwareDateTime()
+    event_id = fields.String()
+    echo_id = fields.String()
+    channel = fields.String()
+    recipient = fields.String()
+    source_event_type = fields.String()
+    reason = fields.String()
+
+
+ECHO_ENTRIES = EchoEntrySchema(many=True)
 
 
 class TaskSchema(Schema):

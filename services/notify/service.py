@@ -5,9 +5,10 @@ human steps; prove that no ticket is silent.
 The plan and its state machine are :mod:`services.notify.fallback` (no I/O); the channels
 :mod:`services.notify.channels`; texts :mod:`services.notify.templates`; the check-in's clock
 :mod:`services.notify.checkins`. Each echo is one document, one per (event, recipient), holding each step's
-delivery record and the outbox of its ``echo.delivered`` / ``echo.failed`` / ``echo.read`` events, so a
-redelivered event never sends twice: the inbox message itself when the echo is delivered there at once (the
-common case, one insert), else a document of ``echoes`` (see :mod:`services.notify.repository`).
+delivery record, so a redelivered event never sends twice: the inbox message itself when the echo is
+delivered there at once (the common case, one insert), else a document of ``echoes`` (see
+:mod:`services.notify.repository`). These records are the echoes' outcomes: no event tells them to anyone;
+a ticket's timeline asks for them when it is shown (:meth:`NotifyService.echo_outcomes`).
 """
 
 from __future__ import annotations
@@ -65,13 +66,12 @@ from services.notify.fallback import (
     record_send,
     skip,
 )
-from services.notify.outcomes import ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, observe, outcome_events, template_of
+from services.notify.outcomes import ECHO_STAGE_LATENCY, ECHOES, SILENT_TICKETS, by_ticket, observe, template_of
 from services.notify.preferences import deferral, normalised
 from services.notify.receipts import Receipt, parse, verified
 from services.notify.reports import latency, silent_items
 from services.notify.repository import (
     BROADCASTS,
-    COLLECTION,
     BroadcastRepository,
     CheckinRepository,
     DeliveryRepository,
@@ -87,7 +87,16 @@ from services.notify.repository import (
 from services.notify.repository import (
     ECHOES as ECHO_COLLECTION,
 )
-from services.notify.schemas import CHECKIN_ANSWER, CHECKIN_SCHEDULE, ECHO_VIEWS, INBOX_MESSAGE, INBOX_MESSAGES, TASKS
+from services.notify.schemas import (
+    CHECKIN_ANSWER,
+    CHECKIN_SCHEDULE,
+    ECHO_ENTRIES,
+    ECHO_OUTCOMES_QUERY,
+    ECHO_VIEWS,
+    INBOX_MESSAGE,
+    INBOX_MESSAGES,
+    TASKS,
+)
 from services.notify.sms import Sms, SmsError
 from services.notify.templates import digest_text, mask_phones, render, staff_facts
 from services.notify.templates import facts as _facts
@@ -113,7 +122,7 @@ class NotifyService(HealthEndpoints):
 
     db = Mongo(indexes=ensure_indexes)
     writes = GroupCommit()
-    outbox = Outbox(collections=[COLLECTION, ECHO_COLLECTION, BROADCASTS])
+    outbox = Outbox(collections=[ECHO_COLLECTION, BROADCASTS])  # ticket.silent, broadcast.requested
     context = Context()
     sms = Sms()
     channels = Channels()
@@ -192,25 +201,20 @@ class NotifyService(HealthEndpoints):
                     facts=facts if facts is not None else _facts(event.payload), silent_at=None,
                     audience=audience, template=template or event.type)
         if echo["steps"][0]["channel"] == "inbox":
-            # The common case costs one insert: the message carrying the echo's record and its echo.delivered.
+            # The common case costs one insert: the message carrying the echo's record. A redelivered event
+            # finds it stored (the insert collides): nothing more to do.
             echo, kinds = record_send(echo, 0, Outcome("delivered", answer={"code": "stored"}), now, policy)
-            events = outcome_events(echo, kinds, now)
             title, body = render(template_of(echo), "inbox", echo["facts"])
-            created = self.inbox.deliver_echo(echo_message(echo, title, body, now), echo, events)
-            if created:
+            if self.inbox.deliver_echo(echo_message(echo, title, body, now), echo):
                 observe(echo, kinds)
                 log.info("echo.delivered", ticket_id=echo["ticket_id"], recipient=recipient, channel="inbox",
                          source_event_type=event.type, audience=audience)
-            # A redelivered event finds its echo stored: publish what that echo's outbox holds (perhaps again),
-            # never these fresh events, whose ids were not stored and would make a second echo on the ticket.
-            self.outbox.flush_soon(COLLECTION, echo["_id"], events if created and events else None)
             return
         if self.inbox.carries_echo(echo["_id"]):
             # a redelivered event whose first copy was echoed in the inbox (preferences changed since): that
-            # message is the echo; publish what its outbox holds, never a second echo on another channel
-            self.outbox.flush_soon(COLLECTION, echo["_id"], None)
+            # message is the echo, never a second one on another channel
             return
-        self.echoes.create(echo, [])
+        self.echoes.create(echo)
         self._work(echo["_id"], now)
 
     def _store_inbox(self, echo: dict, now: datetime) -> None:
@@ -246,13 +250,10 @@ class NotifyService(HealthEndpoints):
                     return self._send_digest(echo, index, prefs, now, policy)  # saves the whole digest
                 echo, done = self._attempt(echo, index, prefs, now, policy)
             kinds += done
-        events = outcome_events(echo, kinds, now)
-        if not self.echoes.save(echo, events):
+        if not self.echoes.save(echo):
             log.warning("echo.moved_meanwhile", echo_id=echo_id)  # a receipt won the race; the timer comes back
             return None
-        if events:
-            self.outbox.flush_soon(ECHO_COLLECTION, echo_id, events)
-            observe(echo, kinds)
+        observe(echo, kinds)
         return echo
 
     def _attempt(self, echo: dict, index: int, prefs: dict, now: datetime, policy: Policy) -> tuple[dict, list[str]]:
@@ -322,7 +323,7 @@ class NotifyService(HealthEndpoints):
                     echo["steps"][echo["current"]]["channel"] == channel:
                 group.append(echo)
             else:
-                self.echoes.save(echo, [])  # not this digest's after all: let it go
+                self.echoes.save(echo)  # not this digest's after all: let it go
         title, body = digest_text([render(template_of(echo), channel, echo["facts"]) for echo in group])
         facts = {"number": f"{len(group)}条"}
         result = self._send(lead, channel, prefs, now, digest_id, title, body, facts)
@@ -335,13 +336,10 @@ class NotifyService(HealthEndpoints):
             echo, kinds = self._record(echo, current, result, now, policy)
             echo["digest_id"] = digest_id
             echo["steps"][current]["digest_id"] = digest_id
-            events = outcome_events(echo, kinds, now)
-            if not self.echoes.save(echo, events):
+            if not self.echoes.save(echo):
                 log.warning("echo.moved_meanwhile", echo_id=echo["_id"])
                 continue
-            if events:
-                self.outbox.flush_soon(ECHO_COLLECTION, echo["_id"], events)
-                observe(echo, kinds)
+            observe(echo, kinds)
             if echo["_id"] == lead["_id"]:
                 saved = echo
         return saved
@@ -369,11 +367,8 @@ class NotifyService(HealthEndpoints):
             if echo is None:
                 return None
             echo, kinds = receipt(echo, channel, status, at)
-            events = outcome_events(echo, kinds, at)
-            if self.echoes.save(echo, events, release=False):
-                if events:
-                    self.outbox.flush_soon(ECHO_COLLECTION, echo_id, events)
-                    observe(echo, kinds)
+            if self.echoes.save(echo, release=False):
+                observe(echo, kinds)
                 return echo
             eventlet.sleep(SAVE_BACKOFF_SECONDS * (attempt + 1))
         # The receipt itself is recorded (the message's read_at, the task's done_at); only the echo's copy lags.
@@ -425,6 +420,16 @@ class NotifyService(HealthEndpoints):
         return {"since": since.isoformat(), "channels": latency(self.echoes.recent(community, since))}
 
     @rpc
+    def echo_outcomes(self, community: str, ticket_ids: list[str]) -> dict[str, list[dict]]:
+        """Each ticket's echo outcomes as timeline entries (delivered, failed, read), oldest first: tickets
+        shows them on a ticket's timeline when it answers for it, read from notify's records now rather
+        than copied by an event. Every asked id is in the answer (``[]``: no echo yet)."""
+        query = load(ECHO_OUTCOMES_QUERY, {"community": community, "ticket_ids": ticket_ids})
+        ticket_ids = list(dict.fromkeys(query["ticket_ids"]))
+        found = by_ticket(ticket_ids, self.echoes.of_tickets(query["community"], ticket_ids) if ticket_ids else [])
+        return {ticket_id: ECHO_ENTRIES.dump(entries) for ticket_id, entries in found.items()}
+
+    @rpc
     def echoes_of_ticket(self, community: str, ticket_id: str) -> dict:
         """Every echo of a ticket with each step of its plan (staff see where an echo stands)."""
         return {"items": ECHO_VIEWS.dump(self.echoes.of_ticket(community, ticket_id))}
@@ -451,18 +456,15 @@ class NotifyService(HealthEndpoints):
 
     @rpc
     def mark_read(self, community: str, recipient: str, message_id: str) -> dict:
-        """The read receipt of an inbox message (the first read counts): ``echo.read`` to the ticket."""
+        """The read receipt of an inbox message (the first read counts): the ticket's timeline shows it."""
         now = utcnow()
         message, first = self.inbox.mark_read(community, recipient, message_id, now)
         if message is None:
             raise NotFound("no such message in your inbox", {"id": [message_id]})
         if first and "echo" in message:  # the message is the echo's record too: one document to update
             echo, kinds = receipt(carried(message), "inbox", "read", now)
-            events = outcome_events(echo, kinds, now)
-            self.inbox.save_echo(echo, events)
-            if events:
-                self.outbox.flush_soon(COLLECTION, message_id, events)
-                observe(echo, kinds)
+            self.inbox.save_echo(echo)
+            observe(echo, kinds)
         elif first:
             self._receipt(message_id, "inbox", "read", now)
         return INBOX_MESSAGE.dump(message)
@@ -525,11 +527,8 @@ class NotifyService(HealthEndpoints):
                 echo, kinds = failure_receipt(echo, "sms", item.answer, item.at)
                 if echo["status"] == "delivering":
                     echo["due_at"] = min(echo.get("due_at") or item.at, item.at)  # the timer tries the next step
-            events = outcome_events(echo, kinds, item.at)
-            if self.echoes.save(echo, events, release=False):
-                if events:
-                    self.outbox.flush_soon(ECHO_COLLECTION, echo["_id"], events)
-                    observe(echo, kinds)
+            if self.echoes.save(echo, release=False):
+                observe(echo, kinds)
                 return True
         log.error("echo.receipt_not_applied", echo_id=echo_id, channel="sms", delivered=item.delivered)
         return False

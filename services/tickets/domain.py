@@ -296,10 +296,12 @@ class Ticket:
     ({resident, outcome, note, satisfaction, at, by, round, attempt}); ``round``
     counts resolutions, so answers to an earlier resolution do not count again.
 
-    ``echoes`` are the outcomes of the echoes sent about the ticket (``echo.delivered``,
-    ``echo.failed``), as the repository found them: they are not changes of the
-    ticket, so they are recorded apart from it (one record per outcome event) and
-    never written into its document; :attr:`history` shows them on the timeline.
+    ``side_entries`` are what other services did about the ticket (a volunteer's task steps), as the
+    repository found them: they are not changes of the ticket, so they are recorded apart from it (one
+    record per event) and never written into its document. ``echoes`` are the outcomes of the echoes sent
+    about it (``echo.delivered``, ``echo.failed``, ``echo.read``): notify's records, which the service
+    attaches when it shows the ticket to a caller (services/tickets/timeline.py). :attr:`history` shows
+    both on the timeline.
     """
 
     id: str
@@ -346,6 +348,7 @@ class Ticket:
     version: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
     pending_events: list[DomainEvent] = field(default_factory=list, repr=False, compare=False)
+    side_entries: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
     echoes: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     # --- creation ---------------------------------------------------------------------------------
@@ -768,12 +771,13 @@ class Ticket:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """The timeline as people see it: the ticket's own entries and its echoes, in time order (``at``).
+        """The timeline as people see it: the ticket's own entries, its side entries and its echoes, in time
+        order (``at``).
 
-        The timeline keeps its own order; each echo goes after the entries that are not
-        later than it (an echo follows what it echoes, even within the same millisecond).
-        An echo the timeline holds already (recorded in the document before echoes had
-        their own records) shows once.
+        The timeline keeps its own order; each side entry or echo goes after the entries that are
+        not later than it (an echo follows what it echoes, even within the same millisecond).
+        An entry the timeline holds already (an echo recorded in the document before echoes had
+        records of their own) shows once.
 
         >>> from services.tickets.catalogue import Service
         >>> leak = Service("roof_leak", "房屋漏水", "屋顶漏水", "房屋设施", "urgent")
@@ -784,15 +788,16 @@ class Ticket:
         (['ticket.received', 'echo.delivered'], 1)
         """
         recorded = {entry["event_id"] for entry in self.timeline if "event_id" in entry}
-        echoes = sorted((echo for echo in self.echoes if echo.get("event_id") not in recorded), key=_AT)
-        return list(heapq.merge(self.timeline, echoes, key=_AT))
+        apart = sorted((entry for entry in [*self.side_entries, *self.echoes]
+                        if entry.get("event_id") not in recorded), key=_AT)
+        return list(heapq.merge(self.timeline, apart, key=_AT))
 
     # --- persistence mapping ----------------------------------------------------------------------
 
     def to_document(self) -> dict[str, Any]:
         """A plain dict for the repository: ``_id`` is the ticket id, datetimes stay datetimes.
 
-        ``echoes`` stay out: a ticket saved after an echo neither copies it into its
+        ``side_entries`` and ``echoes`` stay out: a ticket saved after one neither copies it into its
         timeline nor loses it (it has its own record).
         """
         document = {name: _copied(getattr(self, name)) for name in _DOCUMENT_FIELDS}
@@ -800,16 +805,16 @@ class Ticket:
         return {"_id": self.id, **document}
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any], echoes: Iterable[Mapping[str, Any]] = ()) -> Ticket:
+    def from_document(cls, document: Mapping[str, Any], side_entries: Iterable[Mapping[str, Any]] = ()) -> Ticket:
         """The ticket a document describes; naive datetimes (as pymongo returns them) are read as UTC.
 
-        Keys the ticket does not know (an outbox, for example) are ignored. ``echoes``
-        are the ticket's echo outcomes, read apart from the document (see :attr:`history`).
+        Keys the ticket does not know (an outbox, for example) are ignored. ``side_entries``
+        are the ticket's records apart from the document (see :attr:`history`).
         """
         known = [name for name in _DOCUMENT_FIELDS if name in document]
         values = {name: _aware(_copied(document[name])) for name in known}
         values["state"] = State(document["state"])
-        return cls(id=document["_id"], echoes=[_aware(dict(echo)) for echo in echoes], **values)
+        return cls(id=document["_id"], side_entries=[_aware(dict(entry)) for entry in side_entries], **values)
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -1043,7 +1048,7 @@ def _without_notes(entry: Mapping[str, Any], notes: set[str]) -> dict[str, Any]:
 
 
 _DOCUMENT_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(Ticket) if f.name not in ("id", "pending_events", "echoes")
+    f.name for f in fields(Ticket) if f.name not in ("id", "pending_events", "side_entries", "echoes")
 )
 _AT = itemgetter("at")
 

@@ -1,9 +1,11 @@
-"""Tickets in MongoDB: one document per ticket, carrying its timeline and its outbox; echoes apart.
+"""Tickets in MongoDB: one document per ticket, carrying its timeline and its outbox; side entries apart.
 
-An echo outcome (``echo.delivered``/``echo.failed``) is recorded as its own small
-document in ``echoes``, not by updating its ticket: on the embedded database a small
+What another service did about a ticket (a volunteer's task step) is recorded as its own small
+document in ``side_entries``, not by updating its ticket: on the embedded database a small
 insert costs its server ~0.14 ms of CPU, an update of a ticket document ~1.2 ms. The repository
-attaches a ticket's echoes whenever it reads the ticket (:attr:`Ticket.history`).
+attaches a ticket's side entries whenever it reads the ticket (:attr:`Ticket.history`).
+Echo outcomes are not here: notify keeps them, and the service asks for them when it shows a
+ticket (services/tickets/timeline.py).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from kernel.envelope import Envelope
 from kernel.errors import Conflict
 from kernel.groupcommit import GroupCommit
 from kernel.idempotency import ensure_idempotency_index
+from kernel.logging import get_logger
 from kernel.outbox import OUTBOX, SINCE, push_events, with_events
 from kernel.pagination import keyset_filter
 from services.tickets import readmodel, sla
@@ -32,7 +35,9 @@ from services.tickets.numbers import COLLECTION as NUMBERS
 COLLECTION = "tickets"
 PATROLS = "patrols"  # one document per patrol round, with its outbox (patrol.recorded)
 STAFF_SORT = [("created_at", DESCENDING), ("_id", DESCENDING)]
-ECHOES = "echoes"  # one document per echo outcome event: _id is the event's id
+SIDE_ENTRIES = "side_entries"  # one document per event of another service on a ticket: _id is the event's id
+LEGACY_ECHOES = "echoes"  # before notify answered for echoes: copies of their outcomes, and the side entries
+ECHO_OUTCOME_TYPES = ("echo.delivered", "echo.failed", "echo.read")
 OPEN311_TOKENS = "open311_tokens"  # Open311 token -> the ticket id it stands for (_id is the token)
 # What the reports read of a ticket (reports.ticket_line, the clearance): never its people or its text.
 REPORT_FIELDS = {"number": 1, "state": 1, "grid": 1, "category": 1, "priority": 1, "assignee": 1, "next_step.owner": 1,
@@ -40,6 +45,32 @@ REPORT_FIELDS = {"number": 1, "state": 1, "grid": 1, "category": 1, "priority": 
                  "reopen_count": 1, "updated_at": 1}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 REQUEST_KEYS = uuid.UUID("5d6f0c4e-1f7b-4c55-9a55-6875697368e5")  # the namespace of request-key ticket ids
+log = get_logger(__name__)
+
+
+def retire_echo_copies(db: Database) -> None:
+    """Move a database written before notify answered for echoes (issue #16) to ``side_entries``.
+
+    Its ``echoes`` held a copy of each echo's outcome beside the volunteer steps: the steps move (a second
+    run, or another process doing it at once, finds them there), and the copies go with the collection.
+    Nothing reads them any more, and they name residents that no erasure of tickets' looks for. A database
+    without ``echoes`` has nothing to do (one list of names at start-up).
+    """
+    if LEGACY_ECHOES not in db.list_collection_names():
+        return
+    try:
+        steps = list(db[LEGACY_ECHOES].find({"type": {"$nin": list(ECHO_OUTCOME_TYPES)}}))
+        if steps:
+            try:
+                db[SIDE_ENTRIES].insert_many(steps, ordered=False)
+            except BulkWriteError as error:  # a step moved already (its key), by an earlier run or a peer
+                if any(failure.get("code") != 11000 for failure in error.details.get("writeErrors", [])):
+                    raise
+    except PyMongoError as error:  # kept for the next start (a peer that dropped it meanwhile moved every step)
+        log.warning("tickets.echo_copies_not_retired", error=repr(error)[:300])
+        return
+    db[LEGACY_ECHOES].drop()
+    log.info("tickets.echo_copies_retired", side_entries=len(steps))
 
 
 def ticket_id_for(community: str, reporter: str | None, request_key: str | None) -> str:
@@ -62,7 +93,7 @@ class TicketRepository:
 
     def __init__(self, db: Database, writes: GroupCommit):
         self.collection = db[COLLECTION]
-        self.echoes = db[ECHOES]
+        self.side_entries = db[SIDE_ENTRIES]
         self.writes = writes
 
     @staticmethod
@@ -92,8 +123,9 @@ class TicketRepository:
         ensure_idempotency_index(db)  # comments and patrols honour Idempotency-Key (kernel/idempotency.py)
         db[PATROLS].create_index([("community", ASCENDING), ("grid", ASCENDING), ("started_at", DESCENDING)],
                                  name="by_grid")
-        # The only secondary index of the echoes: every index costs every insert of an echo.
-        db[ECHOES].create_index([("ticket_id", ASCENDING)], name="by_ticket")
+        # The only secondary index of the side entries: every index costs every insert of one.
+        db[SIDE_ENTRIES].create_index([("ticket_id", ASCENDING)], name="by_ticket")
+        retire_echo_copies(db)
         sla.ensure_indexes(db, COLLECTION)  # the index of due times; the calendar's seed
         # The weekly review reads what changed since the week began, and the daily clearance what closed that day.
         tickets.create_index([("community", ASCENDING), ("updated_at", DESCENDING)], name="by_updated")
@@ -126,12 +158,12 @@ class TicketRepository:
             return existing
 
     def by_request_key(self, community: str, reporter: str | None, request_key: str | None) -> Ticket | None:
-        """The ticket an earlier create with this key made, with its echoes; None if there is none."""
+        """The ticket an earlier create with this key made, with its side entries; None if there is none."""
         if request_key is None:
             return None
         document = self.collection.find_one({"_id": ticket_id_for(community, reporter, request_key),
                                              "community": community, "reporter": reporter})
-        return self._with_echoes(community, [document])[0] if document else None
+        return self._with_side_entries(community, [document])[0] if document else None
 
     def request_hash(self, community: str, ticket_id: str) -> str | None:
         """The hash of the body that created a keyed ticket (None for tickets stored before hashes were)."""
@@ -139,14 +171,14 @@ class TicketRepository:
         return (document or {}).get("request_hash")
 
     def get(self, community: str, ticket_id: str) -> Ticket | None:
-        """The ticket with its echoes (two queries: the ticket, then its echoes by ``ticket_id``)."""
+        """The ticket with its side entries (two queries: the ticket, then its side entries by ``ticket_id``)."""
         document = self.collection.find_one({"_id": ticket_id, "community": community})
-        return self._with_echoes(community, [document])[0] if document else None
+        return self._with_side_entries(community, [document])[0] if document else None
 
     def by_number(self, community: str, number: str) -> Ticket | None:
-        """The ticket with this short number (``XQ-20261206-0042``), with its echoes."""
+        """The ticket with this short number (``XQ-20261206-0042``), with its side entries."""
         document = self.collection.find_one({"community": community, "number": number})
-        return self._with_echoes(community, [document])[0] if document else None
+        return self._with_side_entries(community, [document])[0] if document else None
 
     @staticmethod
     def staff_query(community: str, filters: Mapping[str, Any], scope: Sequence[Mapping[str, Any]],
@@ -179,7 +211,7 @@ class TicketRepository:
         full = {"$and": [dict(query), keyset]} if keyset else dict(query)
         documents = list(self.collection.find(full, sort=STAFF_SORT, limit=limit))
         community = query["community"]
-        return self._with_echoes(community, documents)
+        return self._with_side_entries(community, documents)
 
     def add_patrol(self, document: Mapping[str, Any], events: Sequence[Envelope]) -> bool:
         """Insert a patrol round with its event; False if it is there already (a retried request)."""
@@ -201,7 +233,7 @@ class TicketRepository:
     def save(self, ticket: Ticket, expected_version: int, events: Sequence[Envelope]) -> None:
         """Write a changed ticket and its events in one write, if nobody changed it meanwhile.
 
-        Its echoes are not part of the write (:meth:`Ticket.to_document` leaves them out):
+        Its side entries are not part of the write (:meth:`Ticket.to_document` leaves them out):
         they live in their own records, which a save can neither copy nor overwrite.
         """
         document = ticket.to_document()
@@ -216,27 +248,27 @@ class TicketRepository:
 
     def of_resident(self, community: str, resident: str, limit: int = 50,
                     after: Sequence[Any] | None = None) -> list[Ticket]:
-        """A resident's tickets, newest first, with their echoes (one ``$in`` query for all of them).
+        """A resident's tickets, newest first, with their side entries (one ``$in`` query for all of them).
 
         ``after`` is the ``(created_at, id)`` of the last ticket of the previous page.
         """
         sort = [("created_at", DESCENDING), ("_id", DESCENDING)]
         query = {"community": community, "attached_residents": resident, **keyset_filter(sort, after)}
         cursor = self.collection.find(query, sort=sort, limit=limit)
-        return self._with_echoes(community, list(cursor))
+        return self._with_side_entries(community, list(cursor))
 
-    def record_echo(self, community: str, ticket_id: str, entry: Mapping[str, Any]) -> None:
-        """Record an echo outcome once: an insert of its own document, keyed by its ``event_id``.
+    def record_entry(self, community: str, ticket_id: str, entry: Mapping[str, Any]) -> None:
+        """Record a side entry once: an insert of its own document, keyed by its ``event_id``.
 
-        A redelivered outcome collides with its record and changes nothing (the record
+        A redelivered event collides with its record and changes nothing (the record
         is the handler's dedupe, ``dedupe="effects"``). The ticket is not written, so
         its version does not move: a transition saved from an older read cannot
-        overwrite the echo, which is not in the ticket's document (:meth:`save`).
-        Concurrent echoes go to the database as one insert (group commit).
+        overwrite the entry, which is not in the ticket's document (:meth:`save`).
+        Concurrent entries go to the database as one insert (group commit).
         """
         record = {"_id": entry["event_id"], "community": community, "ticket_id": ticket_id, **entry}
-        with suppress(DuplicateKeyError):  # recorded already: a redelivery of the same outcome event
-            self.writes.insert(self.echoes, record)
+        with suppress(DuplicateKeyError):  # recorded already: a redelivery of the same event
+            self.writes.insert(self.side_entries, record)
 
     # --- personal data (PIPL) ----------------------------------------------------------------------
 
@@ -270,24 +302,16 @@ class TicketRepository:
         )
         return result.matched_count == 1
 
-    def rename_echo_recipient(self, community: str, resident: str, pseudonym: str,
-                              ticket_id: str | None = None) -> int:
-        """Replace a resident's id in echo records (of one ticket, or all that are left); how many changed."""
-        query = {"community": community, "recipient": resident}
-        if ticket_id is not None:
-            query["ticket_id"] = ticket_id
-        return self.echoes.update_many(query, {"$set": {"recipient": pseudonym}}).modified_count
-
-    def _with_echoes(self, community: str, documents: Sequence[Mapping[str, Any]]) -> list[Ticket]:
-        """The tickets the documents describe, each with the echoes recorded for it."""
+    def _with_side_entries(self, community: str, documents: Sequence[Mapping[str, Any]]) -> list[Ticket]:
+        """The tickets the documents describe, each with the side entries recorded for it."""
         if not documents:
             return []
         ids = [document["_id"] for document in documents]
         query = {"ticket_id": ids[0] if len(ids) == 1 else {"$in": ids}, "community": community}
-        echoes: dict[str, list[dict]] = {}
-        for record in self.echoes.find(query, {"_id": 0, "community": 0}):
-            echoes.setdefault(record.pop("ticket_id"), []).append(record)
-        return [Ticket.from_document(document, echoes.get(document["_id"], ())) for document in documents]
+        entries: dict[str, list[dict]] = {}
+        for record in self.side_entries.find(query, {"_id": 0, "community": 0}):
+            entries.setdefault(record.pop("ticket_id"), []).append(record)
+        return [Ticket.from_document(document, entries.get(document["_id"], ())) for document in documents]
 
     # --- reports (services/tickets/reports.py) -----------------------------------------------------------
     # The embedded database plans a query with a second ``$in`` (grids, states) as a collection scan: each

@@ -49,8 +49,6 @@ def anonymise(tickets: TicketRepository, document: dict, resident: str | None = 
         outbox = [{**entry, "payload": anonymised_payload(entry.get("payload", {}), pseudonyms, whole=whole)}
                   for entry in document.get(OUTBOX, [])] if OUTBOX in document else None
         if tickets.save_anonymised(ticket, expected, outbox):
-            for who, alias in pseudonyms.items():
-                tickets.rename_echo_recipient(ticket.community, who, alias, ticket.id)
             return True
         document = tickets.collection.find_one({"_id": ticket.id, "community": ticket.community})
         if document is None:

@@ -126,6 +126,9 @@ class TicketSchema(Schema):
     attachments = fields.List(fields.Nested(AttachmentViewSchema))
     # The answers to the category's questions (code -> value): services/tickets/intake.py.
     attributes = fields.Dict(keys=fields.String())
-    # The ticket's own entries and its echo outcomes (recorded apart), in time order: Ticket.history.
+    # The ticket's own entries, its side entries (recorded apart) and its echo outcomes (notify's), in time
+    # order: Ticket.history.
     timeline = fields.List(fields.Nested(TimelineEntrySchema), attribute="history")
+    # True when notify did not answer for the echoes in time: the timeline shows none (the service sets it).
+    echoes_unavailable = fields.Boolean(dump_only=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
@@ -33,7 +34,19 @@ from kernel.pagination import decode_cursor, encode_cursor, page, page_limit
 from kernel.rpc import RpcClient, rpc
 from kernel.validation import load
 from services.tickets import actions as lifecycle
-from services.tickets import clocks, intake, open311, patrols, photos, reporting, reports, retention, routing, sla
+from services.tickets import (
+    clocks,
+    intake,
+    open311,
+    patrols,
+    photos,
+    reporting,
+    reports,
+    retention,
+    routing,
+    sla,
+    timeline,
+)
 from services.tickets.calendar import SHANGHAI, CalendarInvalid, YearCalendar
 from services.tickets.catalogue import UnknownService, shipped_catalogue
 from services.tickets.deadlines import TABLES, DeadlinesInvalid, DeadlineStore, UnknownCategory, parse_row
@@ -45,13 +58,13 @@ from services.tickets.readmodel import ReadModel, clock_response_due
 from services.tickets.repository import COLLECTION, PATROLS, TicketRepository, ticket_id_for
 from services.tickets.schemas import CreateTicketSchema, TicketFiltersSchema, TicketSchema
 from services.tickets.sla import CALENDARS_CACHE, MISSING, SLA_MARKS, CalendarStore, DeadlineWatch, SlaClock, sla_timer
-from services.tickets.timeline import echo_entry, volunteer_entry
+from services.tickets.timeline import volunteer_entry
 from services.tickets.writes import TicketWrites
 
 CATALOGUE = shipped_catalogue()
 # Schemas are built once: building one deep-copies its fields, which costs more than using it.
 STAFF_CREATE, PATROL, TICKET_FILTERS = StaffCreateTicketSchema(), PatrolSchema(), TicketFiltersSchema()
-CREATE_TICKET, TICKET, TICKETS = CreateTicketSchema(), TicketSchema(), TicketSchema(many=True)
+CREATE_TICKET, TICKET = CreateTicketSchema(), TicketSchema()
 OPEN311_REQUEST, OPEN311_QUERY = Open311RequestSchema(), Open311QuerySchema()
 CALENDAR_BODY = CalendarSchema()
 log = get_logger(__name__)
@@ -67,6 +80,7 @@ class TicketsService(HealthEndpoints):
     directory = RpcClient("directory", timeout=routing.DIRECTORY_TIMEOUT)  # routing: directory.routes, .route
     routes = routing.Routing()  # a copy of each community's routing, a few seconds old
     volunteers = RpcClient("volunteers", timeout=reporting.VOLUNTEERS_TIMEOUT)  # the weekly review's coverage gaps
+    notify = RpcClient("notify", timeout=timeline.NOTIFY_TIMEOUT)  # the echoes on the timelines of a reply
     report_stream = ReportProjection()  # the tickets' change stream, folded into the reports' counters
     sla_clock = SlaClock()  # the wall clock, movable in tests (SLA_TEST_CLOCK)
     context = Context()
@@ -79,6 +93,20 @@ class TicketsService(HealthEndpoints):
     @property
     def changes(self) -> TicketWrites:
         return TicketWrites(self.tickets, self.outbox, self.context.correlation_id)
+
+    def _shown(self, community: str, tickets: Sequence[Ticket], dump: Callable[[Ticket], dict]) -> list[dict]:
+        """The replies of ``tickets`` to a caller, their timelines with notify's echo outcomes: one
+        ``echo_outcomes`` call for them all, and each reply ``echoes_unavailable`` if it went unanswered.
+
+        Only what a caller is answered asks notify: an action loading the ticket it changes, the clocks,
+        the reports and retention read tickets without their echoes.
+        """
+        answered = timeline.attach_echoes(self.notify, community, tickets)
+        return [timeline.flagged(dump(ticket), answered) for ticket in tickets]
+
+    def _viewed(self, community: str, ticket: Ticket, viewer: dict) -> dict:
+        """One ticket as ``viewer`` sees it, with its echoes (:meth:`_shown`)."""
+        return self._shown(community, [ticket], lambda shown: self.changes.view(shown, viewer))[0]
 
     @rpc
     def list_services(self, community: str, cursor: str | None = None, limit: int | None = None) -> dict:
@@ -112,8 +140,8 @@ class TicketsService(HealthEndpoints):
         attachments, given = request.pop("attachments", []), request.pop("attributes", None)
         request_hash = fingerprint(data) if request_key is not None else None
         earlier = self.tickets.by_request_key(community, reporter, request_key)
-        if earlier is not None:
-            return TICKET.dump(self.changes.retried(earlier, request_key, request_hash))
+        if earlier is not None:  # a replay: the first attempt's ticket, which may have echoes by now
+            return self._shown(community, [self.changes.retried(earlier, request_key, request_hash)], TICKET.dump)[0]
         try:
             service = CATALOGUE.get(request.pop("service_code"))
         except UnknownService as error:
@@ -133,22 +161,23 @@ class TicketsService(HealthEndpoints):
         clocks.at_intake(ticket)  # the fast lane: escalated to the secretary at once
         stored = self.changes.receive(ticket, request_key, request_hash, extra=self._give_deadlines(ticket))
         if stored is not ticket:  # a concurrent attempt with the same key stored it first
-            return TICKET.dump(self.changes.retried(stored, request_key, request_hash))
+            return self._shown(community, [self.changes.retried(stored, request_key, request_hash)], TICKET.dump)[0]
         log.info("ticket.received", ticket_id=ticket.id, service_code=service.code, priority=ticket.priority)
-        return TICKET.dump(ticket)
+        return TICKET.dump(ticket)  # a new ticket has no echo yet: notify is not asked
 
     @rpc
     def get(self, community: str, ticket_id: str, viewer: dict) -> dict:
         """A ticket by its id or its short number, as ``viewer`` may see it (``allowed_actions`` theirs)."""
         viewer = lifecycle.load_viewer(community, viewer)
-        return self.changes.view(self.changes.visible(community, ticket_id, viewer), viewer)
+        return self._viewed(community, self.changes.visible(community, ticket_id, viewer), viewer)
 
     @rpc
     def list_mine(self, community: str, resident: str, cursor: str | None = None, limit: int | None = None) -> dict:
         """The resident's tickets, newest first: ``{"items", "next_cursor"}``."""
         limit = page_limit(limit)
         found = self.tickets.of_resident(community, resident, limit + 1, after=decode_cursor(cursor, 2))
-        return page(found, limit, key=lambda ticket: (ticket.created_at, ticket.id), dump=TICKETS.dump)
+        return page(found, limit, key=lambda ticket: (ticket.created_at, ticket.id),
+                    dump=lambda tickets: self._shown(community, tickets, TICKET.dump))
 
     # --- the lifecycle through the gateway (issue #11) ----------------------------------------------
     # Each action loads the ticket, checks the caller's If-Match (``expected_version``), gives the domain
@@ -165,8 +194,8 @@ class TicketsService(HealthEndpoints):
         request = load(lifecycle.ACTION_SCHEMAS[action], data if data is not None else {})
         viewer = lifecycle.load_viewer(community, viewer)
         if action == "merge":
-            return self.changes.view(self.changes.merge(community, ticket_id, request, viewer, expected_version),
-                                     viewer)
+            return self._viewed(community, self.changes.merge(community, ticket_id, request, viewer,
+                                                              expected_version), viewer)
         escalate_after = settings_of(self.config).escalate_after_bounces
 
         def command(ticket: Ticket, actor, now) -> None:
@@ -175,7 +204,7 @@ class TicketsService(HealthEndpoints):
                 ticket.schedule_callback(clocks.due_after(CATALOGUE.callback.due, now, self._calendar()))
 
         ticket = self.changes.change(community, ticket_id, viewer, expected_version, command)
-        return self.changes.view(ticket, viewer)
+        return self._viewed(community, ticket, viewer)
 
     @rpc
     def dispatch(self, community, ticket_id, data, viewer, expected_version=None) -> dict:
@@ -227,7 +256,7 @@ class TicketsService(HealthEndpoints):
         ticket = self.changes.change(community, ticket_id, viewer, expected_version, lambda ticket, actor, now: (
             ticket.comment(request["text"], request["visibility"], now, actor, attachments=photos.claim(
                 self.db, community, viewer["subject"], ticket.id, request["attachments"]))))
-        return self.changes.view(ticket, viewer)
+        return self._viewed(community, ticket, viewer)
 
     @rpc
     @idempotent  # a retried POST (same Idempotency-Key) records the answer once
@@ -245,7 +274,7 @@ class TicketsService(HealthEndpoints):
         ticket = self.changes.change(community, ticket_id, viewer, expected_version, lambda ticket, actor, now: (
             ticket.record_callback(request["outcome"], request["note"], now, actor, resident=request["resident"],
                                    satisfaction=request["satisfaction"])))
-        return self.changes.view(ticket, viewer)
+        return self._viewed(community, ticket, viewer)
 
     @rpc
     def list_tickets(self, community: str, viewer: dict, filters: dict | None = None, cursor: str | None = None,
@@ -261,8 +290,8 @@ class TicketsService(HealthEndpoints):
             raise Forbidden(f"the role {viewer['role']} may not list tickets", {"action": ["tickets.list"]})
         query = self.tickets.staff_query(community, wanted, scope, utcnow())
         found = self.tickets.list_for_staff(query, limit + 1, after=decode_cursor(cursor, 2))
-        return page(found, limit, key=lambda ticket: (ticket.created_at, ticket.id),
-                    dump=lambda tickets: [self.changes.view(ticket, viewer) for ticket in tickets])
+        return page(found, limit, key=lambda ticket: (ticket.created_at, ticket.id), dump=lambda tickets: self._shown(
+            community, tickets, lambda shown: self.changes.view(shown, viewer)))
 
     @rpc
     @idempotent  # a retried POST (same Idempotency-Key) records the round and its tickets once
@@ -322,34 +351,26 @@ class TicketsService(HealthEndpoints):
         """Every ticket the resident reported or is attached to, whole: their part of a personal-data export."""
         return retention.export(self.tickets, community, resident)
 
-    # The echo's record is keyed by the outcome event's id: it is the record of the event.
-    @handles("tickets.echo_outcomes", dedupe="effects")
-    def on_echo_outcome(self, event: Envelope) -> None:
-        """Record an echo outcome for the ticket's timeline (a redelivery collides and changes nothing)."""
-        self.tickets.record_echo(event.community, event.payload["ticket_id"], echo_entry(event))
-
-    # Like an echo, each volunteer step has its own record keyed by the event's id (helper N, issue #13).
+    # Each volunteer step has its own record keyed by the event's id (helper N, issue #13): the record of the event.
     @handles("tickets.volunteer_events", dedupe="effects")
     def on_volunteer_event(self, event: Envelope) -> None:
         """Show a ticket's volunteer task on its timeline: offered (with reasons), accepted, declined, in, out."""
         entry = volunteer_entry(event)
         if entry is not None:
-            self.tickets.record_echo(event.community, event.payload["ticket_id"], entry)
+            self.tickets.record_entry(event.community, event.payload["ticket_id"], entry)
 
     # --- personal data (PIPL) ----------------------------------------------------------------------
 
     @handles("tickets.erasures")
     def on_resident_erased(self, event: Envelope) -> None:
-        """A resident asked to be forgotten: every ticket naming them is anonymised, and their echoes.
+        """A resident asked to be forgotten: every ticket naming them is anonymised.
 
-        Idempotent: once anonymised, no ticket or echo names the resident, so a redelivery
-        finds nothing to change.
+        Idempotent: once anonymised, no ticket names the resident, so a redelivery finds nothing to
+        change. Their echoes are notify's records, which notify erases (``notify.erasures``).
         """
         resident = event.payload["resident_id"]
         documents = self.tickets.documents_of_person(event.community, resident)
         changed = sum(retention.anonymise(self.tickets, document, resident=resident) for document in documents)
-        # Echoes of tickets that no longer name them (another community's copy, an older record).
-        self.tickets.rename_echo_recipient(event.community, resident, retention.pseudonym())
         deleted = photos.forget_uploader(self.db, event.community, resident)  # tickets' photos stay, as attachments do
         log.info("resident.erased", resident_id=resident, tickets_anonymised=changed, photos_deleted=deleted)
 

@@ -6,7 +6,7 @@ runs ``huisheng service notify`` unchanged, except that the 20th successful writ
 the chosen kind ends the process with ``os._exit(137)`` — what SIGKILL does —
 right after the write returned and before anything else: before the reliable
 handler records the event as done and acks it (notify's inbox message, tickets'
-echo record), or before the RPC reply goes out (a new ticket). Only this
+record of a volunteer's step), or before the RPC reply goes out (a new ticket). Only this
 process is patched, by the suite, at run time; the kernel and services are not
 changed. The default ``huisheng service`` gives the SIGKILL tests their realism;
 this gives them a deterministic case.
@@ -22,13 +22,12 @@ import kernel.runner  # noqa: F401  (monkey-patches eventlet first, as `huisheng
 CRASH_EXIT = 137
 POINTS = {
     # service: [(module, class, method, wrote(result, args): did this call write?)]
-    # notify stores an inbox message, then the echo carrying its echo.delivered (EchoRepository.create returns
-    # True for a new one); older versions did both in InboxRepository.deliver. Whichever exists is armed.
-    "notify": [("services.notify.repository", "InboxRepository", "deliver", lambda result, args: result),
-               ("services.notify.repository", "EchoRepository", "create",
-                lambda result, args: result is True and bool(args[1]))],
+    # notify stores an inbox message carrying its echo's record, delivered (True for a new one).
+    "notify": [("services.notify.repository", "InboxRepository", "deliver", lambda result, args: result)],
     "tickets": [("services.tickets.repository", "TicketRepository", "add", lambda result, args: result is args[0]),
-                # record_echo(community, ticket_id, entry) inserts the echo's record (a redelivery collides)
+                # record_entry(community, ticket_id, entry) inserts a volunteer step's record (a redelivery
+                # collides); older versions named it record_echo and recorded echo outcomes too
+                ("services.tickets.repository", "TicketRepository", "record_entry", lambda result, args: True),
                 ("services.tickets.repository", "TicketRepository", "record_echo", lambda result, args: True)],
 }
 

@@ -117,7 +117,8 @@ def assert_clean(tally: Tally, *more: str) -> None:
 # ---------------------------------------------------------------------- competing instances
 
 
-# What each instance logs once per unit of work it did.
+# What each instance logs once per unit of work it did (log lines: notify logs ``echo.delivered`` for each echo it
+# stores delivered in the inbox, though it publishes no such event).
 WORK_EVENTS = {"tickets": "ticket.received", "notify": "echo.delivered"}
 
 

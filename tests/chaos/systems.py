@@ -87,13 +87,15 @@ def clean_environ() -> dict[str, str]:
 
 
 class Store:
-    """Read what a system wrote: tickets by logical key, inbox messages by ticket, pending outboxes."""
+    """Read what a system wrote: tickets by logical key, inbox messages and echo records by ticket, pending
+    outboxes."""
 
     def __init__(self, mongo_uri: str, tickets_db: str, inbox_db: str, key_field: str):
         self.client = connect(mongo_uri)
         self.tickets = self.client[tickets_db]["tickets"]
-        self.echoes = self.client[tickets_db]["echoes"]  # the platform's echo records (the naive one has none)
         self.inbox = self.client[inbox_db]["inbox"]
+        # notify's echo records that no inbox message carries (the naive pipeline keeps none)
+        self.echoes = self.client[inbox_db]["echoes"]
         self.key_field = key_field  # "request_key", or "description" for the naive pipeline
 
     def key_of(self, document: dict) -> str | None:
@@ -107,12 +109,7 @@ class Store:
         values = keys if self.key_field == "request_key" else [description(k) for k in keys]
         found: dict[str, list[dict]] = {}
         projection = {"_id": 1, "reporter": 1, "created_at": 1, self.key_field: 1}
-        documents = list(self.tickets.find({self.key_field: {"$in": values}}, projection))
-        echoes: dict[str, list[dict]] = {}
-        for echo in self.echoes.find({"ticket_id": {"$in": [document["_id"] for document in documents]}}):
-            echoes.setdefault(echo["ticket_id"], []).append(echo)
-        for document in documents:
-            document["echoes"] = echoes.get(document["_id"], [])
+        for document in self.tickets.find({self.key_field: {"$in": values}}, projection):
             found.setdefault(self.key_of(document), []).append(document)
         return found
 
@@ -121,6 +118,17 @@ class Store:
         projection = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "source_event_id": 1}
         for document in self.inbox.find({"ticket_id": {"$in": ticket_ids}}, projection):
             found.setdefault(document["ticket_id"], []).append(document)
+        return found
+
+    def echoes_by_ticket(self, ticket_ids: list[str]) -> dict[str, list[dict]]:
+        """notify's echo records of the tickets, what their timelines show (``notify.echo_outcomes``): those
+        an inbox message carries and those in ``echoes``, each ``{recipient, source_event_type, status}``."""
+        found: dict[str, list[dict]] = {}
+        query = {"ticket_id": {"$in": ticket_ids}}
+        for message in self.inbox.find({**query, "echo": {"$exists": True}}, {"ticket_id": 1, "echo": 1}):
+            found.setdefault(message["ticket_id"], []).append(message["echo"])
+        for echo in self.echoes.find(query, {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "status": 1}):
+            found.setdefault(echo["ticket_id"], []).append(echo)
         return found
 
     def outbox_pending(self) -> int:

@@ -2,10 +2,11 @@
 
 * acknowledged — logical requests answered 201 (each with a ticket id);
 * lost — acknowledged, but the ticket is missing, or the reporter has no inbox
-  message for it, or (platform) the tickets service recorded no ``echo.delivered`` for it;
+  message for it, or (platform) notify holds no delivered echo record of its ``ticket.received`` for the
+  reporter (what the ticket's timeline shows as ``echo.delivered``: tickets asks notify for it);
 * duplicated effects — more than one ticket for one logical request, more than
   one inbox message per (ticket, source event type, recipient), more than one
-  ``echo.delivered`` record per echo in the tickets service;
+  echo record per (ticket, source event type, recipient) in notify;
 * recovered — acknowledged in or after the fault, and complete;
 * hung — attempts that got no answer within the load generator's timeout;
 * silent — (platform) notify's silent-tickets count (``GET /api/v1/reports/silent``) once the proof
@@ -102,10 +103,11 @@ def count(scenario: str, system: System, store: Store, requests: list[LogicalReq
     tickets = store.tickets_by_key([r.key for r in requests])
     ticket_ids = [doc["_id"] for docs in tickets.values() for doc in docs]
     inbox = store.inbox_by_ticket(ticket_ids)
-    _count_duplicates(tally, system, tickets, inbox)
+    records = store.echoes_by_ticket(ticket_ids) if system.records_echoes else None
+    _count_duplicates(tally, tickets, inbox, records)
     lost_at = []
     for request in acknowledged:
-        missing = _missing(request, tickets, inbox, system.records_echoes)
+        missing = _missing(request, tickets, inbox, records)
         if missing:
             tally.lost += 1
             tally.details[f"lost_{missing}"] += 1
@@ -118,25 +120,29 @@ def count(scenario: str, system: System, store: Store, requests: list[LogicalReq
     return tally
 
 
-def _missing(request: LogicalRequest, tickets: dict, inbox: dict, records_echoes: bool) -> str | None:
-    """What an acknowledged request lacks: ``ticket``, ``inbox``, ``echo`` — or None if complete."""
+def _missing(request: LogicalRequest, tickets: dict, inbox: dict, records: dict | None) -> str | None:
+    """What an acknowledged request lacks: ``ticket``, ``inbox``, ``echo`` — or None if complete.
+
+    ``records`` are notify's echo records by ticket (None: the system keeps none to check).
+    """
     stored = [doc for doc in tickets.get(request.key, []) if doc["_id"] == request.ticket_id]
     if not stored:
         return "ticket"
     reporter = stored[0].get("reporter") or request.subject
     if not any(m["recipient"] == reporter for m in inbox.get(request.ticket_id, [])):
         return "inbox"
-    if records_echoes and not _echoes(stored[0], reporter):
+    if records is not None and not _delivered(records.get(request.ticket_id, []), reporter):
         return "echo"
     return None
 
 
-def _echoes(ticket: dict, recipient: str) -> list[dict]:
-    return [entry for entry in ticket.get("echoes", []) if entry.get("type") == "echo.delivered"
-            and entry.get("recipient") == recipient and entry.get("source_event_type") == "ticket.received"]
+def _delivered(records: list[dict], recipient: str) -> list[dict]:
+    """The records of the ticket's ``ticket.received`` echo to ``recipient`` that say it was delivered."""
+    return [record for record in records if record.get("status") == "delivered"
+            and record.get("recipient") == recipient and record.get("source_event_type") == "ticket.received"]
 
 
-def _count_duplicates(tally: Tally, system: System, tickets: dict, inbox: dict) -> None:
+def _count_duplicates(tally: Tally, tickets: dict, inbox: dict, records: dict | None) -> None:
     for docs in tickets.values():
         if len(docs) > 1:
             tally.duplicated += len(docs) - 1
@@ -146,8 +152,8 @@ def _count_duplicates(tally: Tally, system: System, tickets: dict, inbox: dict) 
             extra = sum(n - 1 for n in per_echo.values() if n > 1)
             tally.duplicated += extra
             tally.details["dup_inbox"] += extra
-            if system.records_echoes:
-                extra = _echo_duplicates(doc)
+            if records is not None:
+                extra = _echo_duplicates(records.get(doc["_id"], []))
                 tally.duplicated += extra
                 tally.details["dup_echo"] += extra
     for key in ("dup_tickets", "dup_inbox", "dup_echo"):
@@ -155,9 +161,8 @@ def _count_duplicates(tally: Tally, system: System, tickets: dict, inbox: dict) 
             del tally.details[key]
 
 
-def _echo_duplicates(ticket: dict) -> int:
-    echoes = [e for e in ticket.get("echoes", []) if e.get("type") == "echo.delivered"]
-    per_echo = Counter((e.get("recipient"), e.get("source_event_type")) for e in echoes)
+def _echo_duplicates(records: list[dict]) -> int:
+    per_echo = Counter((record.get("recipient"), record.get("source_event_type")) for record in records)
     return sum(n - 1 for n in per_echo.values() if n > 1)
 
 
@@ -177,8 +182,10 @@ def incomplete(system: System, store: Store, requests: list[LogicalRequest]) -> 
     """Acknowledged requests whose effects are not all there yet."""
     acknowledged = [r for r in requests if r.acknowledged]
     tickets = store.tickets_by_key([r.key for r in acknowledged])
-    inbox = store.inbox_by_ticket([r.ticket_id for r in acknowledged])
-    return sum(1 for r in acknowledged if _missing(r, tickets, inbox, system.records_echoes))
+    ticket_ids = [r.ticket_id for r in acknowledged]
+    inbox = store.inbox_by_ticket(ticket_ids)
+    records = store.echoes_by_ticket(ticket_ids) if system.records_echoes else None
+    return sum(1 for r in acknowledged if _missing(r, tickets, inbox, records))
 
 
 @dataclass

@@ -41,17 +41,18 @@ def poison_for_notify() -> Envelope:
 
 
 def poison_for_tickets() -> Envelope:
-    return Envelope.new("echo.delivered", {
-        "echo_id": "poison", "ticket_id": f"poison-{uuid.uuid4().hex[:8]}", "recipient": UNSTORABLE,
-        "channel": "inbox", "source_event_id": "poison", "source_event_type": "ticket.received",
-        "at": "2026-11-26T08:00:00+00:00", "reason": None}, community="xingqiao")
+    """A volunteer's offer on a ticket (tickets records it for the timeline; only tickets listens to it)."""
+    return Envelope.new("volunteer.offered", {
+        "assignment_id": f"poison-{uuid.uuid4().hex[:8]}", "subject": "ticket",
+        "ticket_id": f"poison-{uuid.uuid4().hex[:8]}", "volunteer_id": UNSTORABLE, "attached_residents": [],
+        "at": "2026-11-26T08:00:00+00:00", "reasons": ["nearby"]}, community="xingqiao")
 
 
 def inject(amqp_uri: str) -> dict[str, dict[str, str]]:
     """Publish 3 poison and 2 malformed messages per subscription; their ids by DLQ and kind."""
     expected: dict[str, dict[str, str]] = {}
     targets = (("huisheng.notify.ticket_events.dlq", "ticket.dispatched", poison_for_notify),
-               ("huisheng.tickets.echo_outcomes.dlq", "echo.delivered", poison_for_tickets))
+               ("huisheng.tickets.volunteer_events.dlq", "volunteer.offered", poison_for_tickets))
     for dlq, routing_key, make in targets:
         ids = expected.setdefault(dlq, {})
         for _ in range(3):
@@ -91,7 +92,7 @@ def competing_problems(platform, tally) -> list[str]:
         if len(counts) != 2 or min(counts) == 0:
             problems.append(f"the two {name} instances did not share the work: {counts}")
     consumers = platform.consumers()
-    for queue in ("huisheng.notify.ticket_events", "huisheng.tickets.echo_outcomes", "rpc-tickets"):
+    for queue in ("huisheng.notify.ticket_events", "huisheng.tickets.volunteer_events", "rpc-tickets"):
         if consumers.get(queue) != 2:
             problems.append(f"{queue} has {consumers.get(queue)} consumers, not two")
     return problems

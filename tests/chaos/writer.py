@@ -42,7 +42,7 @@ from kernel.outbox import OUTBOX, STAGED, Outbox, with_events
 
 SERVICE = "chaoswriter"
 NOTES = "notes"
-EVENT_TYPE = "echo.failed"  # any type of the catalogue: the relay validates what it stages
+EVENT_TYPE = "ticket.silent"  # any type of the catalogue: the relay validates what it stages
 
 
 class WriterService:
@@ -55,9 +55,10 @@ class WriterService:
 
 def envelope(document_id: str) -> Envelope:
     return Envelope.new(EVENT_TYPE, {
-        "echo_id": document_id, "ticket_id": document_id, "recipient": "chaos", "channel": "inbox",
-        "source_event_id": document_id, "source_event_type": "ticket.received",
-        "at": "2026-12-06T08:00:00+00:00", "reason": "chaos writer"}, community="xingqiao")
+        "ticket_id": document_id, "echo_id": document_id, "recipient": "chaos", "source_event_id": document_id,
+        "source_event_type": "ticket.received", "occurred_at": "2026-12-06T08:00:00+00:00",
+        "proof_due_at": "2026-12-06T08:15:00+00:00", "status": "delivering", "channel": "inbox"},
+        community="xingqiao")
 
 
 class Journal:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import eventlet
 import pytest
 from nameko.testing.services import entrypoint_hook
@@ -97,23 +100,88 @@ def test_a_redelivered_ticket_event_leaves_one_inbox_message_per_resident(platfo
     assert sorted(m["recipient"] for m in inbox.find({"source_event_id": event.event_id})) == ["r-7", "r-8"]
 
 
-def test_a_redelivered_echo_outcome_leaves_one_timeline_entry(platform, settings, wait_until):
-    from kernel.envelope import Envelope
+def test_a_redelivered_ticket_event_leaves_one_echo_on_the_timeline(platform, settings, mongo_client, wait_until):
+    """notify's echo record is keyed by event and recipient, and the timeline reads it from notify: however often
+    the event comes, the ticket shows one echo of it."""
+    from kernel.outbox import OUTBOX, STAGED
     from tests.support.broker import publish_event
 
     tickets, _ = platform
     with entrypoint_hook(tickets, "create") as create:
         ticket = create("xingqiao", "r-5", REPORT)
-    outcome = Envelope.new("echo.delivered", {
-        "echo_id": "manual:r-5", "ticket_id": ticket["id"], "recipient": "r-5", "channel": "sms",
-        "source_event_id": "manual", "source_event_type": "ticket.received",
-        "at": "2026-11-26T08:00:00+00:00", "reason": None}, community="xingqiao")
 
+    def echoes() -> list[dict]:
+        with entrypoint_hook(tickets, "get") as get:
+            shown = get("xingqiao", ticket["id"], {"subject": "r-5", "role": "resident"})
+        return [entry for entry in shown["timeline"] if entry["type"].startswith("echo.")]
+
+    assert wait_until(lambda: len(echoes()) == 1, timeout=5)
+    stored = mongo_client[settings.database_name("tickets")].tickets.find_one({"_id": ticket["id"]})
+    [received] = [{k: v for k, v in event.items() if k != STAGED} for event in stored[OUTBOX]]
     for _ in range(3):
-        publish_event(settings.amqp_uri, outcome.to_wire())
-    wait_until(lambda: depth(settings.amqp_uri, "huisheng.tickets.echo_outcomes") == 0)
+        publish_event(settings.amqp_uri, received)
+    wait_until(lambda: depth(settings.amqp_uri, "huisheng.notify.ticket_events") == 0)
     eventlet.sleep(0.5)
+    [echo] = echoes()
+    assert (echo["type"], echo["channel"], echo["recipient"]) == ("echo.delivered", "inbox", "r-5")
 
-    with entrypoint_hook(tickets, "get") as get:
-        timeline = get("xingqiao", ticket["id"], {"subject": "r-5", "role": "resident"})["timeline"]
-    assert [entry["channel"] for entry in timeline if entry["type"] == "echo.delivered"].count("sms") == 1
+
+STAFF = {"subject": "s-1", "role": "secretary"}
+
+
+def test_every_reply_shows_notifys_echoes_and_says_when_notify_does_not_answer(container_factory, settings,
+                                                                               service_config, mongo_client,
+                                                                               wait_until):
+    """The timeline's echoes are notify's records, asked for when tickets answers (get, by number, lists, an
+    action's reply); a notify that does not answer leaves the reply without them, marked ``echoes_unavailable``.
+    A new ticket's reply asks nothing (it has no echo yet)."""
+    from services.tickets.timeline import NOTIFY_TIMEOUT
+    from tests.conftest import free_port
+
+    def notify_config():
+        return settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")
+
+    tickets, notify = container_factory(TicketsService, service_config), container_factory(NotifyService,
+                                                                                           notify_config())
+    tickets.start()
+    notify.start()
+    with entrypoint_hook(tickets, "create") as create:
+        ticket = create("xingqiao", "r-6", REPORT)
+    resident = {"subject": "r-6", "role": "resident"}
+
+    def call(method: str, *args):
+        with entrypoint_hook(tickets, method) as entrypoint:
+            return entrypoint("xingqiao", *args)
+
+    def echoes(reply: dict) -> list[tuple[str, str, str]]:
+        return [(e["type"], e["channel"], e["recipient"]) for e in reply["timeline"] if e["type"].startswith("echo.")]
+
+    delivered = [("echo.delivered", "inbox", "r-6")]
+    assert wait_until(lambda: echoes(call("get", ticket["id"], resident)) == delivered, timeout=5)
+    message = mongo_client[settings.database_name("notify")].inbox.find_one({"ticket_id": ticket["id"]})
+    [entry] = [e for e in call("get", ticket["id"], resident)["timeline"] if e["type"] == "echo.delivered"]
+    assert datetime.fromisoformat(entry["at"]) == message["delivery"]["delivered_at"]  # notify's record, as it is
+    replies = [call("get", ticket["number"], STAFF), call("list_mine", "r-6")["items"][0],
+               call("list_tickets", STAFF)["items"][0],
+               call("dispatch", ticket["id"], {"kind": "worker", "id": "w-1"}, STAFF)]
+    assert [echoes(reply) for reply in replies] == [delivered] * 4
+    assert not [reply for reply in replies if "echoes_unavailable" in reply]
+
+    notify.stop()
+    started = time.monotonic()
+    unanswered = call("get", ticket["id"], resident)
+    assert time.monotonic() - started < NOTIFY_TIMEOUT + 3  # the deadline, not nameko's endless wait
+    assert unanswered["echoes_unavailable"] is True and echoes(unanswered) == []
+    assert [entry["type"] for entry in unanswered["timeline"]] == ["ticket.received", "ticket.dispatched"]
+    [listed] = call("list_mine", "r-6")["items"]
+    assert listed["echoes_unavailable"] is True and listed["id"] == ticket["id"]
+    started = time.monotonic()
+    created = call("create", "r-6", {**REPORT, "description": "又堵了"})
+    assert time.monotonic() - started < NOTIFY_TIMEOUT and "echoes_unavailable" not in created  # never asked
+
+    container_factory(NotifyService, notify_config()).start()
+    # the dispatch's echoes too: to the resident, and to the grid worker (whose is shown to staff as well)
+    dispatched = [("echo.delivered", "inbox", "r-6"), ("echo.delivered", "inbox", "w-1")]
+    assert wait_until(lambda: sorted(echoes(call("get", ticket["id"], STAFF))) == sorted(delivered + dispatched),
+                      timeout=10)
+    assert "echoes_unavailable" not in call("get", ticket["id"], resident)

@@ -1,5 +1,6 @@
 """notify's echoes end to end inside the service: preferences, the fallback plan across real provider
-stand-ins (SMS, WeChat), retries, deadlines, the human step, quiet hours, read receipts, idempotency.
+stand-ins (SMS, WeChat), retries, deadlines, the human step, quiet hours, read receipts, idempotency; and
+what a ticket's timeline shows of each echo (``echo_outcomes``), read from the records, never published.
 
 The directory is not running here: a subclass answers ``lookup_contacts`` from a table (the directory's
 ``contacts`` RPC is covered by the directory's own tests).
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +23,6 @@ from nameko.testing.services import entrypoint_hook
 
 from kernel.envelope import Envelope
 from kernel.errors import NotFound, ValidationFailed
-from kernel.events import subscription
 from services.notify.service import NotifyService
 from tests.conftest import ROOT, free_port
 from tests.support.broker import depth, drain, publish_event
@@ -159,7 +159,17 @@ def settled(echoes, event: Envelope, resident: str, wait_until, status: str = "d
 
 
 def outbox_types(echo: dict) -> list[tuple[str, str]]:
-    return [(event["type"], event["payload"]["channel"]) for event in echo.get("_outbox", [])]
+    """What the echo's record has staged to publish: nothing (its outcomes are read, not told)."""
+    return [(event["type"], event["payload"].get("channel")) for event in echo.get("_outbox", [])]
+
+
+def timeline(container, event: Envelope) -> list[tuple[str, str]]:
+    """What the ticket's timeline shows of the event's echoes (``echo_outcomes``): ``(type, channel)``."""
+    ticket_id = event.payload["ticket_id"]
+    with entrypoint_hook(container, "echo_outcomes") as echo_outcomes:
+        found = echo_outcomes("xingqiao", [ticket_id])
+    assert list(found) == [ticket_id]
+    return [(entry["type"], entry["channel"]) for entry in found[ticket_id]]
 
 
 def test_preferences_default_to_the_inbox_and_are_validated(notify):
@@ -184,7 +194,7 @@ def test_a_failing_sms_provider_falls_back_to_wechat(notify, standins, settings,
     assert (sms["status"], sms["attempts"]) == ("failed", 2)  # retried once after its back-off, then gave up
     assert [a["code"] for a in sms["answers"]] == ["ServiceUnavailable", "ServiceUnavailable"]
     assert wechat["status"] == "delivered" and echo["steps"][2]["status"] == "pending"
-    assert ("echo.delivered", "wechat") in outbox_types(echo)
+    assert timeline(notify, event) == [("echo.delivered", "wechat")] and outbox_types(echo) == []
     [sent] = http("GET", f"{standins['wechat']}/_standin/messages?touser=openid-r-sms")["items"]
     assert sent["idempotency_key"] == f"{event.event_id}:r-sms:wechat"
 
@@ -213,19 +223,22 @@ def test_a_redelivered_event_sends_once_on_each_channel(notify, standins, settin
     time.sleep(0.5)
     assert len(http("GET", f"{standins['wechat']}/_standin/messages?touser=openid-r-wx")["items"]) == 1
     assert echoes.count_documents({"source_event_id": event.event_id}) == 1
-    assert outbox_types(echo) == [("echo.delivered", "wechat")]
+    assert timeline(notify, event) == [("echo.delivered", "wechat")] and outbox_types(echo) == []
 
 
-def test_a_redelivered_event_echoed_in_the_inbox_tells_tickets_of_one_echo(notify, settings, echoes, wait_until):
-    """Copies of the event may republish the stored echo.delivered, never mint another (a second echo on the ticket)."""
+def test_a_redelivered_event_echoed_in_the_inbox_shows_one_echo_and_publishes_none(notify, settings, echoes,
+                                                                                   wait_until):
+    """Copies of the event find the echo stored: the ticket's timeline shows it once, and no outcome is published
+    (the relay publishes ``mandatory``: an echo.* event would be unroutable)."""
     event = resolved("r-inbox")
     for _ in range(3):
         publish_event(settings.amqp_uri, event.to_wire())
-    settled(echoes, event, "r-inbox", wait_until)
-    time.sleep(1.0)  # let every copy be handled and its outbox flushed
-    outcomes = drain(settings.amqp_uri, subscription("tickets.echo_outcomes").queue)
-    mine = {wire["event_id"] for wire, _ in outcomes if wire["payload"]["source_event_id"] == event.event_id}
-    assert len(mine) == 1, outcomes
+    echo = settled(echoes, event, "r-inbox", wait_until)
+    assert wait_until(lambda: depth(settings.amqp_uri, "huisheng.notify.ticket_events") == 0)
+    time.sleep(1.0)  # let every copy be handled, and anything staged be flushed
+    assert timeline(notify, event) == [("echo.delivered", "inbox")] and outbox_types(echo) == []
+    unrouted = drain(settings.amqp_uri, "huisheng.unrouted")
+    assert not [wire for wire, _ in unrouted if wire.get("type", "").startswith("echo.")], unrouted
 
 
 def test_a_channel_without_a_contact_is_skipped_with_the_reason(notify, settings, echoes, wait_until):
@@ -255,7 +268,7 @@ def test_when_every_channel_fails_a_grid_worker_is_asked_and_their_call_is_the_d
         done = complete("xingqiao", task["id"], worker, {"note": "电话已告知"})
     assert done["status"] == "done" and done["done_by"] == "gw-1"
     echo = echoes.find_one({"_id": echo["_id"]})
-    assert echo["status"] == "delivered" and ("echo.delivered", "human") in outbox_types(echo)
+    assert echo["status"] == "delivered" and timeline(notify, event) == [("echo.delivered", "human")]
 
 
 def _quiet_now() -> dict:
@@ -294,7 +307,8 @@ def test_reading_an_inbox_message_is_a_read_receipt_once(notify, settings, echoe
     assert first["read_at"] is not None and again["read_at"] == first["read_at"]
     echo = echoes.find_one({"_id": echo["_id"]})
     assert echo["steps"][0]["status"] == "read" and echo["read_at"] is not None
-    assert [t for t in outbox_types(echo) if t[0] == "echo.read"] == [("echo.read", "inbox")]
+    assert timeline(notify, event) == [("echo.delivered", "inbox"), ("echo.read", "inbox")]
+    assert outbox_types(echo) == []
     with entrypoint_hook(notify, "list_inbox") as list_inbox:
         assert list_inbox("xingqiao", "r-reader")["unread"] == 0
 
@@ -344,9 +358,10 @@ def test_sms_receipts_deliver_or_fail_the_sms_step(patient_notify, settings, ech
 
     delivered = echoes.find_one({"_id": f"{good.event_id}:r-rcpt-ok"})
     assert delivered["status"] == "delivered" and delivered["steps"][0]["status"] == "delivered"
-    assert ("echo.delivered", "sms") in outbox_types(delivered)
+    assert timeline(patient_notify, good) == [("echo.delivered", "sms")]
     failed_over = settled(echoes, bad, "r-rcpt-bad", wait_until)
     assert [s["status"] for s in failed_over["steps"]] == ["failed", "delivered", "pending"]
+    assert timeline(patient_notify, bad) == [("echo.delivered", "inbox")]
     assert failed_over["steps"][0]["answers"][-1]["code"] == "MOBILE_NOT_ON_SERVICE"
 
 
@@ -376,3 +391,45 @@ def test_staff_hear_of_a_dispatch_and_a_breach_outside_the_proof(notify, setting
     time.sleep(0.3)
     assert depth(settings.amqp_uri, "huisheng.notify.staff_events.dlq") == 0  # handled, not refused
     assert echoes.count_documents({"source_event_id": to_team.event_id}) == 0  # a team's members are not known
+    assert timeline(notify, dispatched) == [("echo.delivered", "inbox")] * 2  # the worker's and the resident's
+
+
+def test_echo_outcomes_answers_every_ticket_asked_at_once_from_both_kinds_of_record(notify, settings, echoes,
+                                                                                    wait_until):
+    prefer(notify, "r-wx", channels=["wechat"])
+    in_inbox, on_wechat = resolved("r-many"), resolved("r-wx")
+    for event in (in_inbox, on_wechat):
+        publish_event(settings.amqp_uri, event.to_wire())
+    settled(echoes, in_inbox, "r-many", wait_until)  # its record is its inbox message
+    settled(echoes, on_wechat, "r-wx", wait_until)  # its record is in ``echoes``
+    asked = [in_inbox.payload["ticket_id"], on_wechat.payload["ticket_id"], "T-no-echo"]
+    with entrypoint_hook(notify, "echo_outcomes") as echo_outcomes:
+        found = echo_outcomes("xingqiao", asked + asked[:1])
+        elsewhere = echo_outcomes("another", asked)
+        with pytest.raises(ValidationFailed) as too_many:
+            echo_outcomes("xingqiao", [f"T{n}" for n in range(101)])
+    assert list(found) == asked and found["T-no-echo"] == []
+    [inbox] = found[asked[0]]
+    assert inbox == {"type": "echo.delivered", "at": inbox["at"], "event_id": f"{in_inbox.event_id}:r-many:delivered",
+                     "echo_id": f"{in_inbox.event_id}:r-many", "channel": "inbox", "recipient": "r-many",
+                     "source_event_type": "ticket.resolved"}
+    assert [(entry["type"], entry["channel"], entry["recipient"]) for entry in found[asked[1]]] == [
+        ("echo.delivered", "wechat", "r-wx")]
+    assert elsewhere == {ticket_id: [] for ticket_id in asked}  # another community's tickets are not these
+    assert "ticket_ids" in too_many.value.details
+
+
+def test_an_early_releases_inbox_message_is_its_echos_record(notify, mongo_client, settings):
+    """A message stored before echoes had records of their own (no ``echo`` in it, none in ``echoes``) still shows
+    on its ticket's timeline: delivered when it was stored, read when it was."""
+    stored, read = datetime(2026, 11, 26, 8, 0, tzinfo=UTC), datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    mongo_client[settings.database_name("notify")].inbox.insert_one({
+        "_id": "ev-early:r-early", "community": "xingqiao", "recipient": "r-early", "ticket_id": "T-early",
+        "channel": "inbox", "title": "您的诉求已受理", "body": "…", "source_event_id": "ev-early",
+        "source_event_type": "ticket.received", "created_at": stored, "read_at": read,
+        "delivery": {"status": "delivered", "requested_at": stored, "delivered_at": stored}})
+    with entrypoint_hook(notify, "echo_outcomes") as echo_outcomes:
+        [delivered, seen] = echo_outcomes("xingqiao", ["T-early"])["T-early"]
+    assert (delivered["type"], delivered["channel"], delivered["at"]) == ("echo.delivered", "inbox",
+                                                                          "2026-11-26T08:00:00+00:00")
+    assert (seen["type"], seen["at"], seen["recipient"]) == ("echo.read", "2026-11-26T09:00:00+00:00", "r-early")

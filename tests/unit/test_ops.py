@@ -26,7 +26,7 @@ from tests.conftest import ROOT
 
 RETRY = (200, 1000)
 NOTIFY = "huisheng.notify.ticket_events"
-TICKETS = "huisheng.tickets.echo_outcomes"
+TICKETS = "huisheng.tickets.volunteer_events"
 OTHER_SUBSCRIPTIONS = tuple(sub for sub in SUBSCRIPTIONS if sub.queue not in (NOTIFY, TICKETS))
 
 
@@ -120,7 +120,7 @@ def test_a_queue_argument_may_name_the_subscription_its_queue_or_its_dlq(name):
 
 
 def test_an_unknown_queue_names_the_known_subscriptions():
-    with pytest.raises(ops.OpsError, match="notify.ticket_events, tickets.echo_outcomes"):
+    with pytest.raises(ops.OpsError, match="notify.ticket_events, tickets.erasures"):
         ops.resolve_subscription("huisheng.retry.200ms")
 
 

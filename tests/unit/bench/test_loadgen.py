@@ -49,7 +49,7 @@ def test_paced_summary_measures_from_the_scheduled_time_and_joins_echoes():
 
 def test_outbox_lag_is_arrival_minus_occurred_at_per_type():
     events = [(1.010, {"type": "ticket.received", "occurred_at": "1970-01-01T00:00:01+00:00"}),
-              (2.030, {"type": "echo.delivered", "occurred_at": "1970-01-01T00:00:02+00:00"})]
+              (2.030, {"type": "ticket.dispatched", "occurred_at": "1970-01-01T00:00:02+00:00"})]
     lags = outbox_lags(events)
     assert lags["all"]["count"] == 2 and lags["all"]["max"] == pytest.approx(30.0)
     assert lags["by_type"]["ticket.received"]["p50"] == pytest.approx(10.0)

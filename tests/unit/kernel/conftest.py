@@ -29,9 +29,9 @@ def transition():
 
 
 @pytest.fixture
-def echo_outcome():
+def silent():
     return {
-        "echo_id": "e1", "ticket_id": "T1", "recipient": "r1", "channel": "inbox",
-        "source_event_id": "ev1", "source_event_type": "ticket.received",
-        "at": "2026-11-26T08:00:05+00:00", "reason": None,
+        "ticket_id": "T1", "echo_id": "ev1:r1", "recipient": "r1", "source_event_id": "ev1",
+        "source_event_type": "ticket.received", "occurred_at": "2026-11-26T08:00:00+00:00",
+        "proof_due_at": "2026-11-26T08:15:00+00:00", "status": "delivering", "channel": "sms",
     }

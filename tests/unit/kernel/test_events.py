@@ -7,8 +7,8 @@ from kernel.events import (
     CATALOGUE,
     RESIDENT_VISIBLE_TICKET_EVENTS,
     SUBSCRIPTIONS,
-    EchoOutcomePayload,
     TicketEventPayload,
+    TicketSilentV1,
     UnknownEventType,
     current_version,
     subscription,
@@ -40,7 +40,7 @@ def test_every_catalogue_entry_has_an_upcaster_below_its_current_version():
 def test_current_version_of_ticket_received_is_3_and_of_transitions_1():
     assert current_version("ticket.received") == 3
     assert current_version("ticket.paused") == 1
-    assert current_version("echo.delivered") == 1
+    assert current_version("ticket.silent") == 1
 
 
 def test_current_version_of_an_unknown_type_raises():
@@ -119,26 +119,22 @@ def test_unknown_event_type_is_a_malformed_event():
     assert issubclass(UnknownEventType, MalformedEvent)
 
 
-def test_echo_outcome_accepts_a_valid_payload(echo_outcome):
-    assert EchoOutcomePayload().validate(echo_outcome) == {}
-    assert validate_outgoing(envelope("echo.delivered", echo_outcome)).payload is echo_outcome
+@pytest.mark.parametrize("event_type", ["echo.delivered", "echo.failed", "echo.read"])
+def test_echo_outcomes_are_no_events(event_type):
+    """notify keeps its echoes' outcomes; tickets asks for them (notify.echo_outcomes), nobody is told them."""
+    assert event_type not in CATALOGUE
+    assert all(event_type not in sub.event_types for sub in SUBSCRIPTIONS)
+    with pytest.raises(UnknownEventType):
+        validate_outgoing(envelope(event_type, {"ticket_id": "T1"}))
 
 
-@pytest.mark.parametrize("channel", ["fax", "SMS", "", "pigeon"])
-def test_echo_outcome_rejects_an_unknown_channel(echo_outcome, channel):
-    echo_outcome["channel"] = channel
-    assert "channel" in EchoOutcomePayload().validate(echo_outcome)
-    with pytest.raises(MalformedEvent):
-        validate_outgoing(envelope("echo.failed", echo_outcome))
+def test_ticket_silent_accepts_a_valid_payload(silent):
+    assert TicketSilentV1().validate(silent) == {}
+    assert validate_outgoing(envelope("ticket.silent", silent)).payload is silent
 
 
-@pytest.mark.parametrize("channel", ["inbox", "sms", "wechat", "email", "webhook", "human"])
-def test_echo_outcome_accepts_every_known_channel(echo_outcome, channel):
-    assert EchoOutcomePayload().validate({**echo_outcome, "channel": channel}) == {}
-
-
-def test_echo_outcome_rejects_extra_keys(echo_outcome):
-    assert "phone" in EchoOutcomePayload().validate({**echo_outcome, "phone": "13812345678"})
+def test_ticket_silent_rejects_extra_keys(silent):
+    assert "phone" in TicketSilentV1().validate({**silent, "phone": "13812345678"})
 
 
 def test_ticket_event_payload_accepts_extra_details(transition):
@@ -157,7 +153,7 @@ def test_ticket_event_payload_rejects_an_unknown_state(transition):
 
 @pytest.mark.parametrize("name,queue", [
     ("notify.ticket_events", "huisheng.notify.ticket_events"),
-    ("tickets.echo_outcomes", "huisheng.tickets.echo_outcomes"),
+    ("tickets.volunteer_events", "huisheng.tickets.volunteer_events"),
 ])
 def test_subscription_queue_names(name, queue):
     sub = subscription(name)
@@ -169,6 +165,12 @@ def test_subscription_queue_names(name, queue):
 def test_subscription_names_and_queues_are_unique():
     assert len({sub.name for sub in SUBSCRIPTIONS}) == len(SUBSCRIPTIONS)
     assert len({sub.queue for sub in SUBSCRIPTIONS}) == len(SUBSCRIPTIONS)
+
+
+def test_tickets_subscribes_to_no_echo_outcome():
+    with pytest.raises(KeyError):
+        subscription("tickets.echo_outcomes")
+    assert not [sub.name for sub in SUBSCRIPTIONS if any(t.startswith("echo.") for t in sub.event_types)]
 
 
 def test_an_unknown_subscription_raises_key_error():

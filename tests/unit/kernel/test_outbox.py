@@ -15,8 +15,8 @@ def event(type_, payload, version=1):
 
 
 @pytest.fixture
-def events(transition, echo_outcome):
-    return [event("ticket.paused", transition), event("echo.failed", echo_outcome)]
+def events(transition, silent):
+    return [event("ticket.paused", transition), event("ticket.silent", silent)]
 
 
 def assert_recent_utc(value):

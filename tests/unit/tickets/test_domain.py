@@ -725,25 +725,34 @@ def echo(event_id: str, minutes: float, kind: str = "echo.delivered") -> dict:
             "recipient": "r1", "source_event_type": "ticket.received"}
 
 
-def test_echoes_are_read_with_the_document_and_never_written_into_it():
+def step(event_id: str, minutes: float, kind: str = "volunteer.accepted") -> dict:
+    return {"type": kind, "at": NOW + timedelta(minutes=minutes), "event_id": event_id, "volunteer": "v1",
+            "task_id": "a1", "summary": "v1"}
+
+
+def test_side_entries_are_read_with_the_document_and_never_written_into_it():
     document = drive(new_ticket(), "dispatch").to_document()
-    naive = {**echo("e1", 0.5), "at": (NOW + timedelta(minutes=0.5)).replace(tzinfo=None)}
+    naive = {**step("e1", 0.5), "at": (NOW + timedelta(minutes=0.5)).replace(tzinfo=None)}
     loaded = Ticket.from_document(document, [naive])
-    assert loaded.echoes == [echo("e1", 0.5)] and loaded.echoes[0]["at"].tzinfo is UTC
-    assert loaded == Ticket.from_document(document)  # echoes are not the ticket's state
+    assert loaded.side_entries == [step("e1", 0.5)] and loaded.side_entries[0]["at"].tzinfo is UTC
+    assert loaded.echoes == []  # notify's: the service attaches them to what it shows
+    assert loaded == Ticket.from_document(document)  # side entries are not the ticket's state
+    loaded.echoes = [echo("e2", 0.7)]
     loaded.accept(at(2), SECRETARY)
     saved = loaded.to_document()
-    assert "echoes" not in saved
+    assert "side_entries" not in saved and "echoes" not in saved
     assert [entry["type"] for entry in saved["timeline"]] == ["ticket.received", "ticket.dispatched",
                                                               "ticket.accepted"]
 
 
-def test_history_merges_the_echoes_into_the_timeline_in_time_order():
+def test_history_merges_side_entries_and_echoes_into_the_timeline_in_time_order():
     ticket = drive(new_ticket(), "dispatch", "accept")  # at NOW, at(1), at(2)
     ticket.echoes = [echo("late", 5), echo("tie", 1, "echo.failed"), echo("early", 0.5)]
+    ticket.side_entries = [step("offered", 1.5, "volunteer.offered"), step("in", 1, "volunteer.checked_in")]
     assert [(entry["type"], entry.get("event_id")) for entry in ticket.history] == [
         ("ticket.received", None), ("echo.delivered", "early"), ("ticket.dispatched", None),
-        ("echo.failed", "tie"), ("ticket.accepted", None), ("echo.delivered", "late")]
+        ("volunteer.checked_in", "in"), ("echo.failed", "tie"), ("volunteer.offered", "offered"),
+        ("ticket.accepted", None), ("echo.delivered", "late")]
     assert len(ticket.timeline) == 3  # the view only
 
 

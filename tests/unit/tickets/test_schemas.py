@@ -1,4 +1,4 @@
-"""What clients see of a ticket: its timeline shows the echoes recorded apart from it."""
+"""What clients see of a ticket: its timeline shows the echoes notify keeps, and the steps recorded apart."""
 
 from __future__ import annotations
 
