@@ -164,27 +164,7 @@ def carried(message: dict) -> dict:
 # What a timeline entry needs of an ``echoes`` document (services/notify/outcomes.py), and of an inbox message.
 TIMELINE_FIELDS = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "status": 1, "current": 1, "steps": 1,
                    "delivered_at": 1, "read_at": 1, "failed_at": 1}
-MESSAGE_FIELDS = {"ticket_id": 1, "recipient": 1, "source_event_type": 1, "delivery": 1, "created_at": 1,
-                  "read_at": 1, "echo": 1}
-
-
-def delivered_message(message: dict) -> dict:
-    """The echo record an inbox message stands for when it is the echo's only record (an early release's):
-    delivered in the inbox when the message was stored, read when the message was.
-
-    >>> from datetime import UTC, datetime
-    >>> at = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
-    >>> record = delivered_message({"_id": "e1:r1", "ticket_id": "T1", "recipient": "r1", "read_at": None,
-    ...     "source_event_type": "ticket.received", "created_at": at, "delivery": {"delivered_at": at}})
-    >>> record["status"], record["steps"][0]["channel"], record["delivered_at"] == at
-    ('delivered', 'inbox', True)
-    """
-    delivered = (message.get("delivery") or {}).get("delivered_at") or message.get("created_at")
-    read = message.get("read_at")
-    return {"_id": message["_id"], "ticket_id": message.get("ticket_id"), "recipient": message["recipient"],
-            "source_event_type": message["source_event_type"], "status": "delivered", "current": 0,
-            "steps": [{"channel": "inbox", "status": "read" if read else "delivered", "delivered_at": delivered}],
-            "delivered_at": delivered, "read_at": read, "failed_at": None}
+MESSAGE_FIELDS = {"read_at": 1, "echo": 1}
 NOT_PROVED = ["staff", "broadcast"]  # audiences outside the reconciler's proof (it proves ticket echoes)
 
 
@@ -272,8 +252,7 @@ class EchoRepository:
 
         An inbox message that does not carry its echo is the inbox step of one in ``echoes``: its ``read_at``
         is the read receipt, should the echo's own copy have missed it (a receipt that lost every race with
-        the timer). One that has no echo in ``echoes`` either was stored by an early release, whose message
-        was the echo's only record (:func:`delivered_message`).
+        the timer).
         """
         query = {"community": community, "ticket_id": {"$in": list(ticket_ids)}}
         own = {echo["_id"]: echo for echo in self.collection.find(query, TIMELINE_FIELDS)}
@@ -281,9 +260,7 @@ class EchoRepository:
         for message in self.inbox.find(query, MESSAGE_FIELDS):
             if "echo" in message:
                 inline.append(carried(message))
-            elif message["_id"] not in own:
-                inline.append(delivered_message(message))
-            elif message.get("read_at") and not own[message["_id"]].get("read_at"):
+            elif message.get("read_at") and message["_id"] in own and not own[message["_id"]].get("read_at"):
                 own[message["_id"]]["read_at"] = message["read_at"]
         return inline + list(own.values())
 

@@ -164,7 +164,9 @@ def test_every_reply_shows_notifys_echoes_and_says_when_notify_does_not_answer(c
     replies = [call("get", ticket["number"], STAFF), call("list_mine", "r-6")["items"][0],
                call("list_tickets", STAFF)["items"][0],
                call("dispatch", ticket["id"], {"kind": "worker", "id": "w-1"}, STAFF)]
-    assert [echoes(reply) for reply in replies] == [delivered] * 4
+    # the receipt's echo first in each (the dispatch's own may already be delivered when its reply asks notify)
+    assert [echoes(reply)[:1] for reply in replies] == [delivered] * 4
+    assert [echoes(reply) for reply in replies[:3]] == [delivered] * 3
     assert not [reply for reply in replies if "echoes_unavailable" in reply]
 
     notify.stop()

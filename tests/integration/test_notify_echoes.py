@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -417,19 +417,3 @@ def test_echo_outcomes_answers_every_ticket_asked_at_once_from_both_kinds_of_rec
         ("echo.delivered", "wechat", "r-wx")]
     assert elsewhere == {ticket_id: [] for ticket_id in asked}  # another community's tickets are not these
     assert "ticket_ids" in too_many.value.details
-
-
-def test_an_early_releases_inbox_message_is_its_echos_record(notify, mongo_client, settings):
-    """A message stored before echoes had records of their own (no ``echo`` in it, none in ``echoes``) still shows
-    on its ticket's timeline: delivered when it was stored, read when it was."""
-    stored, read = datetime(2026, 11, 26, 8, 0, tzinfo=UTC), datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-    mongo_client[settings.database_name("notify")].inbox.insert_one({
-        "_id": "ev-early:r-early", "community": "xingqiao", "recipient": "r-early", "ticket_id": "T-early",
-        "channel": "inbox", "title": "您的诉求已受理", "body": "…", "source_event_id": "ev-early",
-        "source_event_type": "ticket.received", "created_at": stored, "read_at": read,
-        "delivery": {"status": "delivered", "requested_at": stored, "delivered_at": stored}})
-    with entrypoint_hook(notify, "echo_outcomes") as echo_outcomes:
-        [delivered, seen] = echo_outcomes("xingqiao", ["T-early"])["T-early"]
-    assert (delivered["type"], delivered["channel"], delivered["at"]) == ("echo.delivered", "inbox",
-                                                                          "2026-11-26T08:00:00+00:00")
-    assert (seen["type"], seen["at"], seen["recipient"]) == ("echo.read", "2026-11-26T09:00:00+00:00", "r-early")
