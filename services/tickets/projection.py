@@ -62,31 +62,36 @@ class ReportStream:
              seconds: float = FOLD_SECONDS) -> int:
         """Fold what committed since the stored position (up to ``limit`` changes); how many changes were read.
 
-        0 when nothing committed, or when another process holds the lease.
+        0 when nothing committed, or when another process holds the lease. Reading and folding share
+        ``seconds``; the fold's transaction keeps its own deadline (:func:`services.tickets.readmodel.transaction`).
         """
+        deadline = time.monotonic() + seconds
         with pymongo.timeout(seconds):
             if not self._lease(db):
                 self.close()
                 return 0
-            if self.stream is None:
-                self._open(db, model, now)
-            try:
-                changes = list(next_changes(self.stream, min(limit, self.batch)))
-            except ResumePointLost as lost:
-                self.close()
-                self._fall_back(db, model, now, str(lost))
-                return 0
-            if not changes:
-                return 0
-            try:  # a ticket it cannot fold is logged there (reports.fold_failed, with its traceback) and skipped
-                model.fold([change.document_id for change in changes], now)
-            except PyMongoError:  # read again from the stored position, fewer at a time
-                self.batch = max(MIN_FOLD_BATCH, self.batch // 2)
-                raise
-            self.batch = min(FOLD_BATCH, self.batch * 2)
-            last = changes[-1]
+            lost = self._open(db) if self.stream is None else None
+            if lost is None:
+                try:
+                    changes = list(next_changes(self.stream, min(limit, self.batch)))
+                except ResumePointLost as error:
+                    self.close()
+                    lost = (str(error), None)
+        if lost is not None:
+            self._fall_back(db, model, now, *lost)
+            return 0
+        if not changes:
+            return 0
+        try:  # a ticket it cannot fold is logged there (reports.fold_failed, with its traceback) and skipped
+            model.fold([change.document_id for change in changes], now, max(0.1, deadline - time.monotonic()))
+        except PyMongoError:  # read again from the stored position, fewer at a time
+            self.batch = max(MIN_FOLD_BATCH, self.batch // 2)
+            raise
+        self.batch = min(FOLD_BATCH, self.batch * 2)
+        last = changes[-1]
+        with pymongo.timeout(seconds):
             self._save(db, last.token, last.wall)
-            return len(changes)
+        return len(changes)
 
     def close(self) -> None:
         stream, self.stream = self.stream, None
@@ -94,29 +99,33 @@ class ReportStream:
             with suppress(PyMongoError):  # a dead connection has nothing to close
                 stream.close()
 
-    def _open(self, db: Database, model: ReadModel, now: datetime) -> None:
+    def _open(self, db: Database) -> tuple[str | None, datetime | None] | None:
+        """Resume the stream from the stored position; else why not, and the position's time, for
+        :meth:`_fall_back` (None for the reason: there is no position yet)."""
         point = db[CHECKPOINT].find_one({"_id": STREAM}) or {}
-        if point.get("token"):
-            try:
-                self.stream = open_stream(db[STREAM], point["token"], pipeline=EVERY_WRITE)
-                return
-            except ResumePointLost as lost:
-                self._fall_back(db, model, now, str(lost), point.get("wall"))
-                return
-        self._fall_back(db, model, now, None, point.get("wall"))
+        if not point.get("token"):
+            return None, point.get("wall")
+        try:
+            self.stream = open_stream(db[STREAM], point["token"], pipeline=EVERY_WRITE)
+            return None
+        except ResumePointLost as lost:
+            return str(lost), point.get("wall")
 
     def _fall_back(self, db: Database, model: ReadModel, now: datetime, reason: str | None,
                    wall: datetime | None = None) -> None:
         """Open the stream at the present first, then fold what changed lately: a write lands in one or the other."""
-        self.stream = open_stream(db[STREAM], None, pipeline=EVERY_WRITE)
-        since = (wall.replace(tzinfo=wall.tzinfo or UTC) if wall else now) - FALLBACK_LOOKBACK
-        ids = [document["_id"] for community in db[STREAM].distinct("community")  # by_updated leads with it
-               for document in db[STREAM].find({"community": community, "updated_at": {"$gte": since}}, {"_id": 1})]
+        with pymongo.timeout(FOLD_SECONDS):
+            self.stream = open_stream(db[STREAM], None, pipeline=EVERY_WRITE)
+            since = (wall.replace(tzinfo=wall.tzinfo or UTC) if wall else now) - FALLBACK_LOOKBACK
+            ids = [document["_id"] for community in db[STREAM].distinct("community")  # by_updated leads with it
+                   for document in db[STREAM].find({"community": community, "updated_at": {"$gte": since}},
+                                                   {"_id": 1})]
         for start in range(0, len(ids), FOLD_BATCH):
-            model.fold(ids[start:start + FOLD_BATCH], now)
+            model.fold(ids[start:start + FOLD_BATCH], now, FOLD_SECONDS)
         token = self.stream.resume_token
         if token is not None:
-            self._save(db, token, now)
+            with pymongo.timeout(FOLD_SECONDS):
+                self._save(db, token, now)
         if reason is not None:
             log.warning("reports.resume_lost", reason=reason, refolded=len(ids), since=since.isoformat())
         else:

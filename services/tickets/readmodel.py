@@ -26,9 +26,11 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import date, datetime
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
@@ -46,6 +48,7 @@ FACT_FIELDS = {"community": 1, "grid": 1, "category": 1, "priority": 1, "created
                "timeline.reason": 1, "callbacks": 1, "state": 1, "bounce_count": 1}
 # community (None: the ticket's own), ticket id, the clock's now
 Change = tuple[str | None, str, datetime]
+TRANSACTION_SECONDS = 120.0  # a fold's transaction, retries included, when its caller sets no limit
 REBUILD_BATCH = 1000  # per read and per insert: each stays well within a socket timeout
 log = get_logger(__name__)
 
@@ -113,6 +116,43 @@ def counter_documents(community_totals: Mapping[str, Mapping[Key, int]]) -> list
     return list(documents.values())
 
 
+def transaction(db: Database, work: Callable[[Any], None], seconds: float | None) -> None:
+    """Run ``work(session)`` in a transaction within ``seconds`` (None: 120, pymongo's own limit), again after
+    a conflict (a ``TransientTransactionError``), and end every attempt on the server whatever happens.
+
+    A transaction its client gives up on is not ended by the client's deadline: pymongo sends the abort
+    under the same, expired, deadline, so it never leaves, and the server keeps the transaction, its
+    locks and its snapshot until its own limit (60 s on MongoDB and SecantusDB). Every fold after it then
+    collides with its writes and times out too, and on SecantusDB the pinned snapshots slowed every
+    client of the server (docs/benchmarks.md, eleventh round). So the deadline covers the work and the
+    commit only; the abort (or, if the commit's fate is unknown, a second commit) is sent after it.
+    Nothing enclosing this may set a deadline of its own (``pymongo.timeout``): it would cap the end too.
+    """
+    deadline = time.monotonic() + (TRANSACTION_SECONDS if seconds is None else seconds)
+    with db.client.start_session() as session:
+        while True:
+            session.start_transaction()
+            try:
+                with pymongo.timeout(max(0.001, deadline - time.monotonic())):
+                    work(session)
+                    session.commit_transaction()
+                return
+            except BaseException as error:
+                _end(session)
+                conflict = isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError")
+                if not conflict or time.monotonic() >= deadline:
+                    raise
+
+
+def _end(session: Any) -> None:
+    """End a transaction given up on: abort it, or if its commit was sent, commit again (commits are idempotent)."""
+    with suppress(PyMongoError):  # the transaction's own error is the one to raise
+        if session.in_transaction:
+            session.abort_transaction()
+        else:
+            session.commit_transaction()
+
+
 class ReadModel:
     """The counters and the facts behind them, in the tickets service's database."""
 
@@ -127,11 +167,12 @@ class ReadModel:
         """Bring the counters up to date with one ticket; the difference applied (empty: nothing changed)."""
         return self.apply_many([(community, ticket_id, now)])[0]
 
-    def apply_many(self, changes: Sequence[Change]) -> list[dict[Key, int]]:
+    def apply_many(self, changes: Sequence[Change], seconds: float | None = None) -> list[dict[Key, int]]:
         """Bring the counters up to date with a batch of tickets in one transaction; each one's difference.
 
         A ticket named twice in a batch is folded once (its facts are of the ticket, not of the event);
-        each naming gets the difference that fold applied.
+        each naming gets the difference that fold applied. ``seconds`` bounds the transaction (None: the
+        client's own timeouts); called under no deadline of the caller's (:func:`transaction`).
         """
         latest: dict[tuple[str, str], datetime] = {}
         for community, ticket_id, now in changes:
@@ -168,11 +209,10 @@ class ReadModel:
             if records:
                 self.facts.bulk_write(records, ordered=False, session=session)
 
-        with self.db.client.start_session() as session:
-            session.with_transaction(work)
+        transaction(self.db, work, seconds)
         return [applied.get((community, ticket_id), {}) for community, ticket_id, _ in changes]
 
-    def fold(self, ticket_ids: Iterable[str], now: datetime) -> list[str]:
+    def fold(self, ticket_ids: Iterable[str], now: datetime, seconds: float | None = None) -> list[str]:
         """Fold these tickets (each in its own community) in one transaction; the ids that could not be folded.
 
         If the batch fails on a ticket (not on the database), each is folded alone: a ticket whose facts
@@ -180,7 +220,7 @@ class ReadModel:
         """
         changes: list[Change] = [(None, ticket_id, now) for ticket_id in dict.fromkeys(ticket_ids)]
         try:
-            self.apply_many(changes)
+            self.apply_many(changes, seconds)
             return []
         except PyMongoError:
             raise  # the database's trouble, not a ticket's: the whole batch is tried again
@@ -191,7 +231,7 @@ class ReadModel:
         failed = []
         for change in changes:
             try:
-                self.apply_many([change])
+                self.apply_many([change], seconds)
             except PyMongoError:
                 raise
             except Exception:  # said, with its traceback; `huisheng reports rebuild` counts it once it is fixed

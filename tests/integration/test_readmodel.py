@@ -8,15 +8,19 @@ tickets the change stream names, once, and resumes after a crash without countin
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
+from pymongo import MongoClient, monitoring
+from pymongo.errors import PyMongoError
 
 from bench.reports import ticket_documents
 from kernel.envelope import utcnow
 from services.tickets.projection import CHECKPOINT, ReportStream
-from services.tickets.readmodel import COUNTERS, FACT_FIELDS, FACTS, ReadModel, facts_of
+from services.tickets.readmodel import COUNTERS, FACT_FIELDS, FACTS, ReadModel, facts_of, transaction
 from services.tickets.repository import COLLECTION
 
 pytestmark = pytest.mark.integration
@@ -137,3 +141,48 @@ def test_a_first_start_folds_the_tickets_of_every_community_changed_lately_then_
     assert ReportStream("first").fold(db, model, now) == 0  # no stored position: the fallback folded them
     assert model.as_facts() == full_aggregation(db, now)
     assert {fact["community"] for fact in db[FACTS].find({}, {"community": 1})} == {COMMUNITY, "other"}
+
+
+
+class Finishes(monitoring.CommandListener):
+    """The ``abortTransaction`` and ``commitTransaction`` commands the server answered."""
+
+    def __init__(self) -> None:
+        self.answered: list[str] = []
+
+    def started(self, event) -> None:
+        pass
+
+    def succeeded(self, event) -> None:
+        if event.command_name in ("abortTransaction", "commitTransaction"):
+            self.answered.append(event.command_name)
+
+    def failed(self, event) -> None:
+        pass
+
+
+def test_a_fold_that_runs_out_of_time_ends_its_transaction_on_the_server(mongo_uri):
+    """A transaction given up on at its deadline is aborted on the server there and then. pymongo's own abort
+    goes under the expired deadline and never leaves, and the server would keep the transaction, its
+    writes' locks and its snapshot until its 60 s limit (MongoDB's ``transactionLifetimeLimitSeconds``)."""
+    finishes = Finishes()
+    client = MongoClient(mongo_uri, event_listeners=[finishes])
+    db = client[f"readmodel_deadline_{os.getpid()}"]
+    try:
+        db[COUNTERS].insert_one({"_id": "hot", "n": 0})
+
+        def slow(session) -> None:
+            db[COUNTERS].update_one({"_id": "hot"}, {"$inc": {"n": 1}}, session=session)
+            time.sleep(0.6)  # past the deadline: the commit is never sent
+            db[COUNTERS].update_one({"_id": "hot"}, {"$inc": {"n": 1}}, session=session)
+
+        with pytest.raises(PyMongoError):
+            transaction(db, slow, seconds=0.3)
+        assert finishes.answered == ["abortTransaction"]
+        transaction(db, lambda session: db[COUNTERS].update_one({"_id": "hot"}, {"$inc": {"n": 10}},
+                                                                session=session), seconds=5)
+        assert finishes.answered == ["abortTransaction", "commitTransaction"]
+        assert db[COUNTERS].find_one({"_id": "hot"})["n"] == 10  # the abandoned one's write never counted
+    finally:
+        client.drop_database(db.name)
+        client.close()
