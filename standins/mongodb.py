@@ -1,8 +1,9 @@
-"""The local stand-in for MongoDB: SecantusDB, with two of its per-write costs taken out.
+"""The local stand-in for MongoDB: SecantusDB, with two of its per-write costs and a stall taken out.
 
 Production runs MongoDB; development, the tests and the benchmark run the embedded SecantusDB (pinned in
 constraints.txt), a MongoDB written in Python. Profiles of the echo path put two of its costs above every
-cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB:
+cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB; the stall
+stopped the whole server for up to a minute in benchmark runs:
 
 1. **The index catalog is read again for every write.** Each insert or update reads and BSON-decodes the
    specification of every index of the collection five times or more (``Storage._iter_indexes``): a fifth
@@ -13,8 +14,21 @@ cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither ex
 2. **Every change stream decodes every entry of the server's oplog** before it looks at its namespace, so
    five services' streams decode each write five times. Here an entry's ``ns`` is read first (its
    top-level fields, without the document it carries) and only an entry the stream wants is decoded.
+3. **The TTL sweeper keeps a snapshot open for a minute.** After each sweep the sweeper thread parks for
+   60 s with its WiredTiger session still holding the snapshot the sweep read with, and lets go only when
+   the next sweep starts. Everything written meanwhile stays pinned in the cache, so a page that every
+   insert appends to grows past its size limit and cannot be evicted. A read that needs that page tries to
+   evict it first, fails and sleeps, again for each document it fetches, while it holds the lock most of
+   the server runs under (``Storage._lock``): WiredTiger's statistics showed "page acquire eviction
+   blocked" climbing by 1,500 a second for 38 s while the pinned range grew for a minute, and
+   ``py-spy dump --native`` the whole server waiting behind one ``count_documents`` asleep in
+   ``__wt_page_in_func`` while the machine idled (docs/benchmarks.md, twelfth round). Here the sweeper
+   lets go of its session after each sweep. Two waits for ``_lock`` that held a thread's cursors in place
+   while it waited go too: after each command a connection thread read the database's profiling level
+   under the lock (now kept once read; a ``profile`` command empties the copy) and let go of its cursors
+   under it (now under a lock of its own that only ``close()``, what ``_lock`` guarded against, takes).
 
-Both change how fast the server answers, not what: the tests of this module compare answers with the
+All three change how fast the server answers, not what: the tests of this module compare answers with the
 unpatched server's. :func:`install` refuses any other SecantusDB version than the one the patches were read
 against, so an upgrade fails loudly until they are read again.
 
@@ -40,23 +54,24 @@ _RAW = bson.CodecOptions(document_class=RawBSONDocument)
 
 
 class CatalogCopy:
-    """Each collection's index specifications, as ``Storage._iter_indexes`` yields them, kept once read.
+    """What the server keeps in a catalog table (each collection's index specifications, as
+    ``Storage._iter_indexes`` yields them; each database's profiling settings), kept once read.
 
     A generation count guards the race between a reader and a catalog change: a reader that started before
     a change never stores what it read.
     """
 
     def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], tuple[tuple[str, dict, dict], ...]] = {}
+        self.entries: dict[tuple[str, ...], tuple] = {}
         self.generation = 0
         self.lock = threading.Lock()
 
-    def read(self, key: tuple[str, str], load: Callable[[], list[tuple[str, dict, dict]]]) -> tuple:
+    def read(self, key: tuple[str, str], load: Callable[[], tuple]) -> tuple:
         cached = self.entries.get(key)
         if cached is not None:
             return cached
         generation = self.generation
-        loaded = tuple(load())
+        loaded = load()
         with self.lock:
             if generation == self.generation:
                 self.entries[key] = loaded
@@ -111,7 +126,7 @@ def install(storage_module: Any, version: str) -> CatalogCopy:
     uncached = storage._iter_indexes
 
     def iter_indexes(self: Any, db: str, coll: str) -> list[tuple[str, dict, dict]]:
-        return _copied(catalog.read((db, coll), lambda: list(uncached(self, db, coll))))
+        return _copied(catalog.read((db, coll), lambda: tuple(uncached(self, db, coll))))
 
     def multikey_index_names(self: Any, db: str, coll: str) -> set[str]:
         return {name for name, _key, options in uncached(self, db, coll) if options.get("multikey")}
@@ -125,7 +140,41 @@ def install(storage_module: Any, version: str) -> CatalogCopy:
     for name in CATALOG_CHANGES:
         setattr(storage, name, _forgetting(getattr(storage, name), catalog))
     storage._merge_oplog_on_session = staticmethod(_merging_oplog(storage_module))
+    _letting_go(storage, catalog)
     return catalog
+
+
+def _letting_go(storage: Any, catalog: CatalogCopy) -> None:
+    """Patch 3: the TTL sweeper lets go of its snapshot after each sweep; after a command, neither reading the
+    profiling level nor letting go of the cursors waits for ``_lock``."""
+    read_profile, close, sweep = storage.get_profile, storage.close, storage.prune_ttl_all_collections
+    teardown = threading.RLock()  # held by close() while it closes every session, and by a session's reset
+
+    def get_profile(self: Any, db: str) -> dict[str, Any]:  # keyed by three names: no collection's key
+        return dict(catalog.read(("profile", db, ""), lambda: tuple(read_profile(self, db).items())))
+
+    def release_thread_snapshot(self: Any) -> None:
+        session = getattr(self._tls, "session", None)
+        if session is None or getattr(self._tls, "user_txn", None) is not None:
+            return  # a transaction's snapshot is what it reads: it lets go when it ends
+        with teardown:
+            if not self._closed:
+                with contextlib.suppress(Exception):  # as SecantusDB's own: a reset that fails leaves nothing held
+                    session.reset()
+
+    def sweep_and_let_go(self: Any, **options: Any) -> int:
+        try:
+            return sweep(self, **options)
+        finally:
+            release_thread_snapshot(self)
+
+    def closing(self: Any) -> None:
+        with teardown:
+            close(self)
+
+    storage.get_profile, storage.set_profile = get_profile, _forgetting(storage.set_profile, catalog)
+    storage.release_thread_snapshot, storage.close = release_thread_snapshot, closing
+    storage.prune_ttl_all_collections = sweep_and_let_go
 
 
 def _merging_oplog(module: Any) -> Callable:

@@ -3,16 +3,20 @@ server (as the platform runs it) and against SecantusDB as shipped gives the sam
 
 The script leans on what the patches touch: index specifications read after every kind of catalog change
 (an index built, dropped, rebuilt with other options, a collection dropped and renamed), unique and partial
-indexes, arrays turning an index multikey inside a transaction that aborts and one that commits, and change
-streams of one database while another one is written.
+indexes, arrays turning an index multikey inside a transaction that aborts and one that commits, change
+streams of one database while another one is written, and profiling settings changed after every command
+has read them.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -62,6 +66,8 @@ def script(client: MongoClient) -> list[Any]:
         tickets.insert_one({"_id": n, "grid": f"g{n % 3}", "state": "received", "number": n,
                             **({"key": f"k{n}"} if n % 2 else {})})
         other.noise.insert_one({"n": n})  # another database's writes: never in this database's stream
+    answers.append(db.command("profile", 0, slowms=7)["slowms"])  # the settings it replaced: every command read them
+    answers.append(db.command("profile", -1)["slowms"])  # the new ones, not a copy of the old
     answers.append(attempt(lambda: tickets.insert_one({"_id": 100, "number": 5})))
     answers.append(attempt(lambda: tickets.insert_one({"_id": 101, "number": 101, "key": "k1"})))
     answers.append(attempt(lambda: tickets.insert_one({"_id": 102, "number": 102})))  # no key: not in the index
@@ -106,7 +112,7 @@ def test_the_patched_server_answers_as_secantusdb_does() -> None:
         expected = script(shipped)
     assert got == expected
     # the script did exercise what the patches change (a sanity check on the script, not on the server)
-    assert got[0] == "DuplicateKeyError 11000" and got[-1] and len(got[-1]) > 30
+    assert got[:3] == [100, 7, "DuplicateKeyError 11000"] and got[-1] and len(got[-1]) > 30
 
 
 def test_the_patches_refuse_another_secantusdb_version() -> None:
@@ -117,3 +123,81 @@ def test_the_patches_refuse_another_secantusdb_version() -> None:
     with pytest.raises(RuntimeError, match="0.7.0b3"):
         install(storage, "0.8.0")
     assert sys.modules["secantus.storage"].Storage._iter_indexes.__name__ == "_iter_indexes"  # untouched
+
+
+def storage_class(patched: bool) -> type:
+    """SecantusDB's ``Storage``, as shipped or with the stand-in's patches on a subclass of its own (the shipped
+    class stays as it is for the rest of the test run)."""
+    import secantus
+    from secantus import storage
+
+    from standins.mongodb import install
+
+    module = SimpleNamespace(**vars(storage))
+    module.Storage = type("Storage", (storage.Storage,), {})
+    if patched:
+        install(module, secantus.__version__)
+    return module.Storage
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["shipped", "patched"])
+def test_the_ttl_sweeper_lets_go_of_its_snapshot_after_a_sweep(patched: bool) -> None:
+    """Patch 3: a sweeper that keeps the snapshot it swept with pins everything written after it (here: a
+    collection created later is invisible to its session) until its next sweep, a minute on."""
+    from secantus.storage import _COLL_TABLE
+
+    store = storage_class(patched)(":memory:", ttl_sweep_seconds=3600)
+    store.create_index("db", "claims", "at_ttl", {"at": 1}, {"expireAfterSeconds": 3600})
+    store.insert("db", "claims", [{"_id": n, "at": datetime.now(UTC)} for n in range(50)])
+    swept, written, seen = threading.Event(), threading.Event(), []
+
+    def sweeper_thread() -> None:
+        store.prune_ttl_all_collections()
+        swept.set()
+        written.wait(5)
+        cursor = store._tls.session.open_cursor(_COLL_TABLE, None, None)
+        cursor.set_key("db", "later")
+        seen.append(cursor.search() == 0)
+        cursor.close()
+
+    sweeper = threading.Thread(target=sweeper_thread)
+    try:
+        sweeper.start()
+        assert swept.wait(5)
+        store.insert("db", "later", [{"_id": 1}])
+        written.set()
+        sweeper.join(5)
+    finally:
+        store.close()
+    assert seen == [patched]  # shipped: still pinned (an upgrade that fixes it makes this fail: drop the patch)
+
+
+def test_a_thread_lets_go_of_its_cursors_while_another_holds_the_server_lock() -> None:
+    """Patch 3: after a command, a connection thread reads the profiling level and resets its session without
+    waiting for ``Storage._lock``, which a slow read may hold for as long as it waits on WiredTiger."""
+    store = storage_class(patched=True)(":memory:")
+    ready, held, done, answers = threading.Event(), threading.Event(), threading.Event(), []
+
+    def connection_thread() -> None:
+        store.insert("db", "tickets", [{"_id": n} for n in range(3)])
+        answers.append(store.find_matching("db", "tickets", {}))  # this thread's session now holds its cursors
+        answers.append(store.get_profile("db"))  # read once, under the lock
+        ready.set()
+        held.wait(5)
+        answers.append(store.get_profile("db"))
+        store.release_thread_snapshot()
+        done.set()
+
+    worker = threading.Thread(target=connection_thread)
+    try:
+        worker.start()
+        assert ready.wait(5)
+        with store._lock:
+            held.set()
+            assert done.wait(5), "the thread waited for the server's lock"
+        worker.join(5)
+        assert len(answers[0]) == 3
+        assert answers[1] == answers[2] == {"level": 0, "slowms": 100, "sampleRate": 1.0}
+    finally:
+        store.close()
+    assert store._closed
