@@ -2,21 +2,17 @@
 
 import pytest
 
-from gateway.service import GatewayService
 from services.directory.service import DirectoryService
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
-from tests.conftest import free_port
+from tests.integration.harness import start_gateway
 
 
 @pytest.fixture
 def gateway(container_factory, settings):
     """The gateway in front of the directory (which seeds the demo community), tickets and notify; its URL.
 
-    A module that needs other services behind it defines its own ``gateway``.
+    A module that needs other services behind it, or other settings, defines its own ``gateway`` on
+    ``tests.integration.harness.start_gateway``.
     """
-    for service in (DirectoryService, TicketsService, NotifyService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
+    return start_gateway(container_factory, settings, DirectoryService, TicketsService, NotifyService)

@@ -7,13 +7,12 @@ import pytest
 import requests
 from nameko.testing.services import entrypoint_hook
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from kernel.errors import NotFound, ValidationFailed
 from services.tickets.catalogue import Catalogue
 from services.tickets.deadlines import DEADLINES, categories
 from services.tickets.service import TicketsService
 from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -80,13 +79,10 @@ def test_an_admins_row_applies_to_new_tickets_and_earlier_ones_keep_their_deadli
 
 
 def test_the_gateway_lets_the_office_read_and_only_an_admin_write(container_factory, settings):
-    container_factory(TicketsService, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    base = f"http://127.0.0.1:{port}/api/v1/deadlines"
+    base = start_gateway(container_factory, settings, TicketsService) + "/api/v1/deadlines"
 
     def as_(role: str) -> dict:
-        return {"Authorization": f"Bearer {issue_token(settings, role, f'{role}-1')}"}
+        return bearer(settings, role, f"{role}-1")
 
     table = requests.get(base, headers=as_("secretary"), timeout=10)
     assert table.status_code == 200 and HOUSING in {row["category"] for row in table.json()["categories"]}

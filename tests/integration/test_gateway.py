@@ -5,11 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -19,15 +17,7 @@ REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天�
 
 @pytest.fixture
 def gateway(container_factory, settings):
-    for service in (TicketsService, NotifyService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}")).start()
-    return f"http://127.0.0.1:{port}"
-
-
-def bearer(settings, role="resident", subject="r-1", community=None) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, community=community)}"}
+    return start_gateway(container_factory, settings, TicketsService, NotifyService, gateway_workers=False)
 
 
 def test_the_echo_loop_over_http(gateway, settings, wait_until):
@@ -96,8 +86,7 @@ def test_field_errors_are_reported_per_field(gateway, settings):
 
 def test_tokens_and_roles_are_enforced(gateway, settings):
     assert requests.post(f"{gateway}/api/v1/tickets", json=REPORT, timeout=5).status_code == 401
-    forged = {"Authorization": "Bearer " + issue_token(
-        type(settings)(secret="another-secret-another-secret-xx"), "resident", "r-1")}
+    forged = bearer(type(settings)(secret="another-secret-another-secret-xx"), "resident", "r-1")
     assert requests.get(f"{gateway}/api/v1/me/inbox", headers=forged, timeout=5).status_code == 401
     staff = requests.post(f"{gateway}/api/v1/tickets", json=REPORT, headers=bearer(settings, "ops", "o-1"),
                           timeout=5)

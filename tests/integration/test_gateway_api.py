@@ -9,12 +9,10 @@ import re
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
 from services.volunteers.service import VolunteersService
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -23,21 +21,11 @@ REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天�
 PROBLEM = "application/problem+json; charset=utf-8"
 
 
-def start_gateway(container_factory, settings) -> str:
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def gateway(container_factory, settings):
-    for service in (TicketsService, NotifyService, VolunteersService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    return start_gateway(container_factory, dataclasses.replace(settings, cors_origins=("https://app.example",)))
-
-
-def bearer(settings, role="resident", subject="r-1", **claims) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, **claims)}"}
+    # only the gateway reads cors_origins: the services behind it run as on the plain settings
+    return start_gateway(container_factory, dataclasses.replace(settings, cors_origins=("https://app.example",)),
+                         TicketsService, NotifyService, VolunteersService)
 
 
 def assert_problem(response, status: int, code: str) -> dict:

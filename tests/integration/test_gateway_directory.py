@@ -10,9 +10,8 @@ import time
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually
+from tests.integration.harness import bearer, start_gateway
 from tests.integration.test_directory_signin import (  # noqa: F401 (fixtures)
     RESIDENT_PHONE,
     directory,
@@ -27,14 +26,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def gateway(container_factory, signin_settings, directory):  # noqa: F811
-    port = free_port()
-    container_factory(GatewayService,
-                      signin_settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
+    return start_gateway(container_factory, signin_settings)
 
 
 def admin(settings) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, 'admin', 'p-0000000000ad', community='xingqiao')}"}
+    return bearer(settings, "admin", "p-0000000000ad", community="xingqiao")
 
 
 def sign_in(gateway: str, sms_url: str) -> dict:
@@ -103,9 +99,8 @@ def test_a_key_is_created_used_revoked_and_refused(gateway, signin_settings):  #
 
 def test_roles_on_the_directorys_routes(gateway, signin_settings):  # noqa: F811
     def status(method, path, role, **claims):
-        token = issue_token(signin_settings, role, f"p-00000000{role[:4]:0>4}", community="xingqiao", **claims)
-        return requests.request(method, gateway + path, headers={"Authorization": f"Bearer {token}"},
-                                timeout=5).status_code
+        headers = bearer(signin_settings, role, f"p-00000000{role[:4]:0>4}", community="xingqiao", **claims)
+        return requests.request(method, gateway + path, headers=headers, timeout=5).status_code
 
     # written from docs/directory.md and issue #10: only admins manage keys and read the audit,
     # residents never list the register, ops run machines and read no personal data

@@ -9,10 +9,8 @@ import requests
 from nameko.rpc import rpc
 
 from gateway.http import PROBLEM_CONTENT_TYPE
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from kernel.rpc import RpcClient
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +45,13 @@ class TicketsCallingSluggish:
         return self.sluggish.anything()
 
 
-def _gateway(container_factory, settings) -> str:
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}")).start()
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.parametrize("downstream", [TicketsCallingNobody, TicketsCallingSluggish])
 def test_a_service_down_behind_the_one_called_answers_503_with_retry_after(container_factory, settings, downstream):
     if downstream is TicketsCallingSluggish:
         container_factory(Sluggish, settings.nameko_config()).start()
     container_factory(downstream, settings.nameko_config()).start()
-    gateway = _gateway(container_factory, settings)
-    headers = {"Authorization": f"Bearer {issue_token(settings, 'resident', 'r-1')}"}
+    gateway = start_gateway(container_factory, settings, gateway_workers=False)
+    headers = bearer(settings, "resident", "r-1")
 
     answer = requests.get(f"{gateway}/api/v1/services", headers=headers, timeout=10)
 
@@ -85,7 +77,7 @@ class Open311CallingNobody:
 def test_open311_answers_503_in_its_own_error_shape_when_a_service_behind_tickets_is_down(container_factory,
                                                                                          settings):
     container_factory(Open311CallingNobody, settings.nameko_config()).start()
-    gateway = _gateway(container_factory, settings)
+    gateway = start_gateway(container_factory, settings, gateway_workers=False)
 
     answer = requests.get(f"{gateway}/open311/v2/services.json", timeout=10)
 

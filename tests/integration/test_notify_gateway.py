@@ -6,12 +6,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from services.directory.service import DirectoryService
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +19,7 @@ REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天�
 
 @pytest.fixture
 def gateway(container_factory, settings):
-    for service in (TicketsService, NotifyService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
-
-
-def bearer(settings, role="resident", subject="r-1") -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject)}"}
+    return start_gateway(container_factory, settings, TicketsService, NotifyService)
 
 
 def test_preferences_round_trip_and_bad_ones_are_422(gateway, settings):
@@ -125,7 +115,7 @@ def test_only_staff_may_name_a_webhook(gateway, settings):
 
 def test_a_retried_broadcast_with_its_idempotency_key_is_one_broadcast(gateway, settings, mongo_client,
                                                                         container_factory):
-    container_factory(DirectoryService, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
+    start_service(container_factory, settings, DirectoryService)
     keyed = {**bearer(settings, "secretary", "s-1"), "Idempotency-Key": "notice-2026-12-06"}
     notice = {"title": "停水通知", "body": "明天上午9点到12点停水检修。", "segment": {"grid": "g1"}}
     first = requests.post(f"{gateway}/api/v1/broadcasts", json=notice, headers=keyed, timeout=10)

@@ -14,10 +14,8 @@ import pytest
 import requests
 
 from gateway.routes.open311 import _token
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from services.tickets.service import TicketsService
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 from tests.integration.test_directory_signin import (  # noqa: F401 (fixtures)
     call,
     directory,
@@ -41,12 +39,9 @@ LEAK = {"service_code": "roof_leak", "description": "顶楼卫生间漏水，住
 
 @pytest.fixture
 def platform(container_factory, signin_settings, directory):  # noqa: F811
-    container_factory(TicketsService, signin_settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService,
-                      signin_settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
+    url = start_gateway(container_factory, signin_settings, TicketsService)
     key = call(directory, "create_api_key", "hotline-12345", ["xingqiao"], "p-0000000000ad")["key"]
-    return {"url": f"http://127.0.0.1:{port}", "key": key, "settings": signin_settings}
+    return {"url": url, "key": key, "settings": signin_settings}
 
 
 def get(platform, path: str, **params) -> requests.Response:
@@ -144,9 +139,9 @@ def test_post_a_request_answers_its_id_and_notice_and_is_the_native_ticket(platf
     assert list(answer) == ["service_request_id", "service_notice", "account_id"] and "token" not in answer
     assert answer["service_notice"]
 
-    staff = issue_token(platform["settings"], "secretary", "p-0000000000se", community="xingqiao")
-    native = requests.get(f"{platform['url']}/api/v1/tickets/{answer['service_request_id']}",
-                          headers={"Authorization": f"Bearer {staff}"}, timeout=10)
+    staff = bearer(platform["settings"], "secretary", "p-0000000000se", community="xingqiao")
+    native = requests.get(f"{platform['url']}/api/v1/tickets/{answer['service_request_id']}", headers=staff,
+                          timeout=10)
     assert native.status_code == 200, native.text
     ticket = native.json()
     assert ticket["source"] == "open311" and ticket["reporter"] == "key:hotline-12345"

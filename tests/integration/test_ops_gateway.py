@@ -10,26 +10,17 @@ from datetime import timedelta
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from kernel.envelope import utcnow
 from kernel.ledger import OUTBOX, SINCE, STAGED
 from kernel.outbox import ensure_indexes, with_events
 from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 from tests.integration.test_ops import SUB, dead_letter
 from tests.support.events import ticket_received
 
 pytestmark = pytest.mark.integration
 
-
-def start_gateway(container_factory, settings) -> str:
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}/api/v1/ops/overview"
-
-
-def bearer(settings, role: str) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, f'{role}-1')}"}
+OVERVIEW = "/api/v1/ops/overview"
 
 
 def test_ops_see_queue_depths_dead_letters_and_outbox_lag(container_factory, settings, mongo_client):
@@ -39,9 +30,9 @@ def test_ops_see_queue_depths_dead_letters_and_outbox_lag(container_factory, set
     stale[OUTBOX][0][STAGED] = utcnow() - timedelta(seconds=120)  # staged two minutes ago, never confirmed
     db.tickets.insert_one({**stale, SINCE: stale[OUTBOX][0][STAGED]})
     dead_letter(settings.amqp_uri, ticket_received("T-poison").to_wire())
-    overview = start_gateway(container_factory, settings)
+    overview = start_gateway(container_factory, settings) + OVERVIEW
 
-    answer = requests.get(overview, headers=bearer(settings, "ops"), timeout=30)
+    answer = requests.get(overview, headers=bearer(settings, "ops", "ops-1"), timeout=30)
     assert answer.status_code == 200, answer.text
     queues, outbox = answer.json()["queues"], answer.json()["outbox"]
     rows = {row["name"]: row for row in queues["queues"]}
@@ -51,21 +42,21 @@ def test_ops_see_queue_depths_dead_letters_and_outbox_lag(container_factory, set
     tickets = next(row for row in outbox["outboxes"] if row["collection"] == "tickets")
     assert tickets["lagging"] and tickets["events"] == 1 and tickets["lag_seconds"] >= 120
     assert outbox["healthy"] is False
-    assert requests.get(overview, headers=bearer(settings, "admin"), timeout=30).status_code == 200
+    assert requests.get(overview, headers=bearer(settings, "admin", "admin-1"), timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("role", ["resident", "grid_worker", "secretary", "volunteer"])
 def test_other_roles_are_refused(container_factory, settings, role):
-    overview = start_gateway(container_factory, settings)
-    refused = requests.get(overview, headers=bearer(settings, role), timeout=10)
+    overview = start_gateway(container_factory, settings) + OVERVIEW
+    refused = requests.get(overview, headers=bearer(settings, role, f"{role}-1"), timeout=10)
     assert refused.status_code == 403 and refused.json()["status"] == 403
     assert requests.get(overview, timeout=10).status_code == 401
 
 
 def test_an_unreachable_management_api_is_said_and_the_outbox_still_answers(container_factory, settings):
     unreachable = replace(settings, management_url=f"http://127.0.0.1:{free_port()}")
-    overview = start_gateway(container_factory, unreachable)
-    answer = requests.get(overview, headers=bearer(unreachable, "ops"), timeout=30)
+    overview = start_gateway(container_factory, unreachable) + OVERVIEW
+    answer = requests.get(overview, headers=bearer(unreachable, "ops", "ops-1"), timeout=30)
     assert answer.status_code == 200, answer.text
     queues, outbox = answer.json()["queues"], answer.json()["outbox"]
     assert queues["healthy"] is False and "unreachable" in queues["error"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from kernel.auth import issue_token
 from kernel.contracts import MAX_ATTACHMENT_BYTES
 from kernel.envelope import Envelope, utcnow
 from services.tickets import photos
+from tests.integration.harness import bearer
 from tests.support.broker import publish_event
 from tests.support.images import tiny_png
 
@@ -29,10 +29,6 @@ ANSWERS = {"floor": "6", "still_leaking": "yes", "leak_spots": ["ceiling", "wall
 PNG = tiny_png(4, 3)
 
 
-def bearer(settings, role: str = "resident", subject: str = RESIDENT, **claims) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, **claims)}"}
-
-
 def upload(gateway, headers, data: bytes = PNG, content_type: str = "image/png") -> requests.Response:
     return requests.post(f"{gateway}/api/v1/photos", data=data, headers={**headers, "Content-Type": content_type},
                          timeout=20)
@@ -47,25 +43,25 @@ def create(gateway, headers, body) -> requests.Response:
 
 
 def test_the_category_questions_are_checked_at_intake_stored_and_shown(gateway, settings):
-    created = create(gateway, bearer(settings), {**LEAK, "attributes": ANSWERS})
+    created = create(gateway, bearer(settings, subject=RESIDENT), {**LEAK, "attributes": ANSWERS})
     assert created.status_code == 201, created.text
     clean = {"floor": 6, "still_leaking": "yes", "leak_spots": ["ceiling", "wall"]}
     assert created.json()["attributes"] == clean
     ticket_id = created.json()["id"]
-    for headers in (bearer(settings), bearer(settings, "secretary", SECRETARY),
+    for headers in (bearer(settings, subject=RESIDENT), bearer(settings, "secretary", SECRETARY),
                     bearer(settings, "grid_worker", WORKER_G3, grids=["g3"])):
         seen = requests.get(f"{gateway}/api/v1/tickets/{ticket_id}", headers=headers, timeout=10)
         assert seen.status_code == 200 and seen.json()["attributes"] == clean
 
     # Every bad answer at once: a wrong datatype, an unknown question, a required one left out, a value not listed.
-    wrong = create(gateway, bearer(settings), {**LEAK, "attributes": {"floor": "six", "colour": "red",
-                                                                         "leak_spots": ["roof"]}})
+    wrong = create(gateway, bearer(settings, subject=RESIDENT),
+                   {**LEAK, "attributes": {"floor": "six", "colour": "red", "leak_spots": ["roof"]}})
     assert wrong.status_code == 422, wrong.text
     assert wrong.headers["Content-Type"].startswith("application/problem+json")
     assert set(wrong.json()["errors"]) == {"attributes.floor", "attributes.colour", "attributes.still_leaking",
                                            "attributes.leak_spots"}
     assert wrong.json()["errors"]["attributes.still_leaking"] == ["required"]
-    not_a_value = create(gateway, bearer(settings), {**LEAK, "attributes": {"floor": {"a": 1}}})
+    not_a_value = create(gateway, bearer(settings, subject=RESIDENT), {**LEAK, "attributes": {"floor": {"a": 1}}})
     assert not_a_value.status_code == 422 and "attributes" in not_a_value.json()["errors"]
 
     # Staff entering a phone-in answer the same questions under the same rule.
@@ -78,13 +74,14 @@ def test_the_category_questions_are_checked_at_intake_stored_and_shown(gateway, 
     # A body that does not answer at all must still answer the required questions, resident's or staff's phone-in:
     # a 422 naming each missing answer, and no ticket stored.
     def mine() -> list[str]:
-        listed = requests.get(f"{gateway}/api/v1/tickets", headers=bearer(settings), timeout=10)
+        listed = requests.get(f"{gateway}/api/v1/tickets", headers=bearer(settings, subject=RESIDENT), timeout=10)
         assert listed.status_code == 200, listed.text
         return [ticket["id"] for ticket in listed.json()["items"]]
 
     before = mine()
     assert {ticket_id, taken.json()["id"]} <= set(before)  # the resident's own and the phone-in on their behalf
-    for headers, body in ((bearer(settings), LEAK), (bearer(settings, "secretary", SECRETARY), phoned)):
+    for headers, body in ((bearer(settings, subject=RESIDENT), LEAK),
+                          (bearer(settings, "secretary", SECRETARY), phoned)):
         unanswered = create(gateway, headers, body)
         assert unanswered.status_code == 422, unanswered.text
         assert unanswered.json()["errors"] == {"attributes.floor": ["required"],
@@ -93,7 +90,7 @@ def test_the_category_questions_are_checked_at_intake_stored_and_shown(gateway, 
 
 
 def test_a_photo_is_read_by_its_uploader_and_whoever_may_read_a_ticket_that_references_it(gateway, settings):
-    mine, neighbour = bearer(settings), bearer(settings, "resident", NEIGHBOUR)
+    mine, neighbour = bearer(settings, subject=RESIDENT), bearer(settings, "resident", NEIGHBOUR)
     secretary = bearer(settings, "secretary", SECRETARY)
     g3, g1 = (bearer(settings, "grid_worker", WORKER_G3, grids=["g3"]),
               bearer(settings, "grid_worker", WORKER_G1, grids=["g1"]))
@@ -135,7 +132,7 @@ def test_a_photo_is_read_by_its_uploader_and_whoever_may_read_a_ticket_that_refe
 
 
 def test_an_upload_must_be_an_accepted_file_of_the_type_it_says(gateway, settings):
-    mine = bearer(settings)
+    mine = bearer(settings, subject=RESIDENT)
     unsupported = upload(gateway, mine, b"hello", "text/plain")
     assert unsupported.status_code == 415 and unsupported.json()["code"] == "unsupported_media_type"
     disguised = upload(gateway, mine, "不是图片，只是一段文字".encode(), "image/jpeg")
@@ -157,7 +154,7 @@ def test_an_upload_must_be_an_accepted_file_of_the_type_it_says(gateway, setting
 
 def test_erasure_forgets_the_answers_and_the_unattached_photos_and_keeps_the_ticket_s(gateway, settings,
                                                                                       mongo_client, wait_until):
-    mine = bearer(settings)
+    mine = bearer(settings, subject=RESIDENT)
     kept, loose = upload(gateway, mine).json(), upload(gateway, mine).json()
     other = upload(gateway, bearer(settings, "resident", NEIGHBOUR)).json()
     ticket = create(gateway, mine, {**LEAK, "attributes": ANSWERS, "attachments": [kept]}).json()

@@ -15,8 +15,6 @@ import requests
 from nameko.testing.services import entrypoint_hook
 
 from bench.reports import ticket_documents
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from kernel.envelope import utcnow
 from kernel.mongo import connect
 from services.directory.service import DirectoryService
@@ -27,6 +25,7 @@ from services.tickets.readmodel import COUNTERS, FACT_FIELDS, FACTS, ReadModel, 
 from services.tickets.repository import COLLECTION, TicketRepository
 from services.tickets.service import TicketsService
 from tests.conftest import eventually, free_port, secantus_server
+from tests.integration.harness import bearer, start_gateway, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +45,9 @@ def report_settings(settings):
 @pytest.fixture
 def platform(container_factory, report_settings):
     """directory, tickets and the gateway; returns (gateway URL, tickets container)."""
-    container_factory(DirectoryService, report_settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    tickets = container_factory(TicketsService, report_settings.nameko_config(web_address=f"127.0.0.1:{free_port()}"))
-    tickets.start()
-    port = free_port()
-    container_factory(GatewayService, report_settings.nameko_config(web_address=f"127.0.0.1:{port}",
-                                                                   gateway=True)).start()
-    return f"http://127.0.0.1:{port}", tickets
-
-
-def bearer(settings, role: str, subject: str, **claims) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, **claims)}"}
+    start_service(container_factory, report_settings, DirectoryService)
+    tickets = start_service(container_factory, report_settings, TicketsService)
+    return start_gateway(container_factory, report_settings), tickets
 
 
 def secretary(settings) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import eventlet
@@ -11,10 +12,8 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import rpc
 from nameko.testing.services import dummy, entrypoint_hook
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from kernel.rpc import RpcClient, RpcTimeout
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -56,22 +55,19 @@ def test_a_slow_service_times_out_at_the_deadline(container_factory, settings):
 
 
 def test_the_gateway_answers_503_when_a_service_is_down_and_504_when_it_is_slow(container_factory, settings):
-    port = free_port()
-    config = {**settings.nameko_config(web_address=f"127.0.0.1:{port}")}
-    config["HUISHENG"] = type(settings)(**{**settings.__dict__, "rpc_timeout": 0.5})
-    container_factory(GatewayService, config).start()
-    headers = {"Authorization": f"Bearer {issue_token(settings, 'resident', 'r-1')}"}
+    gateway = start_gateway(container_factory, dataclasses.replace(settings, rpc_timeout=0.5), gateway_workers=False)
+    headers = bearer(settings, "resident", "r-1")
 
-    down = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
+    down = requests.get(f"{gateway}/api/v1/services", headers=headers, timeout=5)
     assert down.status_code == 503 and down.headers["Retry-After"]
     assert down.json()["code"] == "service_unavailable"
 
     slow_service = container_factory(Slow, settings.nameko_config())
     slow_service.start()
-    slow = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
+    slow = requests.get(f"{gateway}/api/v1/services", headers=headers, timeout=5)
     assert slow.status_code == 504 and slow.json()["code"] == "upstream_timeout"
 
     slow_service.stop()  # its durable queue stays behind: the call waits out the deadline
-    stopped = requests.get(f"http://127.0.0.1:{port}/api/v1/services", headers=headers, timeout=5)
+    stopped = requests.get(f"{gateway}/api/v1/services", headers=headers, timeout=5)
     assert stopped.status_code == 503 and stopped.json()["code"] == "service_unavailable"
     assert stopped.headers["Retry-After"]

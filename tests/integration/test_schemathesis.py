@@ -27,13 +27,12 @@ from pathlib import Path
 import eventlet
 import pytest
 
-from gateway.service import GatewayService
 from kernel.auth import issue_token
 from services.directory.service import DirectoryService
 from services.notify.service import NotifyService
 from services.tickets.service import TicketsService
 from services.volunteers.service import VolunteersService
-from tests.conftest import free_port
+from tests.integration.harness import start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +48,8 @@ def platform(container_factory, settings):
     settings = dataclasses.replace(settings, rate_limit_per_minute=1_000_000,
                                    rate_limit_address_per_minute=1_000_000, auth_code_per_minute=1_000_000,
                                    directory_seed=True)
-    for service in (TicketsService, NotifyService, VolunteersService, DirectoryService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}", settings
+    return start_gateway(container_factory, settings, TicketsService, NotifyService, VolunteersService,
+                         DirectoryService), settings
 
 
 def schemathesis(base: str, token: str, report: Path, budget: float) -> tuple[int, str]:

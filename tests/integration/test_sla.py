@@ -170,17 +170,13 @@ def test_the_calendar_is_seeded_served_replaced_and_its_absence_warned(
 def test_the_calendar_through_the_gateway_by_role(container_factory, sla_settings):
     import requests
 
-    from gateway.service import GatewayService
-    from kernel.auth import issue_token
+    from tests.integration.harness import bearer, start_gateway
 
     start_tickets(container_factory, sla_settings)
-    port = free_port()
-    container_factory(GatewayService, sla_settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)
-                      ).start()
-    base = f"http://127.0.0.1:{port}/api/v1/calendar"
+    base = start_gateway(container_factory, sla_settings) + "/api/v1/calendar"
 
     def as_(role: str) -> dict:
-        return {"Authorization": f"Bearer {issue_token(sla_settings, role, f'{role}-1')}"}
+        return bearer(sla_settings, role, f"{role}-1")
 
     assert requests.get(f"{base}/2026", headers=as_("secretary"), timeout=5).json()["year"] == 2026
     assert requests.get(f"{base}/2026", headers=as_("resident"), timeout=5).status_code == 403

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from kernel.auth import issue_token
 from services.tickets.repository import COLLECTION, STAFF_SORT, TicketRepository
 from services.tickets.service import TicketsService
 from tests.conftest import eventually, free_port
+from tests.integration.harness import bearer
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +25,6 @@ WORKER_G1 = "p-f9043c2a2fbc"
 SECRETARY = "p-60b58c2b932b"
 REPORT = {"service_code": "roof_leak", "description": "顶楼漏雨，客厅天花板滴水", "address_string": "兴乔小区9号楼",
           "building": "b09", "attributes": {"floor": 9, "still_leaking": "yes"}}  # roof_leak's required answers
-
-
-def bearer(settings, role: str, subject: str, **claims) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, **claims)}"}
 
 
 def staff(settings, role: str = "secretary", subject: str = SECRETARY, grids=()) -> dict:

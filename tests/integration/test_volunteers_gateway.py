@@ -7,32 +7,24 @@ import base64
 import pytest
 import requests
 
-from gateway.service import GatewayService
-from kernel.auth import issue_token
 from services.directory.service import DirectoryService
 from services.volunteers.service import VolunteersService
-from tests.conftest import free_port
+from tests.integration.harness import bearer, start_gateway
 
 pytestmark = pytest.mark.integration
 
+COMMUNITY = "xingqiao"  # the demo community the directory seeds: every token names it, whatever the settings say
 ALL_WEEK = [{"day": day, "start": "00:00", "end": "24:00"} for day in range(7)]
 
 
 @pytest.fixture
 def gateway(container_factory, settings):
-    for service in (DirectoryService, VolunteersService):
-        container_factory(service, settings.nameko_config(web_address=f"127.0.0.1:{free_port()}")).start()
-    port = free_port()
-    container_factory(GatewayService, settings.nameko_config(web_address=f"127.0.0.1:{port}", gateway=True)).start()
-    return f"http://127.0.0.1:{port}"
-
-
-def bearer(settings, role: str, subject: str, **claims) -> dict:
-    return {"Authorization": f"Bearer {issue_token(settings, role, subject, community='xingqiao', **claims)}"}
+    return start_gateway(container_factory, settings, DirectoryService, VolunteersService)
 
 
 def test_the_office_registers_and_lists_and_a_resident_may_not(gateway, settings):
-    secretary, resident = bearer(settings, "secretary", "sec-1"), bearer(settings, "resident", "r-1")
+    secretary = bearer(settings, "secretary", "sec-1", community=COMMUNITY)
+    resident = bearer(settings, "resident", "r-1", community=COMMUNITY)
     body = {"name": "周志愿", "phone": "13700000001", "grid": "g1", "skills": ["it_help"], "teams": ["youth_care"],
             "availability": ALL_WEEK}
     first = requests.post(f"{gateway}/api/v1/volunteers", json=body, headers=secretary, timeout=10)
@@ -50,7 +42,7 @@ def test_the_office_registers_and_lists_and_a_resident_may_not(gateway, settings
     assert bad_time.status_code == 422 and "available_at" in bad_time.json()["errors"]
     assert requests.get(f"{gateway}/api/v1/volunteers", headers=resident, timeout=10).status_code == 403
 
-    volunteer = bearer(settings, "volunteer", first.json()["id"], teams=["youth_care"])
+    volunteer = bearer(settings, "volunteer", first.json()["id"], community=COMMUNITY, teams=["youth_care"])
     mine = requests.get(f"{gateway}/api/v1/me/volunteering", headers=volunteer, timeout=10)
     assert mine.status_code == 200 and mine.json()["volunteer"]["skills"] == ["it_help"]
     teams = requests.get(f"{gateway}/api/v1/volunteer-teams", headers=resident, timeout=10).json()["items"]
@@ -58,10 +50,11 @@ def test_the_office_registers_and_lists_and_a_resident_may_not(gateway, settings
 
 
 def test_a_wish_through_the_gateway_and_the_record_as_csv(gateway, settings):
-    secretary, resident = bearer(settings, "secretary", "sec-1"), bearer(settings, "resident", "r-9")
+    secretary = bearer(settings, "secretary", "sec-1", community=COMMUNITY)
+    resident = bearer(settings, "resident", "r-9", community=COMMUNITY)
     registered = requests.post(f"{gateway}/api/v1/volunteers", headers=secretary, timeout=10, json={
         "name": "吴志愿", "phone": "13700000002", "skills": ["errands"], "availability": ALL_WEEK}).json()
-    volunteer = bearer(settings, "volunteer", registered["id"])
+    volunteer = bearer(settings, "volunteer", registered["id"], community=COMMUNITY)
     wish = requests.post(f"{gateway}/api/v1/wishes", json={"title": "帮忙买药", "skill": "errands"},
                          headers=resident, timeout=10)
     assert wish.status_code == 201, wish.text
@@ -100,7 +93,7 @@ def test_a_wish_through_the_gateway_and_the_record_as_csv(gateway, settings):
 
 
 def test_an_import_with_bad_rows_answers_the_report(gateway, settings):
-    secretary = bearer(settings, "secretary", "sec-1")
+    secretary = bearer(settings, "secretary", "sec-1", community=COMMUNITY)
     csv = "姓名,手机号,技能\n郑志愿,13700000003,水电\n,12,juggling\n"
     answer = requests.post(f"{gateway}/api/v1/volunteers/import", headers=secretary, timeout=20, json={
         "filename": "v.csv", "content_base64": base64.b64encode(csv.encode()).decode()})
@@ -112,7 +105,7 @@ def test_an_import_with_bad_rows_answers_the_report(gateway, settings):
 
 
 def test_manual_hours_retried_with_their_idempotency_key_are_added_once(gateway, settings):
-    secretary = bearer(settings, "secretary", "sec-1")
+    secretary = bearer(settings, "secretary", "sec-1", community=COMMUNITY)
     registered = requests.post(f"{gateway}/api/v1/volunteers", headers=secretary, timeout=10, json={
         "name": "郑志愿", "phone": "13700000003", "skills": ["errands"], "availability": ALL_WEEK}).json()
     keyed = {**secretary, "Idempotency-Key": "hours-2026-12-03-zheng"}
@@ -123,7 +116,7 @@ def test_manual_hours_retried_with_their_idempotency_key_are_added_once(gateway,
                           timeout=10)
     assert first.status_code == again.status_code == 201, (first.text, again.text)
     assert again.json() == first.json()
-    volunteer = bearer(settings, "volunteer", registered["id"])
+    volunteer = bearer(settings, "volunteer", registered["id"], community=COMMUNITY)
     record = requests.get(f"{gateway}/api/v1/volunteers/{registered['id']}/record", headers=volunteer, timeout=10,
                           params={"from": "2026-12-01", "to": "2026-12-31", "format": "csv"})
     text = base64.b64decode(record.json()["content_base64"]).decode("utf-8-sig")
