@@ -118,17 +118,20 @@ def insert_many(mongo_uri: str, database: str, batches: int) -> dict:
 
 
 def measure(amqp_uri: str, mongo_uri: str, database: str, messages: int, inserts: int, batches: int) -> dict:
-    """Every baseline, one after the other, and the database dropped afterwards."""
-    results = {
+    """Every baseline, one after the other (:func:`drop` the databases afterwards)."""
+    return {
         "publish_confirmed": publish_confirmed(amqp_uri, messages),
         "consume_acked": consume_acked(amqp_uri, messages),
         "insert_one": insert_one(mongo_uri, database, inserts),
         "insert_many": insert_many(mongo_uri, database, batches),
     }
-    client = connect(mongo_uri, timeout_ms=120_000)  # SecantusDB has taken over 10 s to drop 20,000 documents
+
+
+def drop(mongo_uri: str, database: str) -> None:
+    """The baselines' databases, dropped (SecantusDB holds its global lock for over 10 s doing it)."""
+    client = connect(mongo_uri, timeout_ms=120_000)
     try:
         client.drop_database(database)
         client.drop_database(f"{database}_many")
     finally:
         client.close()
-    return results

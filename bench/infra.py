@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -39,6 +40,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 # --------------------------------------------------------------------------- tools
+
+
+def py_spy() -> str | None:
+    """The py-spy executable (the ``bench`` extra), on PATH or beside this Python; None if not installed."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
 
 def ensure_wrk() -> str:

@@ -39,12 +39,13 @@ from bench import broadcasts as bench_broadcasts
 from bench import reports as bench_reports
 from bench.analysis import combine_slots
 from bench.figures import build_figures, creation_ratio
-from bench.infra import BenchError, DatabaseServer, Vhost, ensure_wrk
+from bench.infra import BenchError, DatabaseServer, Vhost, ensure_wrk, py_spy
 from bench.machine import describe
 from bench.report import render_cpu_table, render_table, results_document
 from bench.scenarios import Context
 from bench.schedule import FULL, QUICK, Config, Step, build_schedule, only
 from bench.stacks import REPO_ROOT, Stack, naive_stack, platform_stack
+from bench.stalls import StallWatch, headline
 from bench.tap import EventTap
 from kernel.mongo import connect
 
@@ -66,11 +67,12 @@ def say(message: str) -> None:
     print(f"bench: {message}", flush=True)
 
 
-def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step]) -> None:
+def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step], watch: StallWatch) -> None:
     """Each step in turn; a failed step is recorded and the next one still runs."""
     for step in steps:
         stack = stacks[step.stack]
         label = f"{step.stack}: {step.phase}" + (f" #{step.slot}" if step.slot else "")
+        watch.step, watch.measured = label, step.action != "down"
         if step.action == "down":
             say(f"{step.stack}: stopping (huisheng down) ...")
             stack.down()
@@ -83,6 +85,8 @@ def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step]) -> None:
             ctx.raw.setdefault("errors", []).append(f"{label}: {error!r}")
             traceback.print_exc()
             continue
+        finally:
+            watch.measured = False
         results = ctx.raw.setdefault(step.stack, {})
         if step.slot:
             results.setdefault("slots", {}).setdefault(step.phase, []).append(result)
@@ -130,11 +134,12 @@ def _headline(result: dict | None) -> str:
     return ""
 
 
-def start_stacks(cleanup: ExitStack, stacks: dict[str, Stack]) -> None:
+def start_stacks(cleanup: ExitStack, stacks: dict[str, Stack], watch: StallWatch) -> None:
     """Both up before anything is measured; each stopped at the end whatever happens."""
     for stack in stacks.values():
         cleanup.callback(stack.down)
         say(f"{stack.kind}: starting (huisheng up -d) ...")
+        watch.step = f"{stack.kind}: starting"
         stack.up()
 
 
@@ -157,18 +162,24 @@ def measure(config: Config, platform_root: Path, work: Path, wrk: str, cleanup: 
     client = connect(database.uri)
     cleanup.callback(client.close)
     ctx = Context(config, run_id, work, wrk, database, client)
+    watch = StallWatch(database.uri, database.pid, work / "stalls", py_spy()).start()
+    cleanup.callback(lambda: ctx.raw.setdefault("stalls", watch.stop()))
     say(f"baselines on vhost {platform_vhost.name} and SecantusDB :{database.port} ...")
+    watch.step, watch.measured = "baselines", True
     ctx.raw["baselines"] = baselines.measure(platform_vhost.amqp_uri, database.uri, "bench_baseline",
                                              config.baseline_messages, config.baseline_inserts,
                                              config.baseline_batches)
+    watch.step, watch.measured = "baselines: dropping their databases", False
+    baselines.drop(database.uri, "bench_baseline")
     secret = secrets.token_hex(24)
     stacks = {"naive": naive_stack(platform_root, work, naive_vhost.amqp_uri, database.uri, secret),
               "platform": platform_stack(platform_root, work, platform_vhost.amqp_uri, database.uri, secret)}
     steps = build_schedule(config) if not phases else only(build_schedule(config), phases)
     stacks = {kind: stack for kind, stack in stacks.items() if any(s.stack == kind and s.action != "down"
                                                                    for s in steps)}
-    start_stacks(cleanup, stacks)
-    execute(ctx, stacks, [step for step in steps if step.stack in stacks])
+    start_stacks(cleanup, stacks, watch)
+    execute(ctx, stacks, [step for step in steps if step.stack in stacks], watch)
+    watch.step = "stopping"
     return ctx.raw
 
 
@@ -195,7 +206,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def check_tools(profile: bool) -> str:
     """wrk (installed if we may), and py-spy if we are to profile; a clear error otherwise."""
     wrk = ensure_wrk()
-    if profile and not (shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()):
+    if profile and not py_spy():
         raise BenchError("py-spy is needed for --profile: `.venv/bin/pip install -e '.[bench]'` (or `make bench`)")
     return wrk
 
@@ -228,6 +239,7 @@ def summarize_run(raw: dict, machine: dict, config: Config, started: float, work
     title = (f"Huisheng benchmark ({run['mode']}, {machine['nproc']} cores {machine['cpu_model']}, "
              f"{run['duration_seconds']:.0f} s)")
     print(f"\n{render_table(figures, title)}\n\nCPU, in cores, while loaded:\n{render_cpu_table(raw)}\n")
+    print(f"database stalls (a probe write waiting over 2 s): {headline(raw.get('stalls', []))}\n")
     return results_document(figures, machine=machine, run=run, creation_ratio=creation_ratio(raw), raw=raw)
 
 

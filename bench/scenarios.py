@@ -7,10 +7,8 @@ feeds in :mod:`bench.figures`; :mod:`bench.run` lists which phases run.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from pymongo.collection import Collection
 from bench import analysis, baselines
 from bench.documents import backlog_tickets, staged_at
 from bench.echoes import EchoStore
-from bench.infra import DatabaseServer, counter_delta, opcounters, pids_named, status_kb
+from bench.infra import DatabaseServer, counter_delta, opcounters, pids_named, py_spy, status_kb
 from bench.loadgen import run_paced, run_wrk
 from bench.meter import CpuMeter
 from bench.profiles import summarize_collapsed
@@ -228,15 +226,11 @@ def memory(ctx: Context, stack: Stack) -> dict:
             for name, pid in pids.items()}
 
 
-def _py_spy() -> str:
-    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-
-
 def start_sampling(ctx: Context, stack: Stack, out: Path) -> dict[str, subprocess.Popen]:
     """py-spy on every process that works (only the thread holding the GIL: CPU, not waiting)."""
     targets = {**{k: v for k, v in stack.pids().items() if k not in ("supervisor", "volunteers")},
                "secantus": ctx.database.pid}
-    return {name: subprocess.Popen([_py_spy(), "record", "--gil", "--nonblocking", "-r", "100",
+    return {name: subprocess.Popen([py_spy() or "py-spy", "record", "--gil", "--nonblocking", "-r", "100",
                                     "-d", str(int(ctx.config.profile_seconds)), "-f", "raw",
                                     "-o", str(out / f"{name}.txt"), "-p", str(pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
