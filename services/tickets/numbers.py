@@ -35,14 +35,14 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 from nameko.extensions import DependencyProvider
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-PLATFORM_TZ = ZoneInfo("Asia/Shanghai")
+from services.tickets.calendar import SHANGHAI
+
 COLLECTION = "ticket_numbers"
 BLOCK = 10  # numbers one reservation takes: at most this many lost per process and day when it stops
 NUMBER = re.compile(r"[A-Z]{1,8}-\d{8}-\d{4,}")
@@ -56,7 +56,7 @@ _SYLLABLE = re.compile(rf"{_INITIAL}?{_FINAL}")
 
 def shanghai_day(moment: datetime) -> date:
     """The calendar day of ``moment`` in the platform's time zone."""
-    return moment.astimezone(PLATFORM_TZ).date()
+    return moment.astimezone(SHANGHAI).date()
 
 
 def format_number(prefix: str, day: date, sequence: int) -> str:
