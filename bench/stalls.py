@@ -98,10 +98,9 @@ class StallWatch:
                 dumps += 1
                 path = self._dumps / f"stall-{dumps}.txt"
                 self._dumped[since] = str(path)  # named before it is taken: the stall may end meanwhile
-                self._dump(path)
+                self._dump(path, in_flight[0][0])
 
-    def _dump(self, path: Path) -> None:
-        step = self.step
+    def _dump(self, path: Path, step: str) -> None:
         answer = subprocess.run([self._py_spy, "dump", "--native", "--pid", str(self._pid)],
                                 capture_output=True, text=True, timeout=60, check=False)
         path.parent.mkdir(parents=True, exist_ok=True)

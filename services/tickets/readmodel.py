@@ -171,8 +171,8 @@ class ReadModel:
         """Bring the counters up to date with a batch of tickets in one transaction; each one's difference.
 
         A ticket named twice in a batch is folded once (its facts are of the ticket, not of the event);
-        each naming gets the difference that fold applied. ``seconds`` bounds the transaction (None: the
-        client's own timeouts); called under no deadline of the caller's (:func:`transaction`).
+        each naming gets the difference that fold applied. ``seconds`` bounds the transaction (None:
+        :data:`TRANSACTION_SECONDS`); called under no deadline of the caller's (:func:`transaction`).
         """
         latest: dict[tuple[str, str], datetime] = {}
         for community, ticket_id, now in changes:
