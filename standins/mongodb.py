@@ -1,9 +1,9 @@
-"""The local stand-in for MongoDB: SecantusDB, with two of its per-write costs and a stall taken out.
+"""The local stand-in for MongoDB: SecantusDB, with three of its per-write costs and a stall taken out.
 
 Production runs MongoDB; development, the tests and the benchmark run the embedded SecantusDB (pinned in
 constraints.txt), a MongoDB written in Python. Profiles of the echo path put two of its costs above every
-cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB; the stall
-stopped the whole server for up to a minute in benchmark runs:
+cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB, nor does
+the third; the stall stopped the whole server for up to a minute in benchmark runs:
 
 1. **The index catalog is read again for every write.** Each insert or update reads and BSON-decodes the
    specification of every index of the collection five times or more (``Storage._iter_indexes``): a fifth
@@ -28,7 +28,16 @@ stopped the whole server for up to a minute in benchmark runs:
    under the lock (now kept once read; a ``profile`` command empties the copy) and let go of its cursors
    under it (now under a lock of its own that only ``close()``, what ``_lock`` guarded against, takes).
 
-All three change how fast the server answers, not what: the tests of this module compare answers with the
+4. **A ``$in`` list is compared with each document element by element.** A find's filter is checked again
+   on every document the index lookup fetched, and ``{"_id": {"$in": ids}}`` compares each one with the list
+   in order (after checking the whole list again), so reading N tickets by id costs N²/2 comparisons in
+   Python: a fifth of the reports' fold and growing with its batch, the same quadratic the relay's settle
+   once had (docs/benchmarks.md, second and thirteenth rounds). MongoDB matches ``$in`` by a sorted set.
+   Here a filter made only of string equalities and ``$in`` lists of strings on top-level fields, without
+   a collation, is checked by set lookups, once planned per filter; a document whose field is not a string
+   (an array, a number, missing) is checked as before.
+
+All four change how fast the server answers, not what: the tests of this module compare answers with the
 unpatched server's. :func:`install` refuses any other SecantusDB version than the one the patches were read
 against, so an upgrade fails loudly until they are read again.
 
@@ -40,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import bson
@@ -141,6 +150,7 @@ def install(storage_module: Any, version: str) -> CatalogCopy:
         setattr(storage, name, _forgetting(getattr(storage, name), catalog))
     storage._merge_oplog_on_session = staticmethod(_merging_oplog(storage_module))
     _letting_go(storage, catalog)
+    storage_module.matches = set_matching(storage_module.matches)
     return catalog
 
 
@@ -175,6 +185,59 @@ def _letting_go(storage: Any, catalog: CatalogCopy) -> None:
     storage.get_profile, storage.set_profile = get_profile, _forgetting(storage.set_profile, catalog)
     storage.release_thread_snapshot, storage.close = release_thread_snapshot, closing
     storage.prune_ttl_all_collections = sweep_and_let_go
+
+
+def string_sets(query: Mapping[str, Any]) -> tuple[tuple[str, frozenset[str]], ...] | None:
+    """Patch 4's plan of a filter: ``(field, the strings it may hold)`` per clause; None if any clause is
+    something else (an operator, a dotted path, a value that is not a string, a ``$in`` with one).
+
+    >>> string_sets({"_id": {"$in": ["a"]}, "community": "x"})
+    (('_id', frozenset({'a'})), ('community', frozenset({'x'})))
+    >>> string_sets({"_id": {"$in": ["a", 1]}}), string_sets({"a.b": "x"}), string_sets({"n": {"$gt": "a"}})
+    (None, None, None)
+    """
+    plan = []
+    for field, condition in query.items():
+        if not isinstance(field, str) or not field or field.startswith("$") or "." in field:
+            return None
+        if type(condition) is str:
+            plan.append((field, frozenset((condition,))))
+        elif (type(condition) is dict and len(condition) == 1 and type(condition.get("$in")) is list
+              and all(type(value) is str for value in condition["$in"])):
+            plan.append((field, frozenset(condition["$in"])))
+        else:
+            return None
+    return tuple(plan) if plan else None
+
+
+def set_matching(matches: Callable[..., bool]) -> Callable[..., bool]:
+    """Patch 4: SecantusDB's ``matches`` (as ``secantus.storage`` calls it), with filters that
+    :func:`string_sets` can plan checked by set lookups; anything else as before."""
+    last = threading.local()  # the filter last planned on this thread, and its plan: one plan per find
+    absent = object()
+
+    def planned(query: Mapping[str, Any]) -> tuple[tuple[str, frozenset[str]], ...] | None:
+        seen = getattr(last, "query", None)
+        if seen is not None and seen[0] is query:  # held here, so its id cannot be another filter's
+            return seen[1]
+        plan = string_sets(query)
+        last.query = (query, plan)
+        return plan
+
+    def set_matches(doc: Mapping[str, Any], query: Mapping[str, Any], *, vars: dict[str, Any] | None = None,
+                    collation: Any = None) -> bool:
+        plan = planned(query) if collation is None and isinstance(query, dict) else None
+        if plan is not None:
+            for field, allowed in plan:
+                value = doc.get(field, absent)
+                if type(value) is not str:  # an array may hold a match, and other types have their own rules
+                    return matches(doc, query, vars=vars, collation=collation)
+                if value not in allowed:
+                    return False
+            return True
+        return matches(doc, query, vars=vars, collation=collation)
+
+    return set_matches
 
 
 def _merging_oplog(module: Any) -> Callable:

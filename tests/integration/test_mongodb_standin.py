@@ -96,6 +96,23 @@ def script(client: MongoClient) -> list[Any]:
     db.renamed.drop()
     db.renamed.insert_one({"_id": 1, "number": 1})
     answers.append(attempt(lambda: db.renamed.insert_one({"_id": 2, "number": 1})))  # no index left: no rule
+    people = db.people  # string ids and fields, as the reports' fold and notify read them by $in
+    people.insert_many([{"_id": f"p{n}", "community": "x" if n % 2 else "y", "name": "Alice" if n % 3 else "ALICE",
+                         "tags": ["a", "b"] if n % 4 == 0 else ("a" if n % 4 == 1 else n)} for n in range(12)])
+    people.insert_one({"_id": 7.5, "community": "x"})
+    wanted = ["p1", "p3", "p4", "p9", "nobody"]
+    for query, options in [({"_id": {"$in": wanted}}, {}), ({"_id": {"$in": wanted}, "community": "x"}, {}),
+                           ({"_id": {"$in": [*wanted, 7.5]}}, {}), ({"_id": {"$in": []}}, {}),
+                           ({"tags": {"$in": ["a"]}}, {}), ({"tags": "a", "community": "y"}, {}),
+                           ({"tags": {"$in": ["a", None]}}, {}),
+                           ({"name": {"$in": ["alice"]}}, {"collation": {"locale": "en", "strength": 2}})]:
+        answers.append(sorted(str(d["_id"]) for d in people.find(query, **options)))
+    with client.start_session() as session:
+        session.start_transaction()
+        answers.append(sorted(d["_id"] for d in people.find({"_id": {"$in": wanted}}, {"_id": 1}, session=session)))
+        session.commit_transaction()
+    answers.append(people.count_documents({"community": {"$in": ["x"]}}))
+    answers.append(people.update_many({"_id": {"$in": wanted}}, {"$set": {"seen": True}}).modified_count)
     changes = []
     while (change := stream.try_next()) is not None:
         changes.append((change["operationType"], change["ns"]["coll"], change["documentKey"]["_id"]))
