@@ -201,9 +201,15 @@ def crossings(clocks: Iterable[Clock], calendar: WorkingCalendar, now: datetime,
 
 def next_check(clocks: Iterable[Clock], calendar: WorkingCalendar, now: datetime,
                percents: Iterable[int]) -> datetime | None:
-    """The earliest threshold still ahead of ``now`` (None: nothing to wait for)."""
-    ahead = [at for clock in clocks for _, at in clock.thresholds(calendar, percents) if at > now]
-    return min(ahead) if ahead else None
+    """The earliest threshold still ahead of ``now`` (None: nothing to wait for).
+
+    A clock's thresholds never come earlier as the percentage grows, so each clock is asked only up to
+    its first one ahead: at intake that is one working-time sum per clock, not one per threshold.
+    """
+    ordered = sorted(percents)
+    firsts = (next((at for at in (clock.at(percent, calendar) for percent in ordered) if at > now), None)
+              for clock in clocks)
+    return min((at for at in firsts if at is not None), default=None)
 
 
 def percents_of(catalogue: Catalogue) -> tuple[int, ...]:

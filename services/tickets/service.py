@@ -476,8 +476,8 @@ class TicketsService(HealthEndpoints):
     def _give_deadlines(self, ticket: Ticket) -> dict:
         """A new ticket's deadlines from its category's row now; the members of its document for the timer."""
         calendar = self._calendar()
-        sla.give_deadlines(ticket, TABLES.row(self.db, ticket.category, CATALOGUE), CATALOGUE, calendar)
-        return sla.first_look(ticket, CATALOGUE, calendar)
+        running = sla.give_deadlines(ticket, TABLES.row(self.db, ticket.category, CATALOGUE), CATALOGUE, calendar)
+        return sla.first_look(ticket, CATALOGUE, calendar, running)
 
     @sla_timer
     def check_deadlines(self) -> int:

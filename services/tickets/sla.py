@@ -53,6 +53,7 @@ from services.tickets.catalogue import Catalogue, shipped_catalogue
 from services.tickets.clocks import (
     FIRST_RESPONSE,
     RESOLUTION,
+    Clock,
     crossings,
     next_check,
     percents_of,
@@ -100,19 +101,23 @@ def next_at_for_write(moment: datetime) -> dict:
     return {NEXT_AT: moment}
 
 
-def give_deadlines(ticket: Ticket, row: Row, catalogue: Catalogue, calendar: WorkingCalendar) -> None:
+def give_deadlines(ticket: Ticket, row: Row, catalogue: Catalogue, calendar: WorkingCalendar) -> list[Clock]:
     """A new ticket's deadlines: its category's ``row`` of the table (kept on it, so a later change of the
     table does not move them) and its first-response and resolution due times (``response_due_at``,
-    ``due_at``) from its clocks."""
+    ``due_at``) from its clocks; the running clocks (for :func:`first_look`)."""
     ticket.deadlines = row_to_dict(row)
     running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
     ticket.due_at = resolution_due(running)
     ticket.response_due_at = next((clock.due_at for clock in running if clock.name == FIRST_RESPONSE), None)
+    return running
 
 
-def first_look(ticket: Ticket, catalogue: Catalogue, calendar: WorkingCalendar) -> dict:
-    """When the timer should first look at a new ticket (its first threshold), as members of its document."""
-    running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
+def first_look(ticket: Ticket, catalogue: Catalogue, calendar: WorkingCalendar,
+               running: list[Clock] | None = None) -> dict:
+    """When the timer should first look at a new ticket (its first threshold), as members of its document;
+    ``running``: its clocks, if the caller has them (:func:`give_deadlines`)."""
+    if running is None:
+        running = running_clocks(ticket, ticket_policy(ticket, catalogue), calendar)
     upcoming = next_check(running, calendar, ticket.created_at, percents_of(catalogue))
     if calendar.missing_seen:
         MISSING.report(calendar, read_at=CALENDARS_CACHE.read_at(calendar))
