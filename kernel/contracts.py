@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
@@ -325,6 +326,8 @@ class CalendarDaySchema(Schema):
 
 
 CALENDAR_YEARS: tuple[int, int] = (2000, 2100)  # the years an admin may load a working calendar for
+# The platform's time zone: every date people see (a ticket's number, a report's day, a volunteer's week) is one here.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class CalendarSchema(Schema):

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kernel.contracts import CALENDAR_YEARS
+from kernel.contracts import CALENDAR_YEARS, SHANGHAI
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 DATA_DIR: Path = Path(__file__).with_name("data") / "calendar"
 OFFICE_START, OFFICE_END = time(8, 30), time(17, 30)
 MONDAY_TO_FRIDAY: tuple[int, ...] = (0, 1, 2, 3, 4)

@@ -19,9 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-LOCAL = ZoneInfo("Asia/Shanghai")
+from kernel.contracts import SHANGHAI
 
 # The skill codes: the teams' own (data/default_teams.json) and the ones the office asked for.
 SKILLS: tuple[str, ...] = (
@@ -161,7 +160,7 @@ def is_available(slots: Sequence[Mapping[str, Any]], exceptions: Sequence[Mappin
     >>> is_available([], [{"date": "2026-12-12", "available": True, "start": "08:00", "end": "11:00"}], saturday_10)
     True
     """
-    local = at.astimezone(LOCAL)
+    local = at.astimezone(SHANGHAI)
     today = local.date().isoformat()
     minute = local.hour * 60 + local.minute
     for exception in exceptions:
@@ -181,7 +180,7 @@ def available_minutes_in_week(slots: Sequence[Mapping[str, Any]], exceptions: Se
     >>> available_minutes_in_week([{"day": 5, "start": "09:00", "end": "12:00"}], [], date(2026, 12, 7))
     180
     """
-    start = datetime.combine(week_start, time(0, 0), tzinfo=LOCAL)
+    start = datetime.combine(week_start, time(0, 0), tzinfo=SHANGHAI)
     step = timedelta(minutes=30)
     return sum(30 for i in range(7 * 48) if is_available(slots, exceptions, start + i * step))
 
@@ -318,9 +317,10 @@ def minutes_by_day(check_in: datetime, check_out: datetime, minutes: int) -> dic
     {'2026-12-05': 90, '2026-12-06': 90}
     """
     result: dict[str, int] = {}
-    cursor, end = check_in.astimezone(LOCAL), min(check_out, check_in + timedelta(minutes=minutes)).astimezone(LOCAL)
+    end = min(check_out, check_in + timedelta(minutes=minutes)).astimezone(SHANGHAI)
+    cursor = check_in.astimezone(SHANGHAI)
     while cursor < end:
-        midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0, 0), tzinfo=LOCAL)
+        midnight = datetime.combine(cursor.date() + timedelta(days=1), time(0, 0), tzinfo=SHANGHAI)
         stop = min(end, midnight)
         result[cursor.date().isoformat()] = result.get(cursor.date().isoformat(), 0) + int(
             (stop - cursor).total_seconds() // 60)

@@ -25,6 +25,7 @@ from nameko.timer import timer
 from kernel.config import settings_of
 from kernel.context import Context
 from kernel.contracts import (
+    SHANGHAI,
     CheckInSchema,
     HoursCorrectionSchema,
     ImportSchema,
@@ -50,7 +51,7 @@ from kernel.rpc import RpcClient, RpcTimeout, rpc
 from kernel.validation import load
 from services.directory.importer import UnreadableFile, read_table
 from services.volunteers import domain, records
-from services.volunteers.domain import LOCAL, Need, VolunteerError, utc
+from services.volunteers.domain import Need, VolunteerError, utc
 from services.volunteers.repository import (
     HIDDEN,
     TASKS,
@@ -310,7 +311,7 @@ class VolunteersService(HealthEndpoints):
         volunteer = self._volunteer(community, subject)
         offers = self.repo.offers_to(community, subject)
         tasks = self.repo.tasks_of(community, subject, {"state": {"$in": ["accepted", "checked_in"]}})
-        year = date(utcnow().astimezone(LOCAL).year, 1, 1)
+        year = date(utcnow().astimezone(SHANGHAI).year, 1, 1)
         record = self._record(community, subject, year, year.replace(month=12, day=31))
         return {"volunteer": self._view(volunteer), "offers": [self._task_view(t, viewer=subject) for t in offers],
                 "tasks": [self._task_view(t, viewer=subject) for t in tasks], "hours_this_year": record["totals"]}
@@ -712,7 +713,7 @@ class VolunteersService(HealthEndpoints):
         self._volunteer(community, volunteer_id)
         task = self.repo.task(community, data["target"])
         if task is not None and task.get("volunteer") == volunteer_id and task.get("minutes") is not None:
-            target_minutes, day = task["minutes"], utc(task["check_in_at"]).astimezone(LOCAL).date()
+            target_minutes, day = task["minutes"], utc(task["check_in_at"]).astimezone(SHANGHAI).date()
         else:
             entry = self.repo.entry(community, data["target"])
             if entry is None or entry["volunteer"] != volunteer_id or entry["kind"] != "manual":
@@ -761,8 +762,8 @@ class VolunteersService(HealthEndpoints):
         return record
 
     def _record(self, community: str, volunteer_id: str, start: date, end: date) -> dict:
-        since = datetime.combine(start, time(0, 0), tzinfo=LOCAL)
-        until = datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=LOCAL)
+        since = datetime.combine(start, time(0, 0), tzinfo=SHANGHAI)
+        until = datetime.combine(end + timedelta(days=1), time(0, 0), tzinfo=SHANGHAI)
         tasks = self.repo.tasks_of(community, volunteer_id, {
             "check_in_at": {"$gte": since, "$lt": until}, "state": {"$in": ["checked_out", "confirmed"]}})
         tasks.sort(key=lambda t: utc(t["check_in_at"]))
@@ -775,7 +776,7 @@ class VolunteersService(HealthEndpoints):
             "volunteer": {"id": volunteer_id, "name": None}, "from": start.isoformat(), "to": end.isoformat(),
             "tasks": [{"id": t["_id"], "subject": t["subject"], "title": t.get("title") or "",
                        "ticket_id": t["ticket_id"] if t["subject"] == "ticket" else None,
-                       "date": utc(t["check_in_at"]).astimezone(LOCAL).date().isoformat(), "minutes": t["minutes"],
+                       "date": utc(t["check_in_at"]).astimezone(SHANGHAI).date().isoformat(), "minutes": t["minutes"],
                        "auto_closed": t.get("auto_closed", False), "rating": t.get("rating")} for t in tasks],
             "entries": [{"id": e["_id"], "kind": e["kind"], "target": e.get("target"), "date": e["date"],
                          "minutes": e["minutes"], "reason": e["reason"],
@@ -824,7 +825,7 @@ class VolunteersService(HealthEndpoints):
         when it does not answer).
         """
         try:
-            start = domain.week_of(week, utcnow().astimezone(LOCAL).date())
+            start = domain.week_of(week, utcnow().astimezone(SHANGHAI).date())
         except VolunteerError as error:
             raise _failed(error) from error
         volunteers = self.repo.find(community, {"status": "active"})
