@@ -34,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench import baselines, scenarios
+from bench import baselines, scenarios, speed
 from bench import broadcasts as bench_broadcasts
 from bench import reports as bench_reports
 from bench.analysis import combine_slots
@@ -67,7 +67,8 @@ def say(message: str) -> None:
     print(f"bench: {message}", flush=True)
 
 
-def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step], watch: StallWatch) -> None:
+def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step], watch: StallWatch,
+            probe: speed.SpeedProbe) -> None:
     """Each step in turn; a failed step is recorded and the next one still runs."""
     for step in steps:
         stack = stacks[step.stack]
@@ -78,7 +79,7 @@ def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step], watch: St
             stack.down()
             continue
         say(f"{label} ...")
-        started = time.monotonic()
+        started, probe.step = time.monotonic(), label
         try:
             result = run_step(ctx, stack, step)
         except Exception as error:  # recorded in the results: a partial run still reports what it measured
@@ -86,7 +87,7 @@ def execute(ctx: Context, stacks: dict[str, Stack], steps: list[Step], watch: St
             traceback.print_exc()
             continue
         finally:
-            watch.measured = False
+            watch.measured, probe.step = False, None
         results = ctx.raw.setdefault(step.stack, {})
         if step.slot:
             results.setdefault("slots", {}).setdefault(step.phase, []).append(result)
@@ -164,6 +165,8 @@ def measure(config: Config, platform_root: Path, work: Path, wrk: str, cleanup: 
     ctx = Context(config, run_id, work, wrk, database, client)
     watch = StallWatch(database.uri, database.pid, work / "stalls", py_spy()).start()
     cleanup.callback(lambda: ctx.raw.setdefault("stalls", watch.stop()))
+    probe = speed.SpeedProbe().start()
+    cleanup.callback(lambda: ctx.raw.setdefault("machine_speed", probe.stop()))
     say(f"baselines on vhost {platform_vhost.name} and SecantusDB :{database.port} ...")
     watch.step, watch.measured = "baselines", True
     ctx.raw["baselines"] = baselines.measure(platform_vhost.amqp_uri, database.uri, "bench_baseline",
@@ -178,7 +181,7 @@ def measure(config: Config, platform_root: Path, work: Path, wrk: str, cleanup: 
     stacks = {kind: stack for kind, stack in stacks.items() if any(s.stack == kind and s.action != "down"
                                                                    for s in steps)}
     start_stacks(cleanup, stacks, watch)
-    execute(ctx, stacks, [step for step in steps if step.stack in stacks], watch)
+    execute(ctx, stacks, [step for step in steps if step.stack in stacks], watch, probe)
     watch.step = "stopping"
     return ctx.raw
 
@@ -239,7 +242,9 @@ def summarize_run(raw: dict, machine: dict, config: Config, started: float, work
     title = (f"Huisheng benchmark ({run['mode']}, {machine['nproc']} cores {machine['cpu_model']}, "
              f"{run['duration_seconds']:.0f} s)")
     print(f"\n{render_table(figures, title)}\n\nCPU, in cores, while loaded:\n{render_cpu_table(raw)}\n")
-    print(f"database stalls (a probe write waiting over 2 s): {headline(raw.get('stalls', []))}\n")
+    print(f"database stalls (a probe write waiting over 2 s): {headline(raw.get('stalls', []))}")
+    by_step = (raw.get("machine_speed") or {}).get("by_step", {})
+    print(f"machine time for a fixed piece of work, per measured step: {speed.headline(by_step)}\n")
     return results_document(figures, machine=machine, run=run, creation_ratio=creation_ratio(raw), raw=raw)
 
 
