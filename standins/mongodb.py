@@ -1,9 +1,9 @@
 """The local stand-in for MongoDB: SecantusDB, with three of its per-write costs and a stall taken out.
 
 Production runs MongoDB; development, the tests and the benchmark run the embedded SecantusDB (pinned in
-constraints.txt), a MongoDB written in Python. Profiles of the echo path put two of its costs above every
-cost of the platform's own (``docs/benchmarks.md``, ninth round), and neither exists on MongoDB, nor does
-the third; the stall stopped the whole server for up to a minute in benchmark runs:
+constraints.txt), a MongoDB written in Python. Profiles of the echo path put three of its costs among the
+largest of a ticket (``docs/benchmarks.md``, ninth and thirteenth rounds), and none exists on MongoDB; the
+stall stopped the whole server for up to a minute in benchmark runs:
 
 1. **The index catalog is read again for every write.** Each insert or update reads and BSON-decodes the
    specification of every index of the collection five times or more (``Storage._iter_indexes``): a fifth
@@ -31,8 +31,8 @@ the third; the stall stopped the whole server for up to a minute in benchmark ru
 4. **A ``$in`` list is compared with each document element by element.** A find's filter is checked again
    on every document the index lookup fetched, and ``{"_id": {"$in": ids}}`` compares each one with the list
    in order (after checking the whole list again), so reading N tickets by id costs N²/2 comparisons in
-   Python: a fifth of the reports' fold and growing with its batch, the same quadratic the relay's settle
-   once had (docs/benchmarks.md, second and thirteenth rounds). MongoDB matches ``$in`` by a sorted set.
+   Python: about a third of the reports' fold's database time, growing with its batch, as the relay's
+   settle once did (docs/benchmarks.md, second and thirteenth rounds). MongoDB matches ``$in`` by a set.
    Here a filter made only of string equalities and ``$in`` lists of strings on top-level fields, without
    a collation, is checked by set lookups, once planned per filter; a document whose field is not a string
    (an array, a number, missing) is checked as before.
