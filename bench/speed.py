@@ -53,9 +53,8 @@ class SpeedProbe:
         """``{"median_ms", "by_step": {step: its median against the median of all steps}}``."""
         self._stop.set()
         self._thread.join(5)
-        every = [sample for samples in self.samples.values() for sample in samples]
-        return {"median_ms": round(statistics.median(every), 3) if every else None,
-                "by_step": relative(self.samples)}
+        middle = median_of_all(self.samples)
+        return {"median_ms": round(middle, 3) if middle is not None else None, "by_step": relative(self.samples)}
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -65,12 +64,17 @@ class SpeedProbe:
                 self.samples[step].append((time.thread_time() - started) * 1000)
 
 
-def relative(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
-    """Each step's median time for the work, against the median of every sample of every step."""
+def median_of_all(samples: Mapping[str, Sequence[float]]) -> float | None:
+    """The median of every sample of every step (None: there are none)."""
     every = [sample for these in samples.values() for sample in these]
-    if not every:
+    return statistics.median(every) if every else None
+
+
+def relative(samples: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Each step's median time for the work, against :func:`median_of_all`."""
+    middle = median_of_all(samples)
+    if middle is None:
         return {}
-    middle = statistics.median(every)
     return {step: round(statistics.median(these) / middle, 3) for step, these in samples.items() if these}
 
 
